@@ -1,0 +1,136 @@
+"""Energy functions whose descent steps make up a Transformer layer (paper.md, section 3).
+
+Conventions: tokens are rows. ``Y`` has shape ``(b, n, d)`` (a single sequence ``(n, d)`` is
+accepted and gives a 0-dim result); ``mask`` has shape ``(b, n)``, True marks a real token.
+Every function is differentiable, device- and dtype-agnostic, and never loops over tokens or
+pairs: pairwise distances come from the Gram matrix, ``|a - b|^2 = |a|^2 + |b|^2 - 2 a.b``, so
+memory grows as ``b n^2`` and not ``b n^2 d``.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import Tensor
+
+__all__ = [
+    "attention_energy",
+    "ffn_energy",
+    "layernorm_projection",
+    "pairwise_energy",
+    "regulariser",
+    "relu_indicator",
+    "total_energy",
+]
+
+
+def _batched(Y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor, bool]:
+    """Return ``(Y (b, n, d), mask (b, n) as Y.dtype, was_unbatched)``."""
+    if Y.dim() not in (2, 3):
+        raise ValueError(f"Y: expected shape (b, n, d) or (n, d), got {tuple(Y.shape)}")
+    unbatched = Y.dim() == 2
+    if unbatched:
+        Y = Y.unsqueeze(0)
+        mask = None if mask is None else mask.unsqueeze(0)
+    if mask is None:
+        weights = Y.new_ones(Y.shape[:2])
+    else:
+        if mask.shape != Y.shape[:2]:
+            raise ValueError(f"mask: expected shape {tuple(Y.shape[:2])}, got {tuple(mask.shape)}")
+        weights = mask.to(Y.dtype)
+    return Y, weights, unbatched
+
+
+def _unbatch(value: Tensor, unbatched: bool) -> Tensor:
+    return value.squeeze(0) if unbatched else value
+
+
+def squared_distances(Z: Tensor) -> Tensor:
+    """Pairwise squared distances ``|z_i - z_j|^2`` of the rows of ``Z (b, n, k)`` -> ``(b, n, n)``."""
+    sq_norms = Z.pow(2).sum(-1)  # (b, n)
+    gram = Z @ Z.transpose(-1, -2)  # (b, n, n)
+    return (sq_norms.unsqueeze(-1) + sq_norms.unsqueeze(-2) - 2.0 * gram).clamp_min(0.0)
+
+
+def pairwise_energy(Y: Tensor, W: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``sum_{i<j} -exp(-1/2 |(y_i - y_j) W|^2)`` over real tokens (paper.md 3.1, rho(z) = -exp(-z)).
+
+    The metric is ``W W^T`` (rows times ``W``), as in the authors' energy. This term alone
+    carries the majorization-minimization descent theorem of the attention step (paper.md 4.1).
+    Returns shape ``(b,)``.
+    """
+    Y, weights, unbatched = _batched(Y, mask)
+    kernel = torch.exp(-0.5 * squared_distances(Y @ W))  # (b, n, n)
+    n = Y.shape[1]
+    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=Y.device)
+    pair_weights = weights.unsqueeze(-1) * weights.unsqueeze(-2) * off_diagonal  # (b, n, n)
+    # The sum over ordered pairs i != j counts every unordered pair twice.
+    energy = -0.5 * (kernel * pair_weights).sum((-1, -2))
+    return _unbatch(energy, unbatched)
+
+
+def regulariser(Y: Tensor, W: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``1/2 sum_i |y_i W|^2`` over real tokens: the authors' regulariser R(Y) (paper.md 3.1)."""
+    Y, weights, unbatched = _batched(Y, mask)
+    energy = 0.5 * ((Y @ W).pow(2).sum(-1) * weights).sum(-1)
+    return _unbatch(energy, unbatched)
+
+
+def attention_energy(
+    Y: Tensor, W: Tensor, mask: Tensor | None = None, *, regularise: bool = True
+) -> Tensor:
+    """Token-interaction energy ``pairwise_energy + regulariser`` (the authors' E_att), ``(b,)``.
+
+    With ``regularise=False`` only the pairwise term is returned; only that term is guaranteed
+    to decrease under :func:`unfolded.steps.attention_step` (paper.md 4.1).
+    """
+    energy = pairwise_energy(Y, W, mask)
+    if regularise:
+        energy = energy + regulariser(Y, W, mask)
+    return energy
+
+
+def ffn_energy(Y: Tensor, Wf: Tensor, B: Tensor, mask: Tensor | None = None) -> Tensor:
+    """``1/2 sum_i y_i Wf y_i^T + 1/2 sum_i |y_i - B|^2`` over real tokens (paper.md 3.2), ``(b,)``.
+
+    ``Wf`` is a symmetric ``(d, d)`` matrix, ``B`` a ``(d,)`` vector. The gradient is
+    ``Y Wf + Y - B``; the energy is ``(1 + lambda_max(Wf))``-smooth.
+    """
+    Y, weights, unbatched = _batched(Y, mask)
+    quadratic = ((Y @ Wf) * Y).sum(-1)  # (b, n)
+    distance = (Y - B).pow(2).sum(-1)  # (b, n)
+    energy = 0.5 * ((quadratic + distance) * weights).sum(-1)
+    return _unbatch(energy, unbatched)
+
+
+def total_energy(
+    Y: Tensor,
+    W: Tensor,
+    Wf: Tensor,
+    B: Tensor,
+    mask: Tensor | None = None,
+    *,
+    regularise: bool = True,
+) -> Tensor:
+    """``attention_energy + ffn_energy`` (paper.md 3.5, the energy the authors plot), ``(b,)``."""
+    return attention_energy(Y, W, mask, regularise=regularise) + ffn_energy(Y, Wf, B, mask)
+
+
+def relu_indicator(Y: Tensor, mask: Tensor | None = None) -> Tensor:
+    """Indicator of ``Y >= 0`` over real tokens: 0 where feasible, ``+inf`` otherwise (paper.md 3.3)."""
+    Y, weights, unbatched = _batched(Y, mask)
+    infeasible = ((Y < 0).any(-1) & (weights > 0)).any(-1)
+    value = torch.where(infeasible, math.inf, 0.0).to(Y.dtype)
+    return _unbatch(value, unbatched)
+
+
+def layernorm_projection(Y: Tensor, eps: float = 0.0) -> Tensor:
+    """Layer norm without affine parameters, token-wise (paper.md 3.4).
+
+    With ``eps = 0`` it is the Euclidean projection of each row onto the non-convex set
+    ``S = {z : sum(z) = 0, |z|^2 = d}``. Works on any shape ``(..., d)``.
+    """
+    centred = Y - Y.mean(-1, keepdim=True)
+    variance = centred.pow(2).mean(-1, keepdim=True)
+    return centred / torch.sqrt(variance + eps)

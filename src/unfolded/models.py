@@ -1,0 +1,242 @@
+"""Encoders on embedded sequences: the unfolded (energy-descent) Transformer and a standard one.
+
+Both take ``Y (b, n, d)`` and ``mask (b, n)`` (True = real token) and return an
+:class:`EncoderOutput` with ``.hidden (b, n, d)`` and ``.energies (b, num_layers + 1)``: the energy
+before the first layer and after each layer.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+from torch import Tensor, nn
+from torch.nn.utils import parametrize
+
+from .energy import total_energy
+from .steps import ATTENTION_VARIANTS, attention_step, ffn_step, layernorm_projection, relu_step
+
+__all__ = [
+    "EncoderOutput",
+    "StandardTransformer",
+    "SymmetricSpectralClamp",
+    "UnfoldedLayer",
+    "UnfoldedTransformer",
+    "authors_ffn_normalisation",
+]
+
+
+@dataclass
+class EncoderOutput:
+    hidden: Tensor  # (b, n, d)
+    energies: Tensor | None  # (b, num_layers + 1), float32 or float64
+
+
+def _energy_precision(Y: Tensor) -> Tensor:
+    """Energies are always evaluated in float32 or float64, also under mixed precision."""
+    return Y.float() if Y.dtype in (torch.float16, torch.bfloat16) else Y
+
+
+class SymmetricSpectralClamp(nn.Module):
+    """Parametrisation ``A -> U clamp(Lambda, lower, upper) U^T`` with ``U Lambda U^T = (A + A^T) / 2``.
+
+    Keeps the feed-forward weight symmetric with its spectrum inside ``[lower, upper]`` at every
+    forward pass, in training and evaluation alike (paper.md 8b). With ``upper < 1`` and
+    ``lower > -1`` the feed-forward step with ``alpha = 1`` provably descends its energy.
+    """
+
+    def __init__(self, lower: float, upper: float):
+        super().__init__()
+        if not lower <= upper:
+            raise ValueError(f"spectral bounds: expected lower <= upper, got {lower} > {upper}")
+        self.lower, self.upper = lower, upper
+
+    def forward(self, A: Tensor) -> Tensor:
+        eigenvalues, eigenvectors = torch.linalg.eigh(0.5 * (A + A.transpose(-1, -2)))
+        clamped = eigenvalues.clamp(self.lower, self.upper)
+        return (eigenvectors * clamped.unsqueeze(-2)) @ eigenvectors.transpose(-1, -2)
+
+
+def authors_ffn_normalisation(A: Tensor, bound: float = 0.95) -> Tensor:
+    """The authors' ``normalize_weight``: eigen-clip of ``A A^T`` to ``[-bound, bound]`` (paper.md 6.5, 5).
+
+    Because ``A A^T`` is PSD the result has its spectrum in ``[0, bound]``.
+    """
+    eigenvalues, eigenvectors = torch.linalg.eigh(A @ A.transpose(-1, -2))
+    return (eigenvectors * eigenvalues.clamp(-bound, bound).unsqueeze(-2)) @ eigenvectors.transpose(
+        -1, -2
+    )
+
+
+class UnfoldedLayer(nn.Module):
+    """One unfolded layer: attention step, feed-forward step, optional ReLU and layer-norm projection.
+
+    Parameters are those of the energy (paper.md 3.5): ``W (d, d)`` for the token interaction,
+    a symmetric ``Wf (d, d)`` and ``B (d,)`` for the feed-forward term. Initialisation follows the
+    authors' code (Xavier normal).
+    """
+
+    def __init__(
+        self,
+        d: int,
+        *,
+        attention_variant: str = "exact",
+        alpha_attention: float = 1.0,
+        alpha_ffn: float = 1.0,
+        relu: bool = True,
+        layer_norm: bool = False,
+        spectral_bound: float | None = 0.95,
+        regularise_energy: bool = True,
+        layer_norm_eps: float = 1e-6,
+        use_sdpa: bool = True,
+    ):
+        super().__init__()
+        if attention_variant not in ATTENTION_VARIANTS:
+            raise ValueError(
+                f"attention_variant: expected one of {ATTENTION_VARIANTS}, got {attention_variant!r}"
+            )
+        self.attention_variant = attention_variant
+        self.alpha_attention, self.alpha_ffn = alpha_attention, alpha_ffn
+        self.relu, self.layer_norm, self.layer_norm_eps = relu, layer_norm, layer_norm_eps
+        self.regularise_energy, self.use_sdpa = regularise_energy, use_sdpa
+        self.W = nn.Parameter(nn.init.xavier_normal_(torch.empty(d, d)))
+        self.Wf = nn.Parameter(nn.init.xavier_normal_(torch.empty(d, d)))
+        self.B = nn.Parameter(torch.randn(d) * math.sqrt(2.0 / (d + 1)))
+        if spectral_bound is not None:
+            parametrize.register_parametrization(
+                self, "Wf", SymmetricSpectralClamp(-spectral_bound, spectral_bound)
+            )
+
+    def ffn_weight(self) -> Tensor:
+        """The symmetric feed-forward weight actually used (symmetrised when unconstrained)."""
+        Wf = self.Wf
+        return Wf if parametrize.is_parametrized(self, "Wf") else 0.5 * (Wf + Wf.T)
+
+    def forward(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
+        Y = attention_step(
+            Y, self.W, mask, self.alpha_attention, variant=self.attention_variant, use_sdpa=self.use_sdpa
+        )
+        Y = ffn_step(Y, self.ffn_weight(), self.B, self.alpha_ffn)
+        if self.relu:
+            Y = relu_step(Y)
+        if self.layer_norm:
+            Y = layernorm_projection(Y, self.layer_norm_eps)
+        return Y
+
+    def energy(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
+        """Total energy (paper.md 3.5) of ``Y`` under this layer's parameters, ``(b,)``."""
+        Y = _energy_precision(Y)
+        dtype = Y.dtype
+        with torch.autocast(Y.device.type, enabled=False):
+            return total_energy(
+                Y,
+                self.W.to(dtype),
+                self.ffn_weight().to(dtype),
+                self.B.to(dtype),
+                mask,
+                regularise=self.regularise_energy,
+            )
+
+
+class UnfoldedTransformer(nn.Module):
+    """``num_layers`` unfolded layers; weights tied across layers (the authors' code) or untied.
+
+    ``energies[:, t]`` is the total energy of the hidden state after ``t`` layers, evaluated with
+    the parameters of the layer that produced it (layer 1 for ``t = 0``); with tied weights it is
+    one energy along the whole trajectory.
+    """
+
+    def __init__(self, d: int, num_layers: int, *, tied: bool = True, **layer_options):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
+        self.d, self.num_layers, self.tied = d, num_layers, tied
+        self.layers = nn.ModuleList(
+            UnfoldedLayer(d, **layer_options) for _ in range(1 if tied else num_layers)
+        )
+
+    def layer(self, t: int) -> UnfoldedLayer:
+        """The module applied as layer ``t`` (0-based)."""
+        return self.layers[0 if self.tied else t]
+
+    def forward(
+        self, Y: Tensor, mask: Tensor | None = None, *, return_energies: bool = True
+    ) -> EncoderOutput:
+        energies = [self.layer(0).energy(Y, mask)] if return_energies else []
+        for t in range(self.num_layers):
+            layer = self.layer(t)
+            Y = layer(Y, mask)
+            if return_energies:
+                energies.append(layer.energy(Y, mask))
+        return EncoderOutput(Y, torch.stack(energies, -1) if return_energies else None)
+
+
+class StandardTransformer(nn.Module):
+    """A conventional encoder: multi-head Q/K/V attention, two-layer MLP, residuals, LayerNorm.
+
+    Built from ``torch.nn.TransformerEncoderLayer`` (pre-LN with ``norm_first=True``, post-LN
+    otherwise); ``tied=True`` applies one layer ``num_layers`` times, like the unfolded model.
+
+    Energy: a standard layer descends no known energy, so there is no energy of its own to
+    report. To put both models on one axis we evaluate a fixed member of the paper's energy family
+    on its hidden states, the *probe energy* ``total_energy(Y, W=I/sqrt(d), Wf=0, B=0)``: token
+    attraction measured in ``|y_i - y_j|^2 / d`` plus ``(1 + 1/d)/2 |Y|^2``. It has no trainable
+    parameters, so a decrease across layers means tokens move closer together or shrink; it is a
+    probe, not a claim about what the standard model optimises.
+    """
+
+    def __init__(
+        self,
+        d: int,
+        num_layers: int,
+        *,
+        num_heads: int = 4,
+        mlp_ratio: float = 4.0,
+        norm_first: bool = True,
+        tied: bool = False,
+        dropout: float = 0.0,
+        activation: str = "gelu",
+    ):
+        super().__init__()
+        if num_layers < 1:
+            raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
+        if d % num_heads:
+            raise ValueError(f"num_heads: must divide d = {d}, got {num_heads}")
+        self.d, self.num_layers, self.tied = d, num_layers, tied
+
+        def make_layer() -> nn.TransformerEncoderLayer:
+            return nn.TransformerEncoderLayer(
+                d,
+                num_heads,
+                int(mlp_ratio * d),
+                dropout,
+                activation,
+                batch_first=True,
+                norm_first=norm_first,
+            )
+
+        self.layers = nn.ModuleList(make_layer() for _ in range(1 if tied else num_layers))
+        self.final_norm = nn.LayerNorm(d) if norm_first else nn.Identity()
+        self.register_buffer("probe_W", torch.eye(d) / math.sqrt(d), persistent=False)
+        self.register_buffer("probe_Wf", torch.zeros(d, d), persistent=False)
+        self.register_buffer("probe_B", torch.zeros(d), persistent=False)
+
+    def probe_energy(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
+        Y = _energy_precision(Y)
+        dtype = Y.dtype
+        with torch.autocast(Y.device.type, enabled=False):
+            return total_energy(
+                Y, self.probe_W.to(dtype), self.probe_Wf.to(dtype), self.probe_B.to(dtype), mask
+            )
+
+    def forward(
+        self, Y: Tensor, mask: Tensor | None = None, *, return_energies: bool = True
+    ) -> EncoderOutput:
+        padding = None if mask is None else ~mask
+        energies = [self.probe_energy(Y, mask)] if return_energies else []
+        for t in range(self.num_layers):
+            Y = self.layers[0 if self.tied else t](Y, src_key_padding_mask=padding)
+            if return_energies:
+                energies.append(self.probe_energy(Y, mask))
+        return EncoderOutput(self.final_norm(Y), torch.stack(energies, -1) if return_energies else None)
