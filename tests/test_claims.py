@@ -1,0 +1,80 @@
+import pytest
+import torch
+
+from unfolded.claims import CLAIMS, apollonius_circle, run_all
+from unfolded.energy import attention_energy, ffn_energy, pairwise_energy
+from unfolded.steps import attention_step, ffn_step
+
+ONE = torch.ones(1, 1, dtype=torch.float64)
+
+
+def test_registry_covers_paper_section_8():
+    assert len(CLAIMS) >= 20
+    sources = " ".join(claim.source for claim in CLAIMS.values())
+    for item in range(1, 13):
+        assert f"8.{item}" in sources, f"paper.md 8.{item} has no claim"
+    kinds = {claim.kind for claim in CLAIMS.values()}
+    assert kinds == {"identity", "theorem", "counterexample", "report"}
+
+
+@pytest.mark.parametrize("claim_id", sorted(CLAIMS))
+def test_each_claim_behaves_as_its_kind_predicts(claim_id):
+    result = CLAIMS[claim_id].check(trials=25, seed=7)
+    assert result.trials >= 25
+    assert 0 <= result.violations <= result.trials
+    if result.kind in ("identity", "theorem"):
+        assert result.violations == 0, result
+        assert result.max_increase == 0.0
+    elif result.kind == "counterexample":
+        assert result.violations > 0 and result.max_increase > 0, result
+    assert result.as_expected in (True, None)
+
+
+def test_check_is_deterministic_and_seed_dependent():
+    a = CLAIMS["attention_authors_variant"].check(40, seed=3)
+    b = CLAIMS["attention_authors_variant"].check(40, seed=3)
+    assert a == b
+    rows = {CLAIMS["attention_authors_variant"].check(40, seed=s).violations for s in range(6)}
+    assert len(rows) > 1  # the seed really draws new instances
+
+
+def test_paper_counterexample_values():
+    """The numbers quoted in paper.md 4.1-4.2 come out of our functions."""
+    Y = torch.tensor([[0.0], [1.0]], dtype=torch.float64)
+    assert pairwise_energy(Y, ONE).item() == pytest.approx(-0.6065, abs=1e-4)
+    assert pairwise_energy(attention_step(Y, ONE, alpha=1.0), ONE).item() == pytest.approx(-0.9705, abs=1e-4)
+    assert pairwise_energy(attention_step(Y, ONE, alpha=3.0), ONE).item() == pytest.approx(-0.4491, abs=1e-4)
+
+    Y = torch.tensor([[0.298], [0.174], [5.855], [-0.554]], dtype=torch.float64)
+    assert pairwise_energy(Y, ONE).item() == pytest.approx(-2.455, abs=1e-3)
+    assert pairwise_energy(attention_step(Y, ONE, variant="no_bias"), ONE).item() == pytest.approx(-0.746, abs=1e-3)
+    assert pairwise_energy(attention_step(Y, ONE), ONE).item() == pytest.approx(-2.988, abs=1e-3)
+
+    Y = torch.tensor([[-8.02], [-8.15], [5.82], [-5.74]], dtype=torch.float64)
+    assert attention_energy(Y, ONE).item() == pytest.approx(97.661, abs=1e-3)
+    assert attention_energy(attention_step(Y, ONE), ONE).item() == pytest.approx(97.893, abs=1e-3)
+
+    Wf, B = torch.diag(torch.tensor([1.5, 0.0], dtype=torch.float64)), torch.zeros(2, dtype=torch.float64)
+    Y = torch.tensor([[1.0, 0.0]], dtype=torch.float64)
+    assert ffn_energy(Y, Wf, B).item() == pytest.approx(1.25)
+    assert ffn_energy(ffn_step(Y, Wf, B, 1.0), Wf, B).item() == pytest.approx(2.8125)
+
+
+def test_apollonius_circle_shapes():
+    y_f, y_h = torch.tensor([0.0, 0.0]), torch.tensor([2.0, 0.0])
+    centre, radius = apollonius_circle(y_f, y_h, 0.5)  # C < 1: a disk around y_f
+    assert (y_f - centre).norm() < radius and (y_h - centre).norm() > radius
+    centre, radius = apollonius_circle(y_f, y_h, 2.0)  # C > 1: the complement of a disk around y_h
+    assert (y_h - centre).norm() < radius and (y_f - centre).norm() > radius
+    with pytest.raises(ValueError, match="C: expected"):
+        apollonius_circle(y_f, y_h, 1.0)
+
+
+def test_run_all_selects_and_rejects_ids():
+    results = run_all(5, 0, ids=["ffn_descent", "pairwise_gradient"])
+    assert [r.claim for r in results] == ["pairwise_gradient", "ffn_descent"]
+    # a claim's result does not depend on which other claims run
+    full = {r.claim: r for r in run_all(5, 0)}
+    assert full["ffn_descent"] == results[1]
+    with pytest.raises(KeyError, match="unknown claim"):
+        run_all(5, 0, ids=["nope"])

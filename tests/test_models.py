@@ -1,0 +1,83 @@
+import pytest
+import torch
+from torch.nn.utils import parametrize
+
+from conftest import random_batch
+from unfolded.models import StandardTransformer, UnfoldedTransformer, authors_ffn_normalisation
+
+
+def test_unfolded_output_shapes_and_energy_count(generator):
+    torch.manual_seed(0)
+    model = UnfoldedTransformer(8, 12)
+    Y, mask = random_batch(generator, b=2, n=6, d=8, dtype=torch.float32)
+    out = model(Y, mask)
+    assert out.hidden.shape == (2, 6, 8)
+    assert out.energies.shape == (2, 13)
+    assert torch.isfinite(out.energies).all()
+    assert model(Y, mask, return_energies=False).energies is None
+
+
+def test_tied_and_untied_parameter_counts():
+    tied, untied = UnfoldedTransformer(6, 4, tied=True), UnfoldedTransformer(6, 4, tied=False)
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    assert count(untied) == 4 * count(tied) == 4 * (6 * 6 * 2 + 6)
+    assert tied.layer(0) is tied.layer(3) and untied.layer(0) is not untied.layer(3)
+
+
+def test_spectral_bound_holds_through_training():
+    torch.manual_seed(0)
+    model = UnfoldedTransformer(10, 3, spectral_bound=0.5)
+    optimiser = torch.optim.SGD(model.parameters(), lr=1.0)
+    for _ in range(5):  # large steps that would push an unconstrained matrix far out
+        optimiser.zero_grad()
+        model(torch.randn(4, 7, 10)).hidden.pow(2).sum().backward()
+        optimiser.step()
+    Wf = model.layer(0).ffn_weight()
+    assert parametrize.is_parametrized(model.layer(0), "Wf")
+    assert torch.allclose(Wf, Wf.T, atol=1e-6)
+    spectrum = torch.linalg.eigvalsh(Wf)
+    assert spectrum.min() >= -0.5 - 1e-5 and spectrum.max() <= 0.5 + 1e-5
+
+
+def test_masked_tokens_do_not_change_real_outputs(generator):
+    torch.manual_seed(0)
+    Y, mask = random_batch(generator, b=3, n=8, d=8, dtype=torch.float32)
+    junk = Y.clone()
+    junk[~mask] = 30.0
+    for model in (UnfoldedTransformer(8, 4, layer_norm=True), StandardTransformer(8, 2, num_heads=2).eval()):
+        a, b = model(Y, mask), model(junk, mask)
+        assert torch.allclose(a.hidden[mask], b.hidden[mask], atol=1e-5)
+        assert torch.allclose(a.energies, b.energies, rtol=1e-5)
+
+
+def test_exact_model_without_relu_descends_its_energy_at_small_steps():
+    """Small steps in both sub-layers on one tied energy: every layer lowers E_p + E_ff here."""
+    torch.manual_seed(0)
+    model = UnfoldedTransformer(
+        6, 8, relu=False, regularise_energy=False, alpha_attention=0.2, alpha_ffn=0.2
+    ).double()
+    energies = model(torch.randn(4, 5, 6, dtype=torch.float64)).energies
+    assert (energies[:, 1:] <= energies[:, :-1] + 1e-10).all()
+
+
+def test_standard_transformer(generator):
+    model = StandardTransformer(12, 3, num_heads=3, tied=True)
+    assert len(model.layers) == 1
+    out = model(torch.randn(2, 5, 12), torch.ones(2, 5, dtype=torch.bool))
+    assert out.hidden.shape == (2, 5, 12) and out.energies.shape == (2, 4)
+    with pytest.raises(ValueError, match="num_heads"):
+        StandardTransformer(10, 2, num_heads=3)
+
+
+def test_authors_normalisation_spectrum(generator):
+    A = torch.randn(30, 30, generator=generator, dtype=torch.float64) / 30**0.5
+    spectrum = torch.linalg.eigvalsh(authors_ffn_normalisation(A))
+    assert spectrum.min() >= -1e-12 and spectrum.max() <= 0.95 + 1e-12
+    assert (spectrum > 0.95 - 1e-9).any()  # some eigenvalues were clipped
+
+
+def test_invalid_options():
+    with pytest.raises(ValueError, match="attention_variant"):
+        UnfoldedTransformer(4, 2, attention_variant="bad")
+    with pytest.raises(ValueError, match="num_layers"):
+        UnfoldedTransformer(4, 0)
