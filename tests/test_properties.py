@@ -4,7 +4,8 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unfolded.claims import QuadraticPair, kappa_ratio
+from unfolded.claims import QuadraticPair
+from unfolded.synthetic import kappa_ratio
 from unfolded.energy import ffn_energy, layernorm_projection, pairwise_energy
 from unfolded.steps import attention_step, ffn_step, relu_step
 

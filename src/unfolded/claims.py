@@ -29,6 +29,7 @@ from .energy import attention_energy, ffn_energy, layernorm_projection, pairwise
 from .models import UnfoldedTransformer, authors_ffn_normalisation
 from .reference import pairwise_energy_index_lists
 from .steps import attention_step, ffn_step, relu_step
+from .synthetic import AlternatingQuadratics, kappa_ratio
 
 __all__ = ["CLAIMS", "Claim", "ClaimResult", "run_all"]
 
@@ -551,11 +552,6 @@ def _apollonius_circle_identity(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def kappa_ratio(x: Tensor, step: Tensor) -> Tensor:
-    """``r(x) = sum_k min(0, x_k^2 - s_k^2) / |s|^2`` with ``s = alpha g(x)`` (paper.md 5.2), ``<= 0``."""
-    return torch.clamp_max(x.pow(2) - step.pow(2), 0.0).sum(-1) / step.pow(2).sum(-1)
-
-
 def _kappa_lemma(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
@@ -609,42 +605,6 @@ def _official_fidelity(trials: int, gen: torch.Generator) -> Tally:
     energies = model(_normal(gen, 2, 5, 6)).energies
     tally.condition(tuple(energies.shape) == (2, 13) and bool(torch.isfinite(energies).all()))
     return tally
-
-
-@dataclass
-class AlternatingQuadratics:
-    """Figs. 2-3: ``e1 = |Y W1|^2 + |Y - B1|^2`` (feature side), ``e2 = |W2 Y|^2 + |Y - B2|^2`` (token side)."""
-
-    W1: Tensor
-    W2: Tensor
-    B1: Tensor
-    B2: Tensor
-
-    def e1(self, Y: Tensor) -> Tensor:
-        return (Y @ self.W1).pow(2).sum() + (Y - self.B1).pow(2).sum()
-
-    def e2(self, Y: Tensor) -> Tensor:
-        return (self.W2 @ Y).pow(2).sum() + (Y - self.B2).pow(2).sum()
-
-    def grad1(self, Y: Tensor) -> Tensor:
-        return 2.0 * (Y @ self.W1 @ self.W1.T + Y - self.B1)
-
-    def grad2(self, Y: Tensor) -> Tensor:
-        return 2.0 * (self.W2.T @ self.W2 @ Y + Y - self.B2)
-
-    def lipschitz(self) -> tuple[float, float]:
-        return tuple(
-            2.0 * (torch.linalg.matrix_norm(M, ord=2).item() ** 2 + 1.0) for M in (self.W1, self.W2)
-        )
-
-    @classmethod
-    def draw(cls, gen: torch.Generator, n: int, d: int, scale: float = 0.1) -> AlternatingQuadratics:
-        """The authors' draw order: W1, W2 (Gaussian), then B1, B2 (uniform [0, 1))."""
-        W1 = scale * torch.randn(d, d, generator=gen, dtype=DTYPE)
-        W2 = scale * torch.randn(n, n, generator=gen, dtype=DTYPE)
-        B1 = torch.rand(n, d, generator=gen, dtype=DTYPE)
-        B2 = torch.rand(n, d, generator=gen, dtype=DTYPE)
-        return cls(W1, W2, B1, B2)
 
 
 def _alternating_instance(gen: torch.Generator) -> tuple[AlternatingQuadratics, Tensor]:

@@ -1,0 +1,39 @@
+# Two commands on a fresh clone:
+#   make all    set up .venv and build every figure and table (snakemake --cores all)
+#   make test   set up .venv and run the test suite
+# Pick another torch build with e.g.  make TORCH_SPEC="torch torchvision" test
+VENV ?= .venv
+PYTHON ?= python3
+TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: all install test test-all lint benchmark clean-results
+
+all: $(STAMP)
+	$(BIN)/snakemake --cores all
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install $(TORCH_SPEC)
+	$(BIN)/python -m pip install -e '.[dev]'
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(BIN)/python -m pytest
+
+test-all: $(STAMP)
+	$(BIN)/python -m pytest -m "not slurm"
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/snakemake --lint
+
+benchmark: $(STAMP)
+	$(BIN)/python benchmarks/energy.py
+
+clean-results:
+	rm -rf results/data results/tables results/figures results/logs results/benchmarks results/report.html

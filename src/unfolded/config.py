@@ -1,0 +1,189 @@
+"""Configuration: one JSON schema (``schemas/config.schema.yaml``), validated once, into dataclasses.
+
+The schema is also what the Snakefile validates against (``workflow/schemas`` links to it), so a
+bad key fails before any job runs, and a stage run by hand fails the same way.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import json
+from dataclasses import dataclass
+from functools import cache
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "FIGURE_TABLES",
+    "AlternatingConfig",
+    "ApolloniusConfig",
+    "ConfigError",
+    "FiguresConfig",
+    "KappaConfig",
+    "config_hash",
+    "load_config",
+    "schema",
+    "validate_config",
+]
+
+
+#: which experiment tables each figure reads (results/data/<table>.parquet)
+FIGURE_TABLES: dict[str, tuple[str, ...]] = {
+    "fig1_apollonius": ("apollonius",),
+    "fig2_alternating_trace": ("alternating",),
+    "fig3_alternating_energy": ("alternating",),
+    "fig4_kappa_regions": ("kappa",),
+}
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names the key and what was expected."""
+
+
+@cache
+def schema() -> dict:
+    text = resources.files("unfolded").joinpath("schemas/config.schema.yaml").read_text()
+    return yaml.safe_load(text)
+
+
+def _validator_with_defaults():
+    """A Draft 2020-12 validator that fills in ``default`` values while it validates."""
+    from jsonschema import Draft202012Validator, validators
+
+    def fill_defaults(validator, properties, instance, subschema):
+        if isinstance(instance, dict):
+            for name, prop in properties.items():
+                if "default" in prop and name not in instance:
+                    instance[name] = copy.deepcopy(prop["default"])
+        yield from Draft202012Validator.VALIDATORS["properties"](validator, properties, instance, subschema)
+
+    return validators.extend(Draft202012Validator, {"properties": fill_defaults})
+
+
+def _describe(error) -> str:
+    path = "config" + "".join(f"[{part}]" if isinstance(part, int) else f".{part}" for part in error.absolute_path)
+    if error.validator == "additionalProperties":
+        allowed = sorted(error.schema.get("properties", {}))
+        unknown = sorted(set(error.instance) - set(allowed))
+        return f"{path}: unknown key(s) {unknown}; allowed keys: {allowed}"
+    if error.validator == "required":
+        return f"{path}: {error.message}"
+    return f"{path}: {error.message} (got {json.dumps(error.instance)})"
+
+
+def validate_config(config: dict | None) -> dict:
+    """Validate ``config`` against the schema and return a copy with every default filled in.
+
+    Raises :class:`ConfigError` naming each offending key, e.g.
+    ``config.claims.trials: -3 is less than the minimum of 1 (got -3)``.
+    """
+    config = copy.deepcopy(config) if config is not None else {}
+    if not isinstance(config, dict):
+        raise ConfigError(f"config: expected a mapping of sections, got {type(config).__name__}")
+    validator = _validator_with_defaults()(schema())
+    errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
+    if errors:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
+    _check_semantics(config)
+    return config
+
+
+def _check_semantics(config: dict) -> None:
+    """Constraints between keys that a JSON schema cannot express."""
+    apollonius = config["synthetic"]["apollonius"]
+    for index, panel in enumerate(apollonius["panels"]):
+        limit = panel["curvature_h"] / apollonius["curvature_f"]
+        if panel["C"] >= limit:
+            raise ConfigError(
+                f"config.synthetic.apollonius.panels[{index}].C: must be below "
+                f"curvature_h / curvature_f = {limit:g} for a positive step size, got {panel['C']}"
+            )
+        if panel["C"] == 1:
+            raise ConfigError(f"config.synthetic.apollonius.panels[{index}].C: C = 1 has no circle")
+
+
+def load_config(source: str | Path | dict | None) -> dict:
+    """Load a configuration from a YAML file, inline YAML/JSON text, a dict, or None (all defaults)."""
+    if source is None or isinstance(source, dict):
+        return validate_config(source)
+    text = str(source)
+    path = Path(text)
+    if path.suffix in {".yaml", ".yml", ".json"} or path.exists():
+        if not path.exists():
+            raise ConfigError(f"config file {path} does not exist")
+        text = path.read_text()
+    try:
+        data = yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise ConfigError(f"config: not valid YAML ({error})") from error
+    return validate_config(data)
+
+
+def config_hash(settings: Any) -> str:
+    """A short stable hash of the settings that produced an artifact."""
+    canonical = json.dumps(settings, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()[:16]
+
+
+@dataclass(frozen=True)
+class ApolloniusConfig:
+    seed: int
+    extent: float
+    grid_step: float
+    curvature_f: float
+    panels: tuple[tuple[float, float], ...]  # (C, curvature_h)
+
+    @classmethod
+    def from_config(cls, config: dict) -> ApolloniusConfig:
+        section = config["synthetic"]["apollonius"]
+        panels = tuple((p["C"], p["curvature_h"]) for p in section["panels"])
+        return cls(section["seed"], section["extent"], section["grid_step"], section["curvature_f"], panels)
+
+
+@dataclass(frozen=True)
+class AlternatingConfig:
+    seed: int
+    n: int
+    d: int
+    weight_scale: float
+    init_scale: float
+    steps: int
+    lr: float
+    reference_steps: int
+    reference_lr: float
+    zoom: float
+
+    @classmethod
+    def from_config(cls, config: dict) -> AlternatingConfig:
+        return cls(**config["synthetic"]["alternating"])
+
+
+@dataclass(frozen=True)
+class KappaConfig:
+    seed: int
+    extent: float
+    grid_step: float
+    alpha: float
+    kappas: tuple[float, ...]
+
+    @classmethod
+    def from_config(cls, config: dict) -> KappaConfig:
+        section = dict(config["synthetic"]["kappa"])
+        section["kappas"] = tuple(section["kappas"])
+        return cls(**section)
+
+
+@dataclass(frozen=True)
+class FiguresConfig:
+    formats: tuple[str, ...]
+    dpi: int
+    include: tuple[str, ...]
+
+    @classmethod
+    def from_config(cls, config: dict) -> FiguresConfig:
+        section = config["figures"]
+        return cls(tuple(section["formats"]), section["dpi"], tuple(section["include"]))

@@ -1,0 +1,210 @@
+"""One function per figure: tidy table(s) in, matplotlib Figure out. Saving is the caller's job.
+
+Figures 1-4 follow the authors' scripts (paper.md 6.1-6.3); where a script has a problem, the
+figure shows the corrected quantity next to the authors' one and the caption says so.
+"""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")  # headless: never ask for a display
+
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pandas as pd  # noqa: E402
+import seaborn as sns  # noqa: E402
+from matplotlib.colors import ListedColormap  # noqa: E402
+from matplotlib.patches import Circle, ConnectionPatch, Rectangle  # noqa: E402
+
+from .config import FIGURE_TABLES  # noqa: E402
+
+__all__ = [
+    "FIGURES",
+    "FIGURE_TABLES",
+    "fig1_apollonius",
+    "fig2_alternating_trace",
+    "fig3_alternating_energy",
+    "fig4_kappa_regions",
+    "set_style",
+]
+
+F_COLOUR, H_COLOUR = "#8b0000", "#006400"  # y_f* dark red, y_h* dark green (authors' colours)
+
+
+def set_style() -> None:
+    sns.set_theme(context="paper", style="whitegrid", palette="colorblind", font_scale=1.15)
+    plt.rcParams.update({"mathtext.fontset": "cm", "axes.titleweight": "regular", "figure.dpi": 100})
+
+
+def _grid(frame: pd.DataFrame, column: str) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Reshape a grid table (x1 varying fastest) into ``(x1 axis, x2 axis, values[x2, x1])``."""
+    x1, x2 = np.unique(frame["x1"].to_numpy()), np.unique(frame["x2"].to_numpy())
+    ordered = frame.sort_values(["x2", "x1"], kind="stable")
+    return x1, x2, ordered[column].to_numpy().reshape(len(x2), len(x1))
+
+
+def _shade(ax, x1, x2, mask: np.ndarray, colour: str, alpha: float = 0.45) -> None:
+    ax.pcolormesh(
+        x1, x2, np.where(mask, 1.0, np.nan), cmap=ListedColormap([colour]), alpha=alpha,
+        shading="nearest", rasterized=True,
+    )
+
+
+# ----------------------------------------------------------------------------------------------
+
+
+def fig1_apollonius(frame: pd.DataFrame) -> plt.Figure:
+    """Top row: the Apollonius region ``|y - y_f*| <= C |y - y_h*|`` (sampled grid, shaded) with the
+    analytic circle (paper.md 5.1). Bottom row: where one gradient step on ``h`` raised ``f + h``;
+    the lemma says those points all lie outside the region."""
+    import torch
+
+    from .claims import apollonius_circle
+
+    set_style()
+    panels = sorted(frame["panel"].unique())
+    figure, axes = plt.subplots(2, len(panels), figsize=(5.0 * len(panels), 9.6), squeeze=False)
+    for column, panel in enumerate(panels):
+        g = frame[frame["panel"] == panel]
+        C, alpha = g["C"].iloc[0], g["alpha"].iloc[0]
+        y_f = np.array([g["yf1"].iloc[0], g["yf2"].iloc[0]])
+        y_h = np.array([g["yh1"].iloc[0], g["yh2"].iloc[0]])
+        centre, radius = apollonius_circle(torch.as_tensor(y_f), torch.as_tensor(y_h), float(C))
+        centre = centre.numpy()
+        x1, x2, inside = _grid(g, "inside")
+        _, _, rise = _grid(g, "rise")
+        rises_inside = int((g["rise"] & g["inside"]).sum())
+        for row, ax in enumerate(axes[:, column]):
+            if row == 0:
+                _shade(ax, x1, x2, inside.astype(bool), sns.color_palette("colorblind")[0])
+                ax.set_title(rf"$C = {C:g}$: region $\|y - y_f^*\| \leq C\,\|y - y_h^*\|$")
+            else:
+                _shade(ax, x1, x2, rise.astype(bool), sns.color_palette("colorblind")[3], alpha=0.6)
+                ax.set_title(
+                    rf"$h$-step ($\alpha = {alpha:.3g}$) raised $f + h$: "
+                    f"{int(g['rise'].sum())} points, {rises_inside} inside"
+                )
+            ax.add_patch(Circle(centre, radius, fill=False, ls="--", lw=1.6, color="black"))
+            ax.scatter(*y_f, marker="^", s=110, color=F_COLOUR, zorder=5, label=r"$y_f^*$")
+            ax.scatter(*y_h, marker="^", s=110, color=H_COLOUR, zorder=5, label=r"$y_h^*$")
+            ax.set_xlim(x1[0], x1[-1])
+            ax.set_ylim(x2[0], x2[-1])
+            ax.set_aspect("equal")
+            ax.set_xlabel(r"$y_1$")
+            ax.set_ylabel(r"$y_2$")
+        axes[0, column].legend(loc="lower left", title="analytic circle: dashed", frameon=True)
+    figure.tight_layout()
+    return figure
+
+
+def _trace_parts(frame: pd.DataFrame):
+    trace = frame[frame["kind"] == "trace"].sort_values("step")
+    reference = frame[frame["kind"] == "gd_reference"].iloc[0]
+    exact = frame[frame["kind"] == "exact_minimum"].iloc[0]
+    return trace, reference, exact
+
+
+def fig2_alternating_trace(frame: pd.DataFrame) -> plt.Figure:
+    """Alternating gradient steps on ``e1`` and ``e2`` in the 2-D PCA plane of the trace (paper.md 6.2).
+
+    Left: the whole trace from the true initial point ``Y^(0)`` (the authors label the iterate after
+    the first step as ``Y^(0)``); right: a zoom of +-``zoom`` PCA units around the exact minimiser of
+    ``e1 + e2``, with the authors' gradient-descent estimate of it."""
+    set_style()
+    trace, reference, exact = _trace_parts(frame)
+    zoom = float(frame["zoom"].iloc[0])
+    figure, (full, inset) = plt.subplots(1, 2, figsize=(12, 5.2))
+    for ax, line_width in ((full, 0.8), (inset, 0.3)):
+        ax.plot(trace["pc1"], trace["pc2"], color="0.6", lw=line_width, zorder=1)
+        points = ax.scatter(trace["pc1"], trace["pc2"], c=trace["step"], cmap="viridis", s=14, zorder=2)
+        ax.scatter(exact["pc1"], exact["pc2"], marker="*", s=260, color="black", zorder=4,
+                   label=r"exact minimiser of $e_1 + e_2$")
+        ax.scatter(reference["pc1"], reference["pc2"], marker="^", s=120, color="tab:orange", zorder=3,
+                   label=f"gradient descent, {int(reference['step'])} steps (authors' $Y_h^*$)")
+        ax.set_xlabel("PC 1")
+        ax.set_ylabel("PC 2")
+    start = trace.iloc[0]
+    full.annotate(r"$Y^{(0)}$", (start["pc1"], start["pc2"]), xytext=(8, 8), textcoords="offset points")
+    box = Rectangle((exact["pc1"] - zoom, exact["pc2"] - zoom), 2 * zoom, 2 * zoom, fill=False, ls="--", lw=1.2)
+    full.add_patch(box)
+    inset.set_xlim(exact["pc1"] - zoom, exact["pc1"] + zoom)
+    inset.set_ylim(exact["pc2"] - zoom, exact["pc2"] + zoom)
+    for dy, corner in ((zoom, (0, 1)), (-zoom, (0, 0))):  # box's right corners -> inset's left corners
+        figure.add_artist(ConnectionPatch(
+            xyA=(exact["pc1"] + zoom, exact["pc2"] + dy), coordsA=full.transData,
+            xyB=corner, coordsB=inset.transAxes, ls="--", lw=0.8, color="0.3",
+        ))
+    full.set_title("alternating steps: even on $e_1$, odd on $e_2$")
+    inset.set_title(rf"zoom: $\pm{zoom:g}$ around the minimiser")
+    inset.legend(loc="upper right", fontsize=8)
+    figure.colorbar(points, ax=[full, inset], label="step $t$", shrink=0.9)
+    return figure
+
+
+def fig3_alternating_energy(frame: pd.DataFrame) -> plt.Figure:
+    """Total energy along the alternating steps (paper.md 6.2): ``log E(Y^(t)) - log E*`` against the
+    exact minimum ``E*`` of ``e1 + e2`` (closed form), next to the authors' version, which subtracts
+    the smallest value seen on the trace. The right panel zooms into the period-2 plateau."""
+    set_style()
+    trace, _, exact = _trace_parts(frame)
+    log_energy = np.log(trace["total"].to_numpy())
+    steps = trace["step"].to_numpy()
+    exact_gap = log_energy - np.log(exact["total"])
+    authors_gap = log_energy - log_energy[1:].min()  # the authors record from the first step on
+    increases = int((np.diff(trace["total"].to_numpy()) > 0).sum())
+    figure, (full, plateau) = plt.subplots(1, 2, figsize=(12, 4.4))
+    colours = sns.color_palette("colorblind")
+    for ax, start in ((full, 0), (plateau, max(1, len(steps) // 10))):
+        keep = steps >= start
+        ax.plot(steps[keep], exact_gap[keep], color=colours[0], lw=1.4,
+                label=r"$\log E(Y^{(t)}) - \log E^*$ (exact minimum)")
+        ax.plot(steps[keep], authors_gap[keep], color=colours[1], lw=1.0, ls="--",
+                label=r"$\log E(Y^{(t)}) - \min_t \log E(Y^{(t)})$ (authors)")
+        ax.set_xlabel("step $t$")
+        ax.set_ylabel("log-energy gap")
+    component = trace["component"].to_numpy()
+    keep = steps >= max(1, len(steps) // 10)
+    for name, marker, colour in (("e1", "o", colours[2]), ("e2", "s", colours[3])):
+        chosen = keep & (component == name)
+        plateau.scatter(steps[chosen], exact_gap[chosen], marker=marker, s=12, color=colour,
+                        zorder=3, label=f"after a step on $e_{name[1]}$")
+    full.set_title(f"total energy $e_1 + e_2$; {increases} of {len(steps) - 1} steps raise it")
+    plateau.set_title(rf"plateau: never reaches $E^* = {exact['total']:.6g}$")
+    full.legend(fontsize=8)
+    plateau.legend(fontsize=8)
+    figure.tight_layout()
+    return figure
+
+
+def fig4_kappa_regions(frame: pd.DataFrame, kappas: list[float]) -> plt.Figure:
+    """Regions ``r(x) >= -kappa`` where the ReLU step keeps at least a ``1 - kappa`` share of the
+    gradient step's guaranteed decrease (paper.md 5.2); the guarantee applies to ``x >= 0`` (dotted
+    quadrant). Regions are nested: larger kappa, larger region."""
+    set_style()
+    x1, x2, r = _grid(frame, "r")
+    alpha = float(frame["alpha"].iloc[0])
+    figure, axes = plt.subplots(1, len(kappas), figsize=(4.6 * len(kappas), 4.9), squeeze=False)
+    colour = sns.color_palette("colorblind")[0]
+    for ax, kappa in zip(axes[0], sorted(kappas), strict=True):
+        region = r >= -kappa
+        _shade(ax, x1, x2, region, colour, alpha=0.55)
+        ax.axvline(0, color="black", lw=0.8, ls=":")
+        ax.axhline(0, color="black", lw=0.8, ls=":")
+        ax.set_title(rf"$\kappa = {kappa:g}$: {100 * region.mean():.1f}% of the grid")
+        ax.set_xlim(x1[0], x1[-1])
+        ax.set_ylim(x2[0], x2[-1])
+        ax.set_aspect("equal")
+        ax.set_xlabel(r"$x_1$")
+        ax.set_ylabel(r"$x_2$")
+    figure.suptitle(rf"$r(x) \geq -\kappa$, step size $\alpha = {alpha:g}$", y=1.02)
+    figure.tight_layout()
+    return figure
+
+
+FIGURES = {
+    "fig1_apollonius": fig1_apollonius,
+    "fig2_alternating_trace": fig2_alternating_trace,
+    "fig3_alternating_energy": fig3_alternating_energy,
+    "fig4_kappa_regions": fig4_kappa_regions,
+}
