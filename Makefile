@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-all lint benchmark clean-results
+.PHONY: all install test test-all lint benchmark clean-results docs-figures
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -37,3 +37,7 @@ benchmark: $(STAMP)
 
 clean-results:
 	rm -rf results/data results/tables results/figures results/logs results/benchmarks results/report.html
+
+docs-figures:
+	mkdir -p docs/figures
+	cp results/figures/*.png docs/figures/

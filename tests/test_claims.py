@@ -78,3 +78,12 @@ def test_run_all_selects_and_rejects_ids():
     assert full["ffn_descent"] == results[1]
     with pytest.raises(KeyError, match="unknown claim"):
         run_all(5, 0, ids=["nope"])
+
+
+def test_readme_claims_table_lists_every_claim():
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    table = readme.split("<!-- claims:start -->", 1)[1].split("<!-- claims:end -->", 1)[0]
+    rows = [line.split("|")[1].strip() for line in table.strip().splitlines()[2:]]
+    assert rows == list(CLAIMS), "README claims table is stale: rerun python -m unfolded claims --update-readme"

@@ -2,8 +2,8 @@ import math
 
 import pytest
 import torch
-
 from conftest import random_batch
+
 from unfolded.energy import (
     attention_energy,
     ffn_energy,

@@ -1,8 +1,8 @@
 import pytest
 import torch
+from conftest import random_batch
 from torch.nn.utils import parametrize
 
-from conftest import random_batch
 from unfolded.models import StandardTransformer, UnfoldedTransformer, authors_ffn_normalisation
 
 

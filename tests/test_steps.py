@@ -1,7 +1,7 @@
 import pytest
 import torch
-
 from conftest import random_batch
+
 from unfolded.energy import ffn_energy, pairwise_energy
 from unfolded.reference import plain_softmax_attention
 from unfolded.steps import (

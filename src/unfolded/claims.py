@@ -25,7 +25,7 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
-from .energy import attention_energy, ffn_energy, layernorm_projection, pairwise_energy, total_energy
+from .energy import attention_energy, ffn_energy, layernorm_projection, pairwise_energy
 from .models import UnfoldedTransformer, authors_ffn_normalisation
 from .reference import pairwise_energy_index_lists
 from .steps import attention_step, ffn_step, relu_step
@@ -552,6 +552,10 @@ def _apollonius_circle_identity(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
+def _kappa_energy(y: Tensor, W: Tensor, b: Tensor) -> Tensor:
+    return 0.5 * ((y @ W) * y).sum(-1) + 0.5 * (y - b).pow(2).sum(-1)
+
+
 def _kappa_lemma(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
@@ -569,11 +573,8 @@ def _kappa_lemma(trials: int, gen: torch.Generator) -> Tally:
         # The ReLU step moves at least sqrt(1 + r) times as far as the plain gradient step ...
         tally.descent(-(1.0 + r) * step.pow(2).sum(-1), -moved)
         # ... and so keeps a (1 + r) fraction of its guaranteed decrease.
-        def energy(y: Tensor) -> Tensor:
-            return 0.5 * ((y @ W) * y).sum(-1) + 0.5 * (y - b).pow(2).sum(-1)
-
         guaranteed = (1.0 / alpha - lipschitz / 2.0) * (1.0 + r) * step.pow(2).sum(-1)
-        tally.descent(energy(x), energy(after), guaranteed)
+        tally.descent(_kappa_energy(x, W, b), _kappa_energy(after, W, b), guaranteed)
     return tally
 
 

@@ -29,6 +29,7 @@ def _claims_markdown(frame) -> str:
     columns = ["claim", "kind", "conditions", "trials", "violations", "max_increase", "verdict"]
     table = frame[columns].copy()
     table["max_increase"] = table["max_increase"].map(lambda v: f"{v:.3g}")
+    table["conditions"] = table["conditions"].str.replace("|", r"\|", regex=False)
     return table.to_markdown(index=False)
 
 
@@ -101,8 +102,7 @@ def run_figure(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from .artifacts import provenance, read_provenance, save_figure
-    from .config import FiguresConfig
-    from .config import FIGURE_TABLES
+    from .config import FIGURE_TABLES, FiguresConfig
     from .figures import FIGURES
 
     config = load_config(args.config)

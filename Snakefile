@@ -1,0 +1,23 @@
+# The table of contents of the replication. `snakemake --cores all` builds every target in config;
+# `snakemake --cores all results/figures/fig3_alternating_energy.png` builds one figure.
+from snakemake.utils import min_version
+
+min_version("9.0")
+
+
+configfile: "config.yaml"
+
+
+include: "workflow/rules/common.smk"
+include: "workflow/rules/claims.smk"
+include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/figures.smk"
+
+
+report: "workflow/report/workflow.rst"
+
+
+rule all:
+    default_target: True
+    input:
+        all_targets(),

@@ -1,0 +1,130 @@
+"""The Snakemake workflow, run for real on the smoke config in a temporary copy of the repository."""
+
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pandas as pd
+import pytest
+from PIL import Image
+
+from unfolded.claims import CLAIMS
+
+ROOT = Path(__file__).resolve().parents[1]
+SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
+
+
+def copy_workflow(destination: Path) -> Path:
+    for name in ("Snakefile", "config.yaml", "environment.yml"):
+        shutil.copy(ROOT / name, destination / name)
+    for name in ("workflow", "config", "profiles"):
+        shutil.copytree(ROOT / name, destination / name, symlinks=False)
+    return destination
+
+
+def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [SNAKEMAKE, "--workflow-profile", "none", "--cores", "2", *args],
+        cwd=workdir, capture_output=True, text=True, timeout=900,
+    )
+
+
+def job_counts(output: str) -> dict[str, int]:
+    """Parse the 'Job stats' table of a dry run."""
+    counts = {}
+    if "Job stats" not in output:
+        return counts
+    block = output.split("Job stats:", 1)[1]
+    for line in block.splitlines()[3:]:
+        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
+        if not match:
+            break
+        counts[match.group(1)] = int(match.group(2))
+    return counts
+
+
+@pytest.fixture(scope="module")
+def smoke_run(tmp_path_factory):
+    workdir = copy_workflow(tmp_path_factory.mktemp("pipeline"))
+    result = snakemake(workdir, "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, result.stderr[-3000:]
+    return workdir
+
+
+@pytest.mark.parametrize("configfile", [None, "config/paper.yaml"])
+def test_dry_run(tmp_path, configfile):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "-n", *(["--configfile", configfile] if configfile else []))
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts["synthetic"] == 3 and counts["claims"] == 1 and counts["fig1_apollonius"] == 1
+
+
+def test_slurm_profile_dry_run(tmp_path):
+    workdir = copy_workflow(tmp_path)
+    result = subprocess.run(
+        [SNAKEMAKE, "--workflow-profile", "profiles/slurm", "-n"], cwd=workdir, capture_output=True, text=True
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "runtime=" in result.stdout + result.stderr
+
+
+def test_outputs_are_valid(smoke_run):
+    for name in ("fig1_apollonius", "fig2_alternating_trace", "fig3_alternating_energy", "fig4_kappa_regions"):
+        assert Image.open(smoke_run / f"results/figures/{name}.png").format == "PNG"
+        assert (smoke_run / f"results/figures/{name}.pdf").read_bytes().startswith(b"%PDF")
+        assert (smoke_run / f"results/logs/figures/{name}.log").exists()
+    apollonius = pd.read_parquet(smoke_run / "results/data/apollonius.parquet")
+    assert len(apollonius) == 2 * 28 * 28 and {"ratio", "inside", "rise", "energy_change"} <= set(apollonius.columns)
+    alternating = pd.read_parquet(smoke_run / "results/data/alternating.parquet")
+    assert len(alternating) == 20 + 3 and {"pc1", "pc2", "total", "kind"} <= set(alternating.columns)
+    kappa = pd.read_parquet(smoke_run / "results/data/kappa.parquet")
+    assert len(kappa) == 40 * 40 and {"r", "kept_share"} <= set(kappa.columns)
+    claims = pd.read_csv(smoke_run / "results/tables/claims.csv")
+    assert len(claims) == len(CLAIMS) and (claims["trials"] >= 5).all()
+    assert (smoke_run / "results/benchmarks/claims.tsv").exists()
+
+
+def test_rerun_is_a_no_op_and_a_change_reruns_only_dependants(smoke_run):
+    result = snakemake(smoke_run, "--configfile", "config/smoke.yaml", "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr
+    result = snakemake(smoke_run, "--configfile", "config/smoke.yaml", "-n", "--config", 'synthetic={"kappa": {"alpha": 0.3}}')
+    assert job_counts(result.stdout + result.stderr) == {"synthetic": 1, "fig4_kappa_regions": 1, "all": 1, "total": 3}
+    result = snakemake(smoke_run, "--configfile", "config/smoke.yaml", "-n", "--config", 'claims={"trials": 6}')
+    assert job_counts(result.stdout + result.stderr) == {"claims": 1, "all": 1, "total": 2}
+
+
+def test_one_figure_by_name(smoke_run):
+    target = smoke_run / "results/figures/fig3_alternating_energy.png"
+    target.unlink()
+    # targets go before --configfile, which takes several values
+    result = snakemake(smoke_run, "results/figures/fig3_alternating_energy.png", "--configfile", "config/smoke.yaml")
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert target.exists()
+    assert job_counts(result.stdout + result.stderr) == {"fig3_alternating_energy": 1, "total": 1}
+
+
+@pytest.mark.parametrize("override,key", [
+    ('claims={"trials": -3}', "config.claims.trials"),
+    ('claims={"trails": 3}', "config.claims"),
+    ('figures={"formats": ["gif"]}', "config.figures.formats[0]"),
+])
+def test_invalid_config_fails_before_any_job(tmp_path, override, key):
+    workdir = copy_workflow(tmp_path)
+    result = snakemake(workdir, "--config", override)
+    assert result.returncode != 0
+    assert key in result.stderr + result.stdout
+    assert not (workdir / "results").exists()
+
+
+def test_html_report(smoke_run):
+    result = subprocess.run(
+        [SNAKEMAKE, "--workflow-profile", "none", "--configfile", "config/smoke.yaml", "--report", "report.html"],
+        cwd=smoke_run, capture_output=True, text=True, timeout=300,
+    )
+    assert result.returncode == 0, result.stderr[-2000:]
+    html = (smoke_run / "report.html").read_text(errors="replace")
+    for name in ("fig1_apollonius.png", "fig4_kappa_regions.png", "claims.csv"):
+        assert name in html

@@ -1,0 +1,68 @@
+# Shared helpers. The config is validated here, at parse time, before any job runs.
+import json
+import shlex
+import sys
+
+import yaml
+from snakemake.utils import update_config, validate
+
+from unfolded.config import FIGURE_TABLES, ConfigError, validate_config
+
+
+def _typed(value):
+    """Snakemake parses nested --config values with YAML's BaseLoader, so every leaf arrives as a
+    string ('0.3'); read each leaf again as YAML to get numbers, booleans and lists back."""
+    if isinstance(value, dict):
+        return {key: _typed(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_typed(item) for item in value]
+    if isinstance(value, str):
+        try:
+            return yaml.safe_load(value)
+        except yaml.YAMLError:
+            return value
+    return value
+
+
+update_config(config, _typed(dict(workflow.config_settings.config)))
+
+try:
+    # Our validator names the offending key (config.claims.trials: ...) and fills defaults;
+    # snakemake's validate then checks the same schema the way every Snakemake workflow does.
+    config.update(validate_config(config))
+except ConfigError as error:
+    raise WorkflowError(str(error)) from None
+validate(config, "../schemas/config.schema.yaml")
+
+# Every stage runs with the interpreter that runs Snakemake (the project's environment).
+PYTHON = shlex.quote(sys.executable)
+FORMATS = config["figures"]["formats"]
+
+
+def inline_config(*paths, exclude=()):
+    """The config subtrees at `paths` (tuples of keys) as one quoted JSON argument for --config.
+
+    Passing exactly the settings a rule uses makes Snakemake's params trigger rerun that rule,
+    and only that rule, when one of them changes.
+    """
+    subset = {}
+    for path in paths:
+        node, target = config, subset
+        for key in path[:-1]:
+            node, target = node[key], target.setdefault(key, {})
+        value = node[path[-1]]
+        if isinstance(value, dict):
+            value = {k: v for k, v in value.items() if k not in exclude}
+        target[path[-1]] = value
+    return shlex.quote(json.dumps(subset, sort_keys=True))
+
+
+def figure_outputs(name):
+    return [f"results/figures/{name}.{fmt}" for fmt in FORMATS]
+
+
+def all_targets():
+    targets = ["results/tables/claims.csv", "results/tables/claims.md"]
+    for name in config["figures"]["include"]:
+        targets += figure_outputs(name)
+    return targets
