@@ -11,6 +11,9 @@ configfile: "config.yaml"
 include: "workflow/rules/common.smk"
 include: "workflow/rules/claims.smk"
 include: "workflow/rules/synthetic.smk"
+include: "workflow/rules/data.smk"
+include: "workflow/rules/train.smk"
+include: "workflow/rules/energy.smk"
 include: "workflow/rules/figures.smk"
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from .config import FIGURE_TABLES, ConfigError, load_config
 
 SYNTHETIC_EXPERIMENTS = ("apollonius", "alternating", "kappa")
+TRAINED_FIGURES = ("fig5_energy_untrained", "fig6_energy_trained", "fig_accuracy", "fig_training_curves")
 README_START, README_END = "<!-- claims:start -->", "<!-- claims:end -->"
 
 
@@ -107,7 +108,7 @@ def run_figure(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     figures = FiguresConfig.from_config(config)
-    expected = FIGURE_TABLES[args.name]
+    expected = FIGURE_TABLES.get(args.name, ("table",))
     if len(args.data) != len(expected):
         raise SystemExit(f"figure {args.name}: expected {len(expected)} table(s) ({', '.join(expected)}), got {len(args.data)}")
     for path in args.data:
@@ -118,6 +119,10 @@ def run_figure(args: argparse.Namespace) -> None:
         if table.empty:
             raise SystemExit(f"figure {args.name}: table {path} has no rows")
     options = {}
+    if args.name in ("fig5_energy_untrained", "fig6_energy_trained"):
+        if not args.dataset:
+            raise SystemExit(f"figure {args.name}: --dataset is required")
+        options["dataset"] = args.dataset
     if args.name == "fig4_kappa_regions":
         options["kappas"] = config["synthetic"]["kappa"]["kappas"]
     figure = FIGURES[args.name](*tables, **options)
@@ -125,6 +130,106 @@ def run_figure(args: argparse.Namespace) -> None:
     meta = provenance(f"figure/{args.name}", {"figures": config["figures"], **options}, None, tables=sources)
     save_figure(figure, args.out, meta, dpi=figures.dpi)
     print(f"{args.name}: wrote {', '.join(args.out)}", file=sys.stderr)
+
+
+def run_data(args: argparse.Namespace) -> None:
+    from .data import DataUnavailable, fetch, prepare
+
+    config = load_config(args.config)
+    try:
+        if args.action == "fetch":
+            lines = [fetch(name, config) for name in args.names]
+            print("\n".join(lines), file=sys.stderr)
+            if args.marker:
+                from .artifacts import write_text
+
+                write_text(args.marker, "\n".join(lines) + "\n")
+        else:
+            for name in args.names:
+                data = prepare(name, config)
+                lengths = [len(s) for s in data.splits["train"][0]]
+                print(f"{name}: {data.kind}, splits {data.sizes()}, classes {data.num_classes}, input dim "
+                      f"{data.input_dim}, tokens per sequence {min(lengths)}-{max(lengths)}", file=sys.stderr)
+    except DataUnavailable as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(3) from None
+
+
+def run_train(args: argparse.Namespace) -> None:
+    from .artifacts import provenance, write_parquet
+    from .experiments import train_run
+    from .training import write_run
+
+    config = load_config(args.config)
+    checkpoint_dir = Path(args.checkpoint_dir)
+    module, summary, energies = train_run(config, args.dataset, args.model, args.seed, checkpoint_dir,
+                                          progress=not args.no_progress)
+    settings = {"train": config["train"], "data": config["data"]}
+    meta = provenance("train", settings, args.seed, dataset=args.dataset, model=args.model)
+    run_dir = Path(args.run_dir)
+    write_parquet(energies, run_dir / "energies.parquet", meta)
+    write_run(run_dir, summary, module, checkpoint_dir, meta)
+    print(f"{args.dataset}/{args.model}/seed{args.seed}: test accuracy {summary['test_accuracy']:.4f}", file=sys.stderr)
+
+
+def run_energy_curves(args: argparse.Namespace) -> None:
+    from .artifacts import provenance, write_parquet
+    from .experiments import energy_curves
+
+    config = load_config(args.config)
+    table = energy_curves(config, args.dataset, Path(args.checkpoint_dir), progress=not args.no_progress)
+    settings = {"energy_curves": config["energy_curves"], "data": config["data"], "width": config["train"]["width"]}
+    write_parquet(table, args.out, provenance("energy-curves", settings, config["energy_curves"]["seed"], dataset=args.dataset))
+    print(f"{args.out}: {len(table)} rows", file=sys.stderr)
+
+
+def run_combine(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .artifacts import provenance, read_provenance, write_parquet
+
+    table = pd.concat([pd.read_parquet(p) for p in args.data], ignore_index=True)
+    sources = {Path(p).name: read_provenance(p)["config_hash"] for p in args.data}
+    write_parquet(table, args.out, provenance("combine", sources, None))
+
+
+def run_accuracy(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .artifacts import atomic_path, write_text
+    from .experiments import curve_summary, summarise_runs
+
+    from .artifacts import provenance, write_parquet
+
+    runs = summarise_runs([Path(p) for p in args.runs])
+    with atomic_path(args.csv) as temporary:
+        runs.to_csv(temporary, index=False, float_format="%.6g")
+    if args.table:
+        write_parquet(runs, args.table, provenance("accuracy", {"runs": len(runs)}, None))
+    grouped = runs.groupby(["dataset", "model"])
+    table = pd.DataFrame({
+        "test accuracy": grouped["test_accuracy"].agg(lambda s: f"{s.mean():.4f} ± {s.std(ddof=0):.4f}"),
+        "seeds": grouped["seed"].count(),
+        "parameters": grouped["parameters"].first(),
+        "train s": grouped["train_seconds"].mean().map(lambda v: f"{v:.1f}"),
+        "samples/s": grouped["samples_per_second"].mean().map(lambda v: f"{v:.0f}"),
+        "energy non-increasing": grouped["energy_monotone_fraction"].mean().map(lambda v: f"{100 * v:.1f}%"),
+    }).reset_index()
+    text = table.to_markdown(index=False)
+    text += ("\n\nEnergy column: share of (test sample, layer) steps whose energy did not rise; for unfolded models "
+             "their own energy, for standard models the fixed probe energy (see README).\n")
+    if args.energy_curves:
+        curves = curve_summary(pd.concat([pd.read_parquet(p) for p in args.energy_curves], ignore_index=True))
+        text += "\n## Energy curves (Figures 5-6)\n\n" + curves.to_markdown(index=False, floatfmt=".4f") + "\n"
+    write_text(args.markdown, text)
+    if args.training_curves:
+        frames = []
+        for run in args.runs:
+            metrics = pd.read_csv(Path(run) / "metrics.csv")
+            record = __import__("json").loads((Path(run) / "provenance.json").read_text())
+            metrics = metrics.assign(dataset=record["dataset"], model=record["model"], seed=record["seed"])
+            frames.append(metrics)
+        write_parquet(pd.concat(frames, ignore_index=True), args.training_curves, provenance("accuracy", {}, None))
 
 
 def run_show_config(args: argparse.Namespace) -> None:
@@ -156,11 +261,52 @@ def build_parser() -> argparse.ArgumentParser:
     synthetic.set_defaults(run=run_synthetic)
 
     figure = stages.add_parser("figure", help="draw one figure from its table(s)")
-    figure.add_argument("name", choices=sorted(FIGURE_TABLES))
+    figure.add_argument("name", choices=sorted(FIGURE_TABLES) + sorted(TRAINED_FIGURES))
+    figure.add_argument("--dataset", help="dataset of fig5_energy_untrained / fig6_energy_trained")
     _config_argument(figure)
     figure.add_argument("--data", nargs="+", required=True, help="input parquet table(s)")
     figure.add_argument("--out", nargs="+", required=True, help="output files; format from the suffix (png, pdf, svg)")
     figure.set_defaults(run=run_figure)
+
+    data = stages.add_parser("data", help="fetch datasets into the cache, or describe them")
+    data.add_argument("action", choices=("fetch", "info"))
+    data.add_argument("names", nargs="+", metavar="name",
+                      help="polarity, digits, imdb, sst2, mnist, cifar10, glove-840B, glove-6B")
+    _config_argument(data)
+    data.add_argument("--marker", help="fetch: also write this file (the Snakemake target of the fetch rule)")
+    data.set_defaults(run=run_data)
+
+    train = stages.add_parser("train", help="train one (dataset, model, seed) run with Lightning")
+    _config_argument(train)
+    train.add_argument("--dataset", required=True)
+    train.add_argument("--model", required=True, choices=("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied"))
+    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--run-dir", required=True, help="outputs: metrics.csv, energies.parquet, last.ckpt, provenance.json")
+    train.add_argument("--checkpoint-dir", required=True, help="Lightning checkpoints; a rerun resumes from last.ckpt here")
+    train.add_argument("--no-progress", action="store_true")
+    train.set_defaults(run=run_train)
+
+    curves = stages.add_parser("energy-curves", help="per-layer energies before and after training (Figures 5-6)")
+    _config_argument(curves)
+    curves.add_argument("--dataset", required=True)
+    curves.add_argument("--out", required=True)
+    curves.add_argument("--checkpoint-dir", required=True)
+    curves.add_argument("--no-progress", action="store_true")
+    curves.set_defaults(run=run_energy_curves)
+
+    combine = stages.add_parser("combine", help="concatenate tidy parquet tables")
+    combine.add_argument("--data", nargs="+", required=True)
+    combine.add_argument("--out", required=True)
+    combine.set_defaults(run=run_combine)
+
+    accuracy = stages.add_parser("accuracy", help="summarise training runs into the accuracy table")
+    accuracy.add_argument("--runs", nargs="+", required=True, help="run directories")
+    accuracy.add_argument("--csv", required=True)
+    accuracy.add_argument("--markdown", required=True)
+    accuracy.add_argument("--table", help="output parquet copy of the CSV (read by fig_accuracy)")
+    accuracy.add_argument("--energy-curves", nargs="*", default=[], help="energy-curve tables to summarise")
+    accuracy.add_argument("--training-curves", help="output parquet: every run's logged metrics")
+    accuracy.set_defaults(run=run_accuracy)
 
     show = stages.add_parser("config", help="validate a configuration and print it with all defaults filled in")
     _config_argument(show)
@@ -172,7 +318,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         args.run(args)
-    except ConfigError as error:
+    except (ConfigError, KeyError) as error:
         print(f"error: {error}", file=sys.stderr)
         return 2
     return 0

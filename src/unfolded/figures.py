@@ -208,3 +208,101 @@ FIGURES = {
     "fig3_alternating_energy": fig3_alternating_energy,
     "fig4_kappa_regions": fig4_kappa_regions,
 }
+
+
+# ----------------------------------------------------------------------------------------------
+# Figures 5-6 and the unfolded-vs-standard comparison
+# ----------------------------------------------------------------------------------------------
+
+
+def _energy_panel(ax, group: pd.DataFrame, title: str) -> None:
+    """The authors' drawing: a box per layer (no outliers) and the mean curve, energies shifted so
+    that the lowest whisker sits at 0 (paper.md 6.4)."""
+    from .experiments import monotone_fraction
+
+    wide = group.pivot(index="sample", columns="layer", values="energy")
+    values = wide.to_numpy()
+    quartile1, quartile3 = np.percentile(values, 25, axis=0), np.percentile(values, 75, axis=0)
+    low_whisker = [col[col >= q1 - 1.5 * (q3 - q1)].min() for col, q1, q3 in zip(values.T, quartile1, quartile3, strict=True)]
+    shifted = values - min(low_whisker)
+    layers = wide.columns.to_numpy()
+    ax.boxplot(shifted, positions=layers, showfliers=False, widths=0.6,
+               medianprops={"color": "black"}, boxprops={"color": "0.35"}, whiskerprops={"color": "0.35"})
+    ax.plot(layers, shifted.mean(0), color=sns.color_palette("colorblind")[3], marker="o", ms=3, label="mean")
+    import torch
+
+    fraction = monotone_fraction(torch.tensor(values))
+    ax.set_title(f"{title}\nnon-increasing steps: {100 * fraction:.1f}%")
+    ax.set_xlabel("$t$ (layer index)")
+    ax.set_ylabel(r"$E(Y^{(t)}) - E_{\min}$")
+    ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+
+
+VARIANT_TITLES = {"paper": "authors' model", "exact": "exact model"}
+
+
+def fig5_energy_untrained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
+    """Energy across layers at initialisation, without and with ReLU, per model variant.
+    (The authors' 'relu' curve came from a model built without ReLU; ours has it.)"""
+    set_style()
+    data = frame[(frame["dataset"] == dataset) & (frame["state"] == "untrained")]
+    variants = [v for v in ("paper", "exact") if v in set(data["variant"])]
+    figure, axes = plt.subplots(len(variants), 2, figsize=(12, 4.2 * len(variants)), squeeze=False)
+    for row, variant in enumerate(variants):
+        for column, relu in enumerate((False, True)):
+            group = data[(data["variant"] == variant) & (data["relu"] == relu)]
+            _energy_panel(axes[row, column], group, f"{dataset}, {VARIANT_TITLES[variant]}, {'with' if relu else 'no'} ReLU, untrained")
+    figure.tight_layout()
+    return figure
+
+
+def fig6_energy_trained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
+    """Energy across layers after training (ReLU, SGD, batch size 1), per model variant."""
+    set_style()
+    data = frame[(frame["dataset"] == dataset) & (frame["state"] == "trained")]
+    variants = [v for v in ("paper", "exact") if v in set(data["variant"])]
+    figure, axes = plt.subplots(1, len(variants), figsize=(6.2 * len(variants), 4.4), squeeze=False)
+    for ax, variant in zip(axes[0], variants, strict=True):
+        _energy_panel(ax, data[data["variant"] == variant], f"{dataset}, {VARIANT_TITLES[variant]}, trained")
+    figure.tight_layout()
+    return figure
+
+
+def fig_accuracy(frame: pd.DataFrame) -> plt.Figure:
+    """Test accuracy of unfolded vs standard Transformers (tied and untied), one point per seed."""
+    set_style()
+    datasets = sorted(frame["dataset"].unique())
+    figure, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        data = frame[frame["dataset"] == dataset]
+        order = sorted(data["model"].unique())
+        sns.barplot(data=data, x="model", y="test_accuracy", order=order, ax=ax, errorbar="sd", alpha=0.6)
+        sns.stripplot(data=data, x="model", y="test_accuracy", order=order, ax=ax, color="black", size=4)
+        ax.set_title(dataset)
+        ax.set_xlabel("")
+        ax.set_ylabel("test accuracy")
+        ax.tick_params(axis="x", rotation=25)
+    figure.tight_layout()
+    return figure
+
+
+def fig_training_curves(frame: pd.DataFrame) -> plt.Figure:
+    """Validation accuracy during training (from the Lightning CSV logs), mean over seeds."""
+    set_style()
+    datasets = sorted(frame["dataset"].unique())
+    figure, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.0), squeeze=False)
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        data = frame[(frame["dataset"] == dataset) & frame["val_accuracy"].notna()]
+        sns.lineplot(data=data, x="step", y="val_accuracy", hue="model", ax=ax, errorbar="sd")
+        ax.set_title(dataset)
+        ax.set_ylabel("validation accuracy")
+    figure.tight_layout()
+    return figure
+
+
+FIGURES.update({
+    "fig5_energy_untrained": fig5_energy_untrained,
+    "fig6_energy_trained": fig6_energy_trained,
+    "fig_accuracy": fig_accuracy,
+    "fig_training_curves": fig_training_curves,
+})

@@ -6,7 +6,7 @@ import sys
 import yaml
 from snakemake.utils import update_config, validate
 
-from unfolded.config import FIGURE_TABLES, ConfigError, validate_config
+from unfolded.config import FIGURE_TABLES, ConfigError, config_hash, validate_config
 
 
 def _typed(value):
@@ -57,6 +57,12 @@ def inline_config(*paths, exclude=()):
     return shlex.quote(json.dumps(subset, sort_keys=True))
 
 
+def checkpoint_dir(run, *paths):
+    """Where a run keeps its checkpoints: outside the declared outputs, keyed by its settings."""
+    settings = json.loads(shlex.split(inline_config(*paths))[0])
+    return f"results/checkpoints/{run}/{config_hash(settings)}"
+
+
 def figure_outputs(name):
     return [f"results/figures/{name}.{fmt}" for fmt in FORMATS]
 
@@ -64,5 +70,13 @@ def figure_outputs(name):
 def all_targets():
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]
     for name in config["figures"]["include"]:
-        targets += figure_outputs(name)
+        if name in FIGURE_TABLES:
+            targets += figure_outputs(name)
+        elif name in ("fig5_energy_untrained", "fig6_energy_trained"):
+            for dataset in config["datasets"]:
+                targets += figure_outputs(f"{name}_{dataset}")
+        else:
+            targets += figure_outputs(name)
+    if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
+        targets += ["results/tables/accuracy.csv", "results/tables/accuracy.md", "results/data/energy_curves.parquet"]
     return targets

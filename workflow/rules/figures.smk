@@ -34,3 +34,61 @@ for _name, _tables in FIGURE_TABLES.items():
         shell:
             "{params.python} -m unfolded figure {params.name} --config {params.config}"
             " --data {input} --out {output} > {log} 2>&1"
+
+
+rule energy_figure:
+    """Figures 5 (untrained) and 6 (trained): energy per layer on one dataset."""
+    input:
+        "results/data/energy_curves_{dataset}.parquet",
+    output:
+        [
+            report(path, caption="../report/energy_curves.rst", category="Figures 5-6")
+            if path.endswith(".png")
+            else path
+            for path in figure_outputs("{figure}_{dataset}")
+        ],
+    wildcard_constraints:
+        figure="fig5_energy_untrained|fig6_energy_trained",
+    params:
+        python=PYTHON,
+        config=inline_config(("figures",), exclude=("include",)),
+    log:
+        "results/logs/figures/{figure}_{dataset}.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    shell:
+        "{params.python} -m unfolded figure {wildcards.figure} --dataset {wildcards.dataset} --config {params.config}"
+        " --data {input} --out {output} > {log} 2>&1"
+
+
+rule training_figure:
+    """Accuracy by model and dataset, and the training curves from the Lightning logs."""
+    input:
+        lambda wildcards: {"fig_accuracy": "results/data/accuracy.parquet"}.get(
+            wildcards.figure, "results/data/training_curves.parquet"
+        ),
+    output:
+        [
+            report(path, caption="../report/accuracy.rst", category="Training") if path.endswith(".png") else path
+            for path in figure_outputs("{figure}")
+        ],
+    wildcard_constraints:
+        figure="fig_accuracy|fig_training_curves",
+    params:
+        python=PYTHON,
+        config=inline_config(("figures",), exclude=("include",)),
+    log:
+        "results/logs/figures/{figure}.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    shell:
+        "{params.python} -m unfolded figure {wildcards.figure} --config {params.config}"
+        " --data {input} --out {output} > {log} 2>&1"

@@ -1,0 +1,206 @@
+"""Datasets as token sequences, one cache, and LightningDataModules (``unfolded.data``).
+
+Names: ``polarity`` (generated) and ``digits`` (scikit-learn) work offline; ``imdb`` and ``sst2``
+(Hugging Face ``datasets`` + GloVe), ``mnist`` and ``cifar10`` (torchvision) are fetched once
+with ``python -m unfolded data fetch <name>`` and then load from the cache offline.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from .cache import DataUnavailable, cache_dir, cached
+
+__all__ = [
+    "DATASETS",
+    "FETCHABLE",
+    "DataUnavailable",
+    "PreparedData",
+    "SequenceDataModule",
+    "cache_dir",
+    "collate",
+    "fetch",
+    "prepare",
+]
+
+DATASETS = ("polarity", "digits", "imdb", "sst2", "mnist", "cifar10")
+FETCHABLE = ("imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B")
+
+
+@dataclass
+class PreparedData:
+    """Splits of sequences: token ids ``(n,)`` with ``vectors (V, d)``, or features ``(n, p)``."""
+
+    name: str
+    kind: str  # "tokens" | "features"
+    splits: dict[str, tuple[list[torch.Tensor], torch.Tensor]]
+    num_classes: int
+    vectors: torch.Tensor | None = None
+    meta: dict = field(default_factory=dict)
+
+    @property
+    def input_dim(self) -> int:
+        if self.kind == "tokens":
+            return self.vectors.shape[1]
+        return self.splits["train"][0][0].shape[-1]
+
+    def sizes(self) -> dict[str, int]:
+        return {split: len(labels) for split, (_, labels) in self.splits.items()}
+
+
+def _carve_validation(train, fraction: float, seed: int):
+    sequences, labels = train
+    order = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed + 1))
+    n_val = max(1, int(round(fraction * len(labels))))
+    pick = lambda idx: ([sequences[i] for i in idx.tolist()], labels[idx])  # noqa: E731
+    return pick(order[n_val:]), pick(order[:n_val])
+
+
+def _text(name: str, data_cfg: dict, cache: Path) -> PreparedData:
+    from . import text
+
+    settings = {k: data_cfg[k] for k in ("glove", "min_freq", "max_length")}
+    key = hashlib.sha256(json.dumps([name, settings], sort_keys=True).encode()).hexdigest()[:16]
+    raw = text.load_raw_text(name, cache)  # clear error when the dataset was never fetched
+    destination = cache / "prepared" / f"{name}-{key}.pt"
+
+    def build(temporary: Path) -> None:
+        tokens = {split: [text.tokenize(t) for t in frame["text"]] for split, frame in raw.items()}
+        words = text.build_vocabulary(tokens["train"], data_cfg["min_freq"])
+        vectors, missing = text.glove_vectors(
+            words, data_cfg["glove"], cache, name, seed=0, source=data_cfg["sources"].get("glove")
+        )
+        index = {w: i for i, w in enumerate(words)}
+        splits = {
+            split: ([text.encode(t, index, data_cfg["max_length"]) for t in tokens[split]],
+                    torch.tensor(raw[split]["label"].to_numpy(), dtype=torch.long))
+            for split in ("train", "test")
+        }
+        meta = {"vocabulary": len(words), "without_vector": missing, **settings}
+        torch.save({"splits": splits, "vectors": vectors, "meta": meta}, temporary)
+
+    record = torch.load(cached(destination, build), weights_only=False)
+    return PreparedData(name, "tokens", record["splits"], 2, record["vectors"], record["meta"])
+
+
+def prepare(name: str, config: dict) -> PreparedData:
+    """Load dataset ``name`` as train/val/test token sequences (val: a seeded share of train)."""
+    data_cfg = config["data"]
+    cache = cache_dir(data_cfg["cache_dir"])
+    if name == "polarity":
+        from .text import polarity_task
+
+        p = data_cfg["polarity"]
+        task = polarity_task(p["n_train"], p["n_test"], p["vocab_size"], p["min_length"], p["max_length"], p["d"], p["seed"])
+        prepared = PreparedData(name, "tokens", {"train": task["train"], "test": task["test"]}, 2, task["vectors"])
+    elif name == "digits":
+        from .images import digits
+
+        p = data_cfg["digits"]
+        split = digits(p["patch"], p["test_fraction"], p["seed"])
+        prepared = PreparedData(name, "features", {"train": split["train"], "test": split["test"]}, 10)
+    elif name in ("imdb", "sst2"):
+        prepared = _text(name, data_cfg, cache)
+    elif name in ("mnist", "cifar10"):
+        from .images import torchvision_split
+
+        p = data_cfg[name]
+        prepared = PreparedData(name, "features", {
+            "train": torchvision_split(name, cache, True, p["patch"], p["limit_train"]),
+            "test": torchvision_split(name, cache, False, p["patch"], p["limit_test"]),
+        }, 10)
+    else:
+        raise KeyError(f"dataset {name!r}: expected one of {DATASETS}")
+    train, val = _carve_validation(prepared.splits["train"], data_cfg["validation_fraction"], data_cfg["split_seed"])
+    prepared.splits = {"train": train, "val": val, "test": prepared.splits["test"]}
+    return prepared
+
+
+def fetch(name: str, config: dict) -> str:
+    """Download ``name`` into the cache (on a machine with internet); returns a one-line summary."""
+    data_cfg = config["data"]
+    cache = cache_dir(data_cfg["cache_dir"])
+    sources = data_cfg["sources"]
+    if name in ("imdb", "sst2"):
+        from .text import fetch_hf_dataset
+
+        path = fetch_hf_dataset(name, cache, sources.get(name))
+    elif name.startswith("glove-"):
+        from .text import fetch_glove
+
+        path = fetch_glove(name.split("-", 1)[1], cache, sources.get("glove"))
+    elif name in ("mnist", "cifar10"):
+        from .images import fetch_torchvision
+
+        path = fetch_torchvision(name, cache)
+    elif name in ("polarity", "digits"):
+        return f"{name}: nothing to fetch (generated or bundled with scikit-learn)"
+    else:
+        raise KeyError(f"dataset {name!r}: expected one of {FETCHABLE + ('polarity', 'digits')}")
+    return f"{name}: cached at {path}"
+
+
+def collate(batch: list[tuple[torch.Tensor, int]]) -> dict[str, torch.Tensor]:
+    """Pad a list of ``(sequence, label)`` to the longest sequence; ``mask`` marks real tokens."""
+    sequences = [item[0] for item in batch]
+    lengths = torch.tensor([len(s) for s in sequences])
+    inputs = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True)
+    mask = torch.arange(inputs.shape[1]).unsqueeze(0) < lengths.unsqueeze(1)
+    return {"inputs": inputs, "mask": mask, "labels": torch.tensor([int(item[1]) for item in batch])}
+
+
+class _Sequences(torch.utils.data.Dataset):
+    def __init__(self, split):
+        self.sequences, self.labels = split
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int):
+        return self.sequences[index], self.labels[index]
+
+
+def _lightning_datamodule():
+    import lightning as L
+
+    class SequenceDataModule(L.LightningDataModule):
+        """Padded, masked batches of a :class:`PreparedData`; shuffling seeded by ``seed``."""
+
+        def __init__(self, data: PreparedData, batch_size: int, num_workers: int = 0, seed: int = 0):
+            super().__init__()
+            self.data, self.batch_size, self.num_workers, self.seed = data, batch_size, num_workers, seed
+
+        def _loader(self, split: str, shuffle: bool):
+            return torch.utils.data.DataLoader(
+                _Sequences(self.data.splits[split]),
+                batch_size=self.batch_size,
+                shuffle=shuffle,
+                generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+                num_workers=self.num_workers,
+                collate_fn=collate,
+                persistent_workers=self.num_workers > 0,
+            )
+
+        def train_dataloader(self):
+            return self._loader("train", True)
+
+        def val_dataloader(self):
+            return self._loader("val", False)
+
+        def test_dataloader(self):
+            return self._loader("test", False)
+
+    return SequenceDataModule
+
+
+def __getattr__(name: str):
+    if name == "SequenceDataModule":  # built on first use so that importing unfolded.data stays light
+        cls = _lightning_datamodule()
+        globals()[name] = cls
+        return cls
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

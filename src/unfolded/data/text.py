@@ -1,0 +1,217 @@
+"""Text data: the paper's IMDB and SST-2 (Hugging Face ``datasets``), GloVe vectors, and an offline
+generated polarity task. Everything ends as token ids plus a frozen embedding matrix.
+
+Tokenisation follows the authors' pipeline as far as paper.md 6.4 says: HTML line breaks removed,
+case kept (GloVe 840B is cased), words and punctuation split apart (an approximation of spaCy's
+English tokenizer). The vocabulary is the training split's words with at least ``min_freq``
+occurrences; a vocabulary word without a GloVe vector gets a random vector with the GloVe
+vectors' scale (as fastNLP did for the authors); words outside the vocabulary map to ``<unk>``.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import zipfile
+from collections import Counter
+from pathlib import Path
+
+import torch
+
+from .cache import DataUnavailable, cached, check_online
+
+__all__ = ["GLOVE", "HF_DATASETS", "fetch_glove", "fetch_hf_dataset", "glove_vectors", "tokenize"]
+
+PAD, UNK = "<pad>", "<unk>"
+
+#: name -> (hub id, split used for training, split used as test, text column)
+HF_DATASETS = {
+    "imdb": ("stanfordnlp/imdb", "train", "test", "text"),
+    # GLUE SST-2's test split has no labels (all -1), so its validation split serves as test.
+    "sst2": ("stanfordnlp/sst2", "train", "validation", "sentence"),
+}
+
+#: variant -> (hub repository, archive, member inside the archive)
+GLOVE = {
+    "840B": ("stanfordnlp/glove", "glove.840B.300d.zip", "glove.840B.300d.txt"),
+    "6B": ("stanfordnlp/glove", "glove.6B.zip", "glove.6B.300d.txt"),
+}
+
+_TOKEN = re.compile(r"\w+(?:'\w+)?|n't|[^\w\s]")
+_BREAK = re.compile(r"<br\s*/?>", re.IGNORECASE)
+
+
+def tokenize(text: str) -> list[str]:
+    """Remove HTML line breaks, keep case, split words from punctuation."""
+    return _TOKEN.findall(_BREAK.sub(" ", text))
+
+
+def fetch_hf_dataset(name: str, cache: Path, source: str | None = None) -> Path:
+    """Download ``name`` once and store its train/test splits as parquet under ``cache/raw/name``.
+
+    ``source`` may name a local copy (a folder of parquet files in the hub's layout, loadable by
+    ``datasets.load_dataset``) instead of the hub id.
+    """
+    hub_id, train_split, test_split, text_column = HF_DATASETS[name]
+    destination = cache / "raw" / name
+
+    def build(temporary: Path) -> None:
+        import datasets
+
+        if source is None:
+            check_online("huggingface.co", f"dataset {name!r} ({hub_id})", destination, f"python -m unfolded data fetch {name}")
+        temporary.mkdir(parents=True)
+        for split, out in ((train_split, "train"), (test_split, "test")):
+            data = datasets.load_dataset(source or hub_id, split=split)
+            data = data.rename_column(text_column, "text") if text_column != "text" else data
+            data.select_columns(["text", "label"]).to_parquet(str(temporary / f"{out}.parquet"))
+
+    return cached(destination, build)
+
+
+def load_raw_text(name: str, cache: Path):
+    """The cached splits as pandas frames; a clear error (and the fetch command) when absent."""
+    import pandas as pd
+
+    from .cache import entry_ok
+
+    destination = cache / "raw" / name
+    if not entry_ok(destination):
+        raise DataUnavailable(
+            f"dataset {name!r} is not in the cache ({destination}). "
+            f"Fetch it on a machine with internet: `python -m unfolded data fetch {name}` "
+            f"(cache: data.cache_dir or $UNFOLDED_CACHE)."
+        )
+    return {split: pd.read_parquet(destination / f"{split}.parquet") for split in ("train", "test")}
+
+
+def fetch_glove(variant: str, cache: Path, source: str | None = None) -> Path:
+    """Download the GloVe archive once into ``cache/glove`` (``source``: a local archive instead)."""
+    repo, archive, _ = GLOVE[variant]
+    destination = cache / "glove" / archive
+
+    def build(temporary: Path) -> None:
+        if source is not None:
+            shutil.copyfile(source, temporary)
+            return
+        check_online("huggingface.co", f"GloVe {variant} vectors ({repo}/{archive})", destination,
+                     f"python -m unfolded data fetch glove-{variant}")
+        from huggingface_hub import hf_hub_download
+
+        downloaded = hf_hub_download(repo, archive, local_dir=str(temporary.parent / f".{archive}.download"))
+        shutil.move(downloaded, temporary)
+
+    # The archive is large: verify its size only; the vocabulary-restricted tensors get full hashes.
+    return cached(destination, build, full_hash=False)
+
+
+def _read_glove(archive: Path, member: str, vocabulary: set[str], dim: int = 300) -> dict[str, list[float]]:
+    """Stream the archive once and keep the vectors of ``vocabulary`` (a few words contain spaces)."""
+    found: dict[str, list[float]] = {}
+    with zipfile.ZipFile(archive) as bundle, bundle.open(member) as handle:
+        for raw in handle:
+            fields = raw.decode("utf-8", errors="replace").rstrip().split(" ")
+            word = " ".join(fields[:-dim])
+            if word in vocabulary and word not in found:
+                found[word] = [float(x) for x in fields[-dim:]]
+    return found
+
+
+def glove_vectors(words: list[str], variant: str, cache: Path, key: str, seed: int, source: str | None = None):
+    """``(len(words), 300)`` vectors for ``words``, restricted once per vocabulary and cached.
+
+    Returns the tensor and the number of words that had no GloVe vector (random vectors).
+    """
+    import hashlib
+
+    _, archive_name, member = GLOVE[variant]
+    digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]
+    destination = cache / "vectors" / f"glove-{variant}-{key}-{digest}.pt"
+    if not (cache / "glove" / archive_name).exists() and source is None:
+        from .cache import entry_ok
+
+        if not entry_ok(destination):
+            raise DataUnavailable(
+                f"GloVe {variant} vectors are not in the cache ({cache / 'glove' / archive_name}). "
+                f"Fetch them on a machine with internet: `python -m unfolded data fetch glove-{variant}`."
+            )
+
+    def build(temporary: Path) -> None:
+        archive = fetch_glove(variant, cache, source)
+        found = _read_glove(archive, member, set(words))
+        generator = torch.Generator().manual_seed(seed)
+        known = torch.tensor(list(found.values()), dtype=torch.float32) if found else torch.zeros(0, 300)
+        scale = known.std().item() if len(found) > 1 else 0.4
+        vectors = torch.randn(len(words), 300, generator=generator) * scale
+        for index, word in enumerate(words):
+            if word in found:
+                vectors[index] = torch.tensor(found[word])
+        vectors[0] = 0.0  # <pad>
+        torch.save({"vectors": vectors, "missing": len(words) - len(found)}, temporary)
+
+    record = torch.load(cached(destination, build), weights_only=True)
+    return record["vectors"], int(record["missing"])
+
+
+def build_vocabulary(texts: list[list[str]], min_freq: int) -> list[str]:
+    counts = Counter(token for tokens in texts for token in tokens)
+    words = sorted((w for w, c in counts.items() if c >= min_freq), key=lambda w: (-counts[w], w))
+    return [PAD, UNK, *words]
+
+
+def encode(tokens: list[str], index: dict[str, int], max_length: int | None) -> torch.Tensor:
+    ids = [index.get(token, 1) for token in tokens] or [1]
+    return torch.tensor(ids[:max_length] if max_length else ids, dtype=torch.long)
+
+
+# ----------------------------------------------------------------------------------------------
+# Offline generated task
+# ----------------------------------------------------------------------------------------------
+
+
+def polarity_task(
+    n_train: int, n_test: int, vocab_size: int, min_length: int, max_length: int, d: int, seed: int
+) -> dict:
+    """A text-like task in which attention matters.
+
+    The vocabulary has positive words (+1), negative words (-1), negation words and neutral words.
+    A negation flips the polarity of the next polar word. The label is 1 when the flipped sum of
+    polarities is positive, 0 when negative (sequences with sum 0 are redrawn). Each word has a
+    fixed seeded Gaussian embedding (frozen), so the model must combine tokens to see negations.
+    """
+    generator = torch.Generator().manual_seed(seed)
+    polar = max(2, vocab_size // 5)
+    negations = max(1, vocab_size // 20)
+    # ids: 0 pad, 1 unk, then positive, negative, negation, neutral words
+    positive = range(2, 2 + polar)
+    negative = range(2 + polar, 2 + 2 * polar)
+    negation = range(2 + 2 * polar, 2 + 2 * polar + negations)
+    total = vocab_size + 2
+    polarity = torch.zeros(total, dtype=torch.long)
+    polarity[list(positive)] = 1
+    polarity[list(negative)] = -1
+    is_negation = torch.zeros(total, dtype=torch.bool)
+    is_negation[list(negation)] = True
+
+    def draw(count: int):
+        sequences, labels = [], []
+        while len(sequences) < count:
+            length = int(torch.randint(min_length, max_length + 1, (), generator=generator))
+            ids = torch.randint(2, total, (length,), generator=generator)
+            score, flip = 0, False
+            for token in ids.tolist():
+                if is_negation[token]:
+                    flip = True
+                elif polarity[token] != 0:
+                    score += -int(polarity[token]) if flip else int(polarity[token])
+                    flip = False
+            if score == 0:
+                continue
+            sequences.append(ids)
+            labels.append(int(score > 0))
+        return sequences, torch.tensor(labels)
+
+    train, test = draw(n_train), draw(n_test)
+    vectors = torch.randn(total, d, generator=generator) / d**0.5
+    vectors[0] = 0.0
+    return {"train": train, "test": test, "vectors": vectors}

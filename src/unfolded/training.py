@@ -1,0 +1,337 @@
+"""Training with Lightning: an embedding, an encoder (unfolded or standard) and a classifier.
+
+The LightningModule holds the what (model, loss, metrics); :func:`build_trainer` the how
+(device, precision, checkpoints, logging); :class:`unfolded.data.SequenceDataModule` the data.
+"""
+
+from __future__ import annotations
+
+import math
+import shutil
+import time
+from pathlib import Path
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .models import StandardTransformer, UnfoldedTransformer, authors_ffn_normalisation
+
+__all__ = [
+    "MODELS",
+    "DivergenceError",
+    "EpochSeededSampler",
+    "SequenceClassifier",
+    "build_encoder",
+    "build_trainer",
+    "fit",
+    "paper_encoder",
+]
+
+MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied")
+
+
+class DivergenceError(RuntimeError):
+    """Training produced a non-finite loss or energy; diagnostics were saved next to the run."""
+
+
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """A shuffling sampler whose permutation depends only on ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint sees
+    exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
+def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
+    """``unfolded_{tied,untied}`` or ``standard_{tied,untied}`` at width ``d`` and depth ``num_layers``."""
+    family, tying = model.split("_")
+    tied = tying == "tied"
+    if family == "unfolded":
+        return UnfoldedTransformer(
+            d, num_layers, tied=tied,
+            attention_variant=cfg.get("attention_variant", "exact"),
+            alpha_attention=cfg.get("alpha_attention", 1.0),
+            alpha_ffn=cfg.get("alpha_ffn", 1.0),
+            relu=cfg.get("relu", True),
+            layer_norm=cfg.get("layer_norm", False),
+            spectral_bound=cfg.get("spectral_bound", 0.95),
+            regularise_energy=cfg.get("regularise_energy", True),
+        )
+    heads = cfg.get("num_heads", 4)
+    while d % heads:
+        heads -= 1  # the largest head count <= num_heads that divides d
+    return StandardTransformer(d, num_layers, num_heads=heads, tied=tied)
+
+
+def paper_encoder(d: int, num_layers: int, relu: bool, variant: str) -> UnfoldedTransformer:
+    """The encoders of Figures 5-6 (paper.md 6.4, 8b).
+
+    ``paper``: the authors' model: tied layers, their bias-free ``W^T W`` attention, no residual,
+    their energy (with the regulariser), feed-forward weight normalised once by their
+    ``normalize_weight`` and unconstrained during training. ``exact``: tied layers, attention with
+    the key bias, the pairwise energy without the regulariser, and ``Wf`` kept symmetric with its
+    spectrum in [-0.95, 0.95] by a parametrisation throughout training.
+    """
+    if variant == "paper":
+        encoder = UnfoldedTransformer(d, num_layers, tied=True, attention_variant="official", relu=relu,
+                                      spectral_bound=None, regularise_energy=True)
+        authors_normalise_(encoder)
+        return encoder
+    if variant == "exact":
+        return UnfoldedTransformer(d, num_layers, tied=True, attention_variant="exact", relu=relu,
+                                   spectral_bound=0.95, regularise_energy=False)
+    raise ValueError(f"energy-curve variant: expected 'paper' or 'exact', got {variant!r}")
+
+
+@torch.no_grad()
+def authors_normalise_(encoder: UnfoldedTransformer) -> None:
+    """Apply the authors' ``normalize_weight`` to every unconstrained ``Wf`` (paper.md 6.5, item 5)."""
+    for layer in encoder.layers:
+        layer.Wf.copy_(authors_ffn_normalisation(layer.Wf))
+
+
+class SequenceClassifier(L.LightningModule):
+    """Embedding -> encoder -> masked mean over tokens -> linear classifier.
+
+    ``kind="tokens"``: ids looked up in ``vectors``, frozen (the paper) or ``learned`` from them
+    (the encoder width is their width);
+    ``kind="features"``: patch vectors projected linearly to ``width``.
+    """
+
+    def __init__(
+        self,
+        *,
+        kind: str,
+        input_dim: int,
+        num_classes: int,
+        model: str,
+        width: int,
+        num_layers: int,
+        encoder_options: dict | None = None,
+        optimizer: str = "adamw",
+        lr: float = 3e-3,
+        weight_decay: float = 0.0,
+        scheduler: str = "none",
+        vectors: torch.Tensor | None = None,
+        embedding: str = "frozen",
+        encoder: nn.Module | None = None,
+        max_tokens: int = 1024,
+        diagnostics_dir: str | None = None,
+    ):
+        super().__init__()
+        self.save_hyperparameters(ignore=["vectors", "encoder"])
+        if kind == "tokens":
+            if vectors is None:
+                raise ValueError("kind='tokens' needs the embedding vectors")
+            if embedding not in ("frozen", "learned"):
+                raise ValueError(f"embedding: expected 'frozen' or 'learned', got {embedding!r}")
+            self.embedding = nn.Embedding.from_pretrained(vectors.float(), freeze=embedding == "frozen", padding_idx=0)
+            d = vectors.shape[1]
+        elif kind == "features":
+            # patches have a fixed grid: a linear patch projection plus learned positions
+            self.embedding = nn.Linear(input_dim, width)
+            self.positions = nn.Parameter(torch.zeros(max_tokens, width))
+            d = width
+        else:
+            raise ValueError(f"kind: expected 'tokens' or 'features', got {kind!r}")
+        self.encoder = encoder if encoder is not None else build_encoder(model, d, num_layers, encoder_options or {})
+        # LayerNorm makes the head blind to the scale of the pooled state (energy descent shrinks it).
+        self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, num_classes))
+
+    def embed(self, batch: dict) -> torch.Tensor:
+        Y = self.embedding(batch["inputs"])  # (b, n, d)
+        if self.hparams.kind == "features":
+            Y = Y + self.positions[: Y.shape[1]].to(Y.dtype)
+        return Y
+
+    def forward(self, batch: dict, return_energies: bool = False):
+        mask = batch["mask"]
+        out = self.encoder(self.embed(batch), mask, return_energies=return_energies)
+        weights = mask.unsqueeze(-1).to(out.hidden.dtype)
+        pooled = (out.hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (b, d)
+        return self.classifier(pooled), out.energies
+
+    def _step(self, batch: dict, stage: str) -> torch.Tensor:
+        logits, _ = self(batch)
+        loss = F.cross_entropy(logits.float(), batch["labels"])
+        accuracy = (logits.argmax(-1) == batch["labels"]).float().mean()
+        size = len(batch["labels"])
+        self.log(f"{stage}_loss", loss, prog_bar=stage != "test", batch_size=size)
+        self.log(f"{stage}_accuracy", accuracy, prog_bar=True, batch_size=size)
+        return loss
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        loss = self._step(batch, "train")
+        if not torch.isfinite(loss):
+            self._diverged(batch, loss)
+        return loss
+
+    def _diverged(self, batch: dict, loss: torch.Tensor) -> None:
+        where = Path(self.hparams.diagnostics_dir or ".") / "divergence.pt"
+        where.parent.mkdir(parents=True, exist_ok=True)
+        norms = {name: p.detach().float().norm().item() for name, p in self.named_parameters()}
+        torch.save({"step": self.global_step, "loss": loss.item(), "batch": batch, "parameter_norms": norms,
+                    "state_dict": self.state_dict()}, where)
+        raise DivergenceError(
+            f"training diverged at step {self.global_step}: loss = {loss.item()}; parameters, the batch and "
+            f"their norms are saved in {where}. Lower the learning rate, enable relu, or clip gradients."
+        )
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "val")
+
+    def test_step(self, batch: dict, batch_idx: int) -> None:
+        self._step(batch, "test")
+
+    def configure_optimizers(self):
+        parameters = [p for p in self.parameters() if p.requires_grad]
+        if self.hparams.optimizer == "sgd":
+            optimiser = torch.optim.SGD(parameters, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        else:
+            optimiser = torch.optim.AdamW(parameters, lr=self.hparams.lr, weight_decay=self.hparams.weight_decay)
+        if self.hparams.scheduler == "cosine":
+            total = max(1, int(self.trainer.estimated_stepping_batches))
+            schedule = torch.optim.lr_scheduler.CosineAnnealingLR(optimiser, T_max=total)
+            return {"optimizer": optimiser, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return optimiser
+
+
+def precision_for(accelerator: str) -> str:
+    """One precision policy: bf16-mixed on GPU, 32-bit on CPU."""
+    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+    return "bf16-mixed" if on_gpu else "32-true"
+
+
+def build_trainer(
+    checkpoint_dir: Path,
+    *,
+    max_epochs: int = 1,
+    max_steps: int = -1,
+    accelerator: str = "auto",
+    gradient_clip: float | None = None,
+    validate: bool = True,
+    progress: bool = True,
+) -> L.Trainer:
+    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.loggers import CSVLogger
+
+    on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
+    checkpoint = ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=0, every_n_epochs=1,
+                                 save_on_train_epoch_end=True)
+    return L.Trainer(
+        accelerator=accelerator,
+        devices=1,
+        precision=precision_for(accelerator),
+        max_epochs=max_epochs,
+        max_steps=max_steps,
+        deterministic=not on_gpu,  # bitwise reproducible tables on CPU
+        gradient_clip_val=gradient_clip,
+        callbacks=[checkpoint],
+        logger=CSVLogger(str(checkpoint_dir), name="logs"),
+        enable_progress_bar=progress,
+        enable_model_summary=False,
+        num_sanity_val_steps=0,
+        limit_val_batches=1.0 if validate else 0,
+        log_every_n_steps=10,
+    )
+
+
+def _loader(data, split: str, batch_size: int, seed: int | None, num_workers: int = 0):
+    from .data import _Sequences, collate
+
+    dataset = _Sequences(data.splits[split])
+    sampler = EpochSeededSampler(len(dataset), seed) if seed is not None else None
+    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
+                                       num_workers=num_workers, persistent_workers=num_workers > 0)
+
+
+def fit(
+    module: SequenceClassifier,
+    data,
+    checkpoint_dir: Path,
+    *,
+    seed: int,
+    batch_size: int,
+    max_epochs: int = 1,
+    max_steps: int = -1,
+    accelerator: str = "auto",
+    gradient_clip: float | None = None,
+    num_workers: int = 0,
+    validate: bool = True,
+    progress: bool = True,
+) -> dict:
+    """Train (resuming from ``checkpoint_dir/last.ckpt`` when present) and test; returns a summary."""
+    checkpoint_dir = Path(checkpoint_dir)
+    resume = checkpoint_dir / "last.ckpt"
+    trainer = build_trainer(checkpoint_dir, max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator,
+                            gradient_clip=gradient_clip, validate=validate, progress=progress)
+    start = time.perf_counter()
+    trainer.fit(
+        module,
+        train_dataloaders=_loader(data, "train", batch_size, seed, num_workers),
+        val_dataloaders=_loader(data, "val", 256, None, num_workers) if validate else None,
+        ckpt_path=str(resume) if resume.exists() else None,
+    )
+    train_seconds = time.perf_counter() - start
+    tested = trainer.test(module, dataloaders=_loader(data, "test", 256, None, num_workers), verbose=False)[0]
+    samples = trainer.global_step * batch_size
+    return {
+        "test_accuracy": float(tested["test_accuracy"]),
+        "test_loss": float(tested["test_loss"]),
+        "steps": int(trainer.global_step),
+        "epochs": int(trainer.current_epoch),
+        "resumed": resume.exists(),
+        "train_seconds": train_seconds,
+        "samples_per_second": samples / train_seconds if train_seconds > 0 else math.nan,
+        "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
+        "metrics_csv": str(Path(trainer.logger.log_dir) / "metrics.csv"),
+    }
+
+
+@torch.no_grad()
+def layer_energies(module: SequenceClassifier, data, split: str, indices: list[int]) -> torch.Tensor:
+    """``(len(indices), num_layers + 1)`` energies of the chosen sequences, evaluated in float64."""
+    from .data import collate
+
+    module = module.eval().cpu().double()
+    sequences, labels = data.splits[split]
+    rows = []
+    for start in range(0, len(indices), 64):
+        chunk = indices[start : start + 64]
+        batch = collate([(sequences[i], labels[i]) for i in chunk])
+        if batch["inputs"].is_floating_point():
+            batch["inputs"] = batch["inputs"].double()
+        _, energies = module(batch, return_energies=True)
+        rows.append(energies)
+    energies = torch.cat(rows)
+    if not torch.isfinite(energies).all():
+        raise DivergenceError(f"non-finite energies in {int((~torch.isfinite(energies)).sum())} entries")
+    return energies
+
+
+def write_run(run_dir: Path, summary: dict, module: SequenceClassifier, checkpoint_dir: Path, meta: dict) -> None:
+    """Copy the run's metrics and final checkpoint into ``run_dir`` and write its summary, atomically."""
+    from .artifacts import atomic_path, write_json
+
+    run_dir.mkdir(parents=True, exist_ok=True)
+    metrics = Path(summary.pop("metrics_csv"))
+    with atomic_path(run_dir / "metrics.csv") as temporary:
+        shutil.copyfile(metrics, temporary)
+    with atomic_path(run_dir / "last.ckpt") as temporary:
+        shutil.copyfile(checkpoint_dir / "last.ckpt", temporary)
+    write_json(run_dir / "provenance.json", {**meta, "summary": summary})

@@ -1,0 +1,31 @@
+# Downloads go into the cache (data.cache_dir / $UNFOLDED_CACHE), outside results/; the marker file
+# records what was fetched. Local rule: on SLURM it runs where the internet is (the login node).
+localrules:
+    fetch,
+
+
+rule fetch:
+    """Download a dataset or vector file once into the cache."""
+    output:
+        "results/data/fetched/{name}.txt",
+    wildcard_constraints:
+        name="imdb|sst2|mnist|cifar10|glove-840B|glove-6B",
+    params:
+        python=PYTHON,
+        config=inline_config(("data",)),
+    log:
+        "results/logs/fetch/{name}.log",
+    retries: 2
+    shell:
+        "{params.python} -m unfolded data fetch {wildcards.name} --config {params.config}"
+        " --marker {output} > {log} 2>&1"
+
+
+def fetched(wildcards):
+    """Fetch markers a dataset needs before it can load offline."""
+    dataset = wildcards.dataset
+    if dataset in ("imdb", "sst2"):
+        return [f"results/data/fetched/{dataset}.txt", f"results/data/fetched/glove-{config['data']['glove']}.txt"]
+    if dataset in ("mnist", "cifar10"):
+        return [f"results/data/fetched/{dataset}.txt"]
+    return []
