@@ -111,10 +111,11 @@ def load_config(source: str | Path | dict | None) -> dict:
     if source is None or isinstance(source, dict):
         return validate_config(source)
     text = str(source)
-    path = Path(text)
-    if path.suffix in {".yaml", ".yml", ".json"} or path.exists():
-        if not path.exists():
-            raise ConfigError(f"config file {path} does not exist")
+    inline = text.lstrip().startswith(("{", "[")) or "\n" in text
+    if not inline:
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"config file {path} does not exist (pass a YAML file or inline YAML/JSON text)")
         text = path.read_text()
     try:
         data = yaml.safe_load(text)

@@ -87,7 +87,8 @@ def curve_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir: Path, progress: bool = True):
+def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir: Path, progress: bool = True,
+              callbacks: tuple = ()):
     """Train one (dataset, model, seed) run; returns the module, its summary and test energies."""
     cfg = config["train"]
     data = prepare(dataset, config)
@@ -99,7 +100,7 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
     )
     summary = fit(module, data, checkpoint_dir, seed=seed, batch_size=cfg["batch_size"], max_epochs=cfg["max_epochs"],
                   max_steps=cfg["max_steps"], accelerator=cfg["accelerator"], gradient_clip=cfg["gradient_clip"],
-                  num_workers=cfg["num_workers"], progress=progress)
+                  num_workers=cfg["num_workers"], progress=progress, callbacks=callbacks)
     indices = sample_indices(config["energy_curves"]["samples"], len(data.splits["test"][1]), seed)
     energies = layer_energies(module, data, "test", indices)
     summary["energy_monotone_fraction"] = monotone_fraction(energies)

@@ -181,14 +181,20 @@ class SequenceClassifier(L.LightningModule):
             self._diverged(batch, loss)
         return loss
 
-    def _diverged(self, batch: dict, loss: torch.Tensor) -> None:
+    def on_train_batch_end(self, outputs, batch: dict, batch_idx: int) -> None:
+        # A step can leave non-finite weights behind a finite loss; stop before the next forward.
+        if not all(torch.isfinite(p).all() for p in self.parameters()):
+            self._diverged(batch, outputs["loss"] if isinstance(outputs, dict) else torch.tensor(float("nan")),
+                           "non-finite parameters after the optimiser step")
+
+    def _diverged(self, batch: dict, loss: torch.Tensor, what: str = "non-finite loss") -> None:
         where = Path(self.hparams.diagnostics_dir or ".") / "divergence.pt"
         where.parent.mkdir(parents=True, exist_ok=True)
         norms = {name: p.detach().float().norm().item() for name, p in self.named_parameters()}
-        torch.save({"step": self.global_step, "loss": loss.item(), "batch": batch, "parameter_norms": norms,
-                    "state_dict": self.state_dict()}, where)
+        torch.save({"step": self.global_step, "loss": loss.item(), "reason": what, "batch": batch,
+                    "parameter_norms": norms, "state_dict": self.state_dict()}, where)
         raise DivergenceError(
-            f"training diverged at step {self.global_step}: loss = {loss.item()}; parameters, the batch and "
+            f"training diverged at step {self.global_step} ({what}): loss = {loss.item()}; parameters, the batch and "
             f"their norms are saved in {where}. Lower the learning rate, enable relu, or clip gradients."
         )
 
@@ -226,12 +232,14 @@ def build_trainer(
     gradient_clip: float | None = None,
     validate: bool = True,
     progress: bool = True,
+    callbacks: tuple = (),
 ) -> L.Trainer:
     from lightning.pytorch.callbacks import ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
-    checkpoint = ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=0, every_n_epochs=1,
+    # save_top_k=1 without a monitor keeps the newest epoch checkpoint; last.ckpt is written beside it
+    checkpoint = ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=1, every_n_epochs=1,
                                  save_on_train_epoch_end=True)
     return L.Trainer(
         accelerator=accelerator,
@@ -241,7 +249,7 @@ def build_trainer(
         max_steps=max_steps,
         deterministic=not on_gpu,  # bitwise reproducible tables on CPU
         gradient_clip_val=gradient_clip,
-        callbacks=[checkpoint],
+        callbacks=[checkpoint, *callbacks],
         logger=CSVLogger(str(checkpoint_dir), name="logs"),
         enable_progress_bar=progress,
         enable_model_summary=False,
@@ -274,18 +282,20 @@ def fit(
     num_workers: int = 0,
     validate: bool = True,
     progress: bool = True,
+    callbacks: tuple = (),
 ) -> dict:
     """Train (resuming from ``checkpoint_dir/last.ckpt`` when present) and test; returns a summary."""
     checkpoint_dir = Path(checkpoint_dir)
     resume = checkpoint_dir / "last.ckpt"
     trainer = build_trainer(checkpoint_dir, max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator,
-                            gradient_clip=gradient_clip, validate=validate, progress=progress)
+                            gradient_clip=gradient_clip, validate=validate, progress=progress, callbacks=callbacks)
+    resumed = resume.exists()
     start = time.perf_counter()
     trainer.fit(
         module,
         train_dataloaders=_loader(data, "train", batch_size, seed, num_workers),
         val_dataloaders=_loader(data, "val", 256, None, num_workers) if validate else None,
-        ckpt_path=str(resume) if resume.exists() else None,
+        ckpt_path=str(resume) if resumed else None,
     )
     train_seconds = time.perf_counter() - start
     tested = trainer.test(module, dataloaders=_loader(data, "test", 256, None, num_workers), verbose=False)[0]
@@ -295,7 +305,7 @@ def fit(
         "test_loss": float(tested["test_loss"]),
         "steps": int(trainer.global_step),
         "epochs": int(trainer.current_epoch),
-        "resumed": resume.exists(),
+        "resumed": resumed,
         "train_seconds": train_seconds,
         "samples_per_second": samples / train_seconds if train_seconds > 0 else math.nan,
         "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),

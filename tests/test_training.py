@@ -1,0 +1,82 @@
+"""Lightning training on the smoke configuration: learning, resume, divergence guard, energy curves."""
+
+import pandas as pd
+import pytest
+import torch
+
+from unfolded.config import load_config
+from unfolded.data import prepare
+from unfolded.experiments import curve_summary, energy_curves, train_run
+from unfolded.training import MODELS, DivergenceError, SequenceClassifier, fit
+
+SMOKE = load_config("config/smoke.yaml")
+
+
+@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("dataset", ["polarity", "digits"])
+def test_a_few_steps_reduce_the_loss(model, dataset):
+    data = prepare(dataset, SMOKE)
+    torch.manual_seed(0)
+    module = SequenceClassifier(kind=data.kind, input_dim=data.input_dim, num_classes=data.num_classes, model=model,
+                                width=16, num_layers=2, vectors=data.vectors, embedding="learned", lr=1e-2)
+    from unfolded.data import collate
+
+    batch = collate([(data.splits["train"][0][i], data.splits["train"][1][i]) for i in range(32)])
+    optimiser = module.configure_optimizers()
+    losses = []
+    for _ in range(25):
+        optimiser.zero_grad()
+        logits, _ = module(batch)
+        loss = torch.nn.functional.cross_entropy(logits, batch["labels"])
+        loss.backward()
+        optimiser.step()
+        losses.append(loss.item())
+    assert losses[-1] < 0.95 * losses[0]
+
+
+class Kill(__import__("lightning").Callback):
+    """Stops the process-like run at the start of the second epoch, after the first checkpoint."""
+
+    def on_train_epoch_start(self, trainer, module):
+        if trainer.current_epoch == 1:
+            raise RuntimeError("simulated kill")
+
+
+def test_resume_continues_from_the_checkpoint(tmp_path):
+    config = load_config({**SMOKE, "train": {**SMOKE["train"], "max_epochs": 2}})
+    _, uninterrupted, energies = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "full", progress=False)
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "split", progress=False, callbacks=(Kill(),))
+    assert (tmp_path / "split" / "last.ckpt").exists()
+    _, resumed, resumed_energies = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "split", progress=False)
+    assert resumed["resumed"] and not uninterrupted["resumed"]
+    assert resumed["steps"] == uninterrupted["steps"]
+    assert resumed["test_accuracy"] == uninterrupted["test_accuracy"]
+    assert resumed["test_loss"] == pytest.approx(uninterrupted["test_loss"], abs=1e-6)
+    pd.testing.assert_frame_equal(energies, resumed_energies)
+
+
+def test_divergence_stops_with_diagnostics(tmp_path):
+    data = prepare("polarity", SMOKE)
+    module = SequenceClassifier(kind="tokens", input_dim=16, num_classes=2, model="unfolded_untied", width=16, num_layers=2,
+                                vectors=data.vectors * 1e3, embedding="learned", encoder_options={"relu": False},
+                                optimizer="sgd", lr=1e12, diagnostics_dir=str(tmp_path))
+    with pytest.raises(DivergenceError, match="diverged at step"):
+        fit(module, data, tmp_path / "ckpt", seed=0, batch_size=16, max_epochs=3, progress=False)
+    saved = torch.load(tmp_path / "divergence.pt", weights_only=False)
+    norms = torch.tensor(list(saved["parameter_norms"].values()))
+    assert (not torch.isfinite(torch.tensor(saved["loss"]))) or not torch.isfinite(norms).all()
+    assert saved["reason"] and saved["batch"]["inputs"].shape[0] == 16
+
+
+def test_energy_curve_table(tmp_path):
+    table = energy_curves(SMOKE, "polarity", tmp_path, progress=False)
+    cfg = SMOKE["energy_curves"]
+    # per variant: untrained without and with ReLU, trained with ReLU; samples x (layers + 1) rows each
+    assert len(table) == len(cfg["variants"]) * 3 * cfg["samples"] * (cfg["num_layers"] + 1)
+    assert set(table.columns) == {"dataset", "variant", "relu", "state", "sample", "layer", "energy"}
+    assert table["energy"].notna().all()
+    summary = curve_summary(table)
+    assert len(summary) == 6 and summary["monotone_fraction"].between(0, 1).all()
+    exact = summary[summary["variant"] == "exact"]
+    assert (exact["monotone_fraction"] > 0.9).all()
