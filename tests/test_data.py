@@ -1,6 +1,5 @@
 """The data layer on small fixtures in the real sources' formats; no network is used."""
 
-import gzip
 import multiprocessing
 import os
 import pickle

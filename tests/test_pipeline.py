@@ -58,8 +58,15 @@ def test_dry_run(tmp_path, configfile):
     workdir = copy_workflow(tmp_path)
     result = snakemake(workdir, "-n", *(["--configfile", configfile] if configfile else []))
     assert result.returncode == 0, result.stderr[-2000:]
-    counts = job_counts(result.stdout + result.stderr)
+    output = result.stdout + result.stderr
+    counts = job_counts(output)
     assert counts["synthetic"] == 3 and counts["claims"] == 1 and counts["fig1_apollonius"] == 1
+    assert counts["train"] == 24 and counts["energy_curves"] == 2 and counts["energy_figure"] == 4
+    if configfile:  # the paper's data: IMDB, SST-2 and GloVe are fetched first
+        assert counts["fetch"] == 3
+        assert "results/runs/imdb/unfolded_tied/seed0" in output and "results/runs/sst2/standard_untied/seed2" in output
+    else:
+        assert "fetch" not in counts
 
 
 def test_slurm_profile_dry_run(tmp_path):
@@ -68,7 +75,14 @@ def test_slurm_profile_dry_run(tmp_path):
         [SNAKEMAKE, "--workflow-profile", "profiles/slurm", "-n"], cwd=workdir, capture_output=True, text=True
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert "runtime=" in result.stdout + result.stderr
+    output = result.stdout + result.stderr
+    assert "runtime=" in output
+    # training and energy-curve jobs ask SLURM for a GPU, the synthetic ones do not
+    for block in output.split("\n\n"):
+        if "rule train:" in block or "rule energy_curves:" in block:
+            assert "gpu=1" in block
+        elif "rule synthetic:" in block:
+            assert "gpu=" not in block
 
 
 def test_outputs_are_valid(smoke_run):
@@ -85,6 +99,15 @@ def test_outputs_are_valid(smoke_run):
     claims = pd.read_csv(smoke_run / "results/tables/claims.csv")
     assert len(claims) == len(CLAIMS) and (claims["trials"] >= 5).all()
     assert (smoke_run / "results/benchmarks/claims.tsv").exists()
+    accuracy = pd.read_csv(smoke_run / "results/tables/accuracy.csv")
+    assert len(accuracy) == 2 * 4 * 1 and accuracy["test_accuracy"].between(0, 1).all()
+    assert {"dataset", "model", "seed", "parameters", "samples_per_second", "energy_monotone_fraction"} <= set(accuracy.columns)
+    curves = pd.read_parquet(smoke_run / "results/data/energy_curves.parquet")
+    assert len(curves) == 2 * 2 * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
+    for name in ("fig5_energy_untrained_polarity", "fig6_energy_trained_digits", "fig_accuracy", "fig_training_curves"):
+        assert Image.open(smoke_run / f"results/figures/{name}.png").format == "PNG"
+    for run in ("polarity/unfolded_tied/seed0", "digits/standard_untied/seed0"):
+        assert (smoke_run / "results/runs" / run / "last.ckpt").stat().st_size > 0
 
 
 def test_rerun_is_a_no_op_and_a_change_reruns_only_dependants(smoke_run):

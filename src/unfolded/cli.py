@@ -196,10 +196,8 @@ def run_combine(args: argparse.Namespace) -> None:
 def run_accuracy(args: argparse.Namespace) -> None:
     import pandas as pd
 
-    from .artifacts import atomic_path, write_text
+    from .artifacts import atomic_path, provenance, write_parquet, write_text
     from .experiments import curve_summary, summarise_runs
-
-    from .artifacts import provenance, write_parquet
 
     runs = summarise_runs([Path(p) for p in args.runs])
     with atomic_path(args.csv) as temporary:

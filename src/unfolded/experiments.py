@@ -95,7 +95,8 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
     L.seed_everything(seed, workers=True, verbose=False)
     module = SequenceClassifier(
         kind=data.kind, input_dim=data.input_dim, num_classes=data.num_classes, model=model, width=cfg["width"],
-        num_layers=cfg["num_layers"], vectors=data.vectors, embedding=cfg["embedding"], encoder_options=cfg, optimizer=cfg["optimizer"], lr=cfg["lr"],
+        num_layers=cfg["num_layers"], vectors=data.vectors, embedding=cfg["embedding"], encoder_options=cfg,
+        optimizer=cfg["optimizer"], lr=cfg["lr"],
         weight_decay=cfg["weight_decay"], scheduler=cfg["scheduler"], diagnostics_dir=str(checkpoint_dir),
     )
     summary = fit(module, data, checkpoint_dir, seed=seed, batch_size=cfg["batch_size"], max_epochs=cfg["max_epochs"],

@@ -223,7 +223,9 @@ def _energy_panel(ax, group: pd.DataFrame, title: str) -> None:
     wide = group.pivot(index="sample", columns="layer", values="energy")
     values = wide.to_numpy()
     quartile1, quartile3 = np.percentile(values, 25, axis=0), np.percentile(values, 75, axis=0)
-    low_whisker = [col[col >= q1 - 1.5 * (q3 - q1)].min() for col, q1, q3 in zip(values.T, quartile1, quartile3, strict=True)]
+    low_whisker = [
+        col[col >= q1 - 1.5 * (q3 - q1)].min() for col, q1, q3 in zip(values.T, quartile1, quartile3, strict=True)
+    ]
     shifted = values - min(low_whisker)
     layers = wide.columns.to_numpy()
     ax.boxplot(shifted, positions=layers, showfliers=False, widths=0.6,
@@ -251,7 +253,8 @@ def fig5_energy_untrained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
     for row, variant in enumerate(variants):
         for column, relu in enumerate((False, True)):
             group = data[(data["variant"] == variant) & (data["relu"] == relu)]
-            _energy_panel(axes[row, column], group, f"{dataset}, {VARIANT_TITLES[variant]}, {'with' if relu else 'no'} ReLU, untrained")
+            title = f"{dataset}, {VARIANT_TITLES[variant]}, {'with' if relu else 'no'} ReLU, untrained"
+            _energy_panel(axes[row, column], group, title)
     figure.tight_layout()
     return figure
 
