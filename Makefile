@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-all lint benchmark clean-results docs-figures
+.PHONY: all install test test-slurm lint benchmark clean-results docs-figures
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -25,8 +25,8 @@ $(STAMP): pyproject.toml
 test: $(STAMP)
 	$(BIN)/python -m pytest
 
-test-all: $(STAMP)
-	$(BIN)/python -m pytest -m "not slurm"
+test-slurm: $(STAMP)
+	$(BIN)/python -m pytest -m slurm -s tests/test_slurm.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

@@ -28,7 +28,20 @@ BAD_CONFIGS = [
     ({"figures": {"include": ["fig9"]}}, "config.figures.include[0]"),
     ({"figures": {"dpi": 10}}, "config.figures.dpi"),
     ([1, 2], "config"),
+    ({"data": {"glove": "42B"}}, "config.data.glove"),
+    ({"data": {"max_length": 1}}, "config.data.max_length"),
+    ({"datasets": []}, "config.datasets"),
+    ({"datasets": ["wikitext"]}, "config.datasets[0]"),
+    ({"train": {"seeds": []}}, "config.train.seeds"),
+    ({"train": {"models": ["bert"]}}, "config.train.models[0]"),
+    ({"train": {"lr": 0}}, "config.train.lr"),
+    ({"energy_curves": {"samples": 0}}, "config.energy_curves.samples"),
+    ({"energy_curves": {"variants": ["official"]}}, "config.energy_curves.variants[0]"),
 ]
+
+
+def test_at_least_twenty_bad_configs():
+    assert len(BAD_CONFIGS) + 1 >= 20  # + the missing config file below
 
 
 @pytest.mark.parametrize("config,key", BAD_CONFIGS, ids=[k for _, k in BAD_CONFIGS])

@@ -1,10 +1,6 @@
 """The Snakemake workflow, run for real on the smoke config in a temporary copy of the repository."""
 
-import re
-import shutil
 import subprocess
-import sys
-from pathlib import Path
 
 import pandas as pd
 import pytest
@@ -12,38 +8,7 @@ from PIL import Image
 
 from unfolded.claims import CLAIMS
 
-ROOT = Path(__file__).resolve().parents[1]
-SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
-
-
-def copy_workflow(destination: Path) -> Path:
-    for name in ("Snakefile", "config.yaml", "environment.yml"):
-        shutil.copy(ROOT / name, destination / name)
-    for name in ("workflow", "config", "profiles"):
-        shutil.copytree(ROOT / name, destination / name, symlinks=False)
-    return destination
-
-
-def snakemake(workdir: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [SNAKEMAKE, "--workflow-profile", "none", "--cores", "2", *args],
-        cwd=workdir, capture_output=True, text=True, timeout=900,
-    )
-
-
-def job_counts(output: str) -> dict[str, int]:
-    """Parse the 'Job stats' table of a dry run."""
-    counts = {}
-    if "Job stats" not in output:
-        return counts
-    block = output.split("Job stats:", 1)[1]
-    for line in block.splitlines()[3:]:
-        match = re.match(r"^(\S+)\s+(\d+)$", line.strip())
-        if not match:
-            break
-        counts[match.group(1)] = int(match.group(2))
-    return counts
-
+from workflow_helpers import SNAKEMAKE, copy_workflow, job_counts, snakemake
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
