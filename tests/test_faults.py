@@ -9,9 +9,9 @@ import time
 from pathlib import Path
 
 import pytest
+from workflow_helpers import SNAKEMAKE, copy_workflow, snakemake
 
 from unfolded.artifacts import atomic_path, write_parquet
-from workflow_helpers import SNAKEMAKE, copy_workflow, snakemake
 
 RUN = "results/runs/polarity/unfolded_tied/seed0"
 LONG_TRAINING = 'train={"max_epochs": 40, "seeds": [0]}'

@@ -5,10 +5,10 @@ import subprocess
 import pandas as pd
 import pytest
 from PIL import Image
+from workflow_helpers import SNAKEMAKE, copy_workflow, job_counts, snakemake
 
 from unfolded.claims import CLAIMS
 
-from workflow_helpers import SNAKEMAKE, copy_workflow, job_counts, snakemake
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):
