@@ -510,33 +510,32 @@ def _apollonius_points(gen: torch.Generator, pair: QuadraticPair, inside: bool, 
     return points[keep], alpha
 
 
-def _apollonius_lemma(trials: int, gen: torch.Generator) -> Tally:
-    tally = Tally()
+def _record_h_step(tally: Tally, pair: QuadraticPair, points: Tensor, alpha: float) -> None:
+    """One trial per point: does a gradient step on h raise f + h?"""
+    after = pair.h_step(points, alpha)
+    tally.descent(pair.f(points) + pair.h(points), pair.f(after) + pair.h(after))
+
+
+def _apollonius_trials(tally: Tally, trials: int, gen: torch.Generator, inside: bool) -> Tally:
     while tally.trials < trials:
         pair = _quadratic_pair(gen)
-        points, alpha = _apollonius_points(gen, pair, inside=True)
+        points, alpha = _apollonius_points(gen, pair, inside=inside)
         points = points[: trials - tally.trials]
         if len(points):
-            after = pair.h_step(points, alpha)
-            tally.descent(pair.f(points) + pair.h(points), pair.f(after) + pair.h(after))
+            _record_h_step(tally, pair, points, alpha)
     return tally
+
+
+def _apollonius_lemma(trials: int, gen: torch.Generator) -> Tally:
+    return _apollonius_trials(Tally(), trials, gen, inside=True)
 
 
 def _apollonius_outside(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     one = torch.ones(1, 1, dtype=DTYPE)
     pair = QuadraticPair(one, one, torch.zeros(1, dtype=DTYPE), torch.ones(1, dtype=DTYPE))
-    y = torch.tensor([[0.9]], dtype=DTYPE)  # paper.md 5.1: 0.41 -> 0.4525
-    after = pair.h_step(y, 0.5)
-    tally.descent(pair.f(y) + pair.h(y), pair.f(after) + pair.h(after))
-    while tally.trials < trials:
-        pair = _quadratic_pair(gen)
-        points, alpha = _apollonius_points(gen, pair, inside=False)
-        points = points[: trials - tally.trials]
-        if len(points):
-            after = pair.h_step(points, alpha)
-            tally.descent(pair.f(points) + pair.h(points), pair.f(after) + pair.h(after))
-    return tally
+    _record_h_step(tally, pair, torch.tensor([[0.9]], dtype=DTYPE), 0.5)  # paper.md 5.1: 0.41 -> 0.4525
+    return _apollonius_trials(tally, trials, gen, inside=False)
 
 
 def _apollonius_circle_identity(trials: int, gen: torch.Generator) -> Tally:

@@ -271,12 +271,18 @@ def fig6_energy_trained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
     return figure
 
 
-def fig_accuracy(frame: pd.DataFrame) -> plt.Figure:
-    """Test accuracy of unfolded vs standard Transformers (tied and untied), one point per seed."""
+def _per_dataset(frame: pd.DataFrame, height: float):
+    """One panel per dataset, side by side: yields (axes, dataset) and returns the figure."""
     set_style()
     datasets = sorted(frame["dataset"].unique())
-    figure, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.2), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    figure, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), height), squeeze=False)
+    return figure, list(zip(axes[0], datasets, strict=True))
+
+
+def fig_accuracy(frame: pd.DataFrame) -> plt.Figure:
+    """Test accuracy of unfolded vs standard Transformers (tied and untied), one point per seed."""
+    figure, panels = _per_dataset(frame, 4.2)
+    for ax, dataset in panels:
         data = frame[frame["dataset"] == dataset]
         order = sorted(data["model"].unique())
         sns.barplot(data=data, x="model", y="test_accuracy", order=order, ax=ax, errorbar="sd", alpha=0.6)
@@ -291,10 +297,8 @@ def fig_accuracy(frame: pd.DataFrame) -> plt.Figure:
 
 def fig_training_curves(frame: pd.DataFrame) -> plt.Figure:
     """Validation accuracy during training (from the Lightning CSV logs), mean over seeds."""
-    set_style()
-    datasets = sorted(frame["dataset"].unique())
-    figure, axes = plt.subplots(1, len(datasets), figsize=(5.2 * len(datasets), 4.0), squeeze=False)
-    for ax, dataset in zip(axes[0], datasets, strict=True):
+    figure, panels = _per_dataset(frame, 4.0)
+    for ax, dataset in panels:
         data = frame[(frame["dataset"] == dataset) & frame["val_accuracy"].notna()]
         sns.lineplot(data=data, x="step", y="val_accuracy", hue="model", ax=ax, errorbar="sd")
         ax.set_title(dataset)
