@@ -75,8 +75,14 @@ start() {
     mkdir -p "$DIR"
     install_if_missing
     if [ -f "$DIR/pids" ]; then
-        log "already started (pids in $DIR/pids); run stop first"
-        exit 1
+        alive=0
+        while read -r pid; do [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && alive=1; done <"$DIR/pids"
+        if [ "$alive" = 1 ]; then
+            log "already started (pids in $DIR/pids); run stop first"
+            exit 1
+        fi
+        log "removing the record of a cluster that is no longer running"
+        rm -f "$DIR/pids"
     fi
     write_config
     # Job steps (srun inside sbatch) read the default path, not $SLURM_CONF: link it there when
