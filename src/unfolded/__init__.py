@@ -13,6 +13,7 @@ __all__ = ["claims", "energy", "models", "steps"]
 
 
 def __getattr__(name: str):
-    if name in {"claims", "cli", "energy", "models", "steps", "synthetic", "figures", "provenance"}:
+    if name in {"artifacts", "claims", "cli", "config", "data", "energy", "experiments", "figures", "models",
+                "reference", "steps", "synthetic", "training"}:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

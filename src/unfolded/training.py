@@ -320,9 +320,16 @@ def layer_energies(module: SequenceClassifier, data, split: str, indices: list[i
 
     module = module.eval().cpu().double()
     sequences, labels = data.splits[split]
-    rows = []
-    for start in range(0, len(indices), 64):
-        chunk = indices[start : start + 64]
+    rows, chunks, chunk, longest = [], [], [], 0
+    for i in indices:  # batches whose (b, n, n) Gram matrices stay below ~2.5e7 entries
+        longest_if_added = max(longest, len(sequences[i]))
+        if chunk and (len(chunk) + 1) * longest_if_added**2 > 2.5e7:
+            chunks.append(chunk)
+            chunk, longest_if_added = [], len(sequences[i])
+        chunk.append(i)
+        longest = longest_if_added
+    chunks.append(chunk)
+    for chunk in chunks:
         batch = collate([(sequences[i], labels[i]) for i in chunk])
         if batch["inputs"].is_floating_point():
             batch["inputs"] = batch["inputs"].double()
