@@ -343,13 +343,17 @@ def _ffn_gradient_identity(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _ffn_descent(trials: int, gen: torch.Generator) -> Tally:
-    tally = Tally()
-    for _ in range(trials):
+def _ffn_step_trials(tally: Tally, count: int, gen: torch.Generator, low: float, high: float) -> Tally:
+    """Feed-forward steps with ``alpha`` drawn in ``[low, high] x 2/L``."""
+    for _ in range(count):
         Y, mask, Wf, B, lipschitz = _ffn_instance(gen, -0.99, 3.0)
-        alpha = _uniform(gen, 0.0, 1.0) * 2.0 / lipschitz
+        alpha = _uniform(gen, low, high) * 2.0 / lipschitz
         tally.descent(ffn_energy(Y, Wf, B, mask), ffn_energy(ffn_step(Y, Wf, B, alpha), Wf, B, mask))
     return tally
+
+
+def _ffn_descent(trials: int, gen: torch.Generator) -> Tally:
+    return _ffn_step_trials(Tally(), trials, gen, 0.0, 1.0)
 
 
 def _ffn_large_step(trials: int, gen: torch.Generator) -> Tally:
@@ -357,11 +361,7 @@ def _ffn_large_step(trials: int, gen: torch.Generator) -> Tally:
     Wf, B = torch.diag(torch.tensor([1.5, 0.0], dtype=DTYPE)), torch.zeros(2, dtype=DTYPE)
     Y = torch.tensor([[[1.0, 0.0]]], dtype=DTYPE)  # paper.md 4.2: 1.25 -> 2.8125.
     tally.descent(ffn_energy(Y, Wf, B), ffn_energy(ffn_step(Y, Wf, B, 1.0), Wf, B))
-    for _ in range(trials - 1):
-        Y, mask, Wf, B, lipschitz = _ffn_instance(gen, -0.99, 3.0)
-        alpha = _uniform(gen, 1.0, 1.5) * 2.0 / lipschitz
-        tally.descent(ffn_energy(Y, Wf, B, mask), ffn_energy(ffn_step(Y, Wf, B, alpha), Wf, B, mask))
-    return tally
+    return _ffn_step_trials(tally, trials - 1, gen, 1.0, 1.5)
 
 
 def _relu_prox_descent(trials: int, gen: torch.Generator) -> Tally:
