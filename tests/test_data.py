@@ -218,4 +218,4 @@ def test_datamodule_shuffles_reproducibly():
     first = [b["labels"].tolist() for b in SequenceDataModule(data, 8, seed=1).train_dataloader()]
     second = [b["labels"].tolist() for b in SequenceDataModule(data, 8, seed=1).train_dataloader()]
     assert first == second
-    assert len(list(SequenceDataModule(data, 8).test_dataloader())) == 3
+    assert len(list(SequenceDataModule(data, 8, eval_batch_size=8).test_dataloader())) == 3

@@ -21,7 +21,6 @@ from .models import StandardTransformer, UnfoldedTransformer, authors_ffn_normal
 __all__ = [
     "MODELS",
     "DivergenceError",
-    "EpochSeededSampler",
     "SequenceClassifier",
     "build_encoder",
     "build_trainer",
@@ -34,27 +33,6 @@ MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied"
 
 class DivergenceError(RuntimeError):
     """Training produced a non-finite loss or energy; diagnostics were saved next to the run."""
-
-
-class EpochSeededSampler(torch.utils.data.Sampler):
-    """A shuffling sampler whose permutation depends only on ``(seed, epoch)``.
-
-    Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint sees
-    exactly the batches an uninterrupted run would have seen.
-    """
-
-    def __init__(self, size: int, seed: int):
-        self.size, self.seed, self.epoch = size, seed, 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __iter__(self):
-        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
-        return iter(torch.randperm(self.size, generator=generator).tolist())
-
-    def __len__(self) -> int:
-        return self.size
 
 
 def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
@@ -259,15 +237,6 @@ def build_trainer(
     )
 
 
-def _loader(data, split: str, batch_size: int, seed: int | None, num_workers: int = 0):
-    from .data import _Sequences, collate
-
-    dataset = _Sequences(data.splits[split])
-    sampler = EpochSeededSampler(len(dataset), seed) if seed is not None else None
-    return torch.utils.data.DataLoader(dataset, batch_size=batch_size, sampler=sampler, collate_fn=collate,
-                                       num_workers=num_workers, persistent_workers=num_workers > 0)
-
-
 def fit(
     module: SequenceClassifier,
     data,
@@ -291,14 +260,12 @@ def fit(
                             gradient_clip=gradient_clip, validate=validate, progress=progress, callbacks=callbacks)
     resumed = resume.exists()
     start = time.perf_counter()
-    trainer.fit(
-        module,
-        train_dataloaders=_loader(data, "train", batch_size, seed, num_workers),
-        val_dataloaders=_loader(data, "val", 256, None, num_workers) if validate else None,
-        ckpt_path=str(resume) if resumed else None,
-    )
+    from .data import SequenceDataModule
+
+    datamodule = SequenceDataModule(data, batch_size, num_workers=num_workers, seed=seed)
+    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resumed else None)
     train_seconds = time.perf_counter() - start
-    tested = trainer.test(module, dataloaders=_loader(data, "test", 256, None, num_workers), verbose=False)[0]
+    tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     samples = trainer.global_step * batch_size
     return {
         "test_accuracy": float(tested["test_accuracy"]),

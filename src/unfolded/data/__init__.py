@@ -20,6 +20,7 @@ __all__ = [
     "DATASETS",
     "FETCHABLE",
     "DataUnavailable",
+    "EpochSeededSampler",
     "PreparedData",
     "SequenceDataModule",
     "cache_dir",
@@ -165,22 +166,46 @@ class _Sequences(torch.utils.data.Dataset):
         return self.sequences[index], self.labels[index]
 
 
+class EpochSeededSampler(torch.utils.data.Sampler):
+    """A shuffling sampler whose permutation depends only on ``(seed, epoch)``.
+
+    Lightning calls ``set_epoch`` before every epoch, so a run resumed from a checkpoint sees
+    exactly the batches an uninterrupted run would have seen.
+    """
+
+    def __init__(self, size: int, seed: int):
+        self.size, self.seed, self.epoch = size, seed, 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def __iter__(self):
+        generator = torch.Generator().manual_seed(self.seed * 100_003 + self.epoch)
+        return iter(torch.randperm(self.size, generator=generator).tolist())
+
+    def __len__(self) -> int:
+        return self.size
+
+
 def _lightning_datamodule():
     import lightning as L
 
     class SequenceDataModule(L.LightningDataModule):
-        """Padded, masked batches of a :class:`PreparedData`; shuffling seeded by ``seed``."""
+        """Padded, masked batches of a :class:`PreparedData`; training batches shuffled by an
+        :class:`EpochSeededSampler` (same seed, same batches, also after a resume)."""
 
-        def __init__(self, data: PreparedData, batch_size: int, num_workers: int = 0, seed: int = 0):
+        def __init__(self, data: PreparedData, batch_size: int, num_workers: int = 0, seed: int = 0,
+                     eval_batch_size: int = 256):
             super().__init__()
             self.data, self.batch_size, self.num_workers, self.seed = data, batch_size, num_workers, seed
+            self.eval_batch_size = eval_batch_size
 
         def _loader(self, split: str, shuffle: bool):
+            dataset = _Sequences(self.data.splits[split])
             return torch.utils.data.DataLoader(
-                _Sequences(self.data.splits[split]),
-                batch_size=self.batch_size,
-                shuffle=shuffle,
-                generator=torch.Generator().manual_seed(self.seed) if shuffle else None,
+                dataset,
+                batch_size=self.batch_size if shuffle else self.eval_batch_size,
+                sampler=EpochSeededSampler(len(dataset), self.seed) if shuffle else None,
                 num_workers=self.num_workers,
                 collate_fn=collate,
                 persistent_workers=self.num_workers > 0,
