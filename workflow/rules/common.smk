@@ -80,3 +80,22 @@ def all_targets():
     if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
         targets += ["results/tables/accuracy.csv", "results/tables/accuracy.md", "results/data/energy_curves.parquet"]
     return targets
+
+
+def fetched(wildcards):
+    """Fetch markers a dataset needs before it can load offline."""
+    dataset = wildcards.dataset
+    if dataset in ("imdb", "sst2"):
+        return [f"results/data/fetched/{dataset}.txt", f"results/data/fetched/glove-{config['data']['glove']}.txt"]
+    if dataset in ("mnist", "cifar10"):
+        return [f"results/data/fetched/{dataset}.txt"]
+    return []
+
+
+def run_dirs():
+    return [
+        f"results/runs/{dataset}/{model}/seed{seed}"
+        for dataset in config["datasets"]
+        for model in config["train"]["models"]
+        for seed in config["train"]["seeds"]
+    ]

@@ -16,16 +16,8 @@ rule fetch:
     log:
         "results/logs/fetch/{name}.log",
     retries: 2
+    conda:
+        "../../environment.yml"
     shell:
         "{params.python} -m unfolded data fetch {wildcards.name} --config {params.config}"
         " --marker {output} > {log} 2>&1"
-
-
-def fetched(wildcards):
-    """Fetch markers a dataset needs before it can load offline."""
-    dataset = wildcards.dataset
-    if dataset in ("imdb", "sst2"):
-        return [f"results/data/fetched/{dataset}.txt", f"results/data/fetched/glove-{config['data']['glove']}.txt"]
-    if dataset in ("mnist", "cifar10"):
-        return [f"results/data/fetched/{dataset}.txt"]
-    return []

@@ -38,15 +38,6 @@ rule train:
         " --checkpoint-dir {params.checkpoints} --no-progress > {log} 2>&1"
 
 
-def run_dirs():
-    return [
-        f"results/runs/{dataset}/{model}/seed{seed}"
-        for dataset in config["datasets"]
-        for model in config["train"]["models"]
-        for seed in config["train"]["seeds"]
-    ]
-
-
 rule accuracy:
     """The accuracy table (tidy CSV + Markdown summary) and every run's logged training curve."""
     input:
