@@ -613,32 +613,28 @@ def _alternating_instance(gen: torch.Generator) -> tuple[AlternatingQuadratics, 
     return problem, 2.0 * torch.rand(n, d, generator=gen, dtype=DTYPE)
 
 
-def _alternating_component_descent(trials: int, gen: torch.Generator) -> Tally:
+def _alternating_trials(trials: int, gen: torch.Generator, measured) -> Tally:
+    """20 alternating steps (even on e1, odd on e2) per instance, lr < 2/L of both; each step is
+    checked against ``measured(problem, step)``, the energy that must not rise."""
     tally = Tally()
     for _ in range(trials):
         problem, Y = _alternating_instance(gen)
         L1, L2 = problem.lipschitz()
         lr = _uniform(gen, 0.05, 0.99) * 2.0 / max(L1, L2)
         for step in range(20):
-            energy, grad = (problem.e1, problem.grad1) if step % 2 == 0 else (problem.e2, problem.grad2)
-            after = Y - lr * grad(Y)
+            energy = measured(problem, step)
+            after = Y - lr * (problem.grad1 if step % 2 == 0 else problem.grad2)(Y)
             tally.descent(energy(Y), energy(after))
             Y = after
     return tally
 
 
+def _alternating_component_descent(trials: int, gen: torch.Generator) -> Tally:
+    return _alternating_trials(trials, gen, lambda problem, step: problem.e1 if step % 2 == 0 else problem.e2)
+
+
 def _alternating_total(trials: int, gen: torch.Generator) -> Tally:
-    tally = Tally()
-    for _ in range(trials):
-        problem, Y = _alternating_instance(gen)
-        L1, L2 = problem.lipschitz()
-        lr = _uniform(gen, 0.05, 0.99) * 2.0 / max(L1, L2)
-        for step in range(20):
-            grad = problem.grad1 if step % 2 == 0 else problem.grad2
-            after = Y - lr * grad(Y)
-            tally.descent(problem.e1(Y) + problem.e2(Y), problem.e1(after) + problem.e2(after))
-            Y = after
-    return tally
+    return _alternating_trials(trials, gen, lambda problem, step: lambda Y: problem.e1(Y) + problem.e2(Y))
 
 
 def _full_layer(trials: int, gen: torch.Generator, **layer_options) -> Tally:
