@@ -28,14 +28,21 @@ from torch import Tensor
 from .energy import attention_energy, ffn_energy, layernorm_projection, pairwise_energy
 from .models import UnfoldedTransformer, authors_ffn_normalisation
 from .reference import pairwise_energy_index_lists
+from .bounds import ATTENTION_STEP_BOUND
+from .diagnostics import COLLAPSE_THRESHOLD
 from .steps import attention_step, ffn_step, relu_step
 from .synthetic import AlternatingQuadratics, kappa_ratio
 
 __all__ = ["CLAIMS", "Claim", "ClaimResult", "run_all"]
 
 DTYPE = torch.float64
+#: Relative tolerance of every claims tally: a violation is ``after - (before - slack) > TOLERANCE (1 + |before|)``,
+#: an identity error is ``max |left - right| / (1 + max |.|) > TOLERANCE``.
 TOLERANCE = 1e-10
 KINDS = ("identity", "theorem", "counterexample", "report")
+#: Where a statement comes from: stated in the paper, a property of the authors' code, our own
+#: derivation, or our reading of an unclear part of the paper.
+SOURCES = ("paper", "code", "derived", "hypothesis")
 
 
 @dataclass
@@ -46,17 +53,33 @@ class Tally:
     violations: int = 0
     max_increase: float = 0.0
     max_error: float = 0.0
+    explicit_trials: int = 0  # the explicit instance(s) of the paper notes, part of trials
+    explicit_violations: int = 0
+    active_trials: int | None = None  # steps from a non-collapsed state (full-layer reports only)
+    active_violations: int | None = None
 
-    def descent(self, before: Tensor, after: Tensor, slack: Tensor | float = 0.0) -> None:
-        """Record one or more trials of the inequality ``after <= before - slack``."""
+    def descent(self, before: Tensor, after: Tensor, slack: Tensor | float = 0.0, *, explicit: bool = False,
+                active: Tensor | None = None) -> None:
+        """Record one or more trials of the inequality ``after <= before - slack``.
+
+        ``explicit`` marks the explicit counter-example of the paper notes (counted apart from the
+        random search); ``active`` flags which trials start from a non-collapsed state."""
         before, after = torch.as_tensor(before).reshape(-1), torch.as_tensor(after).reshape(-1)
         excess = after - (before - slack)
         tolerance = TOLERANCE * (1.0 + before.abs())
+        violated = excess > tolerance
         self.trials += before.numel()
-        self.violations += int((excess > tolerance).sum())
-        rise = (after - before).max().item()
-        if rise > tolerance.max().item():
-            self.max_increase = max(self.max_increase, rise)
+        self.violations += int(violated.sum())
+        if explicit:
+            self.explicit_trials += before.numel()
+            self.explicit_violations += int(violated.sum())
+        if active is not None:
+            active = torch.as_tensor(active).reshape(-1)
+            self.active_trials = (self.active_trials or 0) + int(active.sum())
+            self.active_violations = (self.active_violations or 0) + int((violated & active).sum())
+        rises = (after - before) > tolerance
+        if rises.any():
+            self.max_increase = max(self.max_increase, (after - before)[rises].max().item())
 
     def identity(self, left: Tensor, right: Tensor) -> None:
         """Record one trial of ``left == right`` (relative to the larger magnitude)."""
@@ -80,39 +103,73 @@ class ClaimResult:
     statement: str
     conditions: str
     source: str
+    section: str
     trials: int
     violations: int
     max_increase: float
     max_error: float
+    explicit_trials: int = 0
+    explicit_violations: int = 0
+    active_trials: int | None = None
+    active_violations: int | None = None
+
+    @property
+    def search_trials(self) -> int:
+        return self.trials - self.explicit_trials
+
+    @property
+    def search_violations(self) -> int:
+        return self.violations - self.explicit_violations
 
     @property
     def verdict(self) -> str:
         if self.kind in ("identity", "theorem"):
             return "holds" if self.violations == 0 else f"FAILS ({self.violations}/{self.trials})"
         if self.kind == "counterexample":
-            if self.violations:
-                return f"increase found ({self.violations}/{self.trials})"
-            return "no increase found"
-        return f"rises in {self.violations}/{self.trials}" if self.violations else "no rise seen"
+            explicit = (f"explicit instance {'raises' if self.explicit_violations else 'does NOT raise'} the energy"
+                        if self.explicit_trials else "no explicit instance")
+            return f"{explicit}; search: {self.search_violations}/{self.search_trials} rise"
+        text = f"rises in {self.violations}/{self.trials}" if self.violations else "no rise seen"
+        if self.active_trials is not None:
+            text += f" ({self.active_violations}/{self.active_trials} active steps)"
+        return text
+
+    @property
+    def failed(self) -> bool:
+        """An identity or theorem with a violation, or a counter-example whose explicit instance does
+        not show its increase. The random search of a counter-example only reports (it depends on
+        the seed at small trial counts)."""
+        if self.kind in ("identity", "theorem"):
+            return self.violations > 0
+        if self.kind == "counterexample":
+            return self.explicit_trials > 0 and self.explicit_violations < self.explicit_trials
+        return False
 
     @property
     def as_expected(self) -> bool | None:
         """Whether the outcome is what the claim's kind predicts (None for reports)."""
-        if self.kind in ("identity", "theorem"):
-            return self.violations == 0
+        if self.kind == "report":
+            return None
         if self.kind == "counterexample":
-            return self.violations > 0
-        return None
+            return not self.failed and self.violations > 0
+        return not self.failed
 
     def as_row(self) -> dict:
         return {
             "claim": self.claim,
             "kind": self.kind,
+            "source": self.source,
             "statement": self.statement,
             "conditions": self.conditions,
-            "source": self.source,
+            "section": self.section,
             "trials": self.trials,
             "violations": self.violations,
+            "explicit_trials": self.explicit_trials,
+            "explicit_violations": self.explicit_violations,
+            "search_trials": self.search_trials,
+            "search_violations": self.search_violations,
+            "active_trials": self.active_trials,
+            "active_violations": self.active_violations,
             "max_increase": self.max_increase,
             "max_error": self.max_error,
             "verdict": self.verdict,
@@ -126,6 +183,7 @@ class Claim:
     statement: str
     conditions: str
     source: str
+    section: str
     run: Callable[[int, torch.Generator], Tally] = field(repr=False)
 
     def check(self, trials: int = 100, seed: int = 0) -> ClaimResult:
@@ -139,10 +197,15 @@ class Claim:
             self.statement,
             self.conditions,
             self.source,
+            self.section,
             tally.trials,
             tally.violations,
             tally.max_increase,
             tally.max_error,
+            tally.explicit_trials,
+            tally.explicit_violations,
+            tally.active_trials,
+            tally.active_violations,
         )
 
 
@@ -251,11 +314,26 @@ def _attention_descent(trials: int, gen: torch.Generator) -> Tally:
     for _ in range(trials):
         Y, mask, _, d = _sequence(gen)
         W = _matrix(gen, d, _integer(gen, 1, d + 2))
-        bound = _attention_bound(Y, W, mask)
         for i in range(Y.shape[0]):
-            alpha = _uniform(gen, 0.0, 1.0) * bound[i].item()
+            # half the draws at the bound itself, where a loose proof would fail first
+            alpha = ATTENTION_STEP_BOUND * (1.0 if _integer(gen, 0, 1) else _uniform(gen, 0.0, 1.0))
             y, m = Y[i : i + 1], mask[i : i + 1]
             tally.descent(pairwise_energy(y, W, m), pairwise_energy(attention_step(y, W, m, alpha), W, m))
+    return tally
+
+
+def _attention_kernel_bound(trials: int, gen: torch.Generator) -> Tally:
+    """The kernel matrix is PSD, so ``lambda_max(D^-1/2 L D^-1/2) <= 1``: the MM bound is at least 2."""
+    tally = Tally()
+    for _ in range(trials):
+        Y, mask, _, d = _sequence(gen)
+        W = _matrix(gen, d, _integer(gen, 1, d + 2)) * math.exp(_uniform(gen, -1.0, 2.0))
+        gamma, _ = _laplacian_terms(Y, W, mask)
+        smallest = torch.linalg.eigvalsh(gamma + torch.diag_embed((~mask).to(DTYPE)))[..., 0]  # padded rows: 1
+        bound = _attention_bound(Y, W, mask)
+        for i in range(Y.shape[0]):
+            excess = max(0.0, ATTENTION_STEP_BOUND - bound[i].item(), -smallest[i].item())
+            tally.condition(excess <= TOLERANCE, excess)
     return tally
 
 
@@ -269,7 +347,7 @@ ONE = torch.ones(1, 1, dtype=DTYPE)
 def _attention_large_step(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Y = _one_dimensional([0.0, 1.0])  # paper.md 4.1: alpha = 3 > 2.65 raises E_p.
-    tally.descent(pairwise_energy(Y, ONE), pairwise_energy(attention_step(Y, ONE, alpha=3.0), ONE))
+    tally.descent(pairwise_energy(Y, ONE), pairwise_energy(attention_step(Y, ONE, alpha=3.0), ONE), explicit=True)
     for _ in range(trials - 1):
         Y, mask, _, d = _sequence(gen)
         Y, mask = Y[:1], mask[:1]
@@ -288,7 +366,7 @@ def _varied_norm_tokens(gen: torch.Generator) -> Tensor:
 def _attention_no_bias(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Y = _one_dimensional([0.298, 0.174, 5.855, -0.554])  # paper.md 4.1: -2.455 -> -0.746.
-    tally.descent(pairwise_energy(Y, ONE), pairwise_energy(attention_step(Y, ONE, variant="no_bias"), ONE))
+    tally.descent(pairwise_energy(Y, ONE), pairwise_energy(attention_step(Y, ONE, variant="no_bias"), ONE), explicit=True)
     for _ in range(trials - 1):
         Y = _varied_norm_tokens(gen)
         W = ONE * _uniform(gen, 0.5, 1.5)
@@ -299,7 +377,7 @@ def _attention_no_bias(trials: int, gen: torch.Generator) -> Tally:
 def _attention_regularised(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Y = _one_dimensional([-8.02, -8.15, 5.82, -5.74])  # paper.md 4.1: 97.661 -> 97.893.
-    tally.descent(attention_energy(Y, ONE), attention_energy(attention_step(Y, ONE), ONE))
+    tally.descent(attention_energy(Y, ONE), attention_energy(attention_step(Y, ONE), ONE), explicit=True)
     for _ in range(trials - 1):
         Y, mask, _, d = _sequence(gen)
         W = _matrix(gen, d)
@@ -360,7 +438,7 @@ def _ffn_large_step(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Wf, B = torch.diag(torch.tensor([1.5, 0.0], dtype=DTYPE)), torch.zeros(2, dtype=DTYPE)
     Y = torch.tensor([[[1.0, 0.0]]], dtype=DTYPE)  # paper.md 4.2: 1.25 -> 2.8125.
-    tally.descent(ffn_energy(Y, Wf, B), ffn_energy(ffn_step(Y, Wf, B, 1.0), Wf, B))
+    tally.descent(ffn_energy(Y, Wf, B), ffn_energy(ffn_step(Y, Wf, B, 1.0), Wf, B), explicit=True)
     return _ffn_step_trials(tally, trials - 1, gen, 1.0, 1.5)
 
 
@@ -380,7 +458,7 @@ def _relu_prox_descent(trials: int, gen: torch.Generator) -> Tally:
 def _relu_infeasible_start(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Y, Wf, B = -torch.ones(1, 1, 1, dtype=DTYPE), torch.zeros(1, 1, dtype=DTYPE), -torch.ones(1, dtype=DTYPE)
-    tally.descent(ffn_energy(Y, Wf, B), ffn_energy(relu_step(ffn_step(Y, Wf, B, 1.0)), Wf, B))  # 0 -> 0.5
+    tally.descent(ffn_energy(Y, Wf, B), ffn_energy(relu_step(ffn_step(Y, Wf, B, 1.0)), Wf, B), explicit=True)  # 0 -> 0.5
     for _ in range(trials - 1):
         Y, mask, Wf, B, lipschitz = _ffn_instance(gen, -0.99, 3.0)
         B = -B.abs()  # a minimiser with negative entries: the constraint is active
@@ -434,7 +512,7 @@ def _layernorm_large_step(trials: int, gen: torch.Generator) -> Tally:
     # the step lands at -0.71 y and projects to -y, where the energy is higher (0.81 -> 1.21).
     Y = torch.tensor([[[1.0, -1.0]]], dtype=DTYPE)
     Wf, B = torch.zeros(2, 2, dtype=DTYPE), 0.1 * Y[0, 0]
-    tally.descent(ffn_energy(Y, Wf, B), ffn_energy(layernorm_projection(ffn_step(Y, Wf, B, 1.9)), Wf, B))
+    tally.descent(ffn_energy(Y, Wf, B), ffn_energy(layernorm_projection(ffn_step(Y, Wf, B, 1.9)), Wf, B), explicit=True)
     for _ in range(trials - 1):
         Y, mask, Wf, B, lipschitz = _layernorm_instance(gen)
         alpha = _uniform(gen, 1.0, 2.0) / lipschitz
@@ -510,10 +588,10 @@ def _apollonius_points(gen: torch.Generator, pair: QuadraticPair, inside: bool, 
     return points[keep], alpha
 
 
-def _record_h_step(tally: Tally, pair: QuadraticPair, points: Tensor, alpha: float) -> None:
+def _record_h_step(tally: Tally, pair: QuadraticPair, points: Tensor, alpha: float, explicit: bool = False) -> None:
     """One trial per point: does a gradient step on h raise f + h?"""
     after = pair.h_step(points, alpha)
-    tally.descent(pair.f(points) + pair.h(points), pair.f(after) + pair.h(after))
+    tally.descent(pair.f(points) + pair.h(points), pair.f(after) + pair.h(after), explicit=explicit)
 
 
 def _apollonius_trials(tally: Tally, trials: int, gen: torch.Generator, inside: bool) -> Tally:
@@ -534,7 +612,7 @@ def _apollonius_outside(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     one = torch.ones(1, 1, dtype=DTYPE)
     pair = QuadraticPair(one, one, torch.zeros(1, dtype=DTYPE), torch.ones(1, dtype=DTYPE))
-    _record_h_step(tally, pair, torch.tensor([[0.9]], dtype=DTYPE), 0.5)  # paper.md 5.1: 0.41 -> 0.4525
+    _record_h_step(tally, pair, torch.tensor([[0.9]], dtype=DTYPE), 0.5, explicit=True)  # paper.md 5.1: 0.41 -> 0.4525
     return _apollonius_trials(tally, trials, gen, inside=False)
 
 
@@ -637,16 +715,20 @@ def _alternating_total(trials: int, gen: torch.Generator) -> Tally:
     return _alternating_trials(trials, gen, lambda problem, step: lambda Y: problem.e1(Y) + problem.e2(Y))
 
 
-def _full_layer(trials: int, gen: torch.Generator, **layer_options) -> Tally:
+def _full_layer(trials: int, gen: torch.Generator, feasible: bool = True, **layer_options) -> Tally:
+    """Six tied layers on a random input; each step judged on the layer's own energy, and flagged
+    active when it starts from a non-collapsed state (relative token spread >= COLLAPSE_THRESHOLD).
+    ``feasible``: non-negative inputs (where the ReLU indicator is finite); otherwise Gaussian
+    inputs with negative entries, as real embeddings have."""
     tally = Tally()
     for _ in range(trials):
         n, d = _integer(gen, 2, 16), _integer(gen, 2, 12)
         torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=gen)))
         model = UnfoldedTransformer(d, 6, **layer_options).double()
-        Y = _normal(gen, 1, n, d, scale=math.exp(_uniform(gen, -1.0, 1.0))).abs()
-        with torch.no_grad():
-            energies = model(Y).energies[0]
-        tally.descent(energies[:-1], energies[1:])
+        Y = _normal(gen, 1, n, d, scale=math.exp(_uniform(gen, -1.0, 1.0)))
+        trace = model.trace(Y.abs() if feasible else Y)
+        relative = trace.spread[0] / trace.spread[0, 0].clamp_min(1e-300)
+        tally.descent(trace.before[0], trace.after[0], active=relative[:-1] >= COLLAPSE_THRESHOLD)
     return tally
 
 
@@ -654,88 +736,107 @@ def _full_layer_exact(trials: int, gen: torch.Generator) -> Tally:
     return _full_layer(trials, gen, attention_variant="exact", relu=True, regularise_energy=False)
 
 
-def _full_layer_official(trials: int, gen: torch.Generator) -> Tally:
+def _full_layer_exact_realistic(trials: int, gen: torch.Generator) -> Tally:
+    return _full_layer(trials, gen, feasible=False, attention_variant="exact", relu=True, regularise_energy=False)
+
+
+def _full_layer_authors(trials: int, gen: torch.Generator) -> Tally:
     return _full_layer(trials, gen, attention_variant="official", relu=True, regularise_energy=True)
 
 
-def _claim(id: str, kind: str, statement: str, conditions: str, source: str, run) -> Claim:
+def _full_layer_authors_realistic(trials: int, gen: torch.Generator) -> Tally:
+    return _full_layer(trials, gen, feasible=False, attention_variant="official", relu=True, regularise_energy=True)
+
+
+def _claim(id: str, kind: str, source: str, statement: str, conditions: str, section: str, run) -> Claim:
     if kind not in KINDS:
         raise ValueError(f"claim kind: expected one of {KINDS}, got {kind!r}")
-    return Claim(id, kind, statement, conditions, source, run)
+    if source not in SOURCES:
+        raise ValueError(f"claim source: expected one of {SOURCES}, got {source!r}")
+    return Claim(id, kind, statement, conditions, source, section, run)
 
 
 _REGISTRY = [
-    _claim("pairwise_gradient", "identity",
+    _claim("pairwise_gradient", "identity", "derived",
            "grad of the pairwise energy is L Y W W^T", "any W, masks", "4.1, 8.1",
            _pairwise_gradient_identity),
-    _claim("attention_is_preconditioned_step", "identity",
+    _claim("attention_is_preconditioned_step", "identity", "derived",
            "attention step = Y - alpha D^-1 grad E_p (W W^T)^-1", "W invertible, alpha in (0, 1]", "4.1, 8.2",
            _attention_preconditioned_identity),
-    _claim("attention_descent", "theorem",
+    _claim("attention_kernel_bound", "theorem", "derived",
+           "the kernel matrix is PSD, so lambda_max(D^-1/2 L D^-1/2) <= 1 and the MM step bound is >= 2",
+           "any W, masks", "4.1", _attention_kernel_bound),
+    _claim("attention_descent", "theorem", "derived",
            "attention step never increases the pairwise energy",
-           "0 < alpha <= 2/lambda_max(D^-1/2 L D^-1/2) (>= 1), any W", "4.1, 8.3", _attention_descent),
-    _claim("attention_large_step", "counterexample",
+           "0 < alpha <= 2 (half the draws at alpha = 2), any W", "4.1, 8.3", _attention_descent),
+    _claim("attention_large_step", "counterexample", "derived",
            "attention step with alpha above the bound", "alpha in (1, 3] x bound; Y=[0,1], alpha=3",
            "4.1, 8.4", _attention_large_step),
-    _claim("attention_without_key_bias", "counterexample",
+    _claim("attention_without_key_bias", "counterexample", "derived",
            "plain softmax (no key bias) on the pairwise energy", "tokens of unequal norm",
            "4.1, 8.4", _attention_no_bias),
-    _claim("attention_with_regulariser", "report",
-           "attention step on pairwise energy + 1/2|YW|^2", "alpha = 1, random instances",
+    _claim("attention_with_regulariser", "report", "code",
+           "attention step on pairwise energy + 1/2|YW|^2 (the authors' energy)", "alpha = 1, random instances",
            "4.1, 8.4", _attention_regularised),
-    _claim("attention_authors_variant", "report",
+    _claim("attention_authors_variant", "report", "code",
            "authors' attention (W^T W, no key bias) on their energy (W W^T)", "d in {2, 20}, Xavier W",
            "4.1, 6.5", _attention_official),
-    _claim("ffn_is_gradient_step", "identity",
+    _claim("ffn_is_gradient_step", "identity", "derived",
            "ffn step = Y - alpha autograd grad E_ff", "Wf symmetric", "4.2, 8.5", _ffn_gradient_identity),
-    _claim("ffn_descent", "theorem",
+    _claim("ffn_descent", "theorem", "derived",
            "ffn step never increases E_ff", "0 < alpha < 2/lambda_max(I + Wf), Wf > -I", "4.2, 8.5",
            _ffn_descent),
-    _claim("ffn_large_step", "counterexample",
+    _claim("ffn_large_step", "counterexample", "derived",
            "ffn step with alpha above 2/L", "alpha in [1, 1.5] x 2/L; Wf=diag(1.5,0), alpha=1",
            "4.2, 8.5", _ffn_large_step),
-    _claim("relu_prox_descent", "theorem",
+    _claim("relu_prox_descent", "theorem", "derived",
            "ReLU(ffn step) decreases E_ff by (1/alpha - L/2)|Y'-Y|^2", "Y >= 0, alpha < 2/L", "4.3, 8.6",
            _relu_prox_descent),
-    _claim("relu_infeasible_start", "counterexample",
+    _claim("relu_infeasible_start", "counterexample", "derived",
            "ReLU(ffn step) from a start with negative entries", "Y unconstrained; x=-1, b=-1",
            "4.3, 8.6", _relu_infeasible_start),
-    _claim("layernorm_is_projection", "identity",
+    _claim("layernorm_is_projection", "identity", "derived",
            "LN(y) is the nearest point of {sum z = 0, |z|^2 = d}", "no affine, eps = 0", "3.4, 8.7",
            _layernorm_projection_identity),
-    _claim("layernorm_descent", "theorem",
+    _claim("layernorm_descent", "theorem", "derived",
            "LN(ffn step) never increases E_ff", "Y on the LN set, alpha <= 1/L", "4.4, 8.7",
            _layernorm_descent),
-    _claim("layernorm_large_step", "counterexample",
+    _claim("layernorm_large_step", "counterexample", "derived",
            "LN(ffn step) with 1/L < alpha < 2/L", "non-convex set; d=2 explicit case", "4.4, 8.7",
            _layernorm_large_step),
-    _claim("apollonius_lemma", "theorem",
-           "an h-step decreases f + h inside the Apollonius region",
+    _claim("apollonius_lemma", "theorem", "derived",
+           "an h-step decreases f + h inside the Apollonius region (our constant C; the paper's is unknown)",
            "|y-y_f| <= C |y-y_h|, C = mu_h(1-alpha(L_f+L_h)/2)/L_f", "5.1, 8.8", _apollonius_lemma),
-    _claim("apollonius_outside", "counterexample",
+    _claim("apollonius_outside", "counterexample", "derived",
            "an h-step outside the Apollonius region", "|y-y_f| > C |y-y_h|; 1-D y=0.9", "5.1, 8.8",
            _apollonius_outside),
-    _claim("apollonius_circle", "identity",
+    _claim("apollonius_circle", "identity", "derived",
            "centre (y_f - C^2 y_h)/(1-C^2), radius C|y_f-y_h|/|1-C^2| bound the region", "C != 1",
            "5.1, 8.8", _apollonius_circle_identity),
-    _claim("kappa_lemma", "theorem",
-           "ReLU step keeps a (1 + r(x)) share of the gradient step's decrease", "x >= 0, alpha < 2/L",
-           "5.2, 8.9", _kappa_lemma),
-    _claim("authors_code_fidelity", "identity",
+    _claim("kappa_lemma", "theorem", "derived",
+           "ReLU step keeps a (1 + r(x)) share of the gradient step's decrease (our reading of kappa)",
+           "x >= 0, alpha < 2/L", "5.2, 8.9", _kappa_lemma),
+    _claim("authors_code_fidelity", "identity", "code",
            "Gram energy = index-list energy; FFN = gradient step; normalised Wf spectrum in [0, 0.95]",
            "authors' conventions", "6.5, 8.10", _official_fidelity),
-    _claim("alternating_component_descent", "theorem",
+    _claim("alternating_component_descent", "theorem", "derived",
            "each alternating step decreases its own quadratic", "lr < 2/L of both", "6.2, 8.11",
            _alternating_component_descent),
-    _claim("alternating_total_energy", "report",
+    _claim("alternating_total_energy", "report", "derived",
            "alternating steps on e1 + e2 (not a descent method on the sum)", "lr < 2/L of both, 20 steps",
            "6.2, 8.11", _alternating_total),
-    _claim("full_layer_exact", "report",
-           "consistent layer (key bias, ffn, ReLU) on E_p + E_ff", "6 tied layers, alpha = 1, |Wf| <= 0.95",
-           "8.12", _full_layer_exact),
-    _claim("full_layer_authors", "report",
-           "authors' layer (no key bias, W^T W, ReLU) on their energy", "6 tied layers, alpha = 1",
-           "6.5, 7", _full_layer_official),
+    _claim("full_layer_exact", "report", "hypothesis",
+           "consistent layer (key bias, ffn, ReLU) on E_p + E_ff", "6 tied layers, alpha = 1, |Wf| <= 0.95, Y >= 0",
+           "7, 8.12", _full_layer_exact),
+    _claim("full_layer_exact_realistic", "report", "hypothesis",
+           "consistent layer on E_p + E_ff from inputs with negative entries",
+           "6 tied layers, alpha = 1, |Wf| <= 0.95, Gaussian Y", "7, 8.12", _full_layer_exact_realistic),
+    _claim("full_layer_authors", "report", "code",
+           "authors' layer (no key bias, W^T W, ReLU) on their energy", "6 tied layers, alpha = 1, Y >= 0",
+           "6.5, 7", _full_layer_authors),
+    _claim("full_layer_authors_realistic", "report", "code",
+           "authors' layer on their energy from inputs with negative entries", "6 tied layers, alpha = 1, Gaussian Y",
+           "6.5, 7", _full_layer_authors_realistic),
 ]
 
 CLAIMS: dict[str, Claim] = {claim.id: claim for claim in _REGISTRY}

@@ -94,6 +94,19 @@ def validate_config(config: dict | None) -> dict:
 
 def _check_semantics(config: dict) -> None:
     """Constraints between keys that a JSON schema cannot express."""
+    from .bounds import ATTENTION_STEP_BOUND, ffn_step_bound
+
+    train = config["train"]
+    for path, value in (("train.alpha_attention", train["alpha_attention"]),
+                        ("energy_curves.active_regime.alpha_attention",
+                         config["energy_curves"]["active_regime"]["alpha_attention"])):
+        if not 0 < value <= ATTENTION_STEP_BOUND:
+            raise ConfigError(f"config.{path}: must lie in (0, {ATTENTION_STEP_BOUND:g}], got {value}")
+    if train["alpha_ffn"] >= ffn_step_bound(train["spectral_bound"]):
+        raise ConfigError(
+            f"config.train.alpha_ffn: must be below 2 / (1 + spectral_bound) = {ffn_step_bound(train['spectral_bound']):.4g} "
+            f"for the feed-forward step to descend its energy, got {train['alpha_ffn']}"
+        )
     apollonius = config["synthetic"]["apollonius"]
     for index, panel in enumerate(apollonius["panels"]):
         limit = panel["curvature_h"] / apollonius["curvature_f"]

@@ -5,19 +5,35 @@ Each function returns a tidy table; the CLI writes it with provenance.
 
 from __future__ import annotations
 
+import math
 import random
 from pathlib import Path
 
 import lightning as L
+import numpy as np
 import pandas as pd
 import torch
 
 from .data import PreparedData, prepare
-from .training import SequenceClassifier, authors_normalise_, fit, layer_energies, paper_encoder
+from .diagnostics import non_increasing
+from .models import LayerTrace
+from .training import SequenceClassifier, authors_normalise_, fit, layer_trace, paper_encoder
 
-__all__ = ["energy_curves", "monotone_fraction", "sample_indices", "summarise_runs", "train_run"]
+__all__ = [
+    "curve_summary",
+    "energy_curves",
+    "monotone_fraction",
+    "parameter_changes",
+    "sample_indices",
+    "summarise_runs",
+    "trace_rows",
+    "train_run",
+]
 
-TOLERANCE = 1e-9
+CURVE_KEYS = ["dataset", "variant", "relu", "state", "seed"]
+#: Per-curve attributes repeated on every row of a curve (NaN where they do not apply).
+CURVE_ATTRIBUTES = ["alpha_attention", "w_scale", "test_accuracy", "test_loss", "chance_accuracy",
+                    "change_W", "change_Wf", "change_B"]
 
 
 def sample_indices(count: int, population: int, seed: int) -> list[int]:
@@ -26,9 +42,10 @@ def sample_indices(count: int, population: int, seed: int) -> list[int]:
 
 
 def monotone_fraction(energies: torch.Tensor) -> float:
-    """Share of (sample, layer) steps whose energy did not increase (relative tolerance 1e-9)."""
-    before, after = energies[:, :-1], energies[:, 1:]
-    return float((after <= before + TOLERANCE * (1 + before.abs())).double().mean())
+    """Share of consecutive points of ``energies (samples, layers + 1)`` that did not rise
+    (:data:`unfolded.diagnostics.DESCENT_TOLERANCE`). For a tied model or a fixed probe energy this
+    is the share of non-increasing steps."""
+    return float(non_increasing(energies[:, :-1], energies[:, 1:]).double().mean())
 
 
 def _module(data: PreparedData, encoder, width: int, lr: float, checkpoint_dir: Path) -> SequenceClassifier:
@@ -39,51 +56,146 @@ def _module(data: PreparedData, encoder, width: int, lr: float, checkpoint_dir: 
     )
 
 
-def _rows(dataset, variant, relu, state, energies: torch.Tensor, indices: list[int]) -> pd.DataFrame:
-    samples, layers = energies.shape
+def trace_rows(trace: LayerTrace, indices: list[int], **columns) -> pd.DataFrame:
+    """Tidy rows, one per (sample, layer), of a :class:`unfolded.models.LayerTrace`.
+
+    ``energy`` is the plotted curve; ``step_before``/``step_middle``/``step_after`` are the energies of
+    the layer that produced this state, at its input, after its attention sub-step and at its
+    output (NaN at layer 0); ``spread`` is the token spread and ``relative_spread`` the same divided
+    by its layer-0 value; ``update`` the relative change of the state."""
+    samples, layers = trace.energies.shape
+    nan_column = torch.full((samples, 1), float("nan"), dtype=torch.float64)
+
+    def padded(values: torch.Tensor) -> np.ndarray:
+        return torch.cat([nan_column, values.double()], 1).reshape(-1).numpy()
+
+    spread = trace.spread.double()
+    relative = spread / spread[:, :1].clamp_min(torch.finfo(torch.float64).tiny)
     return pd.DataFrame({
-        "dataset": dataset,
-        "variant": variant,
-        "relu": relu,
-        "state": state,
-        "sample": [indices[i] for i in range(samples) for _ in range(layers)],
-        "layer": list(range(layers)) * samples,
-        "energy": energies.reshape(-1).numpy(),
+        **columns,
+        "sample": np.repeat(np.asarray(indices), layers),
+        "layer": np.tile(np.arange(layers), samples),
+        "energy": trace.energies.double().reshape(-1).numpy(),
+        "step_before": padded(trace.before),
+        "step_middle": padded(trace.middle),
+        "step_after": padded(trace.after),
+        "spread": spread.reshape(-1).numpy(),
+        "relative_spread": relative.reshape(-1).numpy(),
+        "update": padded(trace.update),
     })
 
 
+def _energy_parameters(module: torch.nn.Module) -> dict[str, list[torch.Tensor]]:
+    """The effective W, Wf (after its parametrisation) and B of every unfolded layer; {} otherwise."""
+    layers = getattr(module.encoder, "layers", [])
+    if not layers or not hasattr(layers[0], "ffn_weight"):
+        return {}
+    with torch.no_grad():
+        return {
+            "W": [layer.W.detach().cpu().double().clone() for layer in layers],
+            "Wf": [layer.ffn_weight().detach().cpu().double().clone() for layer in layers],
+            "B": [layer.B.detach().cpu().double().clone() for layer in layers],
+        }
+
+
+def parameter_changes(before: dict[str, list[torch.Tensor]], module: torch.nn.Module) -> dict[str, float]:
+    """``|p_after - p_before| / |p_before|`` (Frobenius) of the effective W, Wf and B, averaged over
+    layers (one layer when tied); NaN for models without an energy (standard Transformers)."""
+    after = _energy_parameters(module)
+    changes = {}
+    for name in ("W", "Wf", "B"):
+        if name not in before:
+            changes[f"change_{name}"] = math.nan
+            continue
+        ratios = [float((a - b).norm() / b.norm().clamp_min(1e-300)) for a, b in zip(after[name], before[name], strict=True)]
+        changes[f"change_{name}"] = float(np.mean(ratios))
+    return changes
+
+
+def _snapshot(module: torch.nn.Module) -> dict[str, list[torch.Tensor]]:
+    return _energy_parameters(module)
+
+
+def chance_accuracy(labels: torch.Tensor) -> float:
+    """Accuracy of always predicting the most frequent class of ``labels``."""
+    return float(torch.bincount(labels).max()) / len(labels)
+
+
 def energy_curves(config: dict, dataset: str, checkpoint_root: Path, progress: bool = True) -> pd.DataFrame:
-    """Per-layer energies of ``samples`` test sequences for each variant: untrained with and
-    without ReLU (Figure 5), and after the authors' training recipe with ReLU (Figure 6): SGD,
-    batch size 1, ``train_steps`` steps (paper.md 6.4)."""
+    """Per-layer traces of ``samples`` test sequences for each variant: untrained with and without
+    ReLU (Figure 5), and after the authors' training recipe with ReLU (Figure 6): SGD, batch size 1,
+    ``train_steps`` steps (paper.md 6.4). Trained rows carry the model's test accuracy, test loss
+    and the relative change of W, Wf and B."""
     cfg = config["energy_curves"]
     data = prepare(dataset, config)
     width = data.vectors.shape[1] if data.kind == "tokens" else config["train"]["width"]
-    indices = sample_indices(cfg["samples"], len(data.splits["test"][1]), cfg["seed"])
+    test_labels = data.splits["test"][1]
+    indices = sample_indices(cfg["samples"], len(test_labels), cfg["seed"])
+    chance = chance_accuracy(test_labels)
     frames = []
     for variant in cfg["variants"]:
+        options = variant_options(variant, cfg)
+        keys = {"dataset": dataset, "variant": variant, "seed": cfg["seed"], **options}
         for relu in (False, True):
             L.seed_everything(cfg["seed"], verbose=False)
-            module = _module(data, paper_encoder(width, cfg["num_layers"], relu, variant), width, cfg["lr"], checkpoint_root)
-            frames.append(_rows(dataset, variant, relu, "untrained", layer_energies(module, data, "test", indices), indices))
+            module = _module(data, paper_encoder(width, cfg["num_layers"], relu, variant, **options), width,
+                             cfg["lr"], checkpoint_root)
+            trace = layer_trace(module, data, "test", indices)
+            frames.append(trace_rows(trace, indices, **keys, relu=relu, state="untrained"))
         L.seed_everything(cfg["seed"], verbose=False)
         checkpoint_dir = checkpoint_root / variant
-        module = _module(data, paper_encoder(width, cfg["num_layers"], True, variant), width, cfg["lr"], checkpoint_dir)
-        fit(module, data, checkpoint_dir, seed=cfg["seed"], batch_size=1, max_epochs=-1, max_steps=cfg["train_steps"],
-            accelerator=config["train"]["accelerator"], validate=False, progress=progress)
+        module = _module(data, paper_encoder(width, cfg["num_layers"], True, variant, **options), width, cfg["lr"],
+                         checkpoint_dir)
+        start = _snapshot(module)
+        summary = fit(module, data, checkpoint_dir, seed=cfg["seed"], batch_size=1, max_epochs=-1,
+                      max_steps=cfg["train_steps"], accelerator=config["train"]["accelerator"], validate=False,
+                      progress=progress)
         if variant == "paper":
             authors_normalise_(module.encoder)  # the authors normalise again before painting
-        frames.append(_rows(dataset, variant, True, "trained", layer_energies(module, data, "test", indices), indices))
-    return pd.concat(frames, ignore_index=True)
+        record = {"test_accuracy": summary["test_accuracy"], "test_loss": summary["test_loss"],
+                  "chance_accuracy": chance, **parameter_changes(start, module)}
+        trace = layer_trace(module, data, "test", indices)
+        frames.append(trace_rows(trace, indices, **keys, relu=True, state="trained", **record))
+    table = pd.concat(frames, ignore_index=True)
+    for column in CURVE_ATTRIBUTES:
+        if column not in table:
+            table[column] = math.nan
+    return table
+
+
+def variant_options(variant: str, cfg: dict) -> dict:
+    """Step size and W scale of an energy-curve variant: the paper's (1, 1) except ``exact_active``."""
+    if variant == "exact_active":
+        regime = cfg["active_regime"]
+        return {"alpha_attention": float(regime["alpha_attention"]), "w_scale": float(regime["w_scale"])}
+    return {"alpha_attention": 1.0, "w_scale": 1.0}
+
+
+def _curve_tensors(group: pd.DataFrame):
+    steps = group[group["layer"] > 0]
+    wide = lambda column, frame: torch.tensor(  # noqa: E731
+        frame.pivot(index="sample", columns="layer", values=column).to_numpy(), dtype=torch.float64)
+    return (wide("step_before", steps), wide("step_after", steps), wide("relative_spread", group),
+            wide("step_middle", steps))
 
 
 def curve_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One number per curve: the fraction of (sample, layer) steps whose energy did not increase."""
+    """One row per curve (dataset, variant, relu, state, seed) with the shares of
+    :func:`unfolded.diagnostics.curve_summary_row` and, for trained curves, accuracy and weight change."""
+    table = table.copy()
+    if "seed" not in table:
+        table["seed"] = -1
     rows = []
-    for key, group in table.groupby(["dataset", "variant", "relu", "state"], sort=True):
-        energies = torch.tensor(group.pivot(index="sample", columns="layer", values="energy").to_numpy())
-        rows.append({**dict(zip(["dataset", "variant", "relu", "state"], key, strict=True)),
-                     "samples": energies.shape[0], "monotone_fraction": monotone_fraction(energies)})
+    for key, group in table.groupby(CURVE_KEYS, sort=True, dropna=False):
+        before, after, relative_spread, middle = _curve_tensors(group)
+        attention = middle - before if torch.isfinite(middle).all() else None
+        row = dict(zip(CURVE_KEYS, key, strict=True))
+        row.update(curve_summary_row(before, after, relative_spread, attention))
+        row.setdefault("attention_share", math.nan)
+        row.setdefault("attention_share_active", math.nan)
+        for column in CURVE_ATTRIBUTES:
+            row[column] = group[column].iloc[0] if column in group else math.nan
+        rows.append(row)
     return pd.DataFrame(rows)
 
 
@@ -99,13 +211,21 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
         optimizer=cfg["optimizer"], lr=cfg["lr"],
         weight_decay=cfg["weight_decay"], scheduler=cfg["scheduler"], diagnostics_dir=str(checkpoint_dir),
     )
+    start = _snapshot(module)
     summary = fit(module, data, checkpoint_dir, seed=seed, batch_size=cfg["batch_size"], max_epochs=cfg["max_epochs"],
                   max_steps=cfg["max_steps"], accelerator=cfg["accelerator"], gradient_clip=cfg["gradient_clip"],
                   num_workers=cfg["num_workers"], progress=progress, callbacks=callbacks)
-    indices = sample_indices(config["energy_curves"]["samples"], len(data.splits["test"][1]), seed)
-    energies = layer_energies(module, data, "test", indices)
-    summary["energy_monotone_fraction"] = monotone_fraction(energies)
-    return module, summary, _rows(dataset, model, cfg["relu"], "trained", energies, indices)
+    test_labels = data.splits["test"][1]
+    indices = sample_indices(config["energy_curves"]["samples"], len(test_labels), seed)
+    trace = layer_trace(module, data, "test", indices)
+    summary["energy_monotone_fraction"] = float(non_increasing(trace.before, trace.after).double().mean())
+    relu = cfg["relu"] if model.startswith("unfolded") else False
+    record = {"alpha_attention": cfg["alpha_attention"] if model.startswith("unfolded") else math.nan,
+              "w_scale": 1.0 if model.startswith("unfolded") else math.nan,
+              "test_accuracy": summary["test_accuracy"], "test_loss": summary["test_loss"],
+              "chance_accuracy": chance_accuracy(test_labels), **parameter_changes(start, module)}
+    rows = trace_rows(trace, indices, dataset=dataset, variant=model, seed=seed, relu=relu, state="trained", **record)
+    return module, summary, rows
 
 
 def summarise_runs(run_dirs: list[Path]) -> pd.DataFrame:

@@ -19,6 +19,7 @@ from .steps import ATTENTION_VARIANTS, attention_step, ffn_step, layernorm_proje
 
 __all__ = [
     "EncoderOutput",
+    "LayerTrace",
     "StandardTransformer",
     "SymmetricSpectralClamp",
     "UnfoldedLayer",
@@ -31,6 +32,33 @@ __all__ = [
 class EncoderOutput:
     hidden: Tensor  # (b, n, d)
     energies: Tensor | None  # (b, num_layers + 1), float32 or float64
+
+
+@dataclass
+class LayerTrace:
+    """Per-layer diagnostics of one forward pass (all float32/float64, ``L = num_layers``).
+
+    ``energies (b, L + 1)``: the plotted curve, the energy after ``t`` layers under the parameters
+    of the layer that produced it (layer 1 for ``t = 0``). ``before``, ``middle``, ``after``
+    ``(b, L)``: the energy of layer ``t``'s own function at its input, after its attention
+    sub-step, and at its output; ``after - before`` is the step's change on one function, and
+    ``middle - before`` the attention sub-step's share of it (NaN where a layer has no energy
+    split). ``spread (b, L + 1)``: :func:`unfolded.diagnostics.token_spread` of each state;
+    ``update (b, L)``: ``|Y_t - Y_{t-1}| / |Y_{t-1}|`` over real tokens.
+    """
+
+    energies: Tensor
+    before: Tensor
+    middle: Tensor
+    after: Tensor
+    spread: Tensor
+    update: Tensor
+
+
+def _relative_update(previous: Tensor, current: Tensor, mask: Tensor | None) -> Tensor:
+    weights = 1.0 if mask is None else mask.unsqueeze(-1).to(previous.dtype)
+    change = ((current - previous) * weights).flatten(1).norm(dim=-1)
+    return change / (previous * weights).flatten(1).norm(dim=-1).clamp_min(torch.finfo(previous.dtype).tiny)
 
 
 def _energy_precision(Y: Tensor) -> Tensor:
@@ -90,6 +118,7 @@ class UnfoldedLayer(nn.Module):
         regularise_energy: bool = True,
         layer_norm_eps: float = 1e-6,
         use_sdpa: bool = True,
+        w_scale: float = 1.0,
     ):
         super().__init__()
         if attention_variant not in ATTENTION_VARIANTS:
@@ -100,7 +129,9 @@ class UnfoldedLayer(nn.Module):
         self.alpha_attention, self.alpha_ffn = alpha_attention, alpha_ffn
         self.relu, self.layer_norm, self.layer_norm_eps = relu, layer_norm, layer_norm_eps
         self.regularise_energy, self.use_sdpa = regularise_energy, use_sdpa
-        self.W = nn.Parameter(nn.init.xavier_normal_(torch.empty(d, d)))
+        # w_scale multiplies the Xavier-normal init of W: a larger scale sharpens the kernel
+        # exp(-1/2 |(y_i - y_j) W|^2), so tokens attract only near neighbours.
+        self.W = nn.Parameter(nn.init.xavier_normal_(torch.empty(d, d)) * w_scale)
         self.Wf = nn.Parameter(nn.init.xavier_normal_(torch.empty(d, d)))
         self.B = nn.Parameter(torch.randn(d) * math.sqrt(2.0 / (d + 1)))
         if spectral_bound is not None:
@@ -113,16 +144,25 @@ class UnfoldedLayer(nn.Module):
         Wf = self.Wf
         return Wf if parametrize.is_parametrized(self, "Wf") else 0.5 * (Wf + Wf.T)
 
-    def forward(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
-        Y = attention_step(
+    def attend(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The attention sub-step (the MM step on the pairwise term)."""
+        return attention_step(
             Y, self.W, mask, self.alpha_attention, variant=self.attention_variant, use_sdpa=self.use_sdpa
         )
+
+    def feed_forward(self, Y: Tensor) -> Tensor:
+        """The feed-forward gradient step, then the ReLU prox and the layer-norm projection if enabled."""
         Y = ffn_step(Y, self.ffn_weight(), self.B, self.alpha_ffn)
         if self.relu:
             Y = relu_step(Y)
         if self.layer_norm:
             Y = layernorm_projection(Y, self.layer_norm_eps)
         return Y
+
+    def forward(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
+        out = self.feed_forward(self.attend(Y, mask))
+        # padded tokens stay as they came in
+        return out if mask is None else torch.where(mask.unsqueeze(-1), out, Y)
 
     def energy(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
         """Total energy (paper.md 3.5) of ``Y`` under this layer's parameters, ``(b,)``."""
@@ -170,6 +210,33 @@ class UnfoldedTransformer(nn.Module):
             if return_energies:
                 energies.append(layer.energy(Y, mask))
         return EncoderOutput(Y, torch.stack(energies, -1) if return_energies else None)
+
+    @torch.no_grad()
+    def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> LayerTrace:
+        """Run ``num_layers`` layers (default: the trained depth; tied models may go deeper) and record
+        each step on the function of the layer that takes it (:class:`LayerTrace`)."""
+        from .diagnostics import token_spread
+
+        depth = self.num_layers if num_layers is None else num_layers
+        if not self.tied and depth > self.num_layers:
+            raise ValueError(f"num_layers: an untied model has {self.num_layers} layers, got {depth}")
+        energies, before, middle, after = [self.layer(0).energy(Y, mask)], [], [], []
+        spread, update = [token_spread(_energy_precision(Y), mask)], []
+        for t in range(depth):
+            layer = self.layer(t)
+            attended = layer.attend(Y, mask)
+            out = layer.feed_forward(attended)
+            if mask is not None:
+                out = torch.where(mask.unsqueeze(-1), out, Y)
+            before.append(layer.energy(Y, mask))
+            middle.append(layer.energy(attended, mask))
+            after.append(layer.energy(out, mask))
+            energies.append(after[-1])
+            spread.append(token_spread(_energy_precision(out), mask))
+            update.append(_relative_update(_energy_precision(Y), _energy_precision(out), mask))
+            Y = out
+        stack = lambda values: torch.stack(values, -1)  # noqa: E731
+        return LayerTrace(stack(energies), stack(before), stack(middle), stack(after), stack(spread), stack(update))
 
 
 class StandardTransformer(nn.Module):
@@ -240,3 +307,25 @@ class StandardTransformer(nn.Module):
             if return_energies:
                 energies.append(self.probe_energy(Y, mask))
         return EncoderOutput(self.final_norm(Y), torch.stack(energies, -1) if return_energies else None)
+
+    @torch.no_grad()
+    def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> LayerTrace:
+        """:class:`LayerTrace` with the probe energy (one fixed function for every layer, so
+        ``before``/``after`` are consecutive points of the curve); ``middle`` is NaN."""
+        from .diagnostics import token_spread
+
+        depth = self.num_layers if num_layers is None else num_layers
+        if not self.tied and depth > self.num_layers:
+            raise ValueError(f"num_layers: an untied model has {self.num_layers} layers, got {depth}")
+        padding = None if mask is None else ~mask
+        energies, spread, update = [self.probe_energy(Y, mask)], [token_spread(_energy_precision(Y), mask)], []
+        for t in range(depth):
+            out = self.layers[0 if self.tied else t](Y, src_key_padding_mask=padding)
+            energies.append(self.probe_energy(out, mask))
+            spread.append(token_spread(_energy_precision(out), mask))
+            update.append(_relative_update(_energy_precision(Y), _energy_precision(out), mask))
+            Y = out
+        energies = torch.stack(energies, -1)
+        nan = torch.full_like(energies[:, 1:], float("nan"))
+        return LayerTrace(energies, energies[:, :-1], nan, energies[:, 1:], torch.stack(spread, -1),
+                          torch.stack(update, -1))

@@ -11,13 +11,16 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from .bounds import ATTENTION_STEP_BOUND, ffn_step_bound
 from .energy import layernorm_projection
 
 __all__ = [
+    "ATTENTION_STEP_BOUND",
     "ATTENTION_VARIANTS",
     "attention_step",
     "attention_weights",
     "ffn_step",
+    "ffn_step_bound",
     "layernorm_step",
     "relu_step",
 ]
@@ -90,7 +93,7 @@ def attention_step(
     bias; keys are restricted to real tokens and padded tokens are returned unchanged. It equals
     ``Y - alpha D^{-1} grad E_p(Y) (W W^T)^{-1}``, a preconditioned step on the majorizer of
     :func:`unfolded.energy.pairwise_energy`, and never increases that term for
-    ``0 < alpha <= 1``. ``variant`` selects the authors' versions (:data:`ATTENTION_VARIANTS`).
+    ``0 < alpha <= ATTENTION_STEP_BOUND = 2``. ``variant`` selects the authors' versions (:data:`ATTENTION_VARIANTS`).
     With ``use_sdpa`` the product runs through ``scaled_dot_product_attention`` (fused kernels
     on GPU); otherwise through an explicit softmax.
     """

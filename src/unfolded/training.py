@@ -56,24 +56,34 @@ def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
     return StandardTransformer(d, num_layers, num_heads=heads, tied=tied)
 
 
-def paper_encoder(d: int, num_layers: int, relu: bool, variant: str) -> UnfoldedTransformer:
+ENERGY_CURVE_VARIANTS = ("paper", "exact", "exact_active")
+
+
+def paper_encoder(d: int, num_layers: int, relu: bool, variant: str, *, alpha_attention: float = 1.0,
+                  w_scale: float = 1.0) -> UnfoldedTransformer:
     """The encoders of Figures 5-6 (paper.md 6.4, 8b).
 
     ``paper``: the authors' model: tied layers, their bias-free ``W^T W`` attention, no residual,
     their energy (with the regulariser), feed-forward weight normalised once by their
     ``normalize_weight`` and unconstrained during training. ``exact``: tied layers, attention with
     the key bias, the pairwise energy without the regulariser, and ``Wf`` kept symmetric with its
-    spectrum in [-0.95, 0.95] by a parametrisation throughout training.
+    spectrum in [-0.95, 0.95] by a parametrisation throughout training. ``exact_active``: the exact
+    model with the attention step size ``alpha_attention`` and W initialised ``w_scale`` times the
+    Xavier scale: a regime in which the attention step keeps acting over the layers instead of
+    collapsing every sequence to one point (chosen by ``python -m unfolded regime-search``).
     """
     if variant == "paper":
         encoder = UnfoldedTransformer(d, num_layers, tied=True, attention_variant="official", relu=relu,
                                       spectral_bound=None, regularise_energy=True)
         authors_normalise_(encoder)
         return encoder
-    if variant == "exact":
+    if variant in ("exact", "exact_active"):
+        if variant == "exact":
+            alpha_attention, w_scale = 1.0, 1.0
         return UnfoldedTransformer(d, num_layers, tied=True, attention_variant="exact", relu=relu,
-                                   spectral_bound=0.95, regularise_energy=False)
-    raise ValueError(f"energy-curve variant: expected 'paper' or 'exact', got {variant!r}")
+                                   spectral_bound=0.95, regularise_energy=False, alpha_attention=alpha_attention,
+                                   w_scale=w_scale)
+    raise ValueError(f"energy-curve variant: expected one of {ENERGY_CURVE_VARIANTS}, got {variant!r}")
 
 
 @torch.no_grad()
@@ -280,32 +290,45 @@ def fit(
     }
 
 
-@torch.no_grad()
-def layer_energies(module: SequenceClassifier, data, split: str, indices: list[int]) -> torch.Tensor:
-    """``(len(indices), num_layers + 1)`` energies of the chosen sequences, evaluated in float64."""
-    from .data import collate
-
-    module = module.eval().cpu().double()
-    sequences, labels = data.splits[split]
-    rows, chunks, chunk, longest = [], [], [], 0
-    for i in indices:  # batches whose (b, n, n) Gram matrices stay below ~2.5e7 entries
+def _chunks(sequences, indices: list[int], budget: float = 2.5e7) -> list[list[int]]:
+    """Batches of ``indices`` whose ``(b, n, n)`` Gram matrices stay below ``budget`` entries."""
+    chunks, chunk, longest = [], [], 0
+    for i in indices:
         longest_if_added = max(longest, len(sequences[i]))
-        if chunk and (len(chunk) + 1) * longest_if_added**2 > 2.5e7:
+        if chunk and (len(chunk) + 1) * longest_if_added**2 > budget:
             chunks.append(chunk)
             chunk, longest_if_added = [], len(sequences[i])
         chunk.append(i)
         longest = longest_if_added
     chunks.append(chunk)
-    for chunk in chunks:
+    return chunks
+
+
+@torch.no_grad()
+def layer_trace(module: SequenceClassifier, data, split: str, indices: list[int], num_layers: int | None = None):
+    """:class:`unfolded.models.LayerTrace` of the chosen sequences, evaluated in float64 on the CPU."""
+    from .data import collate
+    from .models import LayerTrace
+
+    module = module.eval().cpu().double()
+    sequences, labels = data.splits[split]
+    traces = []
+    for chunk in _chunks(sequences, indices):
         batch = collate([(sequences[i], labels[i]) for i in chunk])
         if batch["inputs"].is_floating_point():
             batch["inputs"] = batch["inputs"].double()
-        _, energies = module(batch, return_energies=True)
-        rows.append(energies)
-    energies = torch.cat(rows)
-    if not torch.isfinite(energies).all():
-        raise DivergenceError(f"non-finite energies in {int((~torch.isfinite(energies)).sum())} entries")
-    return energies
+        traces.append(module.encoder.trace(module.embed(batch), batch["mask"], num_layers=num_layers))
+    trace = LayerTrace(*(torch.cat([getattr(t, f) for t in traces]) for f in LayerTrace.__dataclass_fields__))
+    for name in ("energies", "before", "after", "spread"):
+        values = getattr(trace, name)
+        if not torch.isfinite(values).all():
+            raise DivergenceError(f"non-finite {name} in {int((~torch.isfinite(values)).sum())} entries")
+    return trace
+
+
+def layer_energies(module: SequenceClassifier, data, split: str, indices: list[int]) -> torch.Tensor:
+    """``(len(indices), num_layers + 1)`` energies of the chosen sequences, evaluated in float64."""
+    return layer_trace(module, data, split, indices).energies
 
 
 def write_run(run_dir: Path, summary: dict, module: SequenceClassifier, checkpoint_dir: Path, meta: dict) -> None:
