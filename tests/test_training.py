@@ -74,9 +74,22 @@ def test_energy_curve_table(tmp_path):
     cfg = SMOKE["energy_curves"]
     # per variant: untrained without and with ReLU, trained with ReLU; samples x (layers + 1) rows each
     assert len(table) == len(cfg["variants"]) * 3 * cfg["samples"] * (cfg["num_layers"] + 1)
-    assert set(table.columns) == {"dataset", "variant", "relu", "state", "sample", "layer", "energy"}
+    assert {"dataset", "variant", "relu", "state", "seed", "sample", "layer", "energy", "step_before", "step_middle",
+            "step_after", "spread", "relative_spread", "update", "test_accuracy", "change_W"} <= set(table.columns)
     assert table["energy"].notna().all()
+    steps = table[table["layer"] > 0]
+    assert steps[["step_before", "step_after", "update"]].notna().all().all()
+    assert table.loc[table["layer"] == 0, "relative_spread"].eq(1.0).all()
+    # tied models: a step's own function is the curve's, so step_after is the plotted energy
+    assert (steps["step_after"] - steps["energy"]).abs().max() < 1e-9
     summary = curve_summary(table)
-    assert len(summary) == 6 and summary["monotone_fraction"].between(0, 1).all()
-    exact = summary[summary["variant"] == "exact"]
+    assert len(summary) == 3 * len(cfg["variants"]) and summary["monotone_fraction"].between(0, 1).all()
+    exact = summary[summary["variant"].str.startswith("exact")]
     assert (exact["monotone_fraction"] > 0.9).all()
+    trained = summary[summary["state"] == "trained"]
+    assert trained["test_accuracy"].between(0, 1).all() and trained["chance_accuracy"].between(0.5, 1).all()
+    assert (trained[["change_W", "change_Wf", "change_B"]] > 0).all().all()  # training moved every weight
+    untrained = summary[summary["state"] == "untrained"]
+    assert untrained["test_accuracy"].isna().all()
+    active = table[table["variant"] == "exact_active"]
+    assert set(active["alpha_attention"]) == {SMOKE["energy_curves"]["active_regime"]["alpha_attention"]}

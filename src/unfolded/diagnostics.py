@@ -74,7 +74,7 @@ def active_steps(relative_spread: Tensor) -> Tensor:
 
 def collapse_layer(relative_spread: Tensor) -> int | None:
     """The first layer at which the median relative spread falls below the threshold, or None."""
-    median = torch.as_tensor(relative_spread, dtype=torch.float64).median(0).values
+    median = torch.quantile(torch.as_tensor(relative_spread, dtype=torch.float64), 0.5, dim=0)
     below = (median < COLLAPSE_THRESHOLD).nonzero()
     return int(below[0]) if len(below) else None
 
@@ -104,7 +104,7 @@ def curve_summary_row(before: Tensor, after: Tensor, relative_spread: Tensor,
         "active_fraction": _share(active),
         "monotone_fraction_active": _share(keep[active]),
         "strict_fraction_active": _share(strict[active]),
-        "median_decrease": float((-change).median()),
+        "median_decrease": float(torch.quantile(-change.reshape(-1), 0.5)),
         "max_increase": float(change.max().clamp_min(0.0)),
         "collapse_layer": collapse_layer(relative_spread),
     }

@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .data import PreparedData, prepare
-from .diagnostics import non_increasing
+from .diagnostics import curve_summary_row, non_increasing
 from .models import LayerTrace
 from .training import SequenceClassifier, authors_normalise_, fit, layer_trace, paper_encoder
 
