@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-slurm lint benchmark clean-results docs-figures
+.PHONY: all install test test-slurm lint benchmark clean-results docs-figures readme
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -37,6 +37,10 @@ benchmark: $(STAMP)
 
 clean-results:
 	rm -rf results/data results/tables results/figures results/logs results/benchmarks results/report.html
+
+# Refresh every generated block of the README from results/tables (after `make all`)
+readme: $(STAMP)
+	$(BIN)/python -m unfolded readme --readme README.md --tables results/tables
 
 docs-figures:
 	mkdir -p docs/figures

@@ -87,3 +87,65 @@ def test_readme_claims_table_lists_every_claim():
     table = readme.split("<!-- claims:start -->", 1)[1].split("<!-- claims:end -->", 1)[0]
     rows = [line.split("|")[1].strip() for line in table.strip().splitlines()[2:]]
     assert rows == list(CLAIMS), "README claims table is stale: rerun python -m unfolded claims --update-readme"
+
+
+def test_every_claim_has_a_source_tag_and_counterexamples_split_their_counts():
+    from unfolded.claims import SOURCES
+
+    for claim in CLAIMS.values():
+        assert claim.source in SOURCES
+    for claim_id in ("attention_large_step", "ffn_large_step", "relu_infeasible_start", "apollonius_outside"):
+        result = CLAIMS[claim_id].check(20, 0)
+        assert result.explicit_trials >= 1 and result.explicit_violations == result.explicit_trials
+        assert result.search_trials == result.trials - result.explicit_trials
+        row = result.as_row()
+        assert row["explicit_violations"] + row["search_violations"] == row["violations"]
+    full = CLAIMS["full_layer_exact"].check(20, 0)
+    assert full.active_trials is not None and 0 < full.active_trials < full.trials
+
+
+def _claims_main(tmp_path, *extra):
+    from unfolded.cli import main
+
+    return main(["claims", "--config", "config/smoke.yaml", "--csv", str(tmp_path / "c.csv"), *extra])
+
+
+def test_a_broken_theorem_fails_the_claims_stage(tmp_path, monkeypatch, capsys):
+    import unfolded.claims as claims
+
+    real_step = claims.attention_step
+    monkeypatch.setattr(claims, "attention_step", lambda Y, W, mask=None, alpha=1.0, **kw: real_step(Y, W, mask, 3 * alpha, **kw))
+    with pytest.raises(SystemExit) as exit_info:
+        _claims_main(tmp_path)
+    assert exit_info.value.code == 1
+    assert "attention_descent" in capsys.readouterr().err
+    assert (tmp_path / "c.csv").exists()  # the table is still written, for inspection
+    assert _claims_main(tmp_path, "--allow-failures") == 0
+
+
+def test_an_explicit_counterexample_without_its_increase_fails(tmp_path, monkeypatch, capsys):
+    import unfolded.claims as claims
+
+    monkeypatch.setattr(claims, "relu_step", lambda Y: Y)  # a prox that does nothing: x = -1 stays, no increase
+    with pytest.raises(SystemExit):
+        _claims_main(tmp_path)
+    assert "relu_infeasible_start" in capsys.readouterr().err
+
+
+def test_the_claims_tolerance_has_teeth():
+    from unfolded.claims import TOLERANCE, Tally
+
+    before = torch.tensor([5.0, -2.0], dtype=torch.float64)
+    margin = TOLERANCE * (1 + before.abs())
+    tally = Tally()
+    tally.descent(before, before + 1.01 * margin)
+    assert tally.violations == 2 and tally.max_increase > 0
+    tally = Tally()
+    tally.descent(before, before + 0.99 * margin)
+    assert tally.violations == 0 and tally.max_increase == 0
+    tally = Tally()
+    tally.identity(torch.tensor([1.0], dtype=torch.float64), torch.tensor([1.0 + 2.02 * TOLERANCE], dtype=torch.float64))
+    assert tally.violations == 1
+    tally = Tally()
+    tally.identity(torch.tensor([1.0], dtype=torch.float64), torch.tensor([1.0 + 1.98 * TOLERANCE], dtype=torch.float64))
+    assert tally.violations == 0

@@ -37,6 +37,11 @@ BAD_CONFIGS = [
     ({"train": {"lr": 0}}, "config.train.lr"),
     ({"energy_curves": {"samples": 0}}, "config.energy_curves.samples"),
     ({"energy_curves": {"variants": ["official"]}}, "config.energy_curves.variants[0]"),
+    ({"train": {"alpha_attention": 2.5}}, "config.train.alpha_attention"),
+    ({"train": {"alpha_ffn": 1.1}}, "config.train.alpha_ffn"),  # above 2 / (1 + 0.95)
+    ({"energy_curves": {"active_regime": {"alpha_attention": 2.5}}}, "config.energy_curves.active_regime.alpha_attention"),
+    ({"energy_curves": {"regime_search": {"selection_seeds": [0, 1], "confirmation_seeds": [1, 2]}}},
+     "config.energy_curves.regime_search"),
 ]
 
 
@@ -49,6 +54,21 @@ def test_bad_config_names_the_key(config, key):
     with pytest.raises(ConfigError) as error:
         validate_config(config)
     assert f"{key}:" in str(error.value)
+
+
+def test_step_size_bounds_are_one_constant():
+    from unfolded.bounds import ATTENTION_STEP_BOUND, ffn_step_bound
+    from unfolded.config import schema
+
+    properties = schema()["properties"]
+    assert properties["train"]["properties"]["alpha_attention"]["maximum"] == ATTENTION_STEP_BOUND
+    regime = properties["energy_curves"]["properties"]["active_regime"]["properties"]
+    assert regime["alpha_attention"]["maximum"] == ATTENTION_STEP_BOUND
+    assert validate_config({"train": {"alpha_attention": ATTENTION_STEP_BOUND}})["train"]["alpha_attention"] == 2
+    just_below = 0.999 * ffn_step_bound(0.5)
+    assert validate_config({"train": {"alpha_ffn": just_below, "spectral_bound": 0.5}})
+    with pytest.raises(ConfigError, match="alpha_ffn"):
+        validate_config({"train": {"alpha_ffn": ffn_step_bound(0.5), "spectral_bound": 0.5}})
 
 
 def test_defaults_fill_and_files_load(tmp_path):

@@ -9,7 +9,7 @@ import time
 from pathlib import Path
 
 import pytest
-from workflow_helpers import SNAKEMAKE, copy_workflow, snakemake
+from workflow_helpers import SNAKEMAKE, copy_workflow, snakemake, workflow_env
 
 from unfolded.artifacts import atomic_path, write_parquet
 
@@ -21,6 +21,7 @@ def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
     return subprocess.Popen(
         [SNAKEMAKE, "--workflow-profile", "none", "--cores", "1", *args],
         cwd=workdir, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
+        env=workflow_env(workdir),
     )
 
 

@@ -56,16 +56,27 @@ def test_trained_figures_from_tiny_tables(tmp_path):
 
     rng = np.random.default_rng(0)
     rows = []
-    for variant in ("paper", "exact"):
+    for variant in ("paper", "exact", "exact_active"):
         for relu, state in ((False, "untrained"), (True, "untrained"), (True, "trained")):
             for sample in range(6):
                 energies = np.cumsum(-rng.random(5))  # a decreasing curve
-                rows += [{"dataset": "toy", "variant": variant, "relu": relu, "state": state, "sample": sample,
-                          "layer": layer, "energy": e} for layer, e in enumerate(energies)]
+                spread = 0.05 ** np.arange(5) if variant == "exact" else np.ones(5)  # exact collapses at layer 3
+                rows += [{"dataset": "toy", "variant": variant, "relu": relu, "state": state, "seed": 0,
+                          "sample": sample, "layer": layer, "energy": e,
+                          "step_before": energies[layer - 1] if layer else np.nan, "step_middle": np.nan,
+                          "step_after": e if layer else np.nan, "relative_spread": spread[layer],
+                          "alpha_attention": 0.5, "w_scale": 1.0, "test_accuracy": 0.61, "chance_accuracy": 0.5,
+                          "change_W": 0.1, "change_Wf": 0.2, "change_B": 0.3}
+                         for layer, e in enumerate(energies)]
     curves = pd.DataFrame(rows)
     figure = FIGURES["fig5_energy_untrained"](curves, dataset="toy")
-    assert len(figure.axes) == 4 and "100.0%" in figure.axes[0].get_title()
-    assert len(FIGURES["fig6_energy_trained"](curves, dataset="toy").axes) == 2
+    titles = [ax.get_title() for ax in figure.axes if ax.get_title()]
+    assert len(titles) == 6 and "non-increasing: 100.0% of 24 steps" in titles[0]
+    assert "active (spread >= 1e-3): 100.0%" in titles[0] and "active (spread >= 1e-3): 75.0%" in titles[2]
+    trained = FIGURES["fig6_energy_trained"](curves, dataset="toy")
+    titles = [ax.get_title() for ax in trained.axes if ax.get_title()]
+    assert len(titles) == 3 and all("test accuracy 0.610 (majority class 0.500)" in t for t in titles)
+    assert "W 0.1, Wf 0.2, B 0.3" in titles[0]
     runs = pd.DataFrame({"dataset": ["toy"] * 4, "model": ["unfolded_tied", "unfolded_tied", "standard_tied", "standard_tied"],
                          "seed": [0, 1, 0, 1], "test_accuracy": [0.7, 0.72, 0.8, 0.79]})
     assert len(FIGURES["fig_accuracy"](runs).axes) == 1

@@ -1,11 +1,14 @@
 """The Snakemake workflow, run for real on the smoke config in a temporary copy of the repository."""
 
+import shutil
 import subprocess
+import sys
+from pathlib import Path
 
 import pandas as pd
 import pytest
 from PIL import Image
-from workflow_helpers import SNAKEMAKE, copy_workflow, job_counts, snakemake
+from workflow_helpers import SNAKEMAKE, copy_workflow, job_counts, snakemake, workflow_env
 
 from unfolded.claims import CLAIMS
 
@@ -37,7 +40,8 @@ def test_dry_run(tmp_path, configfile):
 def test_slurm_profile_dry_run(tmp_path):
     workdir = copy_workflow(tmp_path)
     result = subprocess.run(
-        [SNAKEMAKE, "--workflow-profile", "profiles/slurm", "-n"], cwd=workdir, capture_output=True, text=True
+        [SNAKEMAKE, "--workflow-profile", "profiles/slurm", "-n"], cwd=workdir, capture_output=True, text=True,
+        env=workflow_env(workdir),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
@@ -68,7 +72,17 @@ def test_outputs_are_valid(smoke_run):
     assert len(accuracy) == 2 * 4 * 1 and accuracy["test_accuracy"].between(0, 1).all()
     assert {"dataset", "model", "seed", "parameters", "samples_per_second", "energy_monotone_fraction"} <= set(accuracy.columns)
     curves = pd.read_parquet(smoke_run / "results/data/energy_curves.parquet")
-    assert len(curves) == 2 * 2 * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
+    assert len(curves) == 2 * 3 * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
+    summary = pd.read_csv(smoke_run / "results/tables/energy_summary.csv")
+    assert len(summary) == 2 * 3 * 3 + 2 * 4  # the energy curves, then one trained curve per run
+    assert {"monotone_fraction", "strict_fraction", "active_fraction", "monotone_fraction_active",
+            "strict_fraction_active", "median_decrease", "collapse_layer", "attention_share", "test_accuracy",
+            "test_loss", "chance_accuracy", "change_W", "change_Wf", "change_B"} <= set(summary.columns)
+    trained = summary[summary["state"] == "trained"]
+    assert trained["test_accuracy"].notna().all() and trained["test_loss"].notna().all()
+    regime = pd.read_csv(smoke_run / "results/tables/regime_search.csv")
+    assert set(regime["phase"]) == {"selection", "confirmation"} and len(regime) == 2 * 2 * 2 * 2  # datasets x seeds x alphas x relu
+    assert "Pick:" in (smoke_run / "results/tables/regime_search.md").read_text()
     for name in ("fig5_energy_untrained_polarity", "fig6_energy_trained_digits", "fig_accuracy", "fig_training_curves"):
         assert Image.open(smoke_run / f"results/figures/{name}.png").format == "PNG"
     for run in ("polarity/unfolded_tied/seed0", "digits/standard_untied/seed0"):
@@ -82,6 +96,51 @@ def test_rerun_is_a_no_op_and_a_change_reruns_only_dependants(smoke_run):
     assert job_counts(result.stdout + result.stderr) == {"synthetic": 1, "fig4_kappa_regions": 1, "all": 1, "total": 3}
     result = snakemake(smoke_run, "--configfile", "config/smoke.yaml", "-n", "--config", 'claims={"trials": 6}')
     assert job_counts(result.stdout + result.stderr) == {"claims": 1, "all": 1, "total": 2}
+
+
+def _clone(smoke_run, destination):
+    """A copied clone: every file with its modification time (shutil.copy2), at another path."""
+    shutil.copytree(smoke_run, destination, symlinks=True, ignore=shutil.ignore_patterns("__pycache__"))
+    return destination
+
+
+@pytest.mark.parametrize("interpreter", ["python", "python3"])
+def test_another_path_to_the_same_environment_reruns_nothing(smoke_run, interpreter):
+    python = str(Path(sys.executable).with_name(interpreter))
+    result = snakemake(smoke_run, "--configfile", "config/smoke.yaml", "-n", command=(python, "-m", "snakemake"))
+    assert result.returncode == 0, result.stderr[-2000:]
+    assert "Nothing to be done" in result.stdout + result.stderr
+
+
+def test_a_copied_clone_reruns_nothing(smoke_run, tmp_path):
+    clone = _clone(smoke_run, tmp_path / "elsewhere" / "clone")
+    result = snakemake(clone, "--configfile", "config/smoke.yaml", "-n")
+    assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
+
+
+FIGURE_JOBS = {"fig1_apollonius": 1, "fig2_alternating_trace": 1, "fig3_alternating_energy": 1, "fig4_kappa_regions": 1,
+               "energy_figure": 4, "training_figure": 2, "all": 1}
+
+
+@pytest.mark.parametrize("module,expected", [
+    ("figures.py", {**FIGURE_JOBS, "total": 11}),
+    ("synthetic.py", None),  # checked below: the synthetic tables, the claims (which use its quadratics) and figures
+    ("energy.py", None),
+])
+def test_editing_a_module_reruns_exactly_its_dependants(smoke_run, tmp_path, module, expected):
+    clone = _clone(smoke_run, tmp_path / "clone")
+    source = clone / "src" / "unfolded" / module
+    source.write_text(source.read_text() + "\n# an edit\n")
+    counts = job_counts(snakemake(clone, "--configfile", "config/smoke.yaml", "-n").stdout)
+    if expected is not None:
+        assert counts == expected
+    elif module == "synthetic.py":
+        assert counts["synthetic"] == 3 and counts["claims"] == 1
+        assert "train" not in counts and "energy_curves" not in counts and "regime_search" not in counts
+    else:  # the energies: claims, energy curves, training and everything downstream
+        assert counts["claims"] == 1 and counts["energy_curves"] == 2 and counts["train"] == 8
+        assert counts["regime_search"] == 1 and counts["energy_summary"] == 1 and counts["accuracy"] == 1
+        assert "synthetic" not in counts
 
 
 def test_one_figure_by_name(smoke_run):
@@ -110,7 +169,7 @@ def test_invalid_config_fails_before_any_job(tmp_path, override, key):
 def test_html_report(smoke_run):
     result = subprocess.run(
         [SNAKEMAKE, "--workflow-profile", "none", "--configfile", "config/smoke.yaml", "--report", "report.html"],
-        cwd=smoke_run, capture_output=True, text=True, timeout=300,
+        cwd=smoke_run, capture_output=True, text=True, timeout=300, env=workflow_env(smoke_run),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     html = (smoke_run / "report.html").read_text(errors="replace")

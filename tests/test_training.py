@@ -56,6 +56,40 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     pd.testing.assert_frame_equal(energies, resumed_energies)
 
 
+def test_checkpoint_from_other_code_is_not_resumed(tmp_path):
+    from unfolded.training import CODE_KEY_FILE
+
+    config = load_config({**SMOKE, "train": {**SMOKE["train"], "max_epochs": 2}})
+    with pytest.raises(RuntimeError, match="simulated kill"):
+        train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "ckpt", progress=False, callbacks=(Kill(),))
+    (tmp_path / "ckpt" / CODE_KEY_FILE).write_text("0123456789abcdef\n")  # as if the code had changed since
+    with pytest.warns(UserWarning, match="made by other code"):
+        _, summary, _ = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "ckpt", progress=False)
+    assert not summary["resumed"] and summary["epochs"] == 2
+
+
+def test_a_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path):
+    import pickle
+
+    from unfolded.codeversion import stage_digest
+    from unfolded.training import CODE_KEY_FILE, CheckpointRefused
+
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    checkpoint_dir = tmp_path / "ckpt"
+    checkpoint_dir.mkdir()
+    (checkpoint_dir / CODE_KEY_FILE).write_text(stage_digest("train") + "\n")
+    with open(checkpoint_dir / "last.ckpt", "wb") as handle:
+        pickle.dump({"state_dict": {}, "payload": Payload()}, handle)
+    with pytest.raises(CheckpointRefused, match="weights_only=True"):
+        train_run(SMOKE, "polarity", "unfolded_tied", 0, checkpoint_dir, progress=False)
+    assert not marker.exists()
+
+
 def test_divergence_stops_with_diagnostics(tmp_path):
     data = prepare("polarity", SMOKE)
     module = SequenceClassifier(kind="tokens", input_dim=16, num_classes=2, model="unfolded_untied", width=16, num_layers=2,

@@ -1,5 +1,6 @@
 """Shared helpers for tests that run the Snakemake workflow in a temporary copy of the repository."""
 
+import os
 import re
 import shutil
 import subprocess
@@ -11,18 +12,27 @@ SNAKEMAKE = str(Path(sys.executable).with_name("snakemake"))
 
 
 def copy_workflow(destination: Path) -> Path:
+    """A copy of the workflow and of the package source; :func:`snakemake` runs it with the copied
+    package first on PYTHONPATH, so edits to the copy's modules are what the workflow sees."""
     destination.mkdir(parents=True, exist_ok=True)
     for name in ("Snakefile", "config.yaml", "environment.yml"):
         shutil.copy(ROOT / name, destination / name)
     for name in ("workflow", "config", "profiles"):
         shutil.copytree(ROOT / name, destination / name, symlinks=False)
+    shutil.copytree(ROOT / "src" / "unfolded", destination / "src" / "unfolded", symlinks=False,
+                    ignore=shutil.ignore_patterns("__pycache__"))
     return destination
 
 
-def snakemake(workdir: Path, *args: str, profile: str = "none", timeout: int = 900, cores: str = "2"):
+def workflow_env(workdir: Path) -> dict:
+    return {**os.environ, "PYTHONPATH": str(Path(workdir) / "src")}
+
+
+def snakemake(workdir: Path, *args: str, profile: str = "none", timeout: int = 900, cores: str = "2",
+              command: tuple[str, ...] = (SNAKEMAKE,)):
     return subprocess.run(
-        [SNAKEMAKE, "--workflow-profile", profile, "--cores", cores, *args],
-        cwd=workdir, capture_output=True, text=True, timeout=timeout,
+        [*command, "--workflow-profile", profile, "--cores", cores, *args],
+        cwd=workdir, capture_output=True, text=True, timeout=timeout, env=workflow_env(workdir),
     )
 
 

@@ -189,6 +189,86 @@ def run_energy_curves(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(table)} rows", file=sys.stderr)
 
 
+def run_energy_summary(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .artifacts import atomic_path, write_text
+    from .experiments import curve_summary
+
+    missing = [p for p in args.data if not Path(p).exists()]
+    if missing:
+        raise SystemExit(f"energy-summary: table(s) {missing} do not exist; build them first (snakemake <path>)")
+    summary = curve_summary(pd.concat([pd.read_parquet(p) for p in args.data], ignore_index=True))
+    with atomic_path(args.csv) as temporary:
+        summary.to_csv(temporary, index=False, float_format="%.6g")
+    if args.markdown:
+        write_text(args.markdown, energy_summary_markdown(summary))
+    print(f"{args.csv}: {len(summary)} curves", file=sys.stderr)
+
+
+def energy_summary_markdown(summary) -> str:
+    """The energy summary as a Markdown table with readable shares."""
+    table = summary.copy()
+    percent = ["monotone_fraction", "strict_fraction", "active_fraction", "monotone_fraction_active",
+               "strict_fraction_active", "attention_share", "attention_share_active"]
+    for column in percent:
+        table[column] = table[column].map(lambda v: "" if v != v else f"{100 * v:.1f}%")
+    for column in ("test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B"):
+        table[column] = table[column].map(lambda v: "" if v != v else f"{v:.3g}")
+    table["collapse_layer"] = table["collapse_layer"].map(lambda v: "never" if v != v or v is None else str(int(v)))
+    columns = ["dataset", "variant", "relu", "state", "seed", "steps", *percent[:5], "collapse_layer",
+               "attention_share_active", "test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B"]
+    note = ("\n\nShares count (sample, layer) steps, each judged on the energy of the layer that takes it "
+            "(tolerance: unfolded.diagnostics.DESCENT_TOLERANCE). Active: the step starts from a state whose "
+            "relative token spread is at least unfolded.diagnostics.COLLAPSE_THRESHOLD. For standard models the "
+            "energy is a fixed probe, not an energy they descend.\n")
+    return table[columns].to_markdown(index=False) + note
+
+
+def run_regime_search(args: argparse.Namespace) -> None:
+    from .artifacts import atomic_path, provenance, write_json, write_text
+    from .experiments import regime_search, select_regime
+
+    config = load_config(args.config)
+    search = config["energy_curves"]["regime_search"]
+    datasets = args.datasets or config["datasets"]
+    table = regime_search(config, datasets, progress=not args.no_progress)
+    pick = select_regime(table, search["min_active"], search["min_strict"])
+    configured = config["energy_curves"]["active_regime"]
+    pick["matches_config"] = (pick["alpha_attention"] == configured["alpha_attention"]
+                              and pick["w_scale"] == configured["w_scale"])
+    with atomic_path(args.csv) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+    settings = {"energy_curves": config["energy_curves"], "data": config["data"], "datasets": datasets,
+                "width": config["train"]["width"]}
+    meta = provenance("regime-search", settings, None, pick=pick)
+    write_json(Path(args.csv).with_suffix(".provenance.json"), meta)
+    if args.markdown:
+        write_text(args.markdown, _regime_markdown(table, pick, search, configured))
+    print(f"regime search: pick {pick}", file=sys.stderr)
+
+
+def _regime_markdown(table, pick: dict, search: dict, configured: dict) -> str:
+    columns = ["active_fraction", "strict_fraction_active", "monotone_fraction_active", "attention_share_active"]
+    summary = (table.groupby(["phase", "dataset", "alpha_attention", "w_scale", "relu"])[columns]
+               .agg(["min", "max"]).round(3))
+    summary.columns = [f"{a} {b}" for a, b in summary.columns]
+    if pick["alpha_attention"] is None:
+        verdict = "No setting of the grid passes on every selection seed."
+    else:
+        verdict = (f"Pick: alpha_attention = {pick['alpha_attention']:g}, w_scale = {pick['w_scale']:g} "
+                   f"({pick['candidates']} of the grid's settings pass on the selection seeds); on the fresh "
+                   f"confirmation seeds it {'passes' if pick['confirmed'] else 'FAILS'}. The configured "
+                   f"active_regime ({configured['alpha_attention']:g}, {configured['w_scale']:g}) "
+                   f"{'matches' if pick['matches_config'] else 'does NOT match'} the pick.")
+    rule = (f"Rule (fixed before the search): a setting passes when every untrained curve (each dataset, seed, with "
+            f"and without ReLU) has active_fraction >= {search['min_active']} and strict_fraction_active >= "
+            f"{search['min_strict']}; among passing settings the largest alpha_attention, then the smallest w_scale, "
+            f"wins. Selection seeds {search['selection_seeds']}, confirmation seeds {search['confirmation_seeds']}, "
+            f"{search['samples']} test sequences per curve.")
+    return f"# Regime search\n\n{rule}\n\n{verdict}\n\nMin and max over seeds:\n\n{summary.to_markdown()}\n"
+
+
 def run_combine(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -234,6 +314,13 @@ def run_accuracy(args: argparse.Namespace) -> None:
             metrics = metrics.assign(dataset=record["dataset"], model=record["model"], seed=record["seed"])
             frames.append(metrics)
         write_parquet(pd.concat(frames, ignore_index=True), args.training_curves, provenance("accuracy", {}, None))
+
+
+def run_readme(args: argparse.Namespace) -> None:
+    from .readme import update_readme
+
+    updated, skipped = update_readme(Path(args.readme), Path(args.tables))
+    print(f"{args.readme}: updated blocks {updated}" + (f"; skipped {skipped}" if skipped else ""), file=sys.stderr)
 
 
 def run_show_config(args: argparse.Namespace) -> None:
@@ -301,6 +388,30 @@ def build_parser() -> argparse.ArgumentParser:
     curves.add_argument("--no-progress", action="store_true")
     curves.set_defaults(run=run_energy_curves)
 
+    regime = stages.add_parser(
+        "regime-search",
+        help="pick the exact_active regime: untrained curves over (alpha_attention, w_scale) on selection seeds, "
+             "confirmed on fresh seeds",
+        description="Untrained exact-model energy curves for every (alpha_attention, w_scale) of "
+                    "energy_curves.regime_search, with and without ReLU; applies the prespecified rule on the "
+                    "selection seeds and reports the pick on the confirmation seeds.")
+    _config_argument(regime)
+    regime.add_argument("--datasets", nargs="+", help="datasets to search on (default: config datasets)")
+    regime.add_argument("--csv", required=True, help="output CSV, one row per curve (a .provenance.json is written beside it)")
+    regime.add_argument("--markdown", help="output Markdown summary with the pick")
+    regime.add_argument("--no-progress", action="store_true", help="no progress bar")
+    regime.set_defaults(run=run_regime_search)
+
+    summary = stages.add_parser(
+        "energy-summary", help="one row per energy curve: monotone, strict and active shares, collapse layer",
+        description="Summarise energy-curve tables (energy-curves stage, trained runs' energies.parquet) into "
+                    "one row per curve: the shares of unfolded.diagnostics, collapse layer, attention share, and "
+                    "trained models' accuracy and weight change.")
+    summary.add_argument("--data", nargs="+", required=True, help="input parquet tables of per-layer traces")
+    summary.add_argument("--csv", required=True, help="output CSV (results/tables/energy_summary.csv)")
+    summary.add_argument("--markdown", help="output Markdown table")
+    summary.set_defaults(run=run_energy_summary)
+
     combine = stages.add_parser("combine", help="concatenate tidy parquet tables")
     combine.add_argument("--data", nargs="+", required=True)
     combine.add_argument("--out", required=True)
@@ -314,6 +425,14 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--energy-curves", nargs="*", default=[], help="energy-curve tables to summarise")
     accuracy.add_argument("--training-curves", help="output parquet: every run's logged metrics")
     accuracy.set_defaults(run=run_accuracy)
+
+    readme = stages.add_parser(
+        "readme", help="rewrite the README's generated blocks from the result tables",
+        description="Rewrite every <!-- NAME:start --> ... <!-- NAME:end --> block of the README from the tables "
+                    "under --tables (claims, energy summary, regime search, accuracy).")
+    readme.add_argument("--readme", default="README.md", help="the README to update (default README.md)")
+    readme.add_argument("--tables", default="results/tables", help="folder of the result tables (default results/tables)")
+    readme.set_defaults(run=run_readme)
 
     show = stages.add_parser("config", help="validate a configuration and print it with all defaults filled in")
     _config_argument(show)

@@ -102,6 +102,11 @@ def _check_semantics(config: dict) -> None:
                          config["energy_curves"]["active_regime"]["alpha_attention"])):
         if not 0 < value <= ATTENTION_STEP_BOUND:
             raise ConfigError(f"config.{path}: must lie in (0, {ATTENTION_STEP_BOUND:g}], got {value}")
+    search = config["energy_curves"]["regime_search"]
+    shared = sorted(set(search["selection_seeds"]) & set(search["confirmation_seeds"]))
+    if shared:
+        raise ConfigError(f"config.energy_curves.regime_search: confirmation_seeds must be fresh, but {shared} "
+                          "are also selection_seeds")
     if train["alpha_ffn"] >= ffn_step_bound(train["spectral_bound"]):
         raise ConfigError(
             f"config.train.alpha_ffn: must be below 2 / (1 + spectral_bound) = {ffn_step_bound(train['spectral_bound']):.4g} "

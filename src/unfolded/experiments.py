@@ -238,3 +238,50 @@ def summarise_runs(run_dirs: list[Path]) -> pd.DataFrame:
         summary = record["summary"]
         rows.append({"dataset": record["dataset"], "model": record["model"], "seed": record["seed"], **summary})
     return pd.DataFrame(rows).sort_values(["dataset", "model", "seed"], ignore_index=True)
+
+
+def regime_search(config: dict, datasets: list[str], progress: bool = True) -> pd.DataFrame:
+    """Untrained exact-model curves over a grid of (alpha_attention, w_scale), with and without ReLU,
+    on selection seeds and on fresh confirmation seeds (each seed draws its own model and its own test
+    samples). One row per curve with the shares of :func:`unfolded.diagnostics.curve_summary_row`."""
+    from tqdm import tqdm
+
+    cfg = config["energy_curves"]
+    search = cfg["regime_search"]
+    grid = [(phase, seed, alpha, scale, relu)
+            for phase, seeds in (("selection", search["selection_seeds"]), ("confirmation", search["confirmation_seeds"]))
+            for seed in seeds for alpha in search["alphas"] for scale in search["w_scales"] for relu in (False, True)]
+    rows = []
+    for dataset in datasets:
+        data = prepare(dataset, config)
+        width = data.vectors.shape[1] if data.kind == "tokens" else config["train"]["width"]
+        population = len(data.splits["test"][1])
+        for phase, seed, alpha, scale, relu in tqdm(grid, desc=f"regime search {dataset}", disable=not progress):
+            indices = sample_indices(search["samples"], population, seed)
+            L.seed_everything(seed, verbose=False)
+            encoder = paper_encoder(width, cfg["num_layers"], relu, "exact_active", alpha_attention=alpha, w_scale=scale)
+            trace = layer_trace(_module(data, encoder, width, cfg["lr"], Path(".")), data, "test", indices)
+            relative = trace.spread / trace.spread[:, :1].clamp_min(torch.finfo(trace.spread.dtype).tiny)
+            summary = curve_summary_row(trace.before, trace.after, relative, trace.middle - trace.before)
+            rows.append({"dataset": dataset, "phase": phase, "seed": seed, "alpha_attention": float(alpha),
+                         "w_scale": float(scale), "relu": relu, **summary,
+                         "median_update": float(trace.update.double().median())})
+    return pd.DataFrame(rows)
+
+
+def select_regime(table: pd.DataFrame, min_active: float, min_strict: float) -> dict:
+    """The prespecified rule: among settings that pass on every dataset, selection seed and ReLU
+    choice (``active_fraction >= min_active`` and ``strict_fraction_active >= min_strict``), the one
+    closest to the paper's (largest alpha_attention, then smallest w_scale). Returns the pick (or
+    None) and whether it passes on the confirmation seeds too."""
+    passes = (table["active_fraction"] >= min_active) & (table["strict_fraction_active"].fillna(0) >= min_strict)
+    table = table.assign(passes=passes)
+    selection = table[table["phase"] == "selection"].groupby(["alpha_attention", "w_scale"])["passes"].all()
+    candidates = sorted(selection[selection].index, key=lambda key: (-key[0], key[1]))
+    if not candidates:
+        return {"alpha_attention": None, "w_scale": None, "confirmed": False, "candidates": 0}
+    alpha, scale = candidates[0]
+    confirmation = table[(table["phase"] == "confirmation") & (table["alpha_attention"] == alpha)
+                         & (table["w_scale"] == scale)]
+    return {"alpha_attention": alpha, "w_scale": scale, "confirmed": bool(len(confirmation) and confirmation["passes"].all()),
+            "candidates": len(candidates)}

@@ -215,10 +215,22 @@ FIGURES = {
 # ----------------------------------------------------------------------------------------------
 
 
-def _energy_panel(ax, group: pd.DataFrame, title: str) -> None:
-    """The authors' drawing: a box per layer (no outliers) and the mean curve, energies shifted so
-    that the lowest whisker sits at 0 (paper.md 6.4)."""
-    from .experiments import monotone_fraction
+def _curve_stats(group: pd.DataFrame) -> dict:
+    """The curve's row of :func:`unfolded.diagnostics.curve_summary_row` (same rule as the tables)."""
+    import torch
+
+    from .diagnostics import curve_summary_row
+
+    steps = group[group["layer"] > 0]
+    wide = lambda column, frame: torch.tensor(frame.pivot(index="sample", columns="layer", values=column).to_numpy())  # noqa: E731
+    return curve_summary_row(wide("step_before", steps), wide("step_after", steps), wide("relative_spread", group))
+
+
+def _energy_panel(ax, group: pd.DataFrame, title: str, extra: str = "") -> None:
+    """The authors' drawing (paper.md 6.4): a box per layer (no outliers) and the mean curve, energies
+    shifted so that the lowest whisker sits at 0; plus, on the right axis, the median relative token
+    spread, with the layers after collapse shaded."""
+    from .diagnostics import COLLAPSE_THRESHOLD
 
     wide = group.pivot(index="sample", columns="layer", values="energy")
     values = wide.to_numpy()
@@ -228,19 +240,45 @@ def _energy_panel(ax, group: pd.DataFrame, title: str) -> None:
     ]
     shifted = values - min(low_whisker)
     layers = wide.columns.to_numpy()
+    palette = sns.color_palette("colorblind")
     ax.boxplot(shifted, positions=layers, showfliers=False, widths=0.6,
                medianprops={"color": "black"}, boxprops={"color": "0.35"}, whiskerprops={"color": "0.35"})
-    ax.plot(layers, shifted.mean(0), color=sns.color_palette("colorblind")[3], marker="o", ms=3, label="mean")
-    import torch
-
-    fraction = monotone_fraction(torch.tensor(values))
-    ax.set_title(f"{title}\nnon-increasing steps: {100 * fraction:.1f}%")
+    ax.plot(layers, shifted.mean(0), color=palette[3], marker="o", ms=3, label="mean energy")
+    stats = _curve_stats(group)
+    collapse = stats["collapse_layer"]
+    if collapse is not None:
+        ax.axvspan(collapse - 0.5, layers.max() + 0.5, color="0.85", zorder=0, label="collapsed (median spread < 1e-3)")
+    spread = group.pivot(index="sample", columns="layer", values="relative_spread").median(0)
+    right = ax.twinx()
+    right.plot(layers, spread.clip(lower=1e-16).to_numpy(), color=palette[0], ls="--", marker="s", ms=3,
+               label="median token spread (right)")
+    right.axhline(COLLAPSE_THRESHOLD, color=palette[0], lw=0.8, ls=":")
+    right.set_yscale("log")
+    right.set_ylim(1e-16, 10)
+    right.set_ylabel("relative token spread", color=palette[0])
+    right.grid(False)
+    steps = stats["steps"]
+    active = "no active step" if stats["active_fraction"] == 0 else (
+        f"active steps: {100 * stats['monotone_fraction_active']:.1f}% non-increasing, "
+        f"{100 * stats['strict_fraction_active']:.1f}% falling")
+    ax.set_title(f"{title}\nnon-increasing: {100 * stats['monotone_fraction']:.1f}% of {steps} steps; "
+                 f"active (spread >= 1e-3): {100 * stats['active_fraction']:.1f}%\n{active}{extra}", fontsize=8.5)
     ax.set_xlabel("$t$ (layer index)")
-    ax.set_ylabel(r"$E(Y^{(t)}) - E_{\min}$")
+    ax.set_ylabel(r"$E(Y^{(t)})$, shifted: lowest whisker at 0")
     ax.ticklabel_format(axis="y", style="sci", scilimits=(-2, 3))
+    handles = ax.get_legend_handles_labels()[0] + right.get_legend_handles_labels()[0]
+    ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.85)
 
 
-VARIANT_TITLES = {"paper": "authors' model", "exact": "exact model"}
+VARIANT_TITLES = {"paper": "authors' model", "exact": "exact model", "exact_active": "exact model, active regime"}
+VARIANT_ORDER = ("paper", "exact", "exact_active")
+
+
+def _variant_title(variant: str, group: pd.DataFrame) -> str:
+    if variant == "exact_active":
+        alpha, scale = group["alpha_attention"].iloc[0], group["w_scale"].iloc[0]
+        return f"{VARIANT_TITLES[variant]} ($\\alpha_{{att}}$={alpha:g}, W scale {scale:g})"
+    return VARIANT_TITLES.get(variant, variant)
 
 
 def fig5_energy_untrained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
@@ -248,25 +286,30 @@ def fig5_energy_untrained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
     (The authors' 'relu' curve came from a model built without ReLU; ours has it.)"""
     set_style()
     data = frame[(frame["dataset"] == dataset) & (frame["state"] == "untrained")]
-    variants = [v for v in ("paper", "exact") if v in set(data["variant"])]
-    figure, axes = plt.subplots(len(variants), 2, figsize=(12, 4.2 * len(variants)), squeeze=False)
+    variants = [v for v in VARIANT_ORDER if v in set(data["variant"])]
+    figure, axes = plt.subplots(len(variants), 2, figsize=(14, 5.0 * len(variants)), squeeze=False)
     for row, variant in enumerate(variants):
         for column, relu in enumerate((False, True)):
             group = data[(data["variant"] == variant) & (data["relu"] == relu)]
-            title = f"{dataset}, {VARIANT_TITLES[variant]}, {'with' if relu else 'no'} ReLU, untrained"
+            title = f"{dataset}, {_variant_title(variant, group)}, {'with' if relu else 'no'} ReLU, untrained"
             _energy_panel(axes[row, column], group, title)
     figure.tight_layout()
     return figure
 
 
 def fig6_energy_trained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
-    """Energy across layers after training (ReLU, SGD, batch size 1), per model variant."""
+    """Energy across layers after the authors' training recipe (ReLU, SGD, batch size 1), per model
+    variant, with each model's test accuracy (against the majority class) and weight change."""
     set_style()
     data = frame[(frame["dataset"] == dataset) & (frame["state"] == "trained")]
-    variants = [v for v in ("paper", "exact") if v in set(data["variant"])]
-    figure, axes = plt.subplots(1, len(variants), figsize=(6.2 * len(variants), 4.4), squeeze=False)
+    variants = [v for v in VARIANT_ORDER if v in set(data["variant"])]
+    figure, axes = plt.subplots(1, len(variants), figsize=(7.2 * len(variants), 5.6), squeeze=False)
     for ax, variant in zip(axes[0], variants, strict=True):
-        _energy_panel(ax, data[data["variant"] == variant], f"{dataset}, {VARIANT_TITLES[variant]}, trained")
+        group = data[data["variant"] == variant]
+        first = group.iloc[0]
+        extra = (f"\ntest accuracy {first['test_accuracy']:.3f} (majority class {first['chance_accuracy']:.3f})\n"
+                 f"relative weight change: W {first['change_W']:.2g}, Wf {first['change_Wf']:.2g}, B {first['change_B']:.2g}")
+        _energy_panel(ax, group, f"{dataset}, {_variant_title(variant, group)}, trained", extra)
     figure.tight_layout()
     return figure
 

@@ -7,8 +7,10 @@ The LightningModule holds the what (model, loss, metrics); :func:`build_trainer`
 from __future__ import annotations
 
 import math
+import pickle
 import shutil
 import time
+import warnings
 from pathlib import Path
 
 import lightning as L
@@ -29,6 +31,34 @@ __all__ = [
 ]
 
 MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied")
+
+
+class CheckpointRefused(RuntimeError):
+    """A checkpoint on disk could not be loaded safely (it would need unpickling arbitrary objects)."""
+
+
+CODE_KEY_FILE = "code_digest.txt"
+
+
+def _discard_stale_checkpoints(checkpoint_dir: Path) -> None:
+    """Resume only from checkpoints that the same code made: the directory records the digest of the
+    training code (:func:`unfolded.codeversion.stage_digest`); on a mismatch, or checkpoints without a
+    record, the old checkpoints are removed and training starts afresh."""
+    from .artifacts import write_text
+    from .codeversion import stage_digest
+
+    digest = stage_digest("train")
+    key = checkpoint_dir / CODE_KEY_FILE
+    checkpoints = list(checkpoint_dir.glob("*.ckpt"))
+    recorded = key.read_text().strip() if key.exists() else None
+    if checkpoints and recorded != digest:
+        warnings.warn(
+            f"{checkpoint_dir}: checkpoints were made by other code (digest {recorded}, now {digest}); "
+            "discarding them and training from scratch", stacklevel=3)
+        for path in checkpoints:
+            path.unlink()
+    checkpoint_dir.mkdir(parents=True, exist_ok=True)
+    write_text(key, digest + "\n")
 
 
 class DivergenceError(RuntimeError):
@@ -266,6 +296,7 @@ def fit(
     """Train (resuming from ``checkpoint_dir/last.ckpt`` when present) and test; returns a summary."""
     checkpoint_dir = Path(checkpoint_dir)
     resume = checkpoint_dir / "last.ckpt"
+    _discard_stale_checkpoints(checkpoint_dir)
     trainer = build_trainer(checkpoint_dir, max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator,
                             gradient_clip=gradient_clip, validate=validate, progress=progress, callbacks=callbacks)
     resumed = resume.exists()
@@ -273,7 +304,14 @@ def fit(
     from .data import SequenceDataModule
 
     datamodule = SequenceDataModule(data, batch_size, num_workers=num_workers, seed=seed)
-    trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resumed else None)
+    try:
+        # weights_only: a checkpoint is data, never code (hyperparameters are plain types)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resumed else None, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise CheckpointRefused(
+            f"checkpoint {resume} holds objects other than plain tensors and containers, so it was not loaded "
+            f"(torch.load with weights_only=True: {str(error).splitlines()[0]}). Delete it to train from scratch."
+        ) from None
     train_seconds = time.perf_counter() - start
     tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
     samples = trainer.global_step * batch_size

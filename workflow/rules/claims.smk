@@ -9,7 +9,7 @@ rule claims:
         markdown="results/tables/claims.md",
         provenance="results/tables/claims.provenance.json",
     params:
-        python=PYTHON,
+        code=code("claims"),
         config=inline_config(("claims",)),
     log:
         "results/logs/claims.log",
@@ -22,5 +22,5 @@ rule claims:
         mem_mb=2000,
         runtime=30,
     shell:
-        "{params.python} -m unfolded claims --config {params.config}"
+        "python -m unfolded claims --config {params.config}"
         " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"

@@ -1,11 +1,13 @@
 # Shared helpers. The config is validated here, at parse time, before any job runs.
 import json
+import os
 import shlex
 import sys
 
 import yaml
 from snakemake.utils import update_config, validate
 
+from unfolded.codeversion import stage_digest
 from unfolded.config import FIGURE_TABLES, ConfigError, config_hash, validate_config
 
 
@@ -34,8 +36,11 @@ except ConfigError as error:
     raise WorkflowError(str(error)) from None
 validate(config, "../schemas/config.schema.yaml")
 
-# Every stage runs with the interpreter that runs Snakemake (the project's environment).
-PYTHON = shlex.quote(sys.executable)
+# Every stage runs `python -m unfolded ...` with the environment that runs Snakemake: its bin folder
+# goes first on PATH (inherited by local and SLURM jobs; `--sdm conda` puts the job's own environment
+# in front). The interpreter path is never part of a rule's params, so another path to the same
+# environment, a moved or copied clone, or another environment with the same package reruns nothing.
+os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 FORMATS = config["figures"]["formats"]
 
 
@@ -57,10 +62,17 @@ def inline_config(*paths, exclude=()):
     return shlex.quote(json.dumps(subset, sort_keys=True))
 
 
-def checkpoint_dir(run, *paths):
-    """Where a run keeps its checkpoints: outside the declared outputs, keyed by its settings."""
+def code(stage):
+    """Content digest of the package modules a stage runs (unfolded.codeversion): a rule's params
+    carry it, so editing a module reruns exactly the rules whose stages import it."""
+    return stage_digest(stage)
+
+
+def checkpoint_dir(run, stage, *paths):
+    """Where a run keeps its checkpoints: outside the declared outputs, keyed by its settings and by
+    the digest of the code that trains it, so a code change never resumes a stale checkpoint."""
     settings = json.loads(shlex.split(inline_config(*paths))[0])
-    return f"results/checkpoints/{run}/{config_hash(settings)}"
+    return f"results/checkpoints/{run}/{config_hash({'settings': settings, 'code': code(stage)})}"
 
 
 def figure_outputs(name):
@@ -79,12 +91,20 @@ def all_targets():
             targets += figure_outputs(name)
     if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
         targets += ["results/tables/accuracy.csv", "results/tables/accuracy.md", "results/data/energy_curves.parquet"]
+    if any(name in config["figures"]["include"] for name in ("fig5_energy_untrained", "fig6_energy_trained")):
+        targets += ["results/tables/energy_summary.csv", "results/tables/energy_summary.md"]
+        if "exact_active" in config["energy_curves"]["variants"]:
+            targets += ["results/tables/regime_search.csv", "results/tables/regime_search.md"]
     return targets
 
 
 def fetched(wildcards):
+    """Fetch markers the job's dataset needs before it can load offline."""
+    return fetched_for(wildcards.dataset)
+
+
+def fetched_for(dataset):
     """Fetch markers a dataset needs before it can load offline."""
-    dataset = wildcards.dataset
     if dataset in ("imdb", "sst2"):
         return [f"results/data/fetched/{dataset}.txt", f"results/data/fetched/glove-{config['data']['glove']}.txt"]
     if dataset in ("mnist", "cifar10"):

@@ -11,7 +11,7 @@ rule fetch:
     wildcard_constraints:
         name="imdb|sst2|mnist|cifar10|glove-840B|glove-6B",
     params:
-        python=PYTHON,
+        code=code("data"),
         config=inline_config(("data",)),
     log:
         "results/logs/fetch/{name}.log",
@@ -19,5 +19,5 @@ rule fetch:
     conda:
         "../../environment.yml"
     shell:
-        "{params.python} -m unfolded data fetch {wildcards.name} --config {params.config}"
+        "python -m unfolded data fetch {wildcards.name} --config {params.config}"
         " --marker {output} > {log} 2>&1"

@@ -8,9 +8,9 @@ rule energy_curves:
     output:
         "results/data/energy_curves_{dataset}.parquet",
     params:
-        python=PYTHON,
+        code=code("energy-curves"),
         config=inline_config(*ENERGY_SETTINGS),
-        checkpoints=lambda wildcards: checkpoint_dir(f"energy_curves/{wildcards.dataset}", *ENERGY_SETTINGS),
+        checkpoints=lambda wildcards: checkpoint_dir(f"energy_curves/{wildcards.dataset}", "energy-curves", *ENERGY_SETTINGS),
     log:
         "results/logs/energy_curves/{dataset}.log",
     benchmark:
@@ -22,7 +22,7 @@ rule energy_curves:
         mem_mb=8000,
         runtime=120,
     shell:
-        "{params.python} -m unfolded energy-curves --config {params.config} --dataset {wildcards.dataset}"
+        "python -m unfolded energy-curves --config {params.config} --dataset {wildcards.dataset}"
         " --out {output} --checkpoint-dir {params.checkpoints} --no-progress > {log} 2>&1"
 
 
@@ -33,11 +33,65 @@ rule energy_curves_table:
     output:
         "results/data/energy_curves.parquet",
     params:
-        python=PYTHON,
+        code=code("summary"),
     log:
         "results/logs/energy_curves/combine.log",
     conda:
         "../../environment.yml"
     threads: 1
     shell:
-        "{params.python} -m unfolded combine --data {input} --out {output} > {log} 2>&1"
+        "python -m unfolded combine --data {input} --out {output} > {log} 2>&1"
+
+
+rule energy_summary:
+    """One row per energy curve (Figures 5-6 and every trained run): monotone, strict and active shares,
+    collapse layer, the attention step's share of the decrease, and trained models' accuracy and weight change."""
+    input:
+        curves="results/data/energy_curves.parquet",
+        runs=[f"{run}/energies.parquet" for run in run_dirs()],
+    output:
+        csv=report(
+            "results/tables/energy_summary.csv",
+            caption="../report/energy_summary.rst",
+            category="Figures 5-6",
+        ),
+        markdown="results/tables/energy_summary.md",
+    params:
+        code=code("summary"),
+    log:
+        "results/logs/energy_summary.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    shell:
+        "python -m unfolded energy-summary --data {input.curves} {input.runs}"
+        " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
+
+
+rule regime_search:
+    """The prespecified search behind energy_curves.active_regime: pick on selection seeds, confirm on fresh ones."""
+    input:
+        [path for dataset in config["datasets"] for path in fetched_for(dataset)],
+    output:
+        csv="results/tables/regime_search.csv",
+        markdown="results/tables/regime_search.md",
+        provenance="results/tables/regime_search.provenance.json",
+    params:
+        code=code("regime-search"),
+        config=inline_config(*ENERGY_SETTINGS, ("datasets",)),
+    log:
+        "results/logs/regime_search.log",
+    benchmark:
+        "results/benchmarks/regime_search.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=60,
+    shell:
+        "python -m unfolded regime-search --config {params.config} --csv {output.csv}"
+        " --markdown {output.markdown} --no-progress > {log} 2>&1"

@@ -14,7 +14,7 @@ for _name, _tables in FIGURE_TABLES.items():
                 for path in figure_outputs(_name)
             ],
         params:
-            python=PYTHON,
+            code=code("figure"),
             name=_name,
             config=inline_config(
                 ("figures",),
@@ -32,7 +32,7 @@ for _name, _tables in FIGURE_TABLES.items():
             mem_mb=4000,
             runtime=15,
         shell:
-            "{params.python} -m unfolded figure {params.name} --config {params.config}"
+            "python -m unfolded figure {params.name} --config {params.config}"
             " --data {input} --out {output} > {log} 2>&1"
 
 
@@ -50,7 +50,7 @@ rule energy_figure:
     wildcard_constraints:
         figure="fig5_energy_untrained|fig6_energy_trained",
     params:
-        python=PYTHON,
+        code=code("figure"),
         config=inline_config(("figures",), exclude=("include",)),
     log:
         "results/logs/figures/{figure}_{dataset}.log",
@@ -61,7 +61,7 @@ rule energy_figure:
         mem_mb=4000,
         runtime=15,
     shell:
-        "{params.python} -m unfolded figure {wildcards.figure} --dataset {wildcards.dataset} --config {params.config}"
+        "python -m unfolded figure {wildcards.figure} --dataset {wildcards.dataset} --config {params.config}"
         " --data {input} --out {output} > {log} 2>&1"
 
 
@@ -79,7 +79,7 @@ rule training_figure:
     wildcard_constraints:
         figure="fig_accuracy|fig_training_curves",
     params:
-        python=PYTHON,
+        code=code("figure"),
         config=inline_config(("figures",), exclude=("include",)),
     log:
         "results/logs/figures/{figure}.log",
@@ -90,5 +90,5 @@ rule training_figure:
         mem_mb=4000,
         runtime=15,
     shell:
-        "{params.python} -m unfolded figure {wildcards.figure} --config {params.config}"
+        "python -m unfolded figure {wildcards.figure} --config {params.config}"
         " --data {input} --out {output} > {log} 2>&1"

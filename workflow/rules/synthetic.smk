@@ -5,7 +5,7 @@ rule synthetic:
     wildcard_constraints:
         experiment="apollonius|alternating|kappa",
     params:
-        python=PYTHON,
+        code=code("synthetic"),
         # kappas only choose Figure 4's panels, so changing them does not rerun the table
         config=lambda wildcards: inline_config(("synthetic", wildcards.experiment), exclude=("kappas",)),
     log:
@@ -19,5 +19,5 @@ rule synthetic:
         mem_mb=4000,
         runtime=20,
     shell:
-        "{params.python} -m unfolded synthetic {wildcards.experiment} --config {params.config}"
+        "python -m unfolded synthetic {wildcards.experiment} --config {params.config}"
         " --out {output} > {log} 2>&1"

@@ -17,10 +17,10 @@ rule train:
         model="unfolded_tied|unfolded_untied|standard_tied|standard_untied",
         seed=r"\d+",
     params:
-        python=PYTHON,
+        code=code("train"),
         config=inline_config(*TRAIN_SETTINGS),
         checkpoints=lambda wildcards: checkpoint_dir(
-            f"{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}", *TRAIN_SETTINGS
+            f"{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}", "train", *TRAIN_SETTINGS
         ),
     log:
         "results/logs/train/{dataset}/{model}/seed{seed}.log",
@@ -33,7 +33,7 @@ rule train:
         mem_mb=8000,
         runtime=120,
     shell:
-        "{params.python} -m unfolded train --config {params.config} --dataset {wildcards.dataset}"
+        "python -m unfolded train --config {params.config} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --seed {wildcards.seed} --run-dir results/runs/{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}"
         " --checkpoint-dir {params.checkpoints} --no-progress > {log} 2>&1"
 
@@ -49,7 +49,7 @@ rule accuracy:
         table="results/data/accuracy.parquet",
         curves="results/data/training_curves.parquet",
     params:
-        python=PYTHON,
+        code=code("summary"),
         runs=run_dirs(),
     log:
         "results/logs/accuracy.log",
@@ -60,5 +60,5 @@ rule accuracy:
         mem_mb=2000,
         runtime=10,
     shell:
-        "{params.python} -m unfolded accuracy --runs {params.runs} --csv {output.csv} --markdown {output.markdown}"
+        "python -m unfolded accuracy --runs {params.runs} --csv {output.csv} --markdown {output.markdown}"
         " --table {output.table} --energy-curves {input.curves} --training-curves {output.curves} > {log} 2>&1"

@@ -1,0 +1,219 @@
+"""The README's numbers, generated from the result tables (``python -m unfolded readme``, ``make readme``).
+
+Each block sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers and is rewritten
+from the tables under ``results/tables``; no number in those blocks is typed by hand. A block whose
+table is missing is left as it is and reported.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections.abc import Callable
+from pathlib import Path
+
+import pandas as pd
+
+__all__ = ["BLOCKS", "render_blocks", "replace_block", "update_readme"]
+
+
+def _pct(value: float) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{100 * value:.1f}%"
+
+
+def _row(claims: pd.DataFrame, claim: str) -> pd.Series:
+    rows = claims[claims["claim"] == claim]
+    if rows.empty:
+        raise KeyError(f"claims table has no row {claim!r}")
+    return rows.iloc[0]
+
+
+def _of(row: pd.Series, what: str = "violations", total: str = "trials") -> str:
+    return f"{int(row[what]):,} of {int(row[total]):,}"
+
+
+def claims_table(tables: Path) -> str:
+    frame = pd.read_csv(tables / "claims.csv")
+    columns = ["claim", "kind", "source", "conditions", "trials", "violations", "max_increase", "verdict"]
+    table = frame[columns].copy()
+    table["max_increase"] = table["max_increase"].map(lambda v: f"{v:.3g}")
+    table["conditions"] = table["conditions"].str.replace("|", r"\|", regex=False)
+    return table.to_markdown(index=False)
+
+
+def claims_prose(tables: Path) -> str:
+    """One sentence per topic, each quoting the claims table and tagged with its source."""
+    c = pd.read_csv(tables / "claims.csv")
+    r = lambda claim: _row(c, claim)  # noqa: E731
+    theorems = c[c["kind"].isin(["identity", "theorem"])]
+    failing = theorems[theorems["violations"] > 0]["claim"].tolist()
+    counter = c[c["kind"] == "counterexample"]
+    explicit_ok = counter[counter["explicit_violations"] == counter["explicit_trials"]]["claim"].tolist()
+    lines = [
+        f"- Identities and theorems: {len(theorems) - len(failing)} of {len(theorems)} show no violation"
+        + (f"; failing: {', '.join(failing)}." if failing else ".")
+        + f" Every counter-example's explicit instance raises its energy in {len(explicit_ok)} of {len(counter)} rows.",
+        f"- `derived` The attention step with the key bias never raised the pairwise energy: "
+        f"{_of(r('attention_descent'))} steps rose, for step sizes up to 2 (half of them at exactly 2), and the "
+        f"kernel bound behind that range held in {int(r('attention_kernel_bound')['trials']) - int(r('attention_kernel_bound')['violations']):,}"
+        f" of {int(r('attention_kernel_bound')['trials']):,} sequences. Without the key bias "
+        f"(`attention_without_key_bias`) the random search over tokens of unequal norm found rises in "
+        f"{_of(r('attention_without_key_bias'), 'search_violations', 'search_trials')}; above the bound "
+        f"(`attention_large_step`) in {_of(r('attention_large_step'), 'search_violations', 'search_trials')}.",
+        f"- `code` The authors' forward pass (`W^T W` in the softmax, `W W^T` in the energy, no key bias) raised "
+        f"their attention energy in {_of(r('attention_authors_variant'))} random instances; our step on the "
+        f"authors' regularised energy rose in {_of(r('attention_with_regulariser'))}.",
+        f"- `derived` Feed-forward, ReLU-proximal and layer-norm-projection steps descended in every trial under "
+        f"their step-size conditions ({_of(r('ffn_descent'))}, {_of(r('relu_prox_descent'))}, "
+        f"{_of(r('layernorm_descent'))} rose). Outside them, the random searches found rises in "
+        f"{_of(r('ffn_large_step'), 'search_violations', 'search_trials')} (feed-forward step above 2/L), "
+        f"{_of(r('relu_infeasible_start'), 'search_violations', 'search_trials')} (ReLU from a start with "
+        f"negative entries) and {_of(r('layernorm_large_step'), 'search_violations', 'search_trials')} "
+        f"(layer norm with 1/L < alpha < 2/L).",
+        f"- `derived` Alternating steps on two quadratics (Figures 2-3) each descend their own term "
+        f"({_of(r('alternating_component_descent'))} rose) but not the sum ({_of(r('alternating_total_energy'))} rose).",
+    ]
+    exact, exact_real = r("full_layer_exact"), r("full_layer_exact_realistic")
+    authors, authors_real = r("full_layer_authors"), r("full_layer_authors_realistic")
+    lines.append(
+        f"- `hypothesis` The consistent full layer (key bias, feed-forward step with |Wf| <= 0.95, ReLU, energy without "
+        f"the regulariser) rose in {_of(exact)} (sample, layer) steps from non-negative inputs, "
+        f"{int(exact['active_trials']):,} of which start from a non-collapsed state, and in {_of(exact_real)} from "
+        f"Gaussian inputs with negative entries ({int(exact_real['active_trials']):,} active). `code` The authors' "
+        f"layer rose in {_of(authors)} ({int(authors['active_violations'])} of {int(authors['active_trials'])} active "
+        f"steps) and in {_of(authors_real)} from Gaussian inputs.")
+    return "\n".join(lines)
+
+
+SUMMARY_ORDER = {"paper": 0, "exact": 1, "exact_active": 2}
+
+
+def energy_block(tables: Path) -> str:
+    """Headline table of the energy curves plus generated sentences on collapse and training."""
+    s = pd.read_csv(tables / "energy_summary.csv")
+    curves = s[s["variant"].isin(SUMMARY_ORDER)].copy()
+    curves["order"] = curves["variant"].map(SUMMARY_ORDER)
+    curves = curves.sort_values(["dataset", "order", "state", "relu"], ascending=[True, True, False, True])
+    names = {"paper": "authors'", "exact": "exact", "exact_active": "exact, active regime"}
+    table = pd.DataFrame({
+        "dataset": curves["dataset"],
+        "model": curves["variant"].map(names),
+        "curve": curves["state"] + curves["relu"].map({True: ", ReLU", False: ", no ReLU"}),
+        "non-increasing": curves["monotone_fraction"].map(_pct),
+        "active steps": curves["active_fraction"].map(_pct),
+        "non-incr. (active)": curves["monotone_fraction_active"].map(_pct),
+        "falling (active)": curves["strict_fraction_active"].map(_pct),
+        "collapse layer": curves["collapse_layer"].map(lambda v: "never" if pd.isna(v) else str(int(v))),
+        "attention share (active)": curves["attention_share_active"].map(_pct),
+        "test acc. (majority)": [
+            "" if pd.isna(a) else f"{a:.3f} ({m:.3f})" for a, m in zip(curves["test_accuracy"], curves["chance_accuracy"],
+                                                                       strict=True)],
+        "rel. change W / Wf / B": [
+            "" if pd.isna(w) else f"{w:.2g} / {f:.2g} / {b:.2g}"
+            for w, f, b in zip(curves["change_W"], curves["change_Wf"], curves["change_B"], strict=True)],
+    })
+    sentences = []
+    for dataset, group in curves.groupby("dataset", sort=True):
+        exact = group[(group["variant"] == "exact") & (group["state"] == "untrained") & group["relu"]]
+        active = group[(group["variant"] == "exact_active") & (group["state"] == "untrained") & group["relu"]]
+        if not exact.empty:
+            e = exact.iloc[0]
+            collapse = "never" if pd.isna(e["collapse_layer"]) else f"at layer {int(e['collapse_layer'])}"
+            sentences.append(
+                f"- `derived` {dataset}: in the paper's setting (alpha = 1) the untrained exact model with ReLU collapses "
+                f"{collapse} (median relative token spread below 1e-3); only {_pct(e['active_fraction'])} of its steps start "
+                f"from a non-collapsed state, so its {_pct(e['monotone_fraction'])} non-increasing steps are mostly "
+                f"feed-forward steps on one point.")
+        if not active.empty:
+            a = active.iloc[0]
+            sentences.append(
+                f"- `derived` {dataset}, active regime (alpha_attention = {a['alpha_attention']:g}, W scale "
+                f"{a['w_scale']:g}): {_pct(a['active_fraction'])} of steps active, of which {_pct(a['monotone_fraction_active'])} "
+                f"non-increasing and {_pct(a['strict_fraction_active'])} strictly falling; the attention sub-step gives "
+                f"{_pct(a['attention_share_active'])} of the decrease over active steps.")
+        for _, t in group[group["state"] == "trained"].iterrows():
+            near_chance = t["test_accuracy"] <= t["chance_accuracy"] + 0.02
+            still = max(t["change_W"], t["change_Wf"], t["change_B"]) < 0.01
+            verdict = []
+            if near_chance:
+                verdict.append("no better than the majority class")
+            if still:
+                verdict.append("its weights barely moved (every relative change below 1%)")
+            sentences.append(
+                f"- `code` {dataset}, {names[t['variant']]} model after the authors' recipe: test accuracy "
+                f"{t['test_accuracy']:.3f} against {t['chance_accuracy']:.3f} for the majority class; relative weight change "
+                f"W {t['change_W']:.2g}, Wf {t['change_Wf']:.2g}, B {t['change_B']:.2g}"
+                + (f" ({'; '.join(verdict)})." if verdict else "."))
+    return table.to_markdown(index=False) + "\n\n" + "\n".join(sentences)
+
+
+def regime_block(tables: Path) -> str:
+    text = (tables / "regime_search.md").read_text()
+    rule = next(line for line in text.splitlines() if line.startswith("Rule"))
+    pick = next(line for line in text.splitlines() if line.startswith(("Pick", "No setting")))
+    frame = pd.read_csv(tables / "regime_search.csv")
+    meta = json.loads((tables / "regime_search.provenance.json").read_text())["pick"]
+    if meta["alpha_attention"] is None:
+        return f"{rule}\n\n{pick}"
+    chosen = frame[(frame["alpha_attention"] == meta["alpha_attention"]) & (frame["w_scale"] == meta["w_scale"])]
+    table = (chosen.groupby(["phase", "dataset", "relu"], sort=False)
+             .agg(seeds=("seed", "nunique"), active_min=("active_fraction", "min"),
+                  falling_active_min=("strict_fraction_active", "min"),
+                  non_increasing_active_min=("monotone_fraction_active", "min"))
+             .reset_index())
+    for column in ("active_min", "falling_active_min", "non_increasing_active_min"):
+        table[column] = table[column].map(_pct)
+    return f"{rule}\n\n{pick}\n\n{table.to_markdown(index=False)}"
+
+
+def accuracy_block(tables: Path) -> str:
+    runs = pd.read_csv(tables / "accuracy.csv")
+    grouped = runs.groupby(["dataset", "model"], sort=True)
+    table = pd.DataFrame({
+        "test accuracy (mean ± sd)": grouped["test_accuracy"].agg(
+            lambda v: f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"),
+        "seeds": grouped["seed"].count(),
+        "parameters": grouped["parameters"].first().map(lambda v: f"{int(v):,}"),
+    }).reset_index()
+    return table.to_markdown(index=False) + "\n\n(sd: sample standard deviation over seeds, ddof = 1.)"
+
+
+BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
+    "claims": ("claims.csv", claims_table),
+    "claims-prose": ("claims.csv", claims_prose),
+    "energy": ("energy_summary.csv", energy_block),
+    "regime": ("regime_search.csv", regime_block),
+    "accuracy": ("accuracy.csv", accuracy_block),
+}
+
+
+def replace_block(text: str, name: str, body: str) -> str:
+    start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    if start not in text or end not in text:
+        raise KeyError(f"README markers {start} / {end} not found")
+    head, rest = text.split(start, 1)
+    _, tail = rest.split(end, 1)
+    return f"{head}{start}\n{body}\n{end}{tail}"
+
+
+def render_blocks(tables: Path) -> tuple[dict[str, str], list[str]]:
+    """Rendered bodies of every block whose table exists, and the names of those skipped."""
+    bodies, skipped = {}, []
+    for name, (table, render) in BLOCKS.items():
+        if (tables / table).exists():
+            bodies[name] = render(tables)
+        else:
+            skipped.append(f"{name} ({tables / table} missing)")
+    return bodies, skipped
+
+
+def update_readme(readme: Path, tables: Path) -> tuple[list[str], list[str]]:
+    """Rewrite the README's generated blocks; returns (updated, skipped) block names."""
+    from .artifacts import write_text
+
+    text = readme.read_text()
+    bodies, skipped = render_blocks(tables)
+    for name, body in bodies.items():
+        text = replace_block(text, name, body)
+    write_text(readme, text)
+    return sorted(bodies), skipped
