@@ -219,3 +219,33 @@ def test_datamodule_shuffles_reproducibly():
     second = [b["labels"].tolist() for b in SequenceDataModule(data, 8, seed=1).train_dataloader()]
     assert first == second
     assert len(list(SequenceDataModule(data, 8, eval_batch_size=8).test_dataloader())) == 3
+
+
+def test_a_malicious_pickle_in_the_cache_is_refused_and_runs_nothing(tmp_path, imdb_source, glove_archive):
+    """Someone who can write to a shared cache plants a pickle and rewrites its manifest to match."""
+    import json
+    import pickle
+
+    from unfolded.data import UnsafeCacheEntry
+    from unfolded.data.cache import sha256
+
+    cache = tmp_path / "cache"
+    config = config_for(cache, imdb=imdb_source, glove=glove_archive)
+    fetch("imdb", config)
+    prepare("imdb", config)
+    (entry,) = (cache / "prepared").glob("imdb-*.pt")
+    marker = tmp_path / "pwned"
+
+    class Payload:
+        def __reduce__(self):
+            return (open, (str(marker), "w"))
+
+    with open(entry, "wb") as handle:
+        pickle.dump({"splits": Payload()}, handle)
+    manifest = entry.with_name(entry.name + ".manifest.json")
+    record = json.loads(manifest.read_text())
+    record.update({"size": entry.stat().st_size, "sha256": sha256(entry)})
+    manifest.write_text(json.dumps(record))
+    with pytest.raises(UnsafeCacheEntry, match="weights_only=True"):
+        prepare("imdb", config)
+    assert not marker.exists()

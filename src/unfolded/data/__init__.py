@@ -14,7 +14,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import DataUnavailable, cache_dir, cached
+from .cache import DataUnavailable, UnsafeCacheEntry, cache_dir, cached, load_tensors
 
 __all__ = [
     "DATASETS",
@@ -23,6 +23,7 @@ __all__ = [
     "EpochSeededSampler",
     "PreparedData",
     "SequenceDataModule",
+    "UnsafeCacheEntry",
     "cache_dir",
     "collate",
     "fetch",
@@ -85,7 +86,7 @@ def _text(name: str, data_cfg: dict, cache: Path) -> PreparedData:
         meta = {"vocabulary": len(words), "without_vector": missing, **settings}
         torch.save({"splits": splits, "vectors": vectors, "meta": meta}, temporary)
 
-    record = torch.load(cached(destination, build), weights_only=False)
+    record = load_tensors(cached(destination, build))
     return PreparedData(name, "tokens", record["splits"], 2, record["vectors"], record["meta"])
 
 

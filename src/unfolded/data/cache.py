@@ -109,3 +109,25 @@ def check_online(host: str, what: str, destination: Path, fetch_command: str, ti
         f"On a machine with internet run `{fetch_command}` and copy the cache folder "
         f"(or set UNFOLDED_CACHE / data.cache_dir to a shared location)."
     )
+
+
+class UnsafeCacheEntry(RuntimeError):
+    """A cache entry holds pickled objects other than tensors and plain containers."""
+
+
+def load_tensors(path: Path):
+    """Load a cache entry written with ``torch.save`` as data only (``weights_only=True``): tensors,
+    lists, tuples, dicts, strings and numbers. Anything else is refused, so a shared cache directory
+    cannot make a job run code (the manifest beside the entry does not prevent that)."""
+    import pickle
+
+    import torch
+
+    try:
+        return torch.load(path, weights_only=True)
+    except pickle.UnpicklingError as error:
+        raise UnsafeCacheEntry(
+            f"cache entry {path} holds objects other than tensors and plain containers, so it was not loaded "
+            f"(torch.load with weights_only=True: {str(error).splitlines()[0]}). Delete it (and its "
+            f"{_manifest(path).name}) and rerun to rebuild it."
+        ) from None

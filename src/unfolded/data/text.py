@@ -18,7 +18,7 @@ from pathlib import Path
 
 import torch
 
-from .cache import DataUnavailable, cached, check_online
+from .cache import DataUnavailable, cached, check_online, load_tensors
 
 __all__ = ["GLOVE", "HF_DATASETS", "fetch_glove", "fetch_hf_dataset", "glove_vectors", "tokenize"]
 
@@ -149,7 +149,7 @@ def glove_vectors(words: list[str], variant: str, cache: Path, key: str, seed: i
         vectors[0] = 0.0  # <pad>
         torch.save({"vectors": vectors, "missing": len(words) - len(found)}, temporary)
 
-    record = torch.load(cached(destination, build), weights_only=True)
+    record = load_tensors(cached(destination, build))
     return record["vectors"], int(record["missing"])
 
 
