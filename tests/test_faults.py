@@ -106,7 +106,11 @@ def run_stages(directory: Path) -> list[Path]:
     subprocess.run([*python, "train", "--config", "config/smoke.yaml", "--dataset", "digits", "--model", "unfolded_untied",
                     "--seed", "0", "--run-dir", str(directory / "run"), "--checkpoint-dir", str(directory / "ckpt"),
                     "--no-progress"], check=True, capture_output=True)
-    return [*outputs, directory / "claims.csv", directory / "run" / "energies.parquet", directory / "run" / "metrics.csv"]
+    subprocess.run([*python, "accuracy", "--runs", str(directory / "run"), "--csv", str(directory / "accuracy.csv"),
+                    "--markdown", str(directory / "accuracy.md"), "--timings", str(directory / "timings.csv")],
+                   check=True, capture_output=True)
+    return [*outputs, directory / "claims.csv", directory / "run" / "energies.parquet", directory / "run" / "metrics.csv",
+            directory / "accuracy.csv", directory / "accuracy.md"]
 
 
 def test_same_config_twice_gives_byte_identical_tables(tmp_path):

@@ -70,7 +70,10 @@ def test_outputs_are_valid(smoke_run):
     assert (smoke_run / "results/benchmarks/claims.tsv").exists()
     accuracy = pd.read_csv(smoke_run / "results/tables/accuracy.csv")
     assert len(accuracy) == 2 * 4 * 1 and accuracy["test_accuracy"].between(0, 1).all()
-    assert {"dataset", "model", "seed", "parameters", "samples_per_second", "energy_monotone_fraction"} <= set(accuracy.columns)
+    assert {"dataset", "model", "seed", "parameters", "energy_monotone_fraction"} <= set(accuracy.columns)
+    assert not {"train_seconds", "samples_per_second", "resumed"} & set(accuracy.columns)  # timings apart
+    timings = pd.read_csv(smoke_run / "results/tables/timings.csv")
+    assert len(timings) == len(accuracy) and (timings["samples_per_second"] > 0).all()
     curves = pd.read_parquet(smoke_run / "results/data/energy_curves.parquet")
     assert len(curves) == 2 * 3 * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
     summary = pd.read_csv(smoke_run / "results/tables/energy_summary.csv")

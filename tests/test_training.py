@@ -6,7 +6,7 @@ import torch
 
 from unfolded.config import load_config
 from unfolded.data import prepare
-from unfolded.experiments import curve_summary, energy_curves, train_run
+from unfolded.experiments import curve_summary, energy_curves, layer_decomposition, train_run
 from unfolded.training import MODELS, DivergenceError, SequenceClassifier, fit
 
 SMOKE = load_config("config/smoke.yaml")
@@ -127,3 +127,7 @@ def test_energy_curve_table(tmp_path):
     assert untrained["test_accuracy"].isna().all()
     active = table[table["variant"] == "exact_active"]
     assert set(active["alpha_attention"]) == {SMOKE["energy_curves"]["active_regime"]["alpha_attention"]}
+    layers = layer_decomposition(table)
+    assert len(layers) == len(summary) * cfg["num_layers"]
+    assert ((layers["attention_decrease"] + layers["ffn_decrease"] - layers["total_decrease"]).abs() < 1e-6).all()
+    assert layers["active_share"].between(0, 1).all()

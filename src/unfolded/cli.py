@@ -193,14 +193,18 @@ def run_energy_summary(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from .artifacts import atomic_path, write_text
-    from .experiments import curve_summary
+    from .experiments import curve_summary, layer_decomposition
 
     missing = [p for p in args.data if not Path(p).exists()]
     if missing:
         raise SystemExit(f"energy-summary: table(s) {missing} do not exist; build them first (snakemake <path>)")
-    summary = curve_summary(pd.concat([pd.read_parquet(p) for p in args.data], ignore_index=True))
+    table = pd.concat([pd.read_parquet(p) for p in args.data], ignore_index=True)
+    summary = curve_summary(table)
     with atomic_path(args.csv) as temporary:
         summary.to_csv(temporary, index=False, float_format="%.6g")
+    if args.layers_csv:
+        with atomic_path(args.layers_csv) as temporary:
+            layer_decomposition(table).to_csv(temporary, index=False, float_format="%.6g")
     if args.markdown:
         write_text(args.markdown, energy_summary_markdown(summary))
     print(f"{args.csv}: {len(summary)} curves", file=sys.stderr)
@@ -286,22 +290,29 @@ def run_accuracy(args: argparse.Namespace) -> None:
     from .experiments import curve_summary, summarise_runs
 
     runs = summarise_runs([Path(p) for p in args.runs])
+    # results (reproduced byte for byte by a rerun) and timings (which are not) go in separate tables
+    timing_columns = [c for c in ("train_seconds", "samples_per_second", "resumed") if c in runs]
+    timings = runs[["dataset", "model", "seed", *timing_columns]]
+    runs = runs.drop(columns=timing_columns)
     with atomic_path(args.csv) as temporary:
         runs.to_csv(temporary, index=False, float_format="%.6g")
+    if args.timings:
+        with atomic_path(args.timings) as temporary:
+            timings.to_csv(temporary, index=False, float_format="%.6g")
     if args.table:
         write_parquet(runs, args.table, provenance("accuracy", {"runs": len(runs)}, None))
     grouped = runs.groupby(["dataset", "model"])
     table = pd.DataFrame({
-        "test accuracy": grouped["test_accuracy"].agg(lambda s: f"{s.mean():.4f} ± {s.std(ddof=0):.4f}"),
+        "test accuracy (mean ± sd)": grouped["test_accuracy"].agg(
+            lambda s: f"{s.mean():.4f} ± {s.std(ddof=1):.4f}" if len(s) > 1 else f"{s.mean():.4f}"),
         "seeds": grouped["seed"].count(),
         "parameters": grouped["parameters"].first(),
-        "train s": grouped["train_seconds"].mean().map(lambda v: f"{v:.1f}"),
-        "samples/s": grouped["samples_per_second"].mean().map(lambda v: f"{v:.0f}"),
         "energy non-increasing": grouped["energy_monotone_fraction"].mean().map(lambda v: f"{100 * v:.1f}%"),
     }).reset_index()
     text = table.to_markdown(index=False)
-    text += ("\n\nEnergy column: share of (test sample, layer) steps whose energy did not rise; for unfolded models "
-             "their own energy, for standard models the fixed probe energy (see README).\n")
+    text += ("\n\nsd: sample standard deviation over seeds (ddof = 1). Energy column: share of (test sample, layer) "
+             "steps that did not raise the energy of the layer taking them; for unfolded models their own energy, for "
+             "standard models the fixed probe energy (see README). Timings: results/tables/timings.csv.\n")
     if args.energy_curves:
         curves = curve_summary(pd.concat([pd.read_parquet(p) for p in args.energy_curves], ignore_index=True))
         text += "\n## Energy curves (Figures 5-6)\n\n" + curves.to_markdown(index=False, floatfmt=".4f") + "\n"
@@ -410,6 +421,8 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--data", nargs="+", required=True, help="input parquet tables of per-layer traces")
     summary.add_argument("--csv", required=True, help="output CSV (results/tables/energy_summary.csv)")
     summary.add_argument("--markdown", help="output Markdown table")
+    summary.add_argument("--layers-csv", help="output CSV: per curve and layer, the attention and feed-forward "
+                                              "sub-steps' mean energy decrease (results/tables/energy_layers.csv)")
     summary.set_defaults(run=run_energy_summary)
 
     combine = stages.add_parser("combine", help="concatenate tidy parquet tables")
@@ -422,6 +435,7 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--csv", required=True)
     accuracy.add_argument("--markdown", required=True)
     accuracy.add_argument("--table", help="output parquet copy of the CSV (read by fig_accuracy)")
+    accuracy.add_argument("--timings", help="output CSV of training times and throughput, kept out of the results")
     accuracy.add_argument("--energy-curves", nargs="*", default=[], help="energy-curve tables to summarise")
     accuracy.add_argument("--training-curves", help="output parquet: every run's logged metrics")
     accuracy.set_defaults(run=run_accuracy)

@@ -285,3 +285,27 @@ def select_regime(table: pd.DataFrame, min_active: float, min_strict: float) -> 
                          & (table["w_scale"] == scale)]
     return {"alpha_attention": alpha, "w_scale": scale, "confirmed": bool(len(confirmation) and confirmation["passes"].all()),
             "candidates": len(candidates)}
+
+
+def layer_decomposition(table: pd.DataFrame) -> pd.DataFrame:
+    """Per curve and layer: how much of the step's energy decrease comes from the attention sub-step
+    (``step_before - step_middle``) and how much from the feed-forward sub-step with its ReLU/LN
+    (``step_middle - step_after``), as means over samples, and the share of samples whose state
+    was active (relative spread >= COLLAPSE_THRESHOLD) before the step. Curves without a split
+    (standard models) are left out."""
+    from .diagnostics import COLLAPSE_THRESHOLD
+
+    table = table.copy()
+    if "seed" not in table:
+        table["seed"] = -1
+    table = table.sort_values([*CURVE_KEYS, "sample", "layer"])
+    table["active_before"] = table.groupby([*CURVE_KEYS, "sample"], dropna=False)["relative_spread"].shift(1) \
+        >= COLLAPSE_THRESHOLD
+    steps = table[(table["layer"] > 0) & table["step_middle"].notna()]
+    steps = steps.assign(attention_decrease=steps["step_before"] - steps["step_middle"],
+                         ffn_decrease=steps["step_middle"] - steps["step_after"],
+                         total_decrease=steps["step_before"] - steps["step_after"])
+    grouped = steps.groupby([*CURVE_KEYS, "layer"], sort=True, dropna=False)
+    return grouped.agg(samples=("sample", "count"), active_share=("active_before", "mean"),
+                       attention_decrease=("attention_decrease", "mean"), ffn_decrease=("ffn_decrease", "mean"),
+                       total_decrease=("total_decrease", "mean")).reset_index()

@@ -56,6 +56,7 @@ rule energy_summary:
             category="Figures 5-6",
         ),
         markdown="results/tables/energy_summary.md",
+        layers="results/tables/energy_layers.csv",
     params:
         code=code("summary"),
     log:
@@ -68,7 +69,7 @@ rule energy_summary:
         runtime=10,
     shell:
         "python -m unfolded energy-summary --data {input.curves} {input.runs}"
-        " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"
+        " --csv {output.csv} --markdown {output.markdown} --layers-csv {output.layers} > {log} 2>&1"
 
 
 rule regime_search:

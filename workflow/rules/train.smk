@@ -46,6 +46,7 @@ rule accuracy:
     output:
         csv=report("results/tables/accuracy.csv", caption="../report/accuracy.rst", category="Training"),
         markdown="results/tables/accuracy.md",
+        timings="results/tables/timings.csv",
         table="results/data/accuracy.parquet",
         curves="results/data/training_curves.parquet",
     params:
@@ -61,4 +62,4 @@ rule accuracy:
         runtime=10,
     shell:
         "python -m unfolded accuracy --runs {params.runs} --csv {output.csv} --markdown {output.markdown}"
-        " --table {output.table} --energy-curves {input.curves} --training-curves {output.curves} > {log} 2>&1"
+        " --table {output.table} --timings {output.timings} --energy-curves {input.curves} --training-curves {output.curves} > {log} 2>&1"
