@@ -119,3 +119,73 @@ def test_synthetic_stage_provenance(tmp_path):
     meta = read_provenance(out)
     assert meta["seed"] == 23333 and meta["stage"] == "synthetic/kappa" and "kappas" not in meta["config"]
     assert meta["git_commit"] and meta["device"].startswith(("cpu", "cuda"))
+
+
+def _cli(*args, cwd=None):
+    return subprocess.run([sys.executable, "-m", "unfolded", *args], capture_output=True, text=True, timeout=120, cwd=cwd)
+
+
+@pytest.fixture(scope="module")
+def kappa_table(tmp_path_factory):
+    out = tmp_path_factory.mktemp("tables") / "kappa.parquet"
+    assert _cli("synthetic", "kappa", "--config", "config/smoke.yaml", "--out", str(out)).returncode == 0
+    return out
+
+
+@pytest.mark.parametrize("args,needle", [
+    (["claims", "--csv", "c.csv", "--trials", "-3"], "--trials must be a positive integer"),
+    (["train", "--config", "config/smoke.yaml", "--dataset", "polarity", "--model", "unfolded_tied", "--seed", "-1",
+      "--run-dir", "r", "--checkpoint-dir", "k"], "--seed must be a non-negative integer"),
+    (["train", "--dataset", "imbd", "--model", "unfolded_tied", "--seed", "0", "--run-dir", "r", "--checkpoint-dir", "k"],
+     "Did you mean imdb?"),
+    (["config", "--config", "claims: {trials: -3}"], "config.claims.trials"),
+    (["config", "--config", "claims: {trials: 7"], "inline config is not valid YAML at line 1"),
+    (["config", "--config", "missing.yaml"], "config file missing.yaml does not exist"),
+    (["data", "info", "imbd"], "unknown dataset imbd"),
+    (["data", "fetch"], "name at least one dataset"),
+])
+def test_bad_cli_input_gives_one_line_error(tmp_path, args, needle):
+    result = _cli(*[str(tmp_path / a) if a in ("c.csv", "r", "k") else a for a in args])
+    assert result.returncode in (2, 3)
+    assert "Traceback" not in result.stderr
+    errors = [line for line in result.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1 and needle in errors[0], result.stderr
+    assert "'" not in errors[0].split("error:", 1)[1][:2]  # no stray quotes around the message
+
+
+def test_figure_rejects_a_wrong_table_and_an_unknown_format(tmp_path, kappa_table):
+    result = _cli("figure", "fig1_apollonius", "--data", str(kappa_table), "--out", str(tmp_path / "f.png"))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert "is not the right table" in result.stderr and "synthetic/apollonius" in result.stderr
+    result = _cli("figure", "fig4_kappa_regions", "--data", str(kappa_table), "--out", str(tmp_path / "f.jpg"))
+    assert result.returncode == 2 and "one of .png, .pdf, .svg" in result.stderr
+    assert not (tmp_path / "f.jpg").exists()
+
+
+def test_malformed_yaml_file_is_named_with_line_and_column(tmp_path):
+    broken = tmp_path / "broken.yaml"
+    broken.write_text("claims:\n  trials: [1\n")
+    result = _cli("config", "--config", str(broken))
+    assert result.returncode == 2 and "Traceback" not in result.stderr
+    assert f"config file {broken} is not valid YAML at line 3, column 1" in result.stderr
+
+
+def test_data_info_lists_every_dataset_and_carries_on(tmp_path):
+    result = _cli("data", "info", "--config", json.dumps({"data": {"cache_dir": str(tmp_path)}}))
+    assert result.returncode == 0, result.stderr
+    names = [line.split(":")[0] for line in result.stdout.splitlines()]
+    assert names == ["polarity", "digits", "imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B"]
+    assert "missing (about 2 GB to download into" in result.stdout and str(tmp_path) in result.stdout
+    result = _cli("data", "info", "imdb", "polarity", "glove-6B", "--config", json.dumps({"data": {"cache_dir": str(tmp_path)}}))
+    assert result.returncode == 3  # imdb and glove-6B are missing, but polarity is still described
+    assert "polarity: generated; tokens, splits" in result.stdout and "glove-6B: missing" in result.stdout
+
+
+def test_every_stage_has_a_description_and_help_for_every_option():
+    from unfolded.cli import build_parser
+
+    stages = build_parser()._subparsers._group_actions[0].choices
+    for name, parser in stages.items():
+        assert parser.description, f"{name} --help has no description"
+        undocumented = [action.dest for action in parser._actions if not action.help and action.dest != "help"]
+        assert not undocumented, f"{name}: options without help: {undocumented}"

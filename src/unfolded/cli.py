@@ -15,6 +15,9 @@ from .config import FIGURE_TABLES, ConfigError, load_config
 
 SYNTHETIC_EXPERIMENTS = ("apollonius", "alternating", "kappa")
 TRAINED_FIGURES = ("fig5_energy_untrained", "fig6_energy_trained", "fig_accuracy", "fig_training_curves")
+#: the stages whose tables the trained figures read (from the parquet provenance)
+FIGURE_STAGES = {"fig5_energy_untrained": ("energy-curves", "combine"), "fig6_energy_trained": ("energy-curves", "combine"),
+                 "fig_accuracy": ("accuracy",), "fig_training_curves": ("accuracy",)}
 README_START, README_END = "<!-- claims:start -->", "<!-- claims:end -->"
 
 
@@ -114,12 +117,28 @@ def run_figure(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     figures = FiguresConfig.from_config(config)
+    for out in args.out:
+        suffix = Path(out).suffix.lstrip(".").lower()
+        if suffix not in ("png", "pdf", "svg"):
+            raise ConfigError(f"figure {args.name}: cannot write {out}: the format comes from the suffix, "
+                              f"one of .png, .pdf, .svg (got {'.' + suffix if suffix else 'none'})")
     expected = FIGURE_TABLES.get(args.name, ("table",))
     if len(args.data) != len(expected):
-        raise SystemExit(f"figure {args.name}: expected {len(expected)} table(s) ({', '.join(expected)}), got {len(args.data)}")
+        raise ConfigError(f"figure {args.name}: expected {len(expected)} table(s) ({', '.join(expected)}), "
+                          f"got {len(args.data)}")
     for path in args.data:
         if not Path(path).exists():
-            raise SystemExit(f"figure {args.name}: table {path} does not exist; build it first (snakemake {path})")
+            raise ConfigError(f"figure {args.name}: table {path} does not exist; build it first (snakemake {path})")
+    stages = FIGURE_STAGES.get(args.name)
+    for path, table_name in zip(args.data, expected, strict=True):
+        try:
+            stage = read_provenance(path).get("stage", "")
+        except Exception:  # noqa: BLE001 - a foreign parquet file without our metadata
+            stage = ""
+        wanted = (f"synthetic/{table_name}",) if args.name in FIGURE_TABLES else stages
+        if wanted and stage not in wanted:
+            raise ConfigError(f"figure {args.name}: {path} is not the right table: it was written by stage "
+                              f"'{stage or 'unknown'}', the figure needs the table of stage '{wanted[0]}'")
     tables = [pd.read_parquet(path) for path in args.data]
     for path, table in zip(args.data, tables, strict=True):
         if table.empty:
@@ -138,27 +157,69 @@ def run_figure(args: argparse.Namespace) -> None:
     print(f"{args.name}: wrote {', '.join(args.out)}", file=sys.stderr)
 
 
+DATA_NAMES = ("polarity", "digits", "imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B")
+
+
+def _check_data_names(names: list[str]) -> None:
+    import difflib
+
+    for name in names:
+        if name not in DATA_NAMES:
+            close = difflib.get_close_matches(name, DATA_NAMES, n=1)
+            hint = f" Did you mean {close[0]}?" if close else ""
+            raise ConfigError(f"unknown dataset {name}; known: {', '.join(DATA_NAMES)}.{hint}")
+
+
+def _human_bytes(count: int) -> str:
+    for unit in ("B", "KB", "MB", "GB"):
+        if count < 1024 or unit == "GB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    return f"{count} B"
+
+
 def run_data(args: argparse.Namespace) -> None:
-    from .data import DataUnavailable, fetch, prepare
+    from .data import DataUnavailable, catalogue, fetch, prepare
 
     config = load_config(args.config)
-    try:
-        if args.action == "fetch":
+    _check_data_names(args.names)
+    if args.action == "fetch":
+        if not args.names:
+            raise ConfigError(f"data fetch: name at least one dataset or vector archive ({', '.join(DATA_NAMES)})")
+        try:
             lines = [fetch(name, config) for name in args.names]
-            print("\n".join(lines), file=sys.stderr)
-            if args.marker:
-                from .artifacts import write_text
+        except DataUnavailable as error:
+            print(f"error: {error}", file=sys.stderr)
+            raise SystemExit(3) from None
+        print("\n".join(lines), file=sys.stderr)
+        if args.marker:
+            from .artifacts import write_text
 
-                write_text(args.marker, "\n".join(lines) + "\n")
-        else:
-            for name in args.names:
+            write_text(args.marker, "\n".join(lines) + "\n")
+        return
+    unavailable = []
+    for record in catalogue(config, args.names or None):
+        name = record["name"]
+        if record["status"] == "missing":
+            unavailable.append(name)
+            print(f"{name}: missing (about {record['download_gb']:g} GB to download into {record['path']}; "
+                  f"fetch with: python -m unfolded data fetch {name})")
+            continue
+        where = f", {_human_bytes(record['bytes'])} at {record['path']}" if record["path"] else ""
+        line = f"{name}: {record['status']}{where}"
+        if args.names and not name.startswith("glove-"):
+            try:
                 data = prepare(name, config)
-                lengths = [len(s) for s in data.splits["train"][0]]
-                print(f"{name}: {data.kind}, splits {data.sizes()}, classes {data.num_classes}, input dim "
-                      f"{data.input_dim}, tokens per sequence {min(lengths)}-{max(lengths)}", file=sys.stderr)
-    except DataUnavailable as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(3) from None
+            except DataUnavailable as error:
+                unavailable.append(name)
+                print(f"{name}: not usable: {error}")
+                continue
+            lengths = [len(sequence) for sequence in data.splits["train"][0]]
+            line += (f"; {data.kind}, splits {data.sizes()}, classes {data.num_classes}, input dim {data.input_dim}, "
+                     f"tokens per sequence {min(lengths)}-{max(lengths)}")
+        print(line)
+    if args.names and unavailable:
+        raise SystemExit(3)
 
 
 def run_train(args: argparse.Namespace) -> None:
@@ -167,6 +228,9 @@ def run_train(args: argparse.Namespace) -> None:
     from .training import write_run
 
     config = load_config(args.config)
+    if args.seed < 0:
+        raise ConfigError(f"train: --seed must be a non-negative integer, got {args.seed}")
+    _check_data_names([args.dataset])
     checkpoint_dir = Path(args.checkpoint_dir)
     module, summary, energies = train_run(config, args.dataset, args.model, args.seed, checkpoint_dir,
                                           progress=not args.no_progress)
@@ -347,7 +411,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     stages = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
 
-    claims = stages.add_parser("claims", help="check every claim of unfolded.claims and write the table")
+    claims = stages.add_parser(
+        "claims", help="check every claim of unfolded.claims and write the table",
+        description="Run the randomised check of every claim (float64 instances) and write one row per claim with its "
+                    "kind, source tag, trials, violations and verdict. Exits 1, naming the claim, when a theorem or "
+                    "identity is violated or a counter-example's explicit instance does not raise its energy.")
     _config_argument(claims)
     claims.add_argument("--csv", required=True, help="output CSV (a .provenance.json sidecar is written next to it)")
     claims.add_argument("--markdown", help="output Markdown table")
@@ -359,44 +427,62 @@ def build_parser() -> argparse.ArgumentParser:
                              "does not raise its energy (for exploration)")
     claims.set_defaults(run=run_claims)
 
-    synthetic = stages.add_parser("synthetic", help="run a synthetic experiment (Figures 1-4) into a parquet table")
-    synthetic.add_argument("experiment", choices=SYNTHETIC_EXPERIMENTS)
+    synthetic = stages.add_parser(
+        "synthetic", help="run a synthetic experiment (Figures 1-4) into a parquet table",
+        description="apollonius: Figure 1's grid of ratios and h-step energy changes; alternating: Figures 2-3's "
+                    "alternating gradient steps on two quadratics; kappa: Figure 4's kappa ratio on a grid.")
+    synthetic.add_argument("experiment", choices=SYNTHETIC_EXPERIMENTS, help="which experiment's table to build")
     _config_argument(synthetic)
     synthetic.add_argument("--out", required=True, help="output parquet file")
     synthetic.set_defaults(run=run_synthetic)
 
-    figure = stages.add_parser("figure", help="draw one figure from its table(s)")
-    figure.add_argument("name", choices=sorted(FIGURE_TABLES) + sorted(TRAINED_FIGURES))
+    figure = stages.add_parser(
+        "figure", help="draw one figure from its table(s)",
+        description="Draw one figure from the tidy table(s) its stage wrote; the table's provenance is checked, so "
+                    "a wrong table is named instead of failing inside the plot.")
+    figure.add_argument("name", choices=sorted(FIGURE_TABLES) + sorted(TRAINED_FIGURES), help="the figure to draw")
     figure.add_argument("--dataset", help="dataset of fig5_energy_untrained / fig6_energy_trained")
     _config_argument(figure)
     figure.add_argument("--data", nargs="+", required=True, help="input parquet table(s)")
     figure.add_argument("--out", nargs="+", required=True, help="output files; format from the suffix (png, pdf, svg)")
     figure.set_defaults(run=run_figure)
 
-    data = stages.add_parser("data", help="fetch datasets into the cache, or describe them")
-    data.add_argument("action", choices=("fetch", "info"))
-    data.add_argument("names", nargs="+", metavar="name",
-                      help="polarity, digits, imdb, sst2, mnist, cifar10, glove-840B, glove-6B")
+    data = stages.add_parser(
+        "data", help="fetch datasets into the cache, or describe them",
+        description="fetch: download datasets or GloVe vectors once into the cache (data.cache_dir, $UNFOLDED_CACHE "
+                    "or ~/.cache/unfolded). info: without names, list every dataset and vector archive with its cache "
+                    "status, size and path; with names, also load each and describe its splits.")
+    data.add_argument("action", choices=("fetch", "info"), help="fetch into the cache, or show what is there")
+    data.add_argument("names", nargs="*", metavar="name", help=f"any of: {', '.join(DATA_NAMES)}")
     _config_argument(data)
     data.add_argument("--marker", help="fetch: also write this file (the Snakemake target of the fetch rule)")
     data.set_defaults(run=run_data)
 
-    train = stages.add_parser("train", help="train one (dataset, model, seed) run with Lightning")
+    train = stages.add_parser(
+        "train", help="train one (dataset, model, seed) run with Lightning",
+        description="Train one model with the settings of config section train, test it, and write its metrics, "
+                    "per-layer energy trace of test sequences, final checkpoint and provenance. A rerun resumes from "
+                    "the checkpoint directory when the checkpoints there were made by the same code.")
     _config_argument(train)
-    train.add_argument("--dataset", required=True)
-    train.add_argument("--model", required=True, choices=("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied"))
-    train.add_argument("--seed", type=int, required=True)
+    train.add_argument("--dataset", required=True, help="polarity, digits, imdb, sst2, mnist or cifar10")
+    train.add_argument("--model", required=True, choices=("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied"),
+                       help="encoder family and weight tying")
+    train.add_argument("--seed", type=int, required=True, help="seed of the initialisation and the batch order (>= 0)")
     train.add_argument("--run-dir", required=True, help="outputs: metrics.csv, energies.parquet, last.ckpt, provenance.json")
     train.add_argument("--checkpoint-dir", required=True, help="Lightning checkpoints; a rerun resumes from last.ckpt here")
-    train.add_argument("--no-progress", action="store_true")
+    train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
 
-    curves = stages.add_parser("energy-curves", help="per-layer energies before and after training (Figures 5-6)")
+    curves = stages.add_parser(
+        "energy-curves", help="per-layer energies before and after training (Figures 5-6)",
+        description="For each variant of energy_curves.variants: the per-layer trace (energy, each step on its "
+                    "layer's own energy, attention sub-step, token spread) of the sampled test sequences, untrained "
+                    "without and with ReLU, and after the authors' training recipe with ReLU.")
     _config_argument(curves)
-    curves.add_argument("--dataset", required=True)
-    curves.add_argument("--out", required=True)
-    curves.add_argument("--checkpoint-dir", required=True)
-    curves.add_argument("--no-progress", action="store_true")
+    curves.add_argument("--dataset", required=True, help="dataset to draw test sequences from")
+    curves.add_argument("--out", required=True, help="output parquet table, one row per (curve, sample, layer)")
+    curves.add_argument("--checkpoint-dir", required=True, help="checkpoints of the trained models (resumed on a rerun)")
+    curves.add_argument("--no-progress", action="store_true", help="no progress bar")
     curves.set_defaults(run=run_energy_curves)
 
     regime = stages.add_parser(
@@ -425,15 +511,19 @@ def build_parser() -> argparse.ArgumentParser:
                                               "sub-steps' mean energy decrease (results/tables/energy_layers.csv)")
     summary.set_defaults(run=run_energy_summary)
 
-    combine = stages.add_parser("combine", help="concatenate tidy parquet tables")
-    combine.add_argument("--data", nargs="+", required=True)
-    combine.add_argument("--out", required=True)
+    combine = stages.add_parser("combine", help="concatenate tidy parquet tables",
+                                description="Concatenate tidy parquet tables with the same columns into one.")
+    combine.add_argument("--data", nargs="+", required=True, help="input parquet tables")
+    combine.add_argument("--out", required=True, help="output parquet table")
     combine.set_defaults(run=run_combine)
 
-    accuracy = stages.add_parser("accuracy", help="summarise training runs into the accuracy table")
-    accuracy.add_argument("--runs", nargs="+", required=True, help="run directories")
-    accuracy.add_argument("--csv", required=True)
-    accuracy.add_argument("--markdown", required=True)
+    accuracy = stages.add_parser(
+        "accuracy", help="summarise training runs into the accuracy table",
+        description="Collect every run's provenance.json into one row per (dataset, model, seed); timings go to a "
+                    "separate table so the accuracy table is reproduced byte for byte.")
+    accuracy.add_argument("--runs", nargs="+", required=True, help="run directories (results/runs/<dataset>/<model>/seed<k>)")
+    accuracy.add_argument("--csv", required=True, help="output CSV, one row per run")
+    accuracy.add_argument("--markdown", required=True, help="output Markdown summary (mean ± sd over seeds)")
     accuracy.add_argument("--table", help="output parquet copy of the CSV (read by fig_accuracy)")
     accuracy.add_argument("--timings", help="output CSV of training times and throughput, kept out of the results")
     accuracy.add_argument("--energy-curves", nargs="*", default=[], help="energy-curve tables to summarise")
@@ -448,7 +538,10 @@ def build_parser() -> argparse.ArgumentParser:
     readme.add_argument("--tables", default="results/tables", help="folder of the result tables (default results/tables)")
     readme.set_defaults(run=run_readme)
 
-    show = stages.add_parser("config", help="validate a configuration and print it with all defaults filled in")
+    show = stages.add_parser(
+        "config", help="validate a configuration and print it with all defaults filled in",
+        description="Validate a configuration file (or inline YAML) against the schema and print it with every "
+                    "default filled in; a malformed file is reported with its path, line and column.")
     _config_argument(show)
     show.set_defaults(run=run_show_config)
     return parser
@@ -461,11 +554,16 @@ def main(argv: list[str] | None = None) -> int:
     os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
     os.environ.setdefault("MPLBACKEND", "Agg")
     args = build_parser().parse_args(argv)
+    from .errors import UserError
+
     try:
         args.run(args)
-    except (ConfigError, KeyError) as error:
-        print(f"error: {error}", file=sys.stderr)
-        return 2
+    except (UserError, KeyError) as error:
+        if os.environ.get("UNFOLDED_DEBUG"):
+            raise
+        message = error.args[0] if isinstance(error, KeyError) and error.args else error
+        print(f"error: {message}", file=sys.stderr)
+        return 3 if type(error).__name__ == "DataUnavailable" else 2
     return 0
 
 

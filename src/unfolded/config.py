@@ -17,6 +17,8 @@ from typing import Any
 
 import yaml
 
+from .errors import UserError
+
 __all__ = [
     "FIGURE_TABLES",
     "AlternatingConfig",
@@ -40,7 +42,7 @@ FIGURE_TABLES: dict[str, tuple[str, ...]] = {
 }
 
 
-class ConfigError(ValueError):
+class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message names the key and what was expected."""
 
 
@@ -87,7 +89,10 @@ def validate_config(config: dict | None) -> dict:
     validator = _validator_with_defaults()(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
-        raise ConfigError("invalid configuration:\n  " + "\n  ".join(_describe(e) for e in errors))
+        described = [_describe(e) for e in errors]
+        if len(described) == 1:
+            raise ConfigError(f"invalid configuration: {described[0]}")
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(described))
     _check_semantics(config)
     return config
 
@@ -124,21 +129,41 @@ def _check_semantics(config: dict) -> None:
             raise ConfigError(f"config.synthetic.apollonius.panels[{index}].C: C = 1 has no circle")
 
 
+def _yaml_error(error: yaml.YAMLError, where: str) -> ConfigError:
+    mark = getattr(error, "problem_mark", None)
+    position = f" at line {mark.line + 1}, column {mark.column + 1}" if mark is not None else ""
+    problem = getattr(error, "problem", None) or str(error).splitlines()[0]
+    return ConfigError(f"{where} is not valid YAML{position}: {problem}")
+
+
 def load_config(source: str | Path | dict | None) -> dict:
-    """Load a configuration from a YAML file, inline YAML/JSON text, a dict, or None (all defaults)."""
+    """Load a configuration from a YAML file, inline YAML/JSON text, a dict, or None (all defaults).
+
+    A string that names an existing file is read as that file; any other string is read as inline
+    YAML (for example ``'claims: {trials: 7}'`` or ``'{"claims": {"trials": 7}}'``), and must be a
+    mapping; one that looks like a file name (a ``.yaml``/``.yml``/``.json`` suffix) is reported as a
+    missing file."""
     if source is None or isinstance(source, dict):
         return validate_config(source)
     text = str(source)
-    inline = text.lstrip().startswith(("{", "[")) or "\n" in text
-    if not inline:
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"config file {path} does not exist (pass a YAML file or inline YAML/JSON text)")
+    path = Path(text)
+    looks_like_file = "\n" not in text and path.suffix in (".yaml", ".yml", ".json")
+    if "\n" not in text and len(text) < 4096 and path.is_file():
+        where = f"config file {path}"
         text = path.read_text()
+    elif looks_like_file:
+        raise ConfigError(f"config file {path} does not exist (pass a YAML file or inline YAML/JSON text)")
+    else:
+        where = "inline config"
     try:
         data = yaml.safe_load(text)
     except yaml.YAMLError as error:
-        raise ConfigError(f"config: not valid YAML ({error})") from error
+        raise _yaml_error(error, where) from None
+    if where == "inline config" and not isinstance(data, dict):
+        raise ConfigError(
+            f"config {text!r} is neither an existing file nor inline YAML mapping sections to settings "
+            "(for example 'claims: {trials: 7}')"
+        )
     return validate_config(data)
 
 

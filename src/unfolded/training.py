@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .errors import UserError
 from .models import StandardTransformer, UnfoldedTransformer, authors_ffn_normalisation
 
 __all__ = [
@@ -33,7 +34,7 @@ __all__ = [
 MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied")
 
 
-class CheckpointRefused(RuntimeError):
+class CheckpointRefused(UserError, RuntimeError):
     """A checkpoint on disk could not be loaded safely (it would need unpickling arbitrary objects)."""
 
 
@@ -61,7 +62,7 @@ def _discard_stale_checkpoints(checkpoint_dir: Path) -> None:
     write_text(key, digest + "\n")
 
 
-class DivergenceError(RuntimeError):
+class DivergenceError(UserError, RuntimeError):
     """Training produced a non-finite loss or energy; diagnostics were saved next to the run."""
 
 

@@ -25,6 +25,8 @@ __all__ = [
     "SequenceDataModule",
     "UnsafeCacheEntry",
     "cache_dir",
+    "cache_location",
+    "catalogue",
     "collate",
     "fetch",
     "prepare",
@@ -32,6 +34,8 @@ __all__ = [
 
 DATASETS = ("polarity", "digits", "imdb", "sst2", "mnist", "cifar10")
 FETCHABLE = ("imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B")
+#: Approximate download sizes in GB (what a fetch transfers), for the warning before a download.
+DOWNLOAD_GB = {"imdb": 0.08, "sst2": 0.005, "mnist": 0.06, "cifar10": 0.17, "glove-840B": 2.0, "glove-6B": 0.8}
 
 
 @dataclass
@@ -121,6 +125,54 @@ def prepare(name: str, config: dict) -> PreparedData:
     train, val = _carve_validation(prepared.splits["train"], data_cfg["validation_fraction"], data_cfg["split_seed"])
     prepared.splits = {"train": train, "val": val, "test": prepared.splits["test"]}
     return prepared
+
+
+def cache_location(name: str, cache: Path) -> Path | None:
+    """Where a fetchable dataset or vector archive lives in the cache (None for generated ones)."""
+    if name in ("imdb", "sst2"):
+        return cache / "raw" / name
+    if name.startswith("glove-"):
+        from .text import GLOVE
+
+        variant = name.split("-", 1)[1]
+        if variant not in GLOVE:
+            raise KeyError(f"unknown GloVe variant {variant!r}; known: {sorted(GLOVE)}")
+        return cache / "glove" / GLOVE[variant][1]
+    if name in ("mnist", "cifar10"):
+        from .images import TORCHVISION
+
+        return cache / "torchvision" / TORCHVISION[name][1]
+    if name in ("polarity", "digits"):
+        return None
+    raise KeyError(f"unknown dataset {name}; known: {', '.join(DATASETS + FETCHABLE[4:])}")
+
+
+def _size(path: Path) -> int:
+    if path.is_file():
+        return path.stat().st_size
+    return sum(p.stat().st_size for p in path.rglob("*") if p.is_file()) if path.is_dir() else 0
+
+
+def catalogue(config: dict, names: list[str] | None = None) -> list[dict]:
+    """One record per dataset and vector archive: name, status (generated, bundled, cached,
+    missing), size in bytes, cache path and approximate download size."""
+    from .cache import entry_ok
+
+    cache = cache_dir(config["data"]["cache_dir"])
+    records = []
+    for name in names or [*DATASETS, *FETCHABLE[4:]]:
+        path = cache_location(name, cache)
+        if path is None:
+            status = "generated" if name == "polarity" else "bundled with scikit-learn"
+            records.append({"name": name, "status": status, "bytes": 0, "path": "", "download_gb": 0.0})
+            continue
+        if name in ("mnist", "cifar10"):
+            present = path.exists() and any(path.iterdir())
+        else:
+            present = entry_ok(path, full_hash=False)
+        records.append({"name": name, "status": "cached" if present else "missing",
+                        "bytes": _size(path) if present else 0, "path": str(path), "download_gb": DOWNLOAD_GB[name]})
+    return records
 
 
 def fetch(name: str, config: dict) -> str:

@@ -17,10 +17,12 @@ from pathlib import Path
 
 from filelock import FileLock
 
+from ..errors import UserError
+
 __all__ = ["DataUnavailable", "cache_dir", "cached", "check_online", "entry_ok", "sha256"]
 
 
-class DataUnavailable(RuntimeError):
+class DataUnavailable(UserError, RuntimeError):
     """A dataset or vector file is not in the cache and cannot be fetched here."""
 
 
@@ -111,7 +113,7 @@ def check_online(host: str, what: str, destination: Path, fetch_command: str, ti
     )
 
 
-class UnsafeCacheEntry(RuntimeError):
+class UnsafeCacheEntry(UserError, RuntimeError):
     """A cache entry holds pickled objects other than tensors and plain containers."""
 
 
