@@ -32,9 +32,10 @@ def test_dry_run(tmp_path, configfile):
     assert counts["train"] == 24 and counts["energy_curves"] == 2 and counts["energy_figure"] == 4
     if configfile:  # the paper's data: IMDB, SST-2 and GloVe are fetched first
         assert counts["fetch"] == 3
+        assert "downloads glove-840B (about 2 GB) into" in output  # said before anything runs
         assert "results/runs/imdb/unfolded_tied/seed0" in output and "results/runs/sst2/standard_untied/seed2" in output
     else:
-        assert "fetch" not in counts
+        assert "fetch" not in counts and "downloads" not in output
 
 
 def test_slurm_profile_dry_run(tmp_path):

@@ -8,6 +8,7 @@ import yaml
 from snakemake.utils import update_config, validate
 
 from unfolded.codeversion import stage_digest
+from unfolded.downloads import pending_downloads
 from unfolded.config import FIGURE_TABLES, ConfigError, config_hash, validate_config
 
 
@@ -42,6 +43,14 @@ validate(config, "../schemas/config.schema.yaml")
 # environment, a moved or copied clone, or another environment with the same package reruns nothing.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 FORMATS = config["figures"]["formats"]
+
+# Say before any job runs (dry runs too) what would be downloaded, how much and where.
+for _name, _gigabytes, _destination in pending_downloads(config["datasets"], config["data"]):
+    print(
+        f"Note: this workflow downloads {_name} (about {_gigabytes:g} GB) into {_destination} "
+        f"unless it is fetched already (python -m unfolded data fetch {_name}) or data.sources names a local copy.",
+        file=sys.stderr,
+    )
 
 
 def inline_config(*paths, exclude=()):

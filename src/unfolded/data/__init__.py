@@ -34,8 +34,6 @@ __all__ = [
 
 DATASETS = ("polarity", "digits", "imdb", "sst2", "mnist", "cifar10")
 FETCHABLE = ("imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B")
-#: Approximate download sizes in GB (what a fetch transfers), for the warning before a download.
-DOWNLOAD_GB = {"imdb": 0.08, "sst2": 0.005, "mnist": 0.06, "cifar10": 0.17, "glove-840B": 2.0, "glove-6B": 0.8}
 
 
 @dataclass
@@ -129,22 +127,13 @@ def prepare(name: str, config: dict) -> PreparedData:
 
 def cache_location(name: str, cache: Path) -> Path | None:
     """Where a fetchable dataset or vector archive lives in the cache (None for generated ones)."""
-    if name in ("imdb", "sst2"):
-        return cache / "raw" / name
-    if name.startswith("glove-"):
-        from .text import GLOVE
+    from ..downloads import CACHE_PATHS
 
-        variant = name.split("-", 1)[1]
-        if variant not in GLOVE:
-            raise KeyError(f"unknown GloVe variant {variant!r}; known: {sorted(GLOVE)}")
-        return cache / "glove" / GLOVE[variant][1]
-    if name in ("mnist", "cifar10"):
-        from .images import TORCHVISION
-
-        return cache / "torchvision" / TORCHVISION[name][1]
     if name in ("polarity", "digits"):
         return None
-    raise KeyError(f"unknown dataset {name}; known: {', '.join(DATASETS + FETCHABLE[4:])}")
+    if name not in CACHE_PATHS:
+        raise KeyError(f"unknown dataset {name}; known: {', '.join(DATASETS + FETCHABLE[4:])}")
+    return cache / CACHE_PATHS[name]
 
 
 def _size(path: Path) -> int:
@@ -156,6 +145,7 @@ def _size(path: Path) -> int:
 def catalogue(config: dict, names: list[str] | None = None) -> list[dict]:
     """One record per dataset and vector archive: name, status (generated, bundled, cached,
     missing), size in bytes, cache path and approximate download size."""
+    from ..downloads import DOWNLOAD_GB
     from .cache import entry_ok
 
     cache = cache_dir(config["data"]["cache_dir"])

@@ -27,8 +27,10 @@ class DataUnavailable(UserError, RuntimeError):
 
 
 def cache_dir(configured: str | os.PathLike | None = None) -> Path:
-    path = configured or os.environ.get("UNFOLDED_CACHE") or Path.home() / ".cache" / "unfolded"
-    return Path(path).expanduser()
+    """``data.cache_dir``, else ``$UNFOLDED_CACHE``, else ``~/.cache/unfolded``."""
+    from ..downloads import cache_root
+
+    return cache_root(configured)
 
 
 def sha256(path: Path, chunk: int = 1 << 20) -> str:

@@ -1,0 +1,53 @@
+"""Where each download lands in the cache and about how large it is (torch-free: the Snakefile warns
+before a run that would download, at parse time)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+__all__ = ["CACHE_PATHS", "DOWNLOAD_GB", "cache_root", "needed_downloads", "pending_downloads"]
+
+#: name -> path inside the cache of what ``python -m unfolded data fetch <name>`` writes
+CACHE_PATHS = {
+    "imdb": "raw/imdb",
+    "sst2": "raw/sst2",
+    "mnist": "torchvision/MNIST/raw",
+    "cifar10": "torchvision/cifar-10-batches-py",
+    "glove-840B": "glove/glove.840B.300d.zip",
+    "glove-6B": "glove/glove.6B.zip",
+}
+#: approximate download sizes in GB
+DOWNLOAD_GB = {"imdb": 0.08, "sst2": 0.005, "mnist": 0.06, "cifar10": 0.17, "glove-840B": 2.0, "glove-6B": 0.8}
+
+
+def cache_root(configured: str | os.PathLike | None = None) -> Path:
+    """``data.cache_dir``, else ``$UNFOLDED_CACHE``, else ``~/.cache/unfolded``."""
+    path = configured or os.environ.get("UNFOLDED_CACHE") or Path.home() / ".cache" / "unfolded"
+    return Path(path).expanduser()
+
+
+def needed_downloads(datasets: list[str], glove: str) -> list[str]:
+    """What the datasets need fetched: the text datasets need their GloVe archive too."""
+    names = []
+    for dataset in datasets:
+        if dataset in ("imdb", "sst2", "mnist", "cifar10"):
+            names.append(dataset)
+        if dataset in ("imdb", "sst2") and f"glove-{glove}" not in names:
+            names.append(f"glove-{glove}")
+    return names
+
+
+def pending_downloads(datasets: list[str], data_config: dict) -> list[tuple[str, float, Path]]:
+    """(name, GB, destination) of every needed download not yet in the cache and not given as a
+    local source."""
+    cache = cache_root(data_config.get("cache_dir"))
+    sources = data_config.get("sources", {})
+    pending = []
+    for name in needed_downloads(datasets, data_config.get("glove", "840B")):
+        source_key = "glove" if name.startswith("glove-") else name
+        destination = cache / CACHE_PATHS[name]
+        if source_key in sources or destination.exists():
+            continue
+        pending.append((name, DOWNLOAD_GB[name], destination))
+    return pending
