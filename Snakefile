@@ -15,9 +15,12 @@ include: "workflow/rules/data.smk"
 include: "workflow/rules/train.smk"
 include: "workflow/rules/energy.smk"
 include: "workflow/rules/figures.smk"
+include: "workflow/rules/report.smk"
 
 
-report: "workflow/report/workflow.rst"
+# The report's landing page is generated from the results (rule report_pages); before that rule
+# has run, a static description stands in.
+report: LANDING_PAGE if os.path.exists(LANDING_PAGE) else "workflow/report/workflow.rst"
 
 
 rule all:

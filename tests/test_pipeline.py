@@ -170,12 +170,37 @@ def test_invalid_config_fails_before_any_job(tmp_path, override, key):
     assert not (workdir / "results").exists()
 
 
+def _chromium() -> str | None:
+    for name in ("chromium-headless-shell", "chromium", "chromium-browser"):
+        if shutil.which(name):
+            return shutil.which(name)
+    return None
+
+
 def test_html_report(smoke_run):
+    import os
+    import re
+
     result = subprocess.run(
         [SNAKEMAKE, "--workflow-profile", "none", "--configfile", "config/smoke.yaml", "--report", "report.html"],
         cwd=smoke_run, capture_output=True, text=True, timeout=300, env=workflow_env(smoke_run),
     )
     assert result.returncode == 0, result.stderr[-2000:]
     html = (smoke_run / "report.html").read_text(errors="replace")
-    for name in ("fig1_apollonius.png", "fig4_kappa_regions.png", "claims.csv"):
+    for name in ("fig1_apollonius.png", "fig4_kappa_regions.png", "claims.html", "accuracy.html", "energy_summary.html"):
         assert name in html
+    browser = _chromium()
+    if browser is None:
+        if os.environ.get("CI"):
+            pytest.fail("headless Chromium is missing; .ci/run installs chromium-headless-shell")
+        pytest.skip("headless Chromium not installed (apt-get install chromium-headless-shell)")
+    dom = subprocess.run([browser, "--no-sandbox", "--disable-gpu", "--virtual-time-budget=10000", "--dump-dom",
+                          str(smoke_run / "report.html")], capture_output=True, text=True, timeout=180).stdout
+    rendered = re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", re.sub(r"<script.*?</script>", "", dom, flags=re.S)))
+    claims = pd.read_csv(smoke_run / "results/tables/claims.csv")
+    theorems = claims[claims["kind"].isin(["identity", "theorem"])]
+    held = int((theorems["violations"] == 0).sum())
+    assert f"Theorems and identities held: {held} of {len(theorems)}" in rendered
+    counter = claims[claims["kind"] == "counterexample"]
+    assert f"Counter-examples found: {len(counter)} of {len(counter)}" in rendered
+    assert "Figures 5-6: energy across layers" in rendered and "Unfolded vs standard: test accuracy" in rendered

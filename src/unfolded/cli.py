@@ -398,6 +398,13 @@ def run_readme(args: argparse.Namespace) -> None:
     print(f"{args.readme}: updated blocks {updated}" + (f"; skipped {skipped}" if skipped else ""), file=sys.stderr)
 
 
+def run_report_pages(args: argparse.Namespace) -> None:
+    from .readme import write_report_pages
+
+    pages = write_report_pages(Path(args.tables), Path(args.landing))
+    print(f"report pages: {', '.join(map(str, pages))}", file=sys.stderr)
+
+
 def run_show_config(args: argparse.Namespace) -> None:
     import yaml
 
@@ -537,6 +544,14 @@ def build_parser() -> argparse.ArgumentParser:
     readme.add_argument("--readme", default="README.md", help="the README to update (default README.md)")
     readme.add_argument("--tables", default="results/tables", help="folder of the result tables (default results/tables)")
     readme.set_defaults(run=run_readme)
+
+    pages = stages.add_parser(
+        "report-pages", help="write the HTML report's landing page and in-page tables",
+        description="Write the landing page of `snakemake --report` (verdict counts, key numbers, commit) as "
+                    "reStructuredText, and an HTML page for each result table so the report shows it in the page.")
+    pages.add_argument("--tables", default="results/tables", help="folder of the result tables (default results/tables)")
+    pages.add_argument("--landing", default="results/report/landing.rst", help="output landing page (.rst)")
+    pages.set_defaults(run=run_report_pages)
 
     show = stages.add_parser(
         "config", help="validate a configuration and print it with all defaults filled in",

@@ -136,6 +136,13 @@ def _yaml_error(error: yaml.YAMLError, where: str) -> ConfigError:
     return ConfigError(f"{where} is not valid YAML{position}: {problem}")
 
 
+def _is_file(path: Path) -> bool:
+    try:
+        return path.is_file()
+    except OSError:  # e.g. inline JSON longer than a file name may be
+        return False
+
+
 def load_config(source: str | Path | dict | None) -> dict:
     """Load a configuration from a YAML file, inline YAML/JSON text, a dict, or None (all defaults).
 
@@ -148,7 +155,7 @@ def load_config(source: str | Path | dict | None) -> dict:
     text = str(source)
     path = Path(text)
     looks_like_file = "\n" not in text and path.suffix in (".yaml", ".yml", ".json")
-    if "\n" not in text and len(text) < 4096 and path.is_file():
+    if "\n" not in text and _is_file(path):
         where = f"config file {path}"
         text = path.read_text()
     elif looks_like_file:

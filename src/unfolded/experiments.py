@@ -219,6 +219,7 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
     indices = sample_indices(config["energy_curves"]["samples"], len(test_labels), seed)
     trace = layer_trace(module, data, "test", indices)
     summary["energy_monotone_fraction"] = float(non_increasing(trace.before, trace.after).double().mean())
+    summary["chance_accuracy"] = chance_accuracy(test_labels)
     relu = cfg["relu"] if model.startswith("unfolded") else False
     record = {"alpha_attention": cfg["alpha_attention"] if model.startswith("unfolded") else math.nan,
               "w_scale": 1.0 if model.startswith("unfolded") else math.nan,

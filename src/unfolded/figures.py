@@ -75,16 +75,23 @@ def fig1_apollonius(frame: pd.DataFrame) -> plt.Figure:
         x1, x2, inside = _grid(g, "inside")
         _, _, rise = _grid(g, "rise")
         rises_inside = int((g["rise"] & g["inside"]).sum())
+        total = int(g["rise"].size)
+        extent = float(max(abs(x1[0]), abs(x1[-1])))
         for row, ax in enumerate(axes[:, column]):
             if row == 0:
                 _shade(ax, x1, x2, inside.astype(bool), sns.color_palette("colorblind")[0])
-                ax.set_title(rf"$C = {C:g}$: region $\|y - y_f^*\| \leq C\,\|y - y_h^*\|$")
+                ax.set_title(rf"$C = {C:g}$: region $\|y - y_f^*\| \leq C\,\|y - y_h^*\|$" + "\n"
+                             f"{int(g['inside'].sum()):,} of {total:,} grid points")
+                shade_label = "region (grid points)"
+                shade_colour = sns.color_palette("colorblind")[0]
             else:
                 _shade(ax, x1, x2, rise.astype(bool), sns.color_palette("colorblind")[3], alpha=0.6)
                 ax.set_title(
-                    rf"$h$-step ($\alpha = {alpha:.3g}$) raised $f + h$: "
-                    f"{int(g['rise'].sum())} points, {rises_inside} inside"
+                    rf"$h$-step ($\alpha = {alpha:.3g}$) raised $f + h$ at {int(g['rise'].sum()):,} of {total:,}" + "\n"
+                    f"grid points in $[-{extent:g}, {extent:g})^2$; {rises_inside} of them inside the region"
                 )
+                shade_label = "an $h$-step raised $f + h$ here"
+                shade_colour = sns.color_palette("colorblind")[3]
             ax.add_patch(Circle(centre, radius, fill=False, ls="--", lw=1.6, color="black"))
             ax.scatter(*y_f, marker="^", s=110, color=F_COLOUR, zorder=5, label=r"$y_f^*$")
             ax.scatter(*y_h, marker="^", s=110, color=H_COLOUR, zorder=5, label=r"$y_h^*$")
@@ -93,7 +100,12 @@ def fig1_apollonius(frame: pd.DataFrame) -> plt.Figure:
             ax.set_aspect("equal")
             ax.set_xlabel(r"$y_1$")
             ax.set_ylabel(r"$y_2$")
-        axes[0, column].legend(loc="lower left", title="analytic circle: dashed", frameon=True)
+            from matplotlib.lines import Line2D
+            from matplotlib.patches import Patch
+
+            handles = [*ax.get_legend_handles_labels()[0], Patch(color=shade_colour, alpha=0.6, label=shade_label),
+                       Line2D([], [], color="black", ls="--", label="analytic circle")]
+            ax.legend(handles=handles, loc="lower left", fontsize=7, frameon=True, framealpha=0.9)
     figure.tight_layout()
     return figure
 
@@ -118,10 +130,10 @@ def fig2_alternating_trace(frame: pd.DataFrame) -> plt.Figure:
     for ax, line_width in ((full, 0.8), (inset, 0.3)):
         ax.plot(trace["pc1"], trace["pc2"], color="0.6", lw=line_width, zorder=1)
         points = ax.scatter(trace["pc1"], trace["pc2"], c=trace["step"], cmap="viridis", s=14, zorder=2)
-        ax.scatter(exact["pc1"], exact["pc2"], marker="*", s=260, color="black", zorder=4,
-                   label=r"exact minimiser of $e_1 + e_2$")
-        ax.scatter(reference["pc1"], reference["pc2"], marker="^", s=120, color="tab:orange", zorder=3,
-                   label=f"gradient descent, {int(reference['step'])} steps (authors' $Y_h^*$)")
+        ax.scatter(exact["pc1"], exact["pc2"], marker="*", s=300, facecolors="none", edgecolors="black", lw=1.4,
+                   zorder=4, label=r"exact minimiser of $e_1 + e_2$ (hollow star)")
+        ax.scatter(reference["pc1"], reference["pc2"], marker="^", s=50, color="tab:orange", edgecolors="black",
+                   lw=0.6, zorder=5, label=f"gradient descent, {int(reference['step'])} steps (authors' $Y_h^*$)")
         ax.set_xlabel("PC 1")
         ax.set_ylabel("PC 2")
     start = trace.iloc[0]
@@ -137,68 +149,121 @@ def fig2_alternating_trace(frame: pd.DataFrame) -> plt.Figure:
         ))
     full.set_title("alternating steps: even on $e_1$, odd on $e_2$")
     inset.set_title(rf"zoom: $\pm{zoom:g}$ around the minimiser")
-    inset.legend(loc="upper right", fontsize=8)
+    handles, labels = inset.get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=2, fontsize=8, frameon=False)
+    figure.subplots_adjust(bottom=0.2)
     figure.colorbar(points, ax=[full, inset], label="step $t$", shrink=0.9)
     return figure
 
 
+def _pattern_period(signs: np.ndarray, longest: int = 8) -> int | None:
+    """Smallest period p <= longest with which the sequence of rise/fall signs repeats, or None."""
+    for period in range(1, longest + 1):
+        if len(signs) > 2 * period and np.array_equal(signs[period:], signs[:-period]):
+            return period
+    return None
+
+
+def alternating_trend(trace: pd.DataFrame, exact_total: float, window: int = 40) -> dict:
+    """Facts of the alternating trace computed from its table, for titles and the README: the step of
+    the lowest total, whether the total still falls over the last ``window`` steps (comparing values
+    ``window`` steps apart), the period of the rise/fall pattern over that window, the count of rises,
+    and the smallest gap to the exact minimum."""
+    total = trace["total"].to_numpy()
+    steps = trace["step"].to_numpy()
+    window = min(window, len(total) - 1)
+    diffs = np.diff(total)
+    signs = np.sign(diffs[-window:])
+    return {
+        "argmin_step": int(steps[int(np.argmin(total))]),
+        "last_step": int(steps[-1]),
+        "still_falling": bool(total[-1] < total[-1 - window]),
+        "period": _pattern_period(signs),
+        "rises": int((diffs > 0).sum()),
+        "steps": int(len(diffs)),
+        "min_gap": float(np.log(total.min()) - np.log(exact_total)),
+        "reaches_minimum": bool(np.isclose(total.min(), exact_total, rtol=1e-9, atol=0.0)),
+    }
+
+
 def fig3_alternating_energy(frame: pd.DataFrame) -> plt.Figure:
-    """Total energy along the alternating steps (paper.md 6.2): ``log E(Y^(t)) - log E*`` against the
-    exact minimum ``E*`` of ``e1 + e2`` (closed form), next to the authors' version, which subtracts
-    the smallest value seen on the trace. The right panel zooms into the period-2 plateau."""
+    """Total energy along the alternating steps (paper.md 6.2). Left: ``E(Y^(t))`` on a log axis with the
+    exact minimum ``E*`` of ``e1 + e2`` (closed form). Right: the gap ``log E(Y^(t)) - log E*`` from the
+    tenth of the steps on, marked by the component the step descended, next to the authors' version,
+    which subtracts the smallest value seen on the trace instead of ``E*``. Every trend in the titles
+    is computed from the table (:func:`alternating_trend`)."""
     set_style()
     trace, _, exact = _trace_parts(frame)
-    log_energy = np.log(trace["total"].to_numpy())
+    total = trace["total"].to_numpy()
+    log_energy = np.log(total)
     steps = trace["step"].to_numpy()
     exact_gap = log_energy - np.log(exact["total"])
     authors_gap = log_energy - log_energy[1:].min()  # the authors record from the first step on
-    increases = int((np.diff(trace["total"].to_numpy()) > 0).sum())
-    figure, (full, plateau) = plt.subplots(1, 2, figsize=(12, 4.4))
+    trend = alternating_trend(trace, float(exact["total"]))
+    figure, (full, late) = plt.subplots(1, 2, figsize=(12.5, 4.8))
     colours = sns.color_palette("colorblind")
-    for ax, start in ((full, 0), (plateau, max(1, len(steps) // 10))):
-        keep = steps >= start
-        ax.plot(steps[keep], exact_gap[keep], color=colours[0], lw=1.4,
-                label=r"$\log E(Y^{(t)}) - \log E^*$ (exact minimum)")
-        ax.plot(steps[keep], authors_gap[keep], color=colours[1], lw=1.0, ls="--",
-                label=r"$\log E(Y^{(t)}) - \min_t \log E(Y^{(t)})$ (authors)")
-        ax.set_xlabel("step $t$")
-        ax.set_ylabel("log-energy gap")
+    full.plot(steps, total, color=colours[0], lw=1.4, label=r"$E(Y^{(t)}) = e_1 + e_2$")
+    full.axhline(exact["total"], color="black", ls=":", lw=1.0, label=rf"exact minimum $E^* = {exact['total']:.6g}$")
+    full.set_yscale("log")
+    full.set_xlabel("step $t$")
+    full.set_ylabel("total energy (log scale)")
+    full.set_title(f"{trend['rises']} of {trend['steps']} steps raise the total; lowest total at step "
+                   f"{trend['argmin_step']} of {trend['last_step']}", fontsize=10)
+    full.legend(fontsize=8, loc="upper right")
+    start = max(1, len(steps) // 10)
+    keep = steps >= start
+    late.plot(steps[keep], exact_gap[keep], color="0.55", lw=0.8, zorder=1)
     component = trace["component"].to_numpy()
-    keep = steps >= max(1, len(steps) // 10)
     for name, marker, colour in (("e1", "o", colours[2]), ("e2", "s", colours[3])):
         chosen = keep & (component == name)
-        plateau.scatter(steps[chosen], exact_gap[chosen], marker=marker, s=12, color=colour,
-                        zorder=3, label=f"after a step on $e_{name[1]}$")
-    full.set_title(f"total energy $e_1 + e_2$; {increases} of {len(steps) - 1} steps raise it")
-    plateau.set_title(rf"plateau: never reaches $E^* = {exact['total']:.6g}$")
-    full.legend(fontsize=8)
-    plateau.legend(fontsize=8)
+        late.scatter(steps[chosen], exact_gap[chosen], marker=marker, s=12, color=colour, zorder=3,
+                     label=rf"$\log E(Y^{{(t)}}) - \log E^*$ after a step on $e_{name[1]}$")
+    offset = float(np.log(exact["total"]) - log_energy[1:].min())
+    late.plot(steps[keep], authors_gap[keep], color=colours[1], lw=1.0, ls="--",
+              label=rf"authors: $\log E(Y^{{(t)}}) - \min_t \log E$ (ours {offset:+.3g})")
+    late.set_xlabel("step $t$")
+    late.set_ylabel("log-energy gap")
+    period = f"rise/fall pattern of period {trend['period']}" if trend["period"] else "no rise/fall period up to 8"
+    falling = "still falling" if trend["still_falling"] else "not falling"
+    reached = "reaches" if trend["reaches_minimum"] else f"does not reach $E^*$ (smallest gap {trend['min_gap']:.3g})"
+    late.set_title(f"last 40 steps: {falling}, {period};\nthe trace {reached}", fontsize=10)
+    late.legend(fontsize=7, loc="upper right")
     figure.tight_layout()
     return figure
 
 
 def fig4_kappa_regions(frame: pd.DataFrame, kappas: list[float]) -> plt.Figure:
     """Regions ``r(x) >= -kappa`` where the ReLU step keeps at least a ``1 - kappa`` share of the
-    gradient step's guaranteed decrease (paper.md 5.2); the guarantee applies to ``x >= 0`` (dotted
-    quadrant). Regions are nested: larger kappa, larger region."""
+    gradient step's guaranteed decrease (paper.md 5.2). The guarantee concerns feasible points
+    ``x >= 0`` only: that quadrant is outlined, the region is shaded in full colour inside it and faintly
+    outside, and each title gives the share of the quadrant's grid points in the region (the whole
+    grid's share in brackets). Regions are nested: larger kappa, larger region."""
+    from matplotlib.patches import Patch
+
     set_style()
     x1, x2, r = _grid(frame, "r")
     alpha = float(frame["alpha"].iloc[0])
-    figure, axes = plt.subplots(1, len(kappas), figsize=(4.6 * len(kappas), 4.9), squeeze=False)
+    figure, axes = plt.subplots(1, len(kappas), figsize=(4.6 * len(kappas), 5.3), squeeze=False)
     colour = sns.color_palette("colorblind")[0]
+    quadrant = (x1[np.newaxis, :] >= 0) & (x2[:, np.newaxis] >= 0)
     for ax, kappa in zip(axes[0], sorted(kappas), strict=True):
         region = r >= -kappa
-        _shade(ax, x1, x2, region, colour, alpha=0.55)
-        ax.axvline(0, color="black", lw=0.8, ls=":")
-        ax.axhline(0, color="black", lw=0.8, ls=":")
-        ax.set_title(rf"$\kappa = {kappa:g}$: {100 * region.mean():.1f}% of the grid")
+        _shade(ax, x1, x2, region & quadrant, colour, alpha=0.7)
+        _shade(ax, x1, x2, region & ~quadrant, colour, alpha=0.2)
+        ax.add_patch(Rectangle((0, 0), x1[-1], x2[-1], fill=False, lw=1.6, color="black"))
+        inside = int((region & quadrant).sum())
+        ax.set_title(rf"$\kappa = {kappa:g}$: {100 * inside / quadrant.sum():.1f}% of the quadrant $x \geq 0$" + "\n"
+                     f"({inside:,} of {int(quadrant.sum()):,} points; whole grid {100 * region.mean():.1f}%)", fontsize=10)
         ax.set_xlim(x1[0], x1[-1])
         ax.set_ylim(x2[0], x2[-1])
         ax.set_aspect("equal")
         ax.set_xlabel(r"$x_1$")
         ax.set_ylabel(r"$x_2$")
-    figure.suptitle(rf"$r(x) \geq -\kappa$, step size $\alpha = {alpha:g}$", y=1.02)
-    figure.tight_layout()
+    handles = [Patch(color=colour, alpha=0.7, label=r"$r(x) \geq -\kappa$ in the quadrant $x \geq 0$ (outlined)"),
+               Patch(color=colour, alpha=0.2, label=r"$r(x) \geq -\kappa$ outside it (no guarantee there)")]
+    figure.legend(handles=handles, loc="lower center", ncol=2, fontsize=9, frameon=False)
+    figure.suptitle(rf"$r(x) \geq -\kappa$, step size $\alpha = {alpha:g}$", y=1.0)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     return figure
 
 
@@ -322,31 +387,60 @@ def _per_dataset(frame: pd.DataFrame, height: float):
     return figure, list(zip(axes[0], datasets, strict=True))
 
 
+MODEL_NAMES = {"unfolded_tied": "unfolded, tied", "unfolded_untied": "unfolded, untied",
+               "standard_tied": "standard, tied", "standard_untied": "standard, untied"}
+
+
+def _model_name(model: str) -> str:
+    return MODEL_NAMES.get(model, model.replace("_", " "))
+
+
 def fig_accuracy(frame: pd.DataFrame) -> plt.Figure:
-    """Test accuracy of unfolded vs standard Transformers (tied and untied), one point per seed."""
-    figure, panels = _per_dataset(frame, 4.2)
+    """Test accuracy of unfolded vs standard Transformers (tied and untied): bars are the mean over
+    seeds with +-1 sample standard deviation, dots single seeds, the dotted line the majority class."""
+    figure, panels = _per_dataset(frame, 4.4)
     for ax, dataset in panels:
-        data = frame[frame["dataset"] == dataset]
-        order = sorted(data["model"].unique())
-        sns.barplot(data=data, x="model", y="test_accuracy", order=order, ax=ax, errorbar="sd", alpha=0.6)
-        sns.stripplot(data=data, x="model", y="test_accuracy", order=order, ax=ax, color="black", size=4)
-        ax.set_title(dataset)
+        data = frame[frame["dataset"] == dataset].assign(name=lambda f: f["model"].map(_model_name))
+        order = [_model_name(m) for m in sorted(data["model"].unique())]
+        sns.barplot(data=data, x="name", y="test_accuracy", order=order, ax=ax, errorbar=("sd", 1), alpha=0.6,
+                    err_kws={"linewidth": 1.2})
+        sns.stripplot(data=data, x="name", y="test_accuracy", order=order, ax=ax, color="black", size=4)
+        if "chance_accuracy" in data and data["chance_accuracy"].notna().any():
+            ax.axhline(data["chance_accuracy"].max(), color="0.3", ls=":", lw=1.2,
+                       label=f"majority class ({data['chance_accuracy'].max():.3f})")
+            ax.legend(loc="lower right", fontsize=8)
+        seeds = data.groupby("model")["seed"].nunique().min()
+        ax.set_title(f"{dataset}: mean ± 1 sd over {seeds} seeds (dots: seeds)", fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("test accuracy")
-        ax.tick_params(axis="x", rotation=25)
+        ax.set_ylim(0, 1)
+        ax.tick_params(axis="x", rotation=20)
     figure.tight_layout()
     return figure
 
 
 def fig_training_curves(frame: pd.DataFrame) -> plt.Figure:
-    """Validation accuracy during training (from the Lightning CSV logs), mean over seeds."""
-    figure, panels = _per_dataset(frame, 4.0)
+    """Validation accuracy during training (from the Lightning CSV logs): the line is the mean over
+    seeds, the band +-1 sample standard deviation; colour is the family, line style the tying."""
+    figure, panels = _per_dataset(frame, 4.6)
+    palette = sns.color_palette("colorblind")
+    styles = {"unfolded_tied": (palette[0], "-"), "unfolded_untied": (palette[0], "--"),
+              "standard_tied": (palette[3], "-"), "standard_untied": (palette[3], "--")}
     for ax, dataset in panels:
         data = frame[(frame["dataset"] == dataset) & frame["val_accuracy"].notna()]
-        sns.lineplot(data=data, x="step", y="val_accuracy", hue="model", ax=ax, errorbar="sd")
-        ax.set_title(dataset)
+        for model, group in data.groupby("model", sort=True):
+            colour, style = styles.get(model, ("0.4", ":"))
+            stats = group.groupby("step")["val_accuracy"].agg(["mean", "std"]).reset_index()
+            ax.plot(stats["step"], stats["mean"], color=colour, ls=style, lw=1.5, label=_model_name(model))
+            ax.fill_between(stats["step"], stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
+                            color=colour, alpha=0.15, lw=0)
+        seeds = data.groupby("model")["seed"].nunique().min() if not data.empty else 0
+        ax.set_title(f"{dataset}: mean over {seeds} seeds, band ± 1 sd", fontsize=10)
+        ax.set_xlabel("optimiser step")
         ax.set_ylabel("validation accuracy")
-    figure.tight_layout()
+    handles, labels = panels[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=9, frameon=False)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
     return figure
 
 

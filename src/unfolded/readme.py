@@ -178,12 +178,45 @@ def accuracy_block(tables: Path) -> str:
     return table.to_markdown(index=False) + "\n\n(sd: sample standard deviation over seeds, ddof = 1.)"
 
 
+def figures_block(tables: Path) -> str:
+    """Sentences about Figures 1, 3 and 4, computed from their tables (results/data)."""
+    from .figures import alternating_trend
+
+    data = tables.parent / "data"
+    lines = []
+    alternating = pd.read_parquet(data / "alternating.parquet")
+    trace = alternating[alternating["kind"] == "trace"].sort_values("step")
+    exact = float(alternating.loc[alternating["kind"] == "exact_minimum", "total"].iloc[0])
+    trend = alternating_trend(trace, exact)
+    lines.append(
+        f"- `code` Figure 3 (the authors' setting): {trend['rises']} of {trend['steps']} alternating steps raise the total "
+        f"energy; its lowest value comes at step {trend['argmin_step']} of {trend['last_step']}; over the last 40 steps it "
+        f"is {'still falling' if trend['still_falling'] else 'not falling'}"
+        + (f", with a rise/fall pattern of period {trend['period']}" if trend["period"] else "")
+        + f"; it {'reaches' if trend['reaches_minimum'] else 'does not reach'} the exact minimum {exact:,.2f} "
+        f"(smallest gap {trend['min_gap']:.3g} in log units).")
+    apollonius = pd.read_parquet(data / "apollonius.parquet")
+    parts = []
+    for _, g in apollonius.groupby("panel", sort=True):
+        parts.append(f"C = {g['C'].iloc[0]:g}: {int(g['rise'].sum()):,} of {len(g):,} grid points, "
+                     f"{int((g['rise'] & g['inside']).sum())} inside the region")
+    lines.append("- `derived` Figure 1, grid points where one h-step raised f + h: " + "; ".join(parts) + ".")
+    kappa = pd.read_parquet(data / "kappa.parquet")
+    quadrant = (kappa["x1"] >= 0) & (kappa["x2"] >= 0)
+    shares = [f"kappa = {k:g}: {100 * float((kappa.loc[quadrant, 'r'] >= -k).mean()):.1f}%"
+              for k in sorted({0.2, 0.4, 0.6, 0.8})]
+    lines.append(f"- `derived` Figure 4, share of the quadrant x >= 0 ({int(quadrant.sum()):,} grid points) where the ReLU "
+                 f"step keeps a 1 - kappa share of the decrease: {', '.join(shares)}.")
+    return "\n".join(lines)
+
+
 BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "claims": ("claims.csv", claims_table),
     "claims-prose": ("claims.csv", claims_prose),
     "energy": ("energy_summary.csv", energy_block),
     "regime": ("regime_search.csv", regime_block),
     "accuracy": ("accuracy.csv", accuracy_block),
+    "figures": ("../data/alternating.parquet", figures_block),
 }
 
 
@@ -217,3 +250,99 @@ def update_readme(readme: Path, tables: Path) -> tuple[list[str], list[str]]:
         text = replace_block(text, name, body)
     write_text(readme, text)
     return sorted(bodies), skipped
+
+
+# ------------------------------------------------------------------------------------------------
+# The HTML report's landing page and in-page tables (rule report_pages)
+# ------------------------------------------------------------------------------------------------
+
+
+def _rst_table(frame: pd.DataFrame) -> str:
+    """A reStructuredText grid table (docutils renders it in the report's landing page)."""
+    text = frame.astype(str).to_markdown(index=False, tablefmt="grid")
+    return text
+
+
+def landing_rst(tables: Path) -> str:
+    """The report's first page: what this is, the claims' verdict counts, the key numbers of
+    Figures 5-6 and of the accuracy table, and the commit and config hash they come from."""
+    claims = pd.read_csv(tables / "claims.csv")
+    provenance = json.loads((tables / "claims.provenance.json").read_text())
+    theorems = claims[claims["kind"].isin(["identity", "theorem"])]
+    held = int((theorems["violations"] == 0).sum())
+    counter = claims[claims["kind"] == "counterexample"]
+    shown = int(((counter["explicit_violations"] == counter["explicit_trials"]) & (counter["explicit_trials"] > 0)).sum())
+    reports = claims[claims["kind"] == "report"]
+    rising = int((reports["violations"] > 0).sum())
+    lines = [
+        "Replication of *Transformers from an Optimization Perspective* (Yang, Huang, Wipf, NeurIPS 2022):",
+        "Transformer layers read as descent steps on an energy.",
+        "",
+        "Verdicts",
+        "--------",
+        "",
+        f"- **Theorems and identities held: {held} of {len(theorems)}** (each checked on random float64 instances; "
+        f"a violation is a rise above a relative tolerance of 1e-10).",
+        f"- **Counter-examples found: {shown} of {len(counter)}** (the explicit instance of each raises its energy).",
+        f"- **Reports: {len(reports)}**, of which {rising} show energy rises (statements that are not theorems).",
+        "",
+    ]
+    failing = theorems[theorems["violations"] > 0]["claim"].tolist()
+    if failing:
+        lines += [f"- **FAILING:** {', '.join(failing)}", ""]
+    if (tables / "energy_summary.csv").exists():
+        summary = pd.read_csv(tables / "energy_summary.csv")
+        curves = summary[summary["variant"].isin(SUMMARY_ORDER) & summary["relu"]]
+        frame = pd.DataFrame({
+            "dataset": curves["dataset"], "model": curves["variant"], "state": curves["state"],
+            "non-increasing": curves["monotone_fraction"].map(_pct),
+            "active steps": curves["active_fraction"].map(_pct),
+            "falling (active)": curves["strict_fraction_active"].map(_pct),
+            "test accuracy": curves["test_accuracy"].map(lambda v: "" if pd.isna(v) else f"{v:.3f}"),
+        })
+        lines += ["Figures 5-6: energy across layers (with ReLU)", "---------------------------------------------", "",
+                  _rst_table(frame), ""]
+    if (tables / "accuracy.csv").exists():
+        runs = pd.read_csv(tables / "accuracy.csv")
+        grouped = runs.groupby(["dataset", "model"], sort=True)["test_accuracy"]
+        frame = grouped.agg(lambda v: f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}")
+        frame = frame.rename("test accuracy (mean ± sd)").reset_index()
+        lines += ["Unfolded vs standard: test accuracy", "-----------------------------------", "", _rst_table(frame), ""]
+    lines += [
+        "Provenance",
+        "----------",
+        "",
+        f"Commit ``{provenance.get('git_commit', 'unknown')[:12]}``"
+        f"{' (uncommitted changes)' if provenance.get('git_dirty') else ''}; claims config hash "
+        f"``{provenance.get('config_hash', '?')}``. The full tables are under *Claims*, *Figures 5-6* and *Training*.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def html_table(frame: pd.DataFrame, title: str, note: str = "") -> str:
+    """A standalone HTML page with one table, shown inside the report."""
+    style = ("body{font-family:sans-serif;font-size:13px;margin:12px}table{border-collapse:collapse}"
+             "th,td{border:1px solid #ccc;padding:3px 6px;text-align:left}th{background:#f0f0f0}"
+             "tr:nth-child(even){background:#fafafa}")
+    table = frame.to_html(index=False, border=0, na_rep="", float_format=lambda v: f"{v:.4g}")
+    return (f"<!DOCTYPE html><html><head><meta charset='utf-8'><title>{title}</title><style>{style}</style></head>"
+            f"<body><h3>{title}</h3>{table}<p>{note}</p></body></html>\n")
+
+
+def write_report_pages(tables: Path, landing: Path) -> list[Path]:
+    """The landing page (reStructuredText) and an HTML page per result table; returns the pages written."""
+    from .artifacts import write_text
+
+    written = [landing]
+    write_text(landing, landing_rst(tables))
+    pages = {"claims": ("Claims", "Every claim with its kind, source tag, trials, violations and verdict."),
+             "energy_summary": ("Energy curves", "One row per curve; shares of (sample, layer) steps."),
+             "accuracy": ("Unfolded vs standard", "One row per (dataset, model, seed).")}
+    for name, (title, note) in pages.items():
+        source = tables / f"{name}.csv"
+        if source.exists():
+            page = tables / f"{name}.html"
+            write_text(page, html_table(pd.read_csv(source), title, note))
+            written.append(page)
+    return written

@@ -43,6 +43,7 @@ validate(config, "../schemas/config.schema.yaml")
 # environment, a moved or copied clone, or another environment with the same package reruns nothing.
 os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
 FORMATS = config["figures"]["formats"]
+LANDING_PAGE = "results/report/landing.rst"
 
 # Say before any job runs (dry runs too) what would be downloaded, how much and where.
 for _name, _gigabytes, _destination in pending_downloads(config["datasets"], config["data"]):
@@ -102,6 +103,8 @@ def all_targets():
         targets += ["results/tables/accuracy.csv", "results/tables/accuracy.md", "results/data/energy_curves.parquet"]
     if any(name in config["figures"]["include"] for name in ("fig5_energy_untrained", "fig6_energy_trained")):
         targets += ["results/tables/energy_summary.csv", "results/tables/energy_summary.md"]
+        if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
+            targets += [LANDING_PAGE]
         if "exact_active" in config["energy_curves"]["variants"]:
             targets += ["results/tables/regime_search.csv", "results/tables/regime_search.md"]
     return targets
