@@ -85,7 +85,8 @@ def test_outputs_are_valid(smoke_run):
     trained = summary[summary["state"] == "trained"]
     assert trained["test_accuracy"].notna().all() and trained["test_loss"].notna().all()
     regime = pd.read_csv(smoke_run / "results/tables/regime_search.csv")
-    assert set(regime["phase"]) == {"selection", "confirmation"} and len(regime) == 2 * 2 * 2 * 2  # datasets x seeds x alphas x relu
+    assert set(regime["phase"]) == {"selection", "confirmation"}
+    assert len(regime) == 2 * 2 * 2 * 2  # datasets x seeds x alphas x relu
     assert "Pick:" in (smoke_run / "results/tables/regime_search.md").read_text()
     for name in ("fig5_energy_untrained_polarity", "fig6_energy_trained_digits", "fig_accuracy", "fig_training_curves"):
         assert Image.open(smoke_run / f"results/figures/{name}.png").format == "PNG"

@@ -25,11 +25,11 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .bounds import ATTENTION_STEP_BOUND
+from .diagnostics import COLLAPSE_THRESHOLD
 from .energy import attention_energy, ffn_energy, layernorm_projection, pairwise_energy
 from .models import UnfoldedTransformer, authors_ffn_normalisation
 from .reference import pairwise_energy_index_lists
-from .bounds import ATTENTION_STEP_BOUND
-from .diagnostics import COLLAPSE_THRESHOLD
 from .steps import attention_step, ffn_step, relu_step
 from .synthetic import AlternatingQuadratics, kappa_ratio
 

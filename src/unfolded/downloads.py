@@ -6,7 +6,8 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CACHE_PATHS", "DOWNLOAD_GB", "cache_root", "needed_downloads", "pending_downloads"]
+__all__ = ["CACHE_PATHS", "DOWNLOAD_GB", "cache_root", "needed_downloads", "pending_downloads",
+           "use_this_interpreter_for_jobs"]
 
 #: name -> path inside the cache of what ``python -m unfolded data fetch <name>`` writes
 CACHE_PATHS = {
@@ -51,3 +52,13 @@ def pending_downloads(datasets: list[str], data_config: dict) -> list[tuple[str,
             continue
         pending.append((name, DOWNLOAD_GB[name], destination))
     return pending
+
+
+def use_this_interpreter_for_jobs() -> None:
+    """Put the bin folder of the interpreter running Snakemake first on PATH, so the jobs' plain
+    ``python -m unfolded`` runs in the same environment (local and SLURM jobs inherit PATH; with
+    ``--sdm conda`` the job's environment is activated in front of it). Nothing machine-specific
+    enters a rule's params this way."""
+    import sys
+
+    os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])

@@ -291,6 +291,15 @@ def _curve_stats(group: pd.DataFrame) -> dict:
     return curve_summary_row(wide("step_before", steps), wide("step_after", steps), wide("relative_spread", group))
 
 
+def _per_sample_non_increasing(group: pd.DataFrame) -> list[int]:
+    """Per sample, how many of its steps did not raise the energy (the same rule as the tables)."""
+    from .diagnostics import non_increasing
+
+    steps = group[group["layer"] > 0].sort_values(["sample", "layer"])
+    flags = non_increasing(steps["step_before"].to_numpy(), steps["step_after"].to_numpy()).numpy()
+    return pd.Series(flags, index=steps["sample"].to_numpy()).groupby(level=0).sum().astype(int).tolist()
+
+
 def _energy_panel(ax, group: pd.DataFrame, title: str, extra: str = "") -> None:
     """The authors' drawing (paper.md 6.4): a box per layer (no outliers) and the mean curve, energies
     shifted so that the lowest whisker sits at 0; plus, on the right axis, the median relative token
@@ -323,10 +332,12 @@ def _energy_panel(ax, group: pd.DataFrame, title: str, extra: str = "") -> None:
     right.set_ylabel("relative token spread", color=palette[0])
     right.grid(False)
     steps = stats["steps"]
+    per_sample = _per_sample_non_increasing(group)
+    same = f" (every sample: {per_sample[0]} of {len(layers) - 1})" if len(set(per_sample)) == 1 else ""
     active = "no active step" if stats["active_fraction"] == 0 else (
         f"active steps: {100 * stats['monotone_fraction_active']:.1f}% non-increasing, "
         f"{100 * stats['strict_fraction_active']:.1f}% falling")
-    ax.set_title(f"{title}\nnon-increasing: {100 * stats['monotone_fraction']:.1f}% of {steps} steps; "
+    ax.set_title(f"{title}\nnon-increasing: {100 * stats['monotone_fraction']:.1f}% of {steps} steps{same}; "
                  f"active (spread >= 1e-3): {100 * stats['active_fraction']:.1f}%\n{active}{extra}", fontsize=8.5)
     ax.set_xlabel("$t$ (layer index)")
     ax.set_ylabel(r"$E(Y^{(t)})$, shifted: lowest whisker at 0")

@@ -8,7 +8,7 @@ import yaml
 from snakemake.utils import update_config, validate
 
 from unfolded.codeversion import stage_digest
-from unfolded.downloads import pending_downloads
+from unfolded.downloads import pending_downloads, use_this_interpreter_for_jobs
 from unfolded.config import FIGURE_TABLES, ConfigError, config_hash, validate_config
 
 
@@ -41,7 +41,7 @@ validate(config, "../schemas/config.schema.yaml")
 # goes first on PATH (inherited by local and SLURM jobs; `--sdm conda` puts the job's own environment
 # in front). The interpreter path is never part of a rule's params, so another path to the same
 # environment, a moved or copied clone, or another environment with the same package reruns nothing.
-os.environ["PATH"] = os.pathsep.join([os.path.dirname(sys.executable), os.environ.get("PATH", "")])
+use_this_interpreter_for_jobs()
 FORMATS = config["figures"]["formats"]
 LANDING_PAGE = "results/report/landing.rst"
 
