@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-slurm lint benchmark clean-results docs-figures readme
+.PHONY: all install test test-slurm lint benchmark clean-results docs-figures readme mutation
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -37,6 +37,14 @@ benchmark: $(STAMP)
 
 clean-results:
 	rm -rf results/data results/tables results/figures results/logs results/benchmarks results/report.html
+
+# Mutation testing of the maths and the counting code (about 30 min on 2 cores); survivors are
+# listed and explained in docs/testing.md
+mutation: $(STAMP)
+	$(BIN)/python -m pip install --quiet 'mutmut==3.8.1'
+	rm -rf mutants
+	$(BIN)/python tools/mutation.py run --max-children 2 || true
+	$(BIN)/python tools/mutation.py results
 
 # Refresh every generated block of the README from results/tables (after `make all`)
 readme: $(STAMP)

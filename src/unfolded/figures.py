@@ -420,7 +420,7 @@ def fig_accuracy(frame: pd.DataFrame) -> plt.Figure:
             ax.axhline(data["chance_accuracy"].max(), color="0.3", ls=":", lw=1.2,
                        label=f"majority class ({data['chance_accuracy'].max():.3f})")
             ax.legend(loc="lower right", fontsize=8)
-        seeds = data.groupby("model")["seed"].nunique().min()
+        seeds = data.groupby("model")["seed"].nunique().min() if "seed" in data else 1
         ax.set_title(f"{dataset}: mean ± 1 sd over {seeds} seeds (dots: seeds)", fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("test accuracy")
@@ -445,7 +445,7 @@ def fig_training_curves(frame: pd.DataFrame) -> plt.Figure:
             ax.plot(stats["step"], stats["mean"], color=colour, ls=style, lw=1.5, label=_model_name(model))
             ax.fill_between(stats["step"], stats["mean"] - stats["std"].fillna(0), stats["mean"] + stats["std"].fillna(0),
                             color=colour, alpha=0.15, lw=0)
-        seeds = data.groupby("model")["seed"].nunique().min() if not data.empty else 0
+        seeds = data.groupby("model")["seed"].nunique().min() if "seed" in data and not data.empty else 1
         ax.set_title(f"{dataset}: mean over {seeds} seeds, band ± 1 sd", fontsize=10)
         ax.set_xlabel("optimiser step")
         ax.set_ylabel("validation accuracy")
