@@ -33,9 +33,10 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "energy-curves": ("unfolded.experiments", "unfolded.artifacts"),
     "regime-search": ("unfolded.experiments", "unfolded.artifacts"),
     "summary": ("unfolded.experiments", "unfolded.artifacts"),
+    "report": ("unfolded.readme", "unfolded.artifacts"),
 }
 #: Stages whose digest also covers the file cli.py (without following its imports).
-WITH_CLI = ("claims", "figure", "summary")
+WITH_CLI = ("claims", "figure", "summary", "report")
 GLUE = "unfolded.cli"
 
 

@@ -133,14 +133,15 @@ def energy_block(tables: Path) -> str:
                 f"over active steps.")
         for _, t in group[group["state"] == "trained"].iterrows():
             near_chance = t["test_accuracy"] <= t["chance_accuracy"] + 0.02
-            still = max(t["change_W"], t["change_Wf"], t["change_B"]) < 0.01
             verdict = []
             if near_chance:
                 verdict.append("no better than the majority class")
-            if still:
+            if max(t["change_W"], t["change_Wf"], t["change_B"]) < 0.01:
                 verdict.append("its weights barely moved (every relative change below 1%)")
+            elif t["change_W"] < 0.01:
+                verdict.append("the attention weight W barely moved (below 1%)")
             sentences.append(
-                f"- `code` {dataset}, {names[t['variant']]} model after the authors' recipe: test accuracy "
+                f"- `derived` {dataset}, {names[t['variant']]} model after the authors' recipe: test accuracy "
                 f"{t['test_accuracy']:.3f} against {t['chance_accuracy']:.3f} for the majority class; relative weight change "
                 f"W {t['change_W']:.2g}, Wf {t['change_Wf']:.2g}, B {t['change_B']:.2g}"
                 + (f" ({'; '.join(verdict)})." if verdict else "."))
@@ -210,6 +211,24 @@ def figures_block(tables: Path) -> str:
     return "\n".join(lines)
 
 
+def runtime_block(tables: Path) -> str:
+    """Time per rule of the last run, from Snakemake's benchmark files (results/benchmarks)."""
+    root = tables.parent / "benchmarks"
+    rows = []
+    for path in sorted(root.rglob("*.tsv")):
+        rule = path.relative_to(root).parts[0].removesuffix(".tsv")
+        frame = pd.read_csv(path, sep="\t")
+        rows.append({"rule": rule, "seconds": float(frame["s"].iloc[-1])})
+    if not rows:
+        return "(no benchmark files yet)"
+    table = pd.DataFrame(rows).groupby("rule", sort=True)["seconds"].agg(["count", "sum", "max"]).reset_index()
+    total = table["sum"].sum()
+    table.columns = ["rule", "jobs", "total s", "longest job s"]
+    text = table.to_markdown(index=False, floatfmt=".0f")
+    return (f"{text}\n\nJob time summed over the timed rules: {total / 60:.1f} min (one thread per job; with "
+            f"`--cores 2` two jobs run at a time). Measured on the machine that produced the README's numbers.")
+
+
 BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "claims": ("claims.csv", claims_table),
     "claims-prose": ("claims.csv", claims_prose),
@@ -217,6 +236,7 @@ BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "regime": ("regime_search.csv", regime_block),
     "accuracy": ("accuracy.csv", accuracy_block),
     "figures": ("../data/alternating.parquet", figures_block),
+    "runtime": ("../benchmarks", runtime_block),
 }
 
 

@@ -16,7 +16,7 @@ rule report_pages:
         ),
         accuracy=report("results/tables/accuracy.html", caption="../report/accuracy.rst", category="Training"),
     params:
-        code=code("summary"),
+        code=code("report"),
     log:
         "results/logs/report_pages.log",
     conda:
