@@ -5,6 +5,8 @@ directly or inside functions (found by parsing the source, not by importing it, 
 cheap enough for the Snakefile to call at parse time). Only file contents enter the digest: a copied,
 moved or re-checked-out clone, or another interpreter running the same code, gives the same digest.
 
+This module is never part of a digest: it decides what reruns but computes no result.
+
 Policy: the command-line glue ``unfolded/cli.py`` imports every stage lazily, so its imports are never
 followed. The stages whose outputs are cheap to rebuild (claims, figures, summaries) add the file
 ``cli.py`` itself to their digest; the expensive ones (training, energy curves, synthetic tables)
@@ -38,6 +40,8 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
 #: Stages whose digest also covers the file cli.py (without following its imports).
 WITH_CLI = ("claims", "figure", "summary", "report")
 GLUE = "unfolded.cli"
+#: This module: the keying machinery itself, not part of any result (editing it must not retrain).
+KEYING = "unfolded.codeversion"
 
 
 def _module_file(name: str) -> Path | None:
@@ -96,7 +100,7 @@ def module_closure(entries: tuple[str, ...]) -> tuple[Path, ...]:
             continue
         seen.add(path)
         for module in _imports(path):
-            if module != GLUE:
+            if module not in (GLUE, KEYING):
                 stack.append(_module_file(module))
         if path.name != "__init__.py":  # importing a.b runs a/__init__.py first
             parent = path.parent / "__init__.py"
