@@ -18,7 +18,33 @@ mutators.mutation_operators[:] = [
     (node, operator) for node, operator in mutators.mutation_operators if operator is not mutators.operator_string
 ]
 
+import sys  # noqa: E402
+
 from mutmut.__main__ import cli  # noqa: E402
 
+#: The scope: every function of the maths modules, and the counting code of claims.py and
+#: experiments.py (the tallies, verdicts and summaries; not the instance generators, the
+#: statement strings or the pipeline drivers). mutmut matches these names with fnmatch.
+SCOPE = [
+    "unfolded.energy.*",
+    "unfolded.steps.*",
+    "unfolded.models.*",
+    "unfolded.diagnostics.*",
+    "unfolded.claims.xǁTallyǁ*",
+    "unfolded.claims.xǁClaimResultǁ*",
+    "unfolded.claims.xǁClaimǁ*",
+    "unfolded.claims.x_run_all__*",
+    "unfolded.experiments.x_monotone_fraction__*",
+    "unfolded.experiments.x_curve_summary__*",
+    "unfolded.experiments.x__curve_tensors__*",
+    "unfolded.experiments.x_layer_decomposition__*",
+    "unfolded.experiments.x_select_regime__*",
+    "unfolded.experiments.x_parameter_changes__*",
+    "unfolded.experiments.x_chance_accuracy__*",
+    "unfolded.experiments.x_trace_rows__*",
+]
+
 if __name__ == "__main__":
+    if sys.argv[1:2] == ["run"] and not [arg for arg in sys.argv[2:] if not arg.startswith("-") and not arg.isdigit()]:
+        sys.argv += SCOPE
     cli()
