@@ -139,3 +139,184 @@ def test_deeper_than_trained_only_for_tied_models():
     assert tied.trace(torch.rand(1, 4, 3, dtype=torch.float64), num_layers=5).energies.shape == (1, 6)
     with pytest.raises(ValueError, match="untied model has 2 layers"):
         UnfoldedTransformer(3, 2, tied=False).trace(torch.rand(1, 4, 3), num_layers=5)
+
+
+def _trace_table(variant="exact", seed=0, collapse_at=None, rise_at=None, samples=3, layers=4):
+    """A tidy energy-curve table like the energy-curves stage writes, with known shares."""
+    import numpy as np
+    import pandas as pd
+
+    from unfolded.experiments import trace_rows
+    from unfolded.models import LayerTrace
+
+    energies = torch.tensor([[10.0 - t for t in range(layers + 1)]] * samples, dtype=torch.float64)
+    if rise_at is not None:
+        energies[0, rise_at] = energies[0, rise_at - 1] + 1.0
+    spread = torch.ones(samples, layers + 1, dtype=torch.float64)
+    if collapse_at is not None:
+        spread[:, collapse_at:] = 1e-6
+    before, after = energies[:, :-1], energies[:, 1:]
+    middle = before - 0.25 * (before - after)  # the attention sub-step gives a quarter of each change
+    trace = LayerTrace(energies, before, middle, after, spread, torch.full((samples, layers), 0.1, dtype=torch.float64))
+    rows = trace_rows(trace, list(range(samples)), dataset="toy", variant=variant, seed=seed, relu=True,
+                      state="untrained")
+    for column in ("alpha_attention", "w_scale", "test_accuracy", "test_loss", "chance_accuracy", "change_W",
+                   "change_Wf", "change_B"):
+        rows[column] = np.nan
+    assert isinstance(rows, pd.DataFrame)
+    return rows
+
+
+def test_curve_summary_and_layer_decomposition_of_a_known_table():
+    import pandas as pd
+
+    from unfolded.experiments import curve_summary, layer_decomposition
+
+    table = pd.concat([_trace_table("exact", collapse_at=2), _trace_table("paper", rise_at=3)], ignore_index=True)
+    assert len(table) == 2 * 3 * 5 and table["step_before"].isna().sum() == 2 * 3
+    summary = curve_summary(table).set_index("variant")
+    assert summary.loc["exact", "monotone_fraction"] == 1.0 and summary.loc["exact", "strict_fraction"] == 1.0
+    assert summary.loc["exact", "active_fraction"] == pytest.approx(2 / 4)
+    assert summary.loc["exact", "collapse_layer"] == 2
+    # the rise at layer 3 of sample 0: one of 12 steps, and layer 4 falls from the raised value by 2
+    assert summary.loc["paper", "monotone_fraction"] == pytest.approx(11 / 12)
+    assert pd.isna(summary.loc["paper", "collapse_layer"]) and summary.loc["paper", "active_fraction"] == 1.0
+    assert summary.loc["exact", "attention_share"] == pytest.approx(0.25)
+    layers = layer_decomposition(table)
+    exact = layers[layers["variant"] == "exact"].set_index("layer")
+    assert list(exact.index) == [1, 2, 3, 4] and (exact["samples"] == 3).all()
+    assert exact.loc[1, "attention_decrease"] == pytest.approx(0.25) and exact.loc[1, "ffn_decrease"] == pytest.approx(0.75)
+    assert exact.loc[1, "total_decrease"] == pytest.approx(1.0)
+    assert exact.loc[2, "active_share"] == 1.0 and exact.loc[3, "active_share"] == 0.0  # spread fell at layer 2
+
+
+def test_select_regime_prefers_the_setting_closest_to_the_paper():
+    import pandas as pd
+
+    from unfolded.experiments import select_regime
+
+    rows = []
+    for phase in ("selection", "confirmation"):
+        for alpha, scale, active in ((1.0, 1.0, 0.2), (0.5, 1.0, 0.6), (0.5, 2.0, 0.9), (0.25, 1.0, 1.0)):
+            rows.append({"phase": phase, "alpha_attention": alpha, "w_scale": scale, "active_fraction": active,
+                         "strict_fraction_active": 1.0})
+    table = pd.DataFrame(rows)
+    pick = select_regime(table, 0.5, 0.5)
+    assert (pick["alpha_attention"], pick["w_scale"]) == (0.5, 1.0) and pick["confirmed"] and pick["candidates"] == 3
+    # exactly at the threshold passes; a step that does nothing (no strict decrease) does not
+    table.loc[table["alpha_attention"] == 1.0, "active_fraction"] = 0.5
+    assert select_regime(table, 0.5, 0.5)["alpha_attention"] == 1.0
+    table.loc[table["alpha_attention"] == 1.0, "strict_fraction_active"] = 0.49
+    assert select_regime(table, 0.5, 0.5)["alpha_attention"] == 0.5
+    # the pick fails on a confirmation seed
+    table.loc[(table["phase"] == "confirmation") & (table["alpha_attention"] == 0.5) & (table["w_scale"] == 1.0),
+              "active_fraction"] = 0.1
+    assert not select_regime(table, 0.5, 0.5)["confirmed"]
+    assert select_regime(table.assign(active_fraction=0.0), 0.5, 0.5)["alpha_attention"] is None
+
+
+def test_parameter_changes_and_chance_accuracy():
+    from types import SimpleNamespace
+
+    from unfolded.experiments import _snapshot, chance_accuracy, parameter_changes
+
+    torch.manual_seed(0)
+    module = SimpleNamespace(encoder=UnfoldedTransformer(4, 2, tied=False))
+    start = _snapshot(module)
+    with torch.no_grad():
+        module.encoder.layers[0].W.mul_(1.5)  # layer 1: |dW| / |W| = 0.5; layer 2 unchanged
+        module.encoder.layers[1].B.add_(module.encoder.layers[1].B)  # layer 2: |dB| / |B| = 1
+    changes = parameter_changes(start, module)
+    assert changes["change_W"] == pytest.approx(0.25) and changes["change_B"] == pytest.approx(0.5)
+    assert changes["change_Wf"] == 0.0
+    standard = SimpleNamespace(encoder=StandardTransformer(4, 1, num_heads=2))
+    changes = parameter_changes(_snapshot(standard), standard)
+    assert set(changes) == {"change_W", "change_Wf", "change_B"} and all(math.isnan(v) for v in changes.values())
+    assert chance_accuracy(torch.tensor([0, 1, 1, 2])) == 0.5
+
+
+def test_a_step_exactly_at_the_tolerance_is_not_a_rise():
+    """The rule is strict: a rise is after > before + tolerance; equality is still non-increasing."""
+    from unfolded.diagnostics import _margin
+
+    before = torch.tensor([0.0, 3.0, -7.0], dtype=torch.float64)
+    at = before + _margin(before)
+    assert non_increasing(before, at).all()
+    below = before - _margin(before)
+    assert not strict_decrease(before, below).any()  # exactly at the tolerance is not a strict decrease
+    assert active_steps(torch.tensor([[COLLAPSE_THRESHOLD, 0.0]], dtype=torch.float64)).tolist() == [[True]]
+
+
+def test_summaries_sort_their_curves_name_missing_seeds_and_carry_curve_attributes():
+    import pandas as pd
+
+    from unfolded.experiments import curve_summary, layer_decomposition
+
+    unfolded = _trace_table("exact")
+    unfolded.loc[:, ["test_accuracy", "chance_accuracy", "change_W"]] = [0.7, 0.5, 0.01]
+    standard = _trace_table("standard_tied")
+    standard["step_middle"] = float("nan")  # a standard layer has no attention sub-step energy
+    table = pd.concat([standard, unfolded], ignore_index=True).iloc[::-1].drop(columns="seed")
+    summary = curve_summary(table)
+    assert list(summary["variant"]) == ["exact", "standard_tied"] and (summary["seed"] == -1).all()
+    exact, standard_row = summary.iloc[0], summary.iloc[1]
+    assert exact["test_accuracy"] == 0.7 and exact["chance_accuracy"] == 0.5 and exact["change_W"] == 0.01
+    assert pd.isna(standard_row["test_accuracy"]) and pd.isna(standard_row["change_B"])
+    assert exact["attention_share"] == pytest.approx(0.25) and exact["attention_share_active"] == pytest.approx(0.25)
+    assert pd.isna(standard_row["attention_share"]) and pd.isna(standard_row["attention_share_active"])
+    layers = layer_decomposition(table)
+    assert set(layers["variant"]) == {"exact"} and (layers["seed"] == -1).all()
+    assert list(layers["layer"]) == [1, 2, 3, 4] and layers["active_share"].eq(1.0).all()
+
+
+def test_attention_share_over_active_steps_and_its_empty_cases():
+    before = torch.tensor([[4.0, 3.0]], dtype=torch.float64)
+    after = torch.tensor([[3.0, 1.0]], dtype=torch.float64)
+    attention = torch.tensor([[-0.5, -0.2]], dtype=torch.float64)
+    spread = torch.tensor([[1.0, 1e-6, 1e-6]], dtype=torch.float64)  # only the first step is active
+    row = curve_summary_row(before, after, spread, attention)
+    assert row["attention_share_active"] == pytest.approx(0.5) and row["attention_share"] == pytest.approx(0.7 / 3)
+    collapsed = curve_summary_row(before, after, torch.zeros(1, 3, dtype=torch.float64), attention)
+    assert math.isnan(collapsed["attention_share_active"])
+    flat = curve_summary_row(before, before, torch.ones(1, 3, dtype=torch.float64), torch.zeros(1, 2, dtype=torch.float64))
+    assert math.isnan(flat["attention_share"]) and math.isnan(flat["attention_share_active"])
+    # a median spread exactly at the threshold is not collapsed
+    assert collapse_layer(torch.tensor([[1.0, COLLAPSE_THRESHOLD]], dtype=torch.float64)) is None
+
+
+def test_monotone_fraction_compares_consecutive_points():
+    assert monotone_fraction(torch.tensor([[3.0, 2.0, 3.0, 2.5]], dtype=torch.float64)) == pytest.approx(2 / 3)
+
+
+def test_trace_rows_divide_the_spread_by_its_first_layer():
+    from unfolded.experiments import trace_rows
+    from unfolded.models import LayerTrace
+
+    energies = torch.tensor([[2.0, 1.0]], dtype=torch.float64)
+    trace = LayerTrace(energies, energies[:, :1], energies[:, :1], energies[:, 1:],
+                       torch.tensor([[2.0, 0.5]], dtype=torch.float64), torch.tensor([[0.3]], dtype=torch.float64))
+    rows = trace_rows(trace, [7], dataset="toy")
+    assert list(rows["relative_spread"]) == [1.0, 0.25] and list(rows["sample"]) == [7, 7]
+    assert math.isnan(rows["step_before"].iloc[0]) and rows["update"].iloc[1] == pytest.approx(0.3)
+
+
+def test_relu_indicator_shapes_zero_entries_and_padding():
+    from unfolded.energy import relu_indicator
+
+    Y = torch.zeros(2, 3, 4, dtype=torch.float64)
+    Y[1, 2, 0] = -1.0
+    assert relu_indicator(Y).tolist() == [0.0, math.inf] and relu_indicator(Y).dtype == torch.float64
+    mask = torch.tensor([[True, True, True], [True, True, False]])
+    assert relu_indicator(Y, mask).tolist() == [0.0, 0.0]  # the negative entry is padding
+    assert relu_indicator(Y[1]).shape == () and relu_indicator(Y[1]).item() == math.inf
+
+
+def test_select_regime_never_passes_a_curve_without_active_steps():
+    import pandas as pd
+
+    from unfolded.experiments import select_regime
+
+    table = pd.DataFrame([{"phase": phase, "alpha_attention": 1.0, "w_scale": 1.0, "active_fraction": 0.9,
+                           "strict_fraction_active": float("nan")} for phase in ("selection", "confirmation")])
+    pick = select_regime(table, 0.5, 0.5)
+    assert pick == {"alpha_attention": None, "w_scale": None, "confirmed": False, "candidates": 0}

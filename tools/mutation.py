@@ -22,13 +22,17 @@ import sys  # noqa: E402
 
 from mutmut.__main__ import cli  # noqa: E402
 
-#: The scope: every function of the maths modules, and the counting code of claims.py and
+#: The scope: every function of the maths modules (in models.py the energy-descent model, not the
+#: standard Transformer built from torch's own layers), and the counting code of claims.py and
 #: experiments.py (the tallies, verdicts and summaries; not the instance generators, the
 #: statement strings or the pipeline drivers). mutmut matches these names with fnmatch.
 SCOPE = [
     "unfolded.energy.*",
     "unfolded.steps.*",
-    "unfolded.models.*",
+    "unfolded.models.x_*",
+    "unfolded.models.xǁSymmetricSpectralClampǁ*",
+    "unfolded.models.xǁUnfoldedLayerǁ*",
+    "unfolded.models.xǁUnfoldedTransformerǁ*",
     "unfolded.diagnostics.*",
     "unfolded.claims.xǁTallyǁ*",
     "unfolded.claims.xǁClaimResultǁ*",
@@ -45,6 +49,17 @@ SCOPE = [
 ]
 
 if __name__ == "__main__":
-    if sys.argv[1:2] == ["run"] and not [arg for arg in sys.argv[2:] if not arg.startswith("-") and not arg.isdigit()]:
+    if sys.argv[1:3] == ["run", "--unchecked"]:
+        # continue an interrupted run: only the mutants in scope without a result yet
+        import fnmatch
+        import json
+        from pathlib import Path
+
+        del sys.argv[2]
+        for meta in sorted(Path("mutants/src/unfolded").glob("*.meta")):
+            for key, code in json.loads(meta.read_text())["exit_code_by_key"].items():
+                if code is None and any(fnmatch.fnmatch(key, pattern) for pattern in SCOPE):
+                    sys.argv.append(key)
+    elif sys.argv[1:2] == ["run"] and not [arg for arg in sys.argv[2:] if not arg.startswith("-") and not arg.isdigit()]:
         sys.argv += SCOPE
     cli()
