@@ -320,3 +320,16 @@ def test_select_regime_never_passes_a_curve_without_active_steps():
                            "strict_fraction_active": float("nan")} for phase in ("selection", "confirmation")])
     pick = select_regime(table, 0.5, 0.5)
     assert pick == {"alpha_attention": None, "w_scale": None, "confirmed": False, "candidates": 0}
+
+
+def test_the_tolerances_are_tight_in_absolute_terms():
+    """A loosened tolerance (say 1e-3 relative) would hide real rises: pin what must count."""
+    from unfolded.claims import Tally
+
+    one = torch.tensor([1.0, -50.0, 1e4], dtype=torch.float64)
+    assert not non_increasing(one, one + 1e-7 * (1 + one.abs())).any()  # a rise of 1e-7 relative is a rise
+    assert strict_decrease(one, one - 1e-7 * (1 + one.abs())).all()
+    tally = Tally()
+    tally.descent(one, one + 1e-8 * (1 + one.abs()))  # the claims are stricter still
+    assert tally.violations == 3
+    assert COLLAPSE_THRESHOLD <= 1e-3 and DESCENT_TOLERANCE <= 1e-9
