@@ -123,6 +123,14 @@ def energy_block(tables: Path) -> str:
                 f"{collapse} (median relative token spread below 1e-3); only {_pct(e['active_fraction'])} of its steps start "
                 f"from a non-collapsed state, so its {_pct(e['monotone_fraction'])} non-increasing steps are mostly "
                 f"feed-forward steps on one point.")
+        authors = group[(group["variant"] == "paper") & (group["state"] == "untrained") & group["relu"]]
+        if not authors.empty:
+            p = authors.iloc[0]
+            where = ("so its rises come in collapsed states" if p["monotone_fraction_active"] == 1.0
+                     else "so some rises come from non-collapsed states")
+            sentences.append(
+                f"- `code` {dataset}: the authors' model (untrained, ReLU) keeps {_pct(p['monotone_fraction'])} of its steps "
+                f"non-increasing, but {_pct(p['monotone_fraction_active'])} of its active steps, {where}.")
         if not active.empty:
             a = active.iloc[0]
             sentences.append(
