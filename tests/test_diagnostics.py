@@ -218,11 +218,11 @@ def test_select_regime_prefers_the_setting_closest_to_the_paper():
 def test_parameter_changes_and_chance_accuracy():
     from types import SimpleNamespace
 
-    from unfolded.experiments import _snapshot, chance_accuracy, parameter_changes
+    from unfolded.experiments import _energy_parameters, chance_accuracy, parameter_changes
 
     torch.manual_seed(0)
     module = SimpleNamespace(encoder=UnfoldedTransformer(4, 2, tied=False))
-    start = _snapshot(module)
+    start = _energy_parameters(module)
     with torch.no_grad():
         module.encoder.layers[0].W.mul_(1.5)  # layer 1: |dW| / |W| = 0.5; layer 2 unchanged
         module.encoder.layers[1].B.add_(module.encoder.layers[1].B)  # layer 2: |dB| / |B| = 1
@@ -230,7 +230,7 @@ def test_parameter_changes_and_chance_accuracy():
     assert changes["change_W"] == pytest.approx(0.25) and changes["change_B"] == pytest.approx(0.5)
     assert changes["change_Wf"] == 0.0
     standard = SimpleNamespace(encoder=StandardTransformer(4, 1, num_heads=2))
-    changes = parameter_changes(_snapshot(standard), standard)
+    changes = parameter_changes(_energy_parameters(standard), standard)
     assert set(changes) == {"change_W", "change_Wf", "change_B"} and all(math.isnan(v) for v in changes.values())
     assert chance_accuracy(torch.tensor([0, 1, 1, 2])) == 0.5
 

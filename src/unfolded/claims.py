@@ -26,7 +26,7 @@ import torch
 from torch import Tensor
 
 from .bounds import ATTENTION_STEP_BOUND
-from .diagnostics import COLLAPSE_THRESHOLD
+from .diagnostics import active_steps, relative_spread
 from .energy import attention_energy, ffn_energy, layernorm_projection, pairwise_energy
 from .models import UnfoldedTransformer, authors_ffn_normalisation
 from .reference import pairwise_energy_index_lists
@@ -727,8 +727,8 @@ def _full_layer(trials: int, gen: torch.Generator, feasible: bool = True, **laye
         model = UnfoldedTransformer(d, 6, **layer_options).double()
         Y = _normal(gen, 1, n, d, scale=math.exp(_uniform(gen, -1.0, 1.0)))
         trace = model.trace(Y.abs() if feasible else Y)
-        relative = trace.spread[0] / trace.spread[0, 0].clamp_min(1e-300)
-        tally.descent(trace.before[0], trace.after[0], active=relative[:-1] >= COLLAPSE_THRESHOLD)
+        active = active_steps(relative_spread(trace.spread))[0]
+        tally.descent(trace.before[0], trace.after[0], active=active)
     return tally
 
 

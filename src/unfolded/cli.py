@@ -18,7 +18,6 @@ TRAINED_FIGURES = ("fig5_energy_untrained", "fig6_energy_trained", "fig_accuracy
 #: the stages whose tables the trained figures read (from the parquet provenance)
 FIGURE_STAGES = {"fig5_energy_untrained": ("energy-curves", "combine"), "fig6_energy_trained": ("energy-curves", "combine"),
                  "fig_accuracy": ("accuracy",), "fig_training_curves": ("accuracy",)}
-README_START, README_END = "<!-- claims:start -->", "<!-- claims:end -->"
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
@@ -27,14 +26,6 @@ def _config_argument(parser: argparse.ArgumentParser) -> None:
         default=None,
         help="YAML file, or inline YAML/JSON text; missing keys take the schema defaults",
     )
-
-
-def _claims_markdown(frame) -> str:
-    columns = ["claim", "kind", "source", "conditions", "trials", "violations", "max_increase", "verdict"]
-    table = frame[columns].copy()
-    table["max_increase"] = table["max_increase"].map(lambda v: f"{v:.3g}")
-    table["conditions"] = table["conditions"].str.replace("|", r"\|", regex=False)
-    return table.to_markdown(index=False)
 
 
 def run_claims(args: argparse.Namespace) -> None:
@@ -48,6 +39,8 @@ def run_claims(args: argparse.Namespace) -> None:
     settings = config["claims"]
     trials = settings["trials"] if args.trials is None else args.trials
     seed = settings["seed"] if args.seed is None else args.seed
+    if args.update_readme and not Path(args.update_readme).is_file():
+        raise ConfigError(f"claims: --update-readme {args.update_readme} does not exist")
     if trials < 1 or seed < 0:
         raise ConfigError(f"claims: --trials must be a positive integer and --seed non-negative, got {trials} and {seed}")
     ids = list(CLAIMS)
@@ -59,7 +52,9 @@ def run_claims(args: argparse.Namespace) -> None:
     with atomic_path(args.csv) as temporary:
         frame.to_csv(temporary, index=False, float_format="%.6g")
     write_json(Path(args.csv).with_suffix(".provenance.json"), meta)
-    markdown = _claims_markdown(frame)
+    from .readme import claims_markdown, replace_block
+
+    markdown = claims_markdown(frame)
     failed = [r.claim for r in results if r.failed]
     if args.markdown:
         footer = (
@@ -69,24 +64,14 @@ def run_claims(args: argparse.Namespace) -> None:
         )
         write_text(args.markdown, markdown + footer)
     if args.update_readme:
-        _update_readme(Path(args.update_readme), markdown)
+        readme = Path(args.update_readme)
+        write_text(readme, replace_block(readme.read_text(), "claims", markdown))
     print(f"{len(results)} claims checked; failed: {failed or 'none'}", file=sys.stderr)
     if failed and not args.allow_failures:
         details = "; ".join(f"{r.claim} ({r.kind}): {r.verdict}" for r in results if r.failed)
         print(f"error: claims failed: {details}. The table was written; pass --allow-failures to exit 0.",
               file=sys.stderr)
         raise SystemExit(1)
-
-
-def _update_readme(path: Path, markdown: str) -> None:
-    from .artifacts import write_text
-
-    text = path.read_text()
-    if README_START not in text or README_END not in text:
-        raise SystemExit(f"{path}: markers {README_START} / {README_END} not found")
-    head, rest = text.split(README_START, 1)
-    _, tail = rest.split(README_END, 1)
-    write_text(path, f"{head}{README_START}\n{markdown}\n{README_END}{tail}")
 
 
 def run_synthetic(args: argparse.Namespace) -> None:

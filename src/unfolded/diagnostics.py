@@ -29,6 +29,7 @@ __all__ = [
     "collapse_layer",
     "curve_summary_row",
     "non_increasing",
+    "relative_spread",
     "strict_decrease",
     "token_spread",
 ]
@@ -63,6 +64,12 @@ def token_spread(Y: Tensor, mask: Tensor | None = None) -> Tensor:
     mean = (Y * weights).sum(1, keepdim=True) / weights.sum(1, keepdim=True).clamp_min(1.0)
     distance = (Y - mean).norm(dim=-1).masked_fill(~mask, 0.0)
     return distance.max(-1).values
+
+
+def relative_spread(spread: Tensor) -> Tensor:
+    """``spread (samples, layers + 1)`` divided by its layer-0 value, in float64."""
+    spread = torch.as_tensor(spread, dtype=torch.float64)
+    return spread / spread[..., :1].clamp_min(torch.finfo(torch.float64).tiny)
 
 
 def active_steps(relative_spread: Tensor) -> Tensor:

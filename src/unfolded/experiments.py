@@ -15,7 +15,7 @@ import pandas as pd
 import torch
 
 from .data import PreparedData, prepare
-from .diagnostics import curve_summary_row, non_increasing
+from .diagnostics import curve_summary_row, non_increasing, relative_spread
 from .models import LayerTrace
 from .training import SequenceClassifier, authors_normalise_, fit, layer_trace, paper_encoder
 
@@ -70,7 +70,7 @@ def trace_rows(trace: LayerTrace, indices: list[int], **columns) -> pd.DataFrame
         return torch.cat([nan_column, values.double()], 1).reshape(-1).numpy()
 
     spread = trace.spread.double()
-    relative = spread / spread[:, :1].clamp_min(torch.finfo(torch.float64).tiny)
+    relative = relative_spread(spread)
     return pd.DataFrame({
         **columns,
         "sample": np.repeat(np.asarray(indices), layers),
@@ -112,10 +112,6 @@ def parameter_changes(before: dict[str, list[torch.Tensor]], module: torch.nn.Mo
     return changes
 
 
-def _snapshot(module: torch.nn.Module) -> dict[str, list[torch.Tensor]]:
-    return _energy_parameters(module)
-
-
 def chance_accuracy(labels: torch.Tensor) -> float:
     """Accuracy of always predicting the most frequent class of ``labels``."""
     return float(torch.bincount(labels).max()) / len(labels)
@@ -146,7 +142,7 @@ def energy_curves(config: dict, dataset: str, checkpoint_root: Path, progress: b
         checkpoint_dir = checkpoint_root / variant
         module = _module(data, paper_encoder(width, cfg["num_layers"], True, variant, **options), width, cfg["lr"],
                          checkpoint_dir)
-        start = _snapshot(module)
+        start = _energy_parameters(module)
         summary = fit(module, data, checkpoint_dir, seed=cfg["seed"], batch_size=1, max_epochs=-1,
                       max_steps=cfg["train_steps"], accelerator=config["train"]["accelerator"], validate=False,
                       progress=progress)
@@ -211,7 +207,7 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
         optimizer=cfg["optimizer"], lr=cfg["lr"],
         weight_decay=cfg["weight_decay"], scheduler=cfg["scheduler"], diagnostics_dir=str(checkpoint_dir),
     )
-    start = _snapshot(module)
+    start = _energy_parameters(module)
     summary = fit(module, data, checkpoint_dir, seed=seed, batch_size=cfg["batch_size"], max_epochs=cfg["max_epochs"],
                   max_steps=cfg["max_steps"], accelerator=cfg["accelerator"], gradient_clip=cfg["gradient_clip"],
                   num_workers=cfg["num_workers"], progress=progress, callbacks=callbacks)
@@ -262,8 +258,8 @@ def regime_search(config: dict, datasets: list[str], progress: bool = True) -> p
             L.seed_everything(seed, verbose=False)
             encoder = paper_encoder(width, cfg["num_layers"], relu, "exact_active", alpha_attention=alpha, w_scale=scale)
             trace = layer_trace(_module(data, encoder, width, cfg["lr"], Path(".")), data, "test", indices)
-            relative = trace.spread / trace.spread[:, :1].clamp_min(torch.finfo(trace.spread.dtype).tiny)
-            summary = curve_summary_row(trace.before, trace.after, relative, trace.middle - trace.before)
+            summary = curve_summary_row(trace.before, trace.after, relative_spread(trace.spread),
+                                        trace.middle - trace.before)
             rows.append({"dataset": dataset, "phase": phase, "seed": seed, "alpha_attention": float(alpha),
                          "w_scale": float(scale), "relu": relu, **summary,
                          "median_update": float(trace.update.double().median())})

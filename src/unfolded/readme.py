@@ -33,7 +33,11 @@ def _of(row: pd.Series, what: str = "violations", total: str = "trials") -> str:
 
 
 def claims_table(tables: Path) -> str:
-    frame = pd.read_csv(tables / "claims.csv")
+    return claims_markdown(pd.read_csv(tables / "claims.csv"))
+
+
+def claims_markdown(frame: pd.DataFrame) -> str:
+    """The claims table as Markdown (the README block and results/tables/claims.md)."""
     columns = ["claim", "kind", "source", "conditions", "trials", "violations", "max_increase", "verdict"]
     table = frame[columns].copy()
     table["max_increase"] = table["max_increase"].map(lambda v: f"{v:.3g}")
