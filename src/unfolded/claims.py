@@ -748,6 +748,93 @@ def _full_layer_authors_realistic(trials: int, gen: torch.Generator) -> Tally:
     return _full_layer(trials, gen, feasible=False, attention_variant="official", relu=True, regularise_energy=True)
 
 
+# --------------------------------------------------------------------------------------------
+# Unfolded variants (residual step sizes, learned step sizes, multi-head energy)
+# --------------------------------------------------------------------------------------------
+
+
+def _multihead_instance(gen: torch.Generator):
+    heads, k = _integer(gen, 2, 4), _integer(gen, 1, 3)
+    b, n = _integer(gen, 1, 3), _integer(gen, 2, 12)
+    Y = _normal(gen, b, n, heads * k, scale=math.exp(_uniform(gen, -1.5, 1.5)))
+    mask = torch.rand(b, n, generator=gen) < _uniform(gen, 0.5, 1.0)
+    mask[:, :2] = True
+    W = torch.stack([_matrix(gen, k) for _ in range(heads)]) * math.exp(_uniform(gen, -1.0, 1.0))
+    return Y, mask, W
+
+
+def _multihead_energy_identity(trials: int, gen: torch.Generator) -> Tally:
+    """The multi-head energy and its MM step are the per-block single-head ones, summed and concatenated."""
+    tally = Tally()
+    for _ in range(trials):
+        Y, mask, W = _multihead_instance(gen)
+        heads, k = W.shape[0], W.shape[1]
+        blocks = [Y[..., h * k : (h + 1) * k] for h in range(heads)]
+        alpha = _uniform(gen, 0.0, ATTENTION_STEP_BOUND)
+        tally.identity(pairwise_energy(Y, W, mask), sum(pairwise_energy(y, W[h], mask) for h, y in enumerate(blocks)))
+        expected = torch.cat([attention_step(y, W[h], mask, alpha, use_sdpa=False) for h, y in enumerate(blocks)], -1)
+        tally.identity(attention_step(Y, W, mask, alpha), expected)
+    return tally
+
+
+def _multihead_descent(trials: int, gen: torch.Generator) -> Tally:
+    tally = Tally()
+    for _ in range(trials):
+        Y, mask, W = _multihead_instance(gen)
+        alpha = ATTENTION_STEP_BOUND * (1.0 if _integer(gen, 0, 1) else _uniform(gen, 0.0, 1.0))
+        tally.descent(pairwise_energy(Y, W, mask), pairwise_energy(attention_step(Y, W, mask, alpha), W, mask))
+    return tally
+
+
+def _learned_step_sizes_descent(trials: int, gen: torch.Generator) -> Tally:
+    """Step-size logits anywhere on the real line (up to +-40, where the sigmoid saturates in float64):
+    each sub-step of every layer still descends its own term (attention: pairwise, feed-forward: E_ff)."""
+    tally = Tally()
+    for _ in range(trials):
+        n, d = _integer(gen, 2, 12), _integer(gen, 2, 8)
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=gen)))
+        model = UnfoldedTransformer(d, 3, tied=_integer(gen, 0, 1) == 1, learned_step_sizes=True, relu=False,
+                                    regularise_energy=False, spectral_bound=_uniform(gen, 0.1, 0.99)).double()
+        with torch.no_grad():
+            model.step_logits.copy_(_normal(gen, 3, 2, scale=_uniform(gen, 0.1, 40.0)))
+        Y = _normal(gen, 1, n, d, scale=math.exp(_uniform(gen, -1.0, 1.0)))
+        with torch.no_grad():
+            for t in range(3):
+                layer = model.layer(t)
+                alpha_attention, alpha_ffn = model.step_sizes(t)
+                excess = max(0.0, float(alpha_attention) - ATTENTION_STEP_BOUND, float(alpha_ffn) - model.step_bounds[1],
+                             -float(alpha_attention), -float(alpha_ffn))
+                tally.condition(0 < alpha_attention <= ATTENTION_STEP_BOUND
+                                and 0 < alpha_ffn <= model.step_bounds[1], excess)
+                attended = layer.attend(Y, None, alpha_attention)
+                tally.descent(pairwise_energy(Y, layer.W), pairwise_energy(attended, layer.W))
+                Wf = layer.ffn_weight()
+                out = layer.feed_forward(attended, alpha_ffn)
+                tally.descent(ffn_energy(attended, Wf, layer.B), ffn_energy(out, Wf, layer.B))
+                Y = out
+    return tally
+
+
+def _residual_substeps_descent(trials: int, gen: torch.Generator) -> Tally:
+    """Step sizes below 1 (the residual variant): each sub-step keeps its own descent."""
+    tally = Tally()
+    for _ in range(trials):
+        Y, mask, _, d = _sequence(gen)
+        W = _matrix(gen, d, _integer(gen, 1, d + 2))
+        Wf = _symmetric(gen, d, _uniform(gen, -0.95, 0.0), _uniform(gen, 0.0, 0.95))
+        B = _normal(gen, d)
+        alpha = _uniform(gen, 0.0, 1.0)
+        attended = attention_step(Y, W, mask, alpha)
+        tally.descent(pairwise_energy(Y, W, mask), pairwise_energy(attended, W, mask))
+        tally.descent(ffn_energy(attended, Wf, B, mask), ffn_energy(ffn_step(attended, Wf, B, alpha), Wf, B, mask))
+    return tally
+
+
+def _full_layer_residual(trials: int, gen: torch.Generator) -> Tally:
+    return _full_layer(trials, gen, feasible=False, attention_variant="exact", relu=True, regularise_energy=False,
+                       alpha_attention=0.5, alpha_ffn=0.5)
+
+
 def _claim(id: str, kind: str, source: str, statement: str, conditions: str, section: str, run) -> Claim:
     if kind not in KINDS:
         raise ValueError(f"claim kind: expected one of {KINDS}, got {kind!r}")
@@ -837,6 +924,21 @@ _REGISTRY = [
     _claim("full_layer_authors_realistic", "report", "code",
            "authors' layer on their energy from inputs with negative entries", "6 tied layers, alpha = 1, Gaussian Y",
            "6.5, 7", _full_layer_authors_realistic),
+    _claim("multihead_energy_identity", "identity", "derived",
+           "multi-head energy = sum of per-block pairwise terms; its MM step = per-block attention, concatenated",
+           "W (H, k, k), d = H k, masks", "4.1 (extension)", _multihead_energy_identity),
+    _claim("multihead_attention_descent", "theorem", "derived",
+           "multi-head attention step (key bias, one W_h per block) never increases the multi-head energy",
+           "0 < alpha <= 2 (half the draws at 2), any W_h", "4.1 (extension)", _multihead_descent),
+    _claim("learned_step_sizes_descent", "theorem", "derived",
+           "learned step sizes alpha = bound x sigmoid(logit) stay in range, and each sub-step descends its term",
+           "any logit, |Wf| <= spectral_bound", "4.1, 4.2 (extension)", _learned_step_sizes_descent),
+    _claim("residual_substeps_descent", "theorem", "derived",
+           "with step sizes below 1 (residual-like), attention descends E_p and the ffn step E_ff",
+           "0 < alpha < 1, |Wf| <= 0.95", "4.1, 4.2 (extension)", _residual_substeps_descent),
+    _claim("full_layer_residual", "report", "hypothesis",
+           "consistent layer with step sizes 0.5 on E_p + E_ff from inputs with negative entries",
+           "6 tied layers, alpha = 0.5, |Wf| <= 0.95, Gaussian Y", "7 (extension)", _full_layer_residual),
 ]
 
 CLAIMS: dict[str, Claim] = {claim.id: claim for claim in _REGISTRY}

@@ -14,10 +14,12 @@ from pathlib import Path
 from .config import FIGURE_TABLES, ConfigError, load_config
 
 SYNTHETIC_EXPERIMENTS = ("apollonius", "alternating", "kappa")
-TRAINED_FIGURES = ("fig5_energy_untrained", "fig6_energy_trained", "fig_accuracy", "fig_training_curves")
+TRAINED_FIGURES = ("fig5_energy_untrained", "fig6_energy_trained", "fig_accuracy", "fig_training_curves",
+                   "fig_depth_extrapolation")
 #: the stages whose tables the trained figures read (from the parquet provenance)
 FIGURE_STAGES = {"fig5_energy_untrained": ("energy-curves", "combine"), "fig6_energy_trained": ("energy-curves", "combine"),
-                 "fig_accuracy": ("accuracy",), "fig_training_curves": ("accuracy",)}
+                 "fig_accuracy": ("accuracy",), "fig_training_curves": ("accuracy",),
+                 "fig_depth_extrapolation": ("depth",)}
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
@@ -142,7 +144,7 @@ def run_figure(args: argparse.Namespace) -> None:
     print(f"{args.name}: wrote {', '.join(args.out)}", file=sys.stderr)
 
 
-DATA_NAMES = ("polarity", "digits", "imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B")
+DATA_NAMES = ("polarity", "order", "digits", "imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B")
 
 
 def _check_data_names(names: list[str]) -> None:
@@ -210,21 +212,43 @@ def run_data(args: argparse.Namespace) -> None:
 def run_train(args: argparse.Namespace) -> None:
     from .artifacts import provenance, write_parquet
     from .experiments import train_run
-    from .training import write_run
+    from .training import split_model, write_run
 
     config = load_config(args.config)
     if args.seed < 0:
         raise ConfigError(f"train: --seed must be a non-negative integer, got {args.seed}")
     _check_data_names([args.dataset])
     checkpoint_dir = Path(args.checkpoint_dir)
-    module, summary, energies = train_run(config, args.dataset, args.model, args.seed, checkpoint_dir,
-                                          progress=not args.no_progress)
+    try:
+        split_model(args.model)
+    except ValueError as error:
+        raise ConfigError(f"train: {error}") from None
+    if args.lr is not None and args.lr <= 0:
+        raise ConfigError(f"train: --lr must be positive, got {args.lr}")
+    module, summary, energies, depth = train_run(config, args.dataset, args.model, args.seed, checkpoint_dir,
+                                                 progress=not args.no_progress, lr=args.lr)
     settings = {"train": config["train"], "data": config["data"]}
-    meta = provenance("train", settings, args.seed, dataset=args.dataset, model=args.model)
+    meta = provenance("train", settings, args.seed, dataset=args.dataset, model=args.model, lr=summary["lr"])
     run_dir = Path(args.run_dir)
     write_parquet(energies, run_dir / "energies.parquet", meta)
+    write_parquet(depth, run_dir / "depth.parquet", meta)
     write_run(run_dir, summary, module, checkpoint_dir, meta)
-    print(f"{args.dataset}/{args.model}/seed{args.seed}: test accuracy {summary['test_accuracy']:.4f}", file=sys.stderr)
+    print(f"{args.dataset}/{args.model}/lr{summary['lr']:g}/seed{args.seed}: test accuracy "
+          f"{summary['test_accuracy']:.4f} (best validation {summary['val_accuracy']:.4f})", file=sys.stderr)
+
+
+def run_probe(args: argparse.Namespace) -> None:
+    from .artifacts import provenance, write_json
+    from .data import prepare
+    from .experiments import linear_probe
+
+    config = load_config(args.config)
+    _check_data_names([args.dataset])
+    result = linear_probe(prepare(args.dataset, config), config["train"]["probe_C"])
+    meta = provenance("probe", {"data": config["data"], "probe_C": config["train"]["probe_C"]}, 0,
+                      dataset=args.dataset, model="linear_probe")
+    write_json(args.out, {**meta, "summary": {**result, "variant": "base", "family": "linear_probe", "lr": float("nan")}})
+    print(f"{args.dataset}/linear_probe: test accuracy {result['test_accuracy']:.4f} (C = {result['C']:g})", file=sys.stderr)
 
 
 def run_energy_curves(args: argparse.Namespace) -> None:
@@ -333,35 +357,40 @@ def run_combine(args: argparse.Namespace) -> None:
 
 
 def run_accuracy(args: argparse.Namespace) -> None:
+    import json
+
     import pandas as pd
 
     from .artifacts import atomic_path, provenance, write_parquet, write_text
     from .experiments import curve_summary, summarise_runs
+    from .study import accuracy_markdown, select_learning_rates, summarise_accuracy
 
     runs = summarise_runs([Path(p) for p in args.runs])
+    probes = [json.loads(Path(p).read_text()) for p in args.probes or []]
+    if probes:
+        runs = pd.concat([runs, pd.DataFrame([{"dataset": r["dataset"], "model": "linear_probe", "seed": r["seed"],
+                                               **r["summary"]} for r in probes])], ignore_index=True)
+    runs = select_learning_rates(runs)
     # results (reproduced byte for byte by a rerun) and timings (which are not) go in separate tables
     timing_columns = [c for c in ("train_seconds", "samples_per_second", "resumed") if c in runs]
-    timings = runs[["dataset", "model", "seed", *timing_columns]]
-    runs = runs.drop(columns=timing_columns)
+    timings = runs[["dataset", "model", "lr", "seed", *timing_columns]]
+    runs = runs.drop(columns=[*timing_columns, "C_grid", "learned_alpha_attention", "learned_alpha_ffn"], errors="ignore")
     with atomic_path(args.csv) as temporary:
         runs.to_csv(temporary, index=False, float_format="%.6g")
+    summary = summarise_accuracy(runs)
+    if args.summary:
+        with atomic_path(args.summary) as temporary:
+            summary.to_csv(temporary, index=False, float_format="%.6g")
     if args.timings:
         with atomic_path(args.timings) as temporary:
             timings.to_csv(temporary, index=False, float_format="%.6g")
     if args.table:
-        write_parquet(runs, args.table, provenance("accuracy", {"runs": len(runs)}, None))
-    grouped = runs.groupby(["dataset", "model"])
-    table = pd.DataFrame({
-        "test accuracy (mean ± sd)": grouped["test_accuracy"].agg(
-            lambda s: f"{s.mean():.4f} ± {s.std(ddof=1):.4f}" if len(s) > 1 else f"{s.mean():.4f}"),
-        "seeds": grouped["seed"].count(),
-        "parameters": grouped["parameters"].first(),
-        "energy non-increasing": grouped["energy_monotone_fraction"].mean().map(lambda v: f"{100 * v:.1f}%"),
-    }).reset_index()
-    text = table.to_markdown(index=False)
-    text += ("\n\nsd: sample standard deviation over seeds (ddof = 1). Energy column: share of (test sample, layer) "
-             "steps that did not raise the energy of the layer taking them; for unfolded models their own energy, for "
-             "standard models the fixed probe energy (see README). Timings: results/tables/timings.csv.\n")
+        write_parquet(runs[runs["selected"]].reset_index(drop=True), args.table,
+                      provenance("accuracy", {"runs": len(runs)}, None))
+    text = "# Accuracy\n\n" + accuracy_markdown(summary)
+    text += ("\nEnergy non-increasing (accuracy_summary.csv): share of (test sample, layer) steps that did not raise the "
+             "energy of the layer taking them; for unfolded models their own energy, for standard models the fixed probe "
+             "energy (see README). Every run: results/tables/accuracy.csv; timings: results/tables/timings.csv.\n")
     if args.energy_curves:
         curves = curve_summary(pd.concat([pd.read_parquet(p) for p in args.energy_curves], ignore_index=True))
         text += "\n## Energy curves (Figures 5-6)\n\n" + curves.to_markdown(index=False, floatfmt=".4f") + "\n"
@@ -370,10 +399,63 @@ def run_accuracy(args: argparse.Namespace) -> None:
         frames = []
         for run in args.runs:
             metrics = pd.read_csv(Path(run) / "metrics.csv")
-            record = __import__("json").loads((Path(run) / "provenance.json").read_text())
-            metrics = metrics.assign(dataset=record["dataset"], model=record["model"], seed=record["seed"])
+            record = json.loads((Path(run) / "provenance.json").read_text())
+            metrics = metrics.assign(dataset=record["dataset"], model=record["model"], seed=record["seed"],
+                                     lr=record["summary"]["lr"])
             frames.append(metrics)
-        write_parquet(pd.concat(frames, ignore_index=True), args.training_curves, provenance("accuracy", {}, None))
+        curves = pd.concat(frames, ignore_index=True)
+        picked = set(map(tuple, summary[["dataset", "model", "lr"]].dropna().to_numpy().tolist()))
+        curves = curves[[(d, m, lr) in picked for d, m, lr in curves[["dataset", "model", "lr"]].itertuples(index=False)]]
+        write_parquet(curves.reset_index(drop=True), args.training_curves, provenance("accuracy", {}, None))
+
+
+def run_depth(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .artifacts import atomic_path, provenance, write_parquet
+    from .study import depth_table
+
+    frames = [pd.read_parquet(p) for p in args.data]
+    depth = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(not f.empty for f in frames) \
+        else pd.DataFrame(columns=["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update", "energy"])
+    table = depth_table(depth, pd.read_csv(args.selection))
+    with atomic_path(args.csv) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+    write_parquet(table, args.table, provenance("depth", {"runs": len(args.data)}, None))
+    print(f"{args.csv}: {len(table)} rows", file=sys.stderr)
+
+
+def run_archive(args: argparse.Namespace) -> None:
+    from .study import archive_study
+
+    config = load_config(args.config)
+    if not args.study_id or "/" in args.study_id:
+        raise ConfigError(f"archive: --study-id must be a plain name, got {args.study_id!r}")
+    missing = [name for name in ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")
+               if not (Path(args.tables) / name).exists()]
+    if missing:
+        raise ConfigError(f"archive: {args.tables} lacks {missing}; run the study first "
+                          "(snakemake --cores all --configfile config/study.yaml)")
+    meta = archive_study(args.study_id, Path(args.tables), Path(args.runs), Path(args.benchmarks),
+                         Path(args.out) / args.study_id, config)
+    print(f"archived {meta['runs']} runs ({meta['cpu_hours']:.2f} CPU-hours) in {Path(args.out) / args.study_id}",
+          file=sys.stderr)
+
+
+def run_study_figures(args: argparse.Namespace) -> None:
+    from .artifacts import provenance, save_figure, write_text
+    from .config import FiguresConfig
+    from .figures import fig_accuracy, fig_depth_extrapolation
+    from .study import load_archive, study_markdown
+
+    config = load_config(args.config)
+    figures = FiguresConfig.from_config(config)
+    runs, summary, depth, archived = load_archive(Path(args.archive))
+    meta = provenance("study-figures", {"archive": str(args.archive), "config_hash": archived.get("config_hash")}, None)
+    save_figure(fig_accuracy(runs[runs["selected"]]), args.accuracy, meta, dpi=figures.dpi)
+    save_figure(fig_depth_extrapolation(depth), args.depth, meta, dpi=figures.dpi)
+    if args.markdown:
+        write_text(args.markdown, study_markdown(summary, depth, archived))
 
 
 def run_readme(args: argparse.Namespace) -> None:
@@ -402,6 +484,40 @@ def build_parser() -> argparse.ArgumentParser:
         description="Stages of the 'Transformers from an Optimization Perspective' replication pipeline.",
     )
     stages = parser.add_subparsers(dest="stage", required=True, metavar="<stage>")
+
+    depth = stages.add_parser(
+        "depth", help="depth-extrapolation table of the tied runs at their picked learning rates",
+        description="Concatenate the runs' depth.parquet (tied encoders run at depths 1 to depth_factor x L) and keep "
+                    "each (dataset, model) at the learning rate picked in accuracy_summary.csv.")
+    depth.add_argument("--data", nargs="+", required=True, help="runs' depth.parquet files")
+    depth.add_argument("--selection", required=True, help="accuracy_summary.csv (the learning-rate picks)")
+    depth.add_argument("--csv", required=True, help="output CSV (results/tables/depth.csv)")
+    depth.add_argument("--table", required=True, help="output parquet with provenance (for the figure)")
+    depth.set_defaults(run=run_depth)
+
+    archive = stages.add_parser(
+        "archive", help="archive a finished study's result tables with provenance",
+        description="Copy accuracy.csv, accuracy_summary.csv, depth.csv and timings.csv into <out>/<study-id>/ with "
+                    "provenance.json: config, commit, machine, CPU-hours from the train jobs' benchmarks, job count, and "
+                    "the SHA-256 of the checkpoints of every picked run.")
+    _config_argument(archive)
+    archive.add_argument("--study-id", required=True, help="name of the archive folder")
+    archive.add_argument("--tables", default="results/tables", help="where the study's tables are")
+    archive.add_argument("--runs", default="results/runs", help="where the study's runs are (checkpoints)")
+    archive.add_argument("--benchmarks", default="results/benchmarks/train", help="the train jobs' benchmark files")
+    archive.add_argument("--out", default="results/archive", help="archive root")
+    archive.set_defaults(run=run_archive)
+
+    study_figures = stages.add_parser(
+        "study-figures", help="rebuild the study figures and README section from an archive, without training",
+        description="Read results/archive/<study-id>/ and draw the accuracy and depth-extrapolation figures; "
+                    "optionally write the generated study section.")
+    _config_argument(study_figures)
+    study_figures.add_argument("--archive", required=True, help="results/archive/<study-id>")
+    study_figures.add_argument("--accuracy", nargs="+", required=True, help="accuracy figure path(s)")
+    study_figures.add_argument("--depth", nargs="+", required=True, help="depth-extrapolation figure path(s)")
+    study_figures.add_argument("--markdown", help="output Markdown of the study section")
+    study_figures.set_defaults(run=run_study_figures)
 
     claims = stages.add_parser(
         "claims", help="check every claim of unfolded.claims and write the table",
@@ -456,14 +572,27 @@ def build_parser() -> argparse.ArgumentParser:
                     "per-layer energy trace of test sequences, final checkpoint and provenance. A rerun resumes from "
                     "the checkpoint directory when the checkpoints there were made by the same code.")
     _config_argument(train)
-    train.add_argument("--dataset", required=True, help="polarity, digits, imdb, sst2, mnist or cifar10")
-    train.add_argument("--model", required=True, choices=("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied"),
-                       help="encoder family and weight tying")
+    train.add_argument("--dataset", required=True, help="polarity, order, digits, imdb, sst2, mnist or cifar10")
+    train.add_argument("--model", required=True,
+                       help="unfolded_tied, unfolded_untied, standard_tied, standard_untied or bag_of_embeddings; an "
+                            "unfolded model may carry a variant: unfolded_tied-residual, -learned_steps, -multihead")
+    train.add_argument("--lr", type=float, help="learning rate (default: the first of train.learning_rates for the model's family)")
     train.add_argument("--seed", type=int, required=True, help="seed of the initialisation and the batch order (>= 0)")
-    train.add_argument("--run-dir", required=True, help="outputs: metrics.csv, energies.parquet, last.ckpt, provenance.json")
+    train.add_argument("--run-dir", required=True,
+                       help="outputs: metrics.csv, energies.parquet, depth.parquet, model.ckpt (the tested epoch), provenance.json")
     train.add_argument("--checkpoint-dir", required=True, help="Lightning checkpoints; a rerun resumes from last.ckpt here")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
+
+    probe = stages.add_parser(
+        "probe", help="the linear-probe baseline of one dataset (scikit-learn logistic regression)",
+        description="Fit a logistic regression on the flattened raw input (token vectors or patches of every position, "
+                    "zero-padded), pick C from train.probe_C on the validation split, and write test accuracy, the "
+                    "dataset's known accuracy ceilings and provenance as JSON.")
+    _config_argument(probe)
+    probe.add_argument("--dataset", required=True, help="dataset name")
+    probe.add_argument("--out", required=True, help="output JSON (the run's provenance.json)")
+    probe.set_defaults(run=run_probe)
 
     curves = stages.add_parser(
         "energy-curves", help="per-layer energies before and after training (Figures 5-6)",
@@ -513,10 +642,13 @@ def build_parser() -> argparse.ArgumentParser:
         "accuracy", help="summarise training runs into the accuracy table",
         description="Collect every run's provenance.json into one row per (dataset, model, seed); timings go to a "
                     "separate table so the accuracy table is reproduced byte for byte.")
-    accuracy.add_argument("--runs", nargs="+", required=True, help="run directories (results/runs/<dataset>/<model>/seed<k>)")
-    accuracy.add_argument("--csv", required=True, help="output CSV, one row per run")
+    accuracy.add_argument("--runs", nargs="+", required=True,
+                          help="run directories (results/runs/<dataset>/<model>/lr<rate>/seed<k>)")
+    accuracy.add_argument("--probes", nargs="*", default=[], help="linear-probe results (results/runs/<dataset>/linear_probe/provenance.json)")
+    accuracy.add_argument("--csv", required=True, help="output CSV, one row per run, with the learning-rate pick (selected)")
+    accuracy.add_argument("--summary", help="output CSV, one row per (dataset, model): pick, mean, sd, 95%% CI, ceilings")
     accuracy.add_argument("--markdown", required=True, help="output Markdown summary (mean ± sd over seeds)")
-    accuracy.add_argument("--table", help="output parquet copy of the CSV (read by fig_accuracy)")
+    accuracy.add_argument("--table", help="output parquet of the picked runs (read by fig_accuracy)")
     accuracy.add_argument("--timings", help="output CSV of training times and throughput, kept out of the results")
     accuracy.add_argument("--energy-curves", nargs="*", default=[], help="energy-curve tables to summarise")
     accuracy.add_argument("--training-curves", help="output parquet: every run's logged metrics")

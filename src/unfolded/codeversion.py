@@ -34,11 +34,12 @@ STAGE_MODULES: dict[str, tuple[str, ...]] = {
     "train": ("unfolded.experiments", "unfolded.artifacts"),
     "energy-curves": ("unfolded.experiments", "unfolded.artifacts"),
     "regime-search": ("unfolded.experiments", "unfolded.artifacts"),
-    "summary": ("unfolded.experiments", "unfolded.artifacts"),
+    "summary": ("unfolded.experiments", "unfolded.study", "unfolded.artifacts"),
+    "study": ("unfolded.study", "unfolded.figures", "unfolded.artifacts"),
     "report": ("unfolded.readme", "unfolded.artifacts"),
 }
 #: Stages whose digest also covers the file cli.py (without following its imports).
-WITH_CLI = ("claims", "figure", "summary", "report")
+WITH_CLI = ("claims", "figure", "summary", "report", "study")
 GLUE = "unfolded.cli"
 #: This module: the keying machinery itself, not part of any result (editing it must not retrain).
 KEYING = "unfolded.codeversion"

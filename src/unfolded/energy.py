@@ -16,6 +16,8 @@ from torch import Tensor
 
 __all__ = [
     "attention_energy",
+    "head_blocks",
+    "merge_heads",
     "ffn_energy",
     "layernorm_projection",
     "pairwise_energy",
@@ -58,22 +60,45 @@ def pairwise_energy(Y: Tensor, W: Tensor, mask: Tensor | None = None) -> Tensor:
 
     The metric is ``W W^T`` (rows times ``W``), as in the authors' energy. This term alone
     carries the majorization-minimization descent theorem of the attention step (paper.md 4.1).
+    Multi-head energy: with ``W (H, k, k)`` and ``d = H k`` the features split into ``H`` blocks
+    (:func:`head_blocks`) and the energy is the sum of one such term per block, block ``h`` with
+    its own ``W_h``; its MM step is multi-head attention (:func:`unfolded.steps.attention_step`).
     Returns shape ``(b,)``.
     """
     Y, weights, unbatched = _batched(Y, mask)
-    kernel = torch.exp(-0.5 * squared_distances(Y @ W))  # (b, n, n)
     n = Y.shape[1]
     off_diagonal = ~torch.eye(n, dtype=torch.bool, device=Y.device)
     pair_weights = weights.unsqueeze(-1) * weights.unsqueeze(-2) * off_diagonal  # (b, n, n)
+    if W.dim() == 3:  # multi-head energy: one pairwise term per feature block
+        kernel = torch.exp(-0.5 * squared_distances(head_blocks(Y, W.shape[0]) @ W))  # (b, H, n, n)
+        kernel = kernel.sum(1)
+    else:
+        kernel = torch.exp(-0.5 * squared_distances(Y @ W))  # (b, n, n)
     # The sum over ordered pairs i != j counts every unordered pair twice.
     energy = -0.5 * (kernel * pair_weights).sum((-1, -2))
     return _unbatch(energy, unbatched)
 
 
+def head_blocks(Y: Tensor, heads: int) -> Tensor:
+    """Split the features of ``Y (b, n, d)`` into ``heads`` consecutive blocks: ``(b, heads, n, d / heads)``."""
+    b, n, d = Y.shape
+    if d % heads:
+        raise ValueError(f"heads: {heads} must divide the width d = {d}")
+    return Y.reshape(b, n, heads, d // heads).transpose(1, 2)
+
+
+def merge_heads(Y: Tensor) -> Tensor:
+    """Inverse of :func:`head_blocks`: ``(b, H, n, k) -> (b, n, H k)``."""
+    b, heads, n, k = Y.shape
+    return Y.transpose(1, 2).reshape(b, n, heads * k)
+
+
 def regulariser(Y: Tensor, W: Tensor, mask: Tensor | None = None) -> Tensor:
     """``1/2 sum_i |y_i W|^2`` over real tokens: the authors' regulariser R(Y) (paper.md 3.1)."""
     Y, weights, unbatched = _batched(Y, mask)
-    energy = 0.5 * ((Y @ W).pow(2).sum(-1) * weights).sum(-1)
+    Z = head_blocks(Y, W.shape[0]) @ W if W.dim() == 3 else Y @ W
+    squares = Z.pow(2).sum((1, -1)) if W.dim() == 3 else Z.pow(2).sum(-1)  # (b, n)
+    energy = 0.5 * (squares * weights).sum(-1)
     return _unbatch(energy, unbatched)
 
 

@@ -416,17 +416,59 @@ def fig_accuracy(frame: pd.DataFrame) -> plt.Figure:
         sns.barplot(data=data, x="name", y="test_accuracy", order=order, ax=ax, errorbar=("sd", 1), alpha=0.6,
                     err_kws={"linewidth": 1.2})
         sns.stripplot(data=data, x="name", y="test_accuracy", order=order, ax=ax, color="black", size=4)
-        if "chance_accuracy" in data and data["chance_accuracy"].notna().any():
-            ax.axhline(data["chance_accuracy"].max(), color="0.3", ls=":", lw=1.2,
-                       label=f"majority class ({data['chance_accuracy'].max():.3f})")
+        lines = (("chance_accuracy", "majority class", ":"), ("bag_of_words_ceiling", "best bag of words", "--"),
+                 ("oracle_ceiling", "oracle", "-."))
+        for column, label, style in lines:
+            if column in data and data[column].notna().any():
+                ax.axhline(data[column].max(), color="0.3", ls=style, lw=1.2, label=f"{label} ({data[column].max():.3f})")
+        if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=8)
         seeds = data.groupby("model")["seed"].nunique().min() if "seed" in data else 1
         ax.set_title(f"{dataset}: mean ± 1 sd over {seeds} seeds (dots: seeds)", fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1)
-        ax.tick_params(axis="x", rotation=20)
+        ax.tick_params(axis="x", rotation=35, labelsize=8)
     figure.tight_layout()
+    return figure
+
+
+def fig_depth_extrapolation(frame: pd.DataFrame) -> plt.Figure:
+    """Tied encoders trained at depth L and run at depths 1 to 4L: test accuracy, the relative update
+    of the last layer, and the mean energy (unfolded encoders only; a standard layer has none).
+    Lines are means over seeds, bands +-1 sd; the dashed vertical line marks the trained depth."""
+    set_style()
+    datasets = sorted(frame["dataset"].unique()) if not frame.empty else ["(no runs)"]
+    figure, axes = plt.subplots(3, len(datasets), figsize=(4.4 * len(datasets), 8.4), squeeze=False)
+    palette = dict(zip(sorted(frame["model"].unique()) if not frame.empty else [], sns.color_palette("colorblind", 12)))
+    rows = (("test_accuracy", "test accuracy", False), ("update", "relative update |ΔY| / |Y|", True),
+            ("energy", "mean energy (unfolded)", False))
+    for column, dataset in enumerate(datasets):
+        data = frame[frame["dataset"] == dataset]
+        for row, (value, label, log) in enumerate(rows):
+            ax = axes[row][column]
+            for model, group in data.groupby("model", sort=True):
+                if group[value].isna().all():
+                    continue
+                stats = group.groupby("depth")[value].agg(["mean", "std"]).reset_index()
+                ax.plot(stats["depth"], stats["mean"], color=palette[model], lw=1.4, label=_model_name(model))
+                ax.fill_between(stats["depth"], stats["mean"] - stats["std"].fillna(0),
+                                stats["mean"] + stats["std"].fillna(0), color=palette[model], alpha=0.15, lw=0)
+            if not data.empty:
+                ax.axvline(data["trained_depth"].iloc[0], color="0.4", ls="--", lw=1)
+            if log and not data.empty and (data[value] > 0).any():
+                ax.set_yscale("log")
+            ax.set_ylabel(label)
+            ax.set_xlabel("depth at test time" if row == 2 else "")
+            if row == 0:
+                seeds = data.groupby("model")["seed"].nunique().min() if not data.empty else 0
+                ax.set_title(f"{dataset}: mean ± 1 sd over {seeds} seed(s)", fontsize=10)
+    handles, labels = {}, {}
+    for ax in axes.flat:
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
+            handles.setdefault(label, handle)
+    figure.legend(list(handles.values()), list(handles), loc="lower center", ncol=4, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.07, 1, 1))
     return figure
 
 
@@ -460,4 +502,5 @@ FIGURES.update({
     "fig6_energy_trained": fig6_energy_trained,
     "fig_accuracy": fig_accuracy,
     "fig_training_curves": fig_training_curves,
+    "fig_depth_extrapolation": fig_depth_extrapolation,
 })

@@ -15,6 +15,7 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .energy import total_energy
+from .bounds import ATTENTION_STEP_BOUND, ffn_step_bound
 from .steps import ATTENTION_VARIANTS, attention_step, ffn_step, layernorm_projection, relu_step
 
 __all__ = [
@@ -119,6 +120,7 @@ class UnfoldedLayer(nn.Module):
         layer_norm_eps: float = 1e-6,
         use_sdpa: bool = True,
         w_scale: float = 1.0,
+        energy_heads: int = 1,
     ):
         super().__init__()
         if attention_variant not in ATTENTION_VARIANTS:
@@ -131,7 +133,16 @@ class UnfoldedLayer(nn.Module):
         self.regularise_energy, self.use_sdpa = regularise_energy, use_sdpa
         # w_scale multiplies the Xavier-normal init of W: a larger scale sharpens the kernel
         # exp(-1/2 |(y_i - y_j) W|^2), so tokens attract only near neighbours.
-        self.W = nn.Parameter(nn.init.xavier_normal_(torch.empty(d, d)) * w_scale)
+        # energy_heads > 1: the multi-head energy, one W_h (k, k) per block of k = d / H features
+        if energy_heads < 1 or d % energy_heads:
+            raise ValueError(f"energy_heads: expected a positive divisor of d = {d}, got {energy_heads}")
+        self.energy_heads = energy_heads
+        if energy_heads == 1:
+            self.W = nn.Parameter(nn.init.xavier_normal_(torch.empty(d, d)) * w_scale)
+        else:
+            k = d // energy_heads
+            self.W = nn.Parameter(torch.stack([nn.init.xavier_normal_(torch.empty(k, k)) for _ in range(energy_heads)])
+                                  * w_scale)
         self.Wf = nn.Parameter(nn.init.xavier_normal_(torch.empty(d, d)))
         self.B = nn.Parameter(torch.randn(d) * math.sqrt(2.0 / (d + 1)))
         if spectral_bound is not None:
@@ -144,23 +155,25 @@ class UnfoldedLayer(nn.Module):
         Wf = self.Wf
         return Wf if parametrize.is_parametrized(self, "Wf") else 0.5 * (Wf + Wf.T)
 
-    def attend(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
-        """The attention sub-step (the MM step on the pairwise term)."""
+    def attend(self, Y: Tensor, mask: Tensor | None = None, alpha: float | Tensor | None = None) -> Tensor:
+        """The attention sub-step (the MM step on the pairwise term); ``alpha`` overrides the step size."""
         return attention_step(
-            Y, self.W, mask, self.alpha_attention, variant=self.attention_variant, use_sdpa=self.use_sdpa
+            Y, self.W, mask, self.alpha_attention if alpha is None else alpha, variant=self.attention_variant,
+            use_sdpa=self.use_sdpa,
         )
 
-    def feed_forward(self, Y: Tensor) -> Tensor:
+    def feed_forward(self, Y: Tensor, alpha: float | Tensor | None = None) -> Tensor:
         """The feed-forward gradient step, then the ReLU prox and the layer-norm projection if enabled."""
-        Y = ffn_step(Y, self.ffn_weight(), self.B, self.alpha_ffn)
+        Y = ffn_step(Y, self.ffn_weight(), self.B, self.alpha_ffn if alpha is None else alpha)
         if self.relu:
             Y = relu_step(Y)
         if self.layer_norm:
             Y = layernorm_projection(Y, self.layer_norm_eps)
         return Y
 
-    def forward(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
-        out = self.feed_forward(self.attend(Y, mask))
+    def forward(self, Y: Tensor, mask: Tensor | None = None, alphas: tuple | None = None) -> Tensor:
+        alpha_attention, alpha_ffn = alphas if alphas is not None else (None, None)
+        out = self.feed_forward(self.attend(Y, mask, alpha_attention), alpha_ffn)
         # padded tokens stay as they came in
         return out if mask is None else torch.where(mask.unsqueeze(-1), out, Y)
 
@@ -187,7 +200,8 @@ class UnfoldedTransformer(nn.Module):
     one energy along the whole trajectory.
     """
 
-    def __init__(self, d: int, num_layers: int, *, tied: bool = True, **layer_options):
+    def __init__(self, d: int, num_layers: int, *, tied: bool = True, learned_step_sizes: bool = False,
+                 **layer_options):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
@@ -195,18 +209,46 @@ class UnfoldedTransformer(nn.Module):
         self.layers = nn.ModuleList(
             UnfoldedLayer(d, **layer_options) for _ in range(1 if tied else num_layers)
         )
+        self.learned_step_sizes = learned_step_sizes
+        if learned_step_sizes:
+            spectral_bound = layer_options.get("spectral_bound", 0.95)
+            if spectral_bound is None:
+                raise ValueError("learned_step_sizes needs spectral_bound (the feed-forward step's range depends on it)")
+            # alpha = bound * sigmoid(logit): every value of the logit is a step size inside the
+            # descent range, (0, 2] for attention and (0, 2 / (1 + spectral_bound)) for the feed-forward step
+            self.step_bounds = (ATTENTION_STEP_BOUND, ffn_step_bound(spectral_bound))
+            start = [layer_options.get("alpha_attention", 1.0) / self.step_bounds[0],
+                     layer_options.get("alpha_ffn", 1.0) / self.step_bounds[1]]
+            if not all(0.0 < value < 1.0 for value in start):
+                raise ValueError(f"learned_step_sizes: the initial step sizes must lie inside their ranges, got {start}")
+            self.step_logits = nn.Parameter(torch.logit(torch.tensor(start)).repeat(num_layers, 1))
 
     def layer(self, t: int) -> UnfoldedLayer:
         """The module applied as layer ``t`` (0-based)."""
         return self.layers[0 if self.tied else t]
 
+    def step_sizes(self, t: int) -> tuple | None:
+        """``(alpha_attention, alpha_ffn)`` of layer ``t`` when they are learned (beyond the trained
+        depth, the last layer's), otherwise None (the layer's fixed step sizes)."""
+        if not self.learned_step_sizes:
+            return None
+        fractions = torch.sigmoid(self.step_logits[min(t, self.num_layers - 1)])
+        return fractions[0] * self.step_bounds[0], fractions[1] * self.step_bounds[1]
+
+    def _depth(self, num_layers: int | None) -> int:
+        depth = self.num_layers if num_layers is None else num_layers
+        if not self.tied and depth > self.num_layers:
+            raise ValueError(f"num_layers: an untied model has {self.num_layers} layers, got {depth}")
+        return depth
+
     def forward(
-        self, Y: Tensor, mask: Tensor | None = None, *, return_energies: bool = True
+        self, Y: Tensor, mask: Tensor | None = None, *, return_energies: bool = True, num_layers: int | None = None
     ) -> EncoderOutput:
+        """``num_layers`` overrides the depth (a tied model can run deeper than it was trained)."""
         energies = [self.layer(0).energy(Y, mask)] if return_energies else []
-        for t in range(self.num_layers):
+        for t in range(self._depth(num_layers)):
             layer = self.layer(t)
-            Y = layer(Y, mask)
+            Y = layer(Y, mask, self.step_sizes(t))
             if return_energies:
                 energies.append(layer.energy(Y, mask))
         return EncoderOutput(Y, torch.stack(energies, -1) if return_energies else None)
@@ -217,15 +259,14 @@ class UnfoldedTransformer(nn.Module):
         each step on the function of the layer that takes it (:class:`LayerTrace`)."""
         from .diagnostics import token_spread
 
-        depth = self.num_layers if num_layers is None else num_layers
-        if not self.tied and depth > self.num_layers:
-            raise ValueError(f"num_layers: an untied model has {self.num_layers} layers, got {depth}")
+        depth = self._depth(num_layers)
         energies, before, middle, after = [self.layer(0).energy(Y, mask)], [], [], []
         spread, update = [token_spread(_energy_precision(Y), mask)], []
         for t in range(depth):
             layer = self.layer(t)
-            attended = layer.attend(Y, mask)
-            out = layer.feed_forward(attended)
+            alpha_attention, alpha_ffn = self.step_sizes(t) or (None, None)
+            attended = layer.attend(Y, mask, alpha_attention)
+            out = layer.feed_forward(attended, alpha_ffn)
             if mask is not None:
                 out = torch.where(mask.unsqueeze(-1), out, Y)
             before.append(layer.energy(Y, mask))
@@ -298,11 +339,15 @@ class StandardTransformer(nn.Module):
             )
 
     def forward(
-        self, Y: Tensor, mask: Tensor | None = None, *, return_energies: bool = True
+        self, Y: Tensor, mask: Tensor | None = None, *, return_energies: bool = True, num_layers: int | None = None
     ) -> EncoderOutput:
+        """``num_layers`` overrides the depth (a tied model can run deeper than it was trained)."""
         padding = None if mask is None else ~mask
         energies = [self.probe_energy(Y, mask)] if return_energies else []
-        for t in range(self.num_layers):
+        depth = self.num_layers if num_layers is None else num_layers
+        if not self.tied and depth > self.num_layers:
+            raise ValueError(f"num_layers: an untied model has {self.num_layers} layers, got {depth}")
+        for t in range(depth):
             Y = self.layers[0 if self.tied else t](Y, src_key_padding_mask=padding)
             if return_energies:
                 energies.append(self.probe_energy(Y, mask))

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .bounds import ATTENTION_STEP_BOUND, ffn_step_bound
-from .energy import layernorm_projection
+from .energy import head_blocks, layernorm_projection, merge_heads
 
 __all__ = [
     "ATTENTION_STEP_BOUND",
@@ -98,6 +98,9 @@ def attention_step(
     on GPU); otherwise through an explicit softmax.
     """
     Y, mask, unbatched = _as_batch(Y, mask)
+    if W.dim() == 3:
+        out = _multihead_attention_step(Y, W, mask, alpha, variant)
+        return out.squeeze(0) if unbatched else out
     if use_sdpa:
         queries, keys = _queries_keys(Y, W, variant)
         # Fused kernels want one head dimension for q, k, v, a multiple of 8: pad with zeros,
@@ -113,10 +116,36 @@ def attention_step(
         )[:, 0, :, : Y.shape[-1]]
     else:
         attended = attention_weights(Y, W, mask, variant=variant) @ Y
-    out = Y + alpha * (attended - Y) if alpha != 1.0 else attended
+    out = _relax(Y, attended, alpha)
     if mask is not None:
         out = torch.where(mask.unsqueeze(-1), out, Y)
     return out.squeeze(0) if unbatched else out
+
+
+def _relax(Y: Tensor, target: Tensor, alpha: float | Tensor) -> Tensor:
+    """``(1 - alpha) Y + alpha target`` (``alpha`` a number or a learnable 0-dim tensor)."""
+    if isinstance(alpha, Tensor) or alpha != 1.0:
+        return Y + alpha * (target - Y)
+    return target
+
+
+def _multihead_attention_step(Y: Tensor, W: Tensor, mask: Tensor | None, alpha, variant: str) -> Tensor:
+    """The MM step of the multi-head energy (:func:`unfolded.energy.pairwise_energy` with ``W (H, k, k)``).
+
+    The energy is a sum of terms on disjoint feature blocks, so its majorizer separates and the MM
+    step is one attention step per block: head ``h`` attends with queries = keys = ``Y^h W_h`` and
+    the key bias, values ``Y^h``; the heads' outputs are concatenated (multi-head attention whose
+    value and output maps are the block identity). Each block descends its own term for
+    ``0 < alpha <= 2``, hence the sum does (derived)."""
+    heads = W.shape[0]
+    blocks = head_blocks(Y, heads)  # (b, H, n, k)
+    queries, keys = _queries_keys(blocks, W, variant)
+    logits = queries @ keys.transpose(-1, -2)  # (b, H, n, n)
+    if mask is not None:
+        logits = logits.masked_fill(~mask[:, None, None, :], float("-inf"))
+    attended = merge_heads(torch.softmax(logits, -1) @ blocks)
+    out = _relax(Y, attended, alpha)
+    return out if mask is None else torch.where(mask.unsqueeze(-1), out, Y)
 
 
 def ffn_step(Y: Tensor, Wf: Tensor, B: Tensor, alpha: float = 1.0) -> Tensor:

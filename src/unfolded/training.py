@@ -23,6 +23,11 @@ from .models import StandardTransformer, UnfoldedTransformer, authors_ffn_normal
 
 __all__ = [
     "MODELS",
+    "VARIANTS",
+    "BagOfEmbeddings",
+    "family",
+    "split_model",
+    "sinusoidal_positions",
     "DivergenceError",
     "SequenceClassifier",
     "build_encoder",
@@ -31,7 +36,35 @@ __all__ = [
     "paper_encoder",
 ]
 
-MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied")
+#: Encoders trained with Lightning (``bag_of_embeddings``: no token mixing, the baseline that shows
+#: whether an encoder uses token interactions at all).
+MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied", "bag_of_embeddings")
+#: Unfolded variants that keep a descent theorem, as encoder options (a run's model is
+#: ``<model>-<variant>``, e.g. ``unfolded_tied-multihead``). ``residual``: step sizes below 1, a
+#: convex combination with the current state; ``learned_steps``: per-layer step sizes learned inside
+#: their descent ranges; ``multihead``: the multi-head energy, whose MM step is multi-head attention.
+VARIANTS = {
+    "residual": {"alpha_attention": 0.5, "alpha_ffn": 0.5},
+    "learned_steps": {"learned_step_sizes": True, "alpha_attention": 1.0, "alpha_ffn": 0.5},
+    "multihead": {"energy_heads": 4},
+}
+POSITIONS = ("none", "learned", "sinusoidal")
+
+
+def split_model(name: str) -> tuple[str, str]:
+    """``"unfolded_tied-multihead"`` -> ``("unfolded_tied", "multihead")``; ``"standard_tied"`` -> ``(.., "base")``."""
+    model, _, variant = name.partition("-")
+    if model not in MODELS:
+        raise ValueError(f"model: expected one of {MODELS} (optionally -<variant>), got {name!r}")
+    if variant and (variant not in VARIANTS or not model.startswith("unfolded")):
+        raise ValueError(f"model {name!r}: variants {sorted(VARIANTS)} apply to unfolded models only")
+    return model, variant or "base"
+
+
+def family(name: str) -> str:
+    """The learning-rate family of a model name: unfolded, standard or bag_of_embeddings."""
+    model, _ = split_model(name)
+    return model.split("_")[0] if model != "bag_of_embeddings" else model
 
 
 class CheckpointRefused(UserError, RuntimeError):
@@ -66,20 +99,39 @@ class DivergenceError(UserError, RuntimeError):
     """Training produced a non-finite loss or energy; diagnostics were saved next to the run."""
 
 
+class BagOfEmbeddings(nn.Module):
+    """No token mixing: the encoder returns its input (the classifier pools and applies an MLP)."""
+
+    num_layers = 0
+
+    def forward(self, Y: torch.Tensor, mask: torch.Tensor | None = None, *, return_energies: bool = False,
+                num_layers: int | None = None):
+        from .models import EncoderOutput
+
+        return EncoderOutput(Y, None)
+
+
 def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
-    """``unfolded_{tied,untied}`` or ``standard_{tied,untied}`` at width ``d`` and depth ``num_layers``."""
-    family, tying = model.split("_")
+    """``unfolded_{tied,untied}[-variant]``, ``standard_{tied,untied}`` or ``bag_of_embeddings`` at width
+    ``d`` and depth ``num_layers``; a variant's options (:data:`VARIANTS`) override ``cfg``."""
+    name, variant = split_model(model)
+    if name == "bag_of_embeddings":
+        return BagOfEmbeddings()
+    family, tying = name.split("_")
     tied = tying == "tied"
     if family == "unfolded":
+        options = {**cfg, **VARIANTS[variant]} if variant != "base" else cfg
         return UnfoldedTransformer(
             d, num_layers, tied=tied,
-            attention_variant=cfg.get("attention_variant", "exact"),
-            alpha_attention=cfg.get("alpha_attention", 1.0),
-            alpha_ffn=cfg.get("alpha_ffn", 1.0),
-            relu=cfg.get("relu", True),
-            layer_norm=cfg.get("layer_norm", False),
-            spectral_bound=cfg.get("spectral_bound", 0.95),
-            regularise_energy=cfg.get("regularise_energy", True),
+            attention_variant=options.get("attention_variant", "exact"),
+            alpha_attention=options.get("alpha_attention", 1.0),
+            alpha_ffn=options.get("alpha_ffn", 1.0),
+            relu=options.get("relu", True),
+            layer_norm=options.get("layer_norm", False),
+            spectral_bound=options.get("spectral_bound", 0.95),
+            regularise_energy=options.get("regularise_energy", True),
+            learned_step_sizes=options.get("learned_step_sizes", False),
+            energy_heads=options.get("energy_heads", 1),
         )
     heads = cfg.get("num_heads", 4)
     while d % heads:
@@ -151,6 +203,7 @@ class SequenceClassifier(L.LightningModule):
         encoder: nn.Module | None = None,
         max_tokens: int = 1024,
         diagnostics_dir: str | None = None,
+        positions: str = "none",
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["vectors", "encoder"])
@@ -161,6 +214,12 @@ class SequenceClassifier(L.LightningModule):
                 raise ValueError(f"embedding: expected 'frozen' or 'learned', got {embedding!r}")
             self.embedding = nn.Embedding.from_pretrained(vectors.float(), freeze=embedding == "frozen", padding_idx=0)
             d = vectors.shape[1]
+            if positions not in POSITIONS:
+                raise ValueError(f"positions: expected one of {POSITIONS}, got {positions!r}")
+            if positions == "learned":  # same scale as the seeded token vectors
+                self.positions = nn.Parameter(torch.randn(max_tokens, d) / math.sqrt(d))
+            elif positions == "sinusoidal":
+                self.register_buffer("positions", sinusoidal_positions(max_tokens, d) / math.sqrt(d))
         elif kind == "features":
             # patches have a fixed grid: a linear patch projection plus learned positions
             self.embedding = nn.Linear(input_dim, width)
@@ -170,17 +229,23 @@ class SequenceClassifier(L.LightningModule):
             raise ValueError(f"kind: expected 'tokens' or 'features', got {kind!r}")
         self.encoder = encoder if encoder is not None else build_encoder(model, d, num_layers, encoder_options or {})
         # LayerNorm makes the head blind to the scale of the pooled state (energy descent shrinks it).
-        self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, num_classes))
+        if isinstance(self.encoder, BagOfEmbeddings):  # the baseline's capacity sits in an MLP head
+            self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, num_classes))
+        else:
+            self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, num_classes))
 
     def embed(self, batch: dict) -> torch.Tensor:
         Y = self.embedding(batch["inputs"])  # (b, n, d)
-        if self.hparams.kind == "features":
+        if hasattr(self, "positions"):
+            if Y.shape[1] > self.positions.shape[0]:
+                raise ValueError(f"sequence of {Y.shape[1]} tokens, but positions were built for {self.positions.shape[0]}")
             Y = Y + self.positions[: Y.shape[1]].to(Y.dtype)
         return Y
 
-    def forward(self, batch: dict, return_energies: bool = False):
+    def forward(self, batch: dict, return_energies: bool = False, num_layers: int | None = None):
+        """Logits and (optionally) energies; ``num_layers`` runs a tied encoder at another depth."""
         mask = batch["mask"]
-        out = self.encoder(self.embed(batch), mask, return_energies=return_energies)
+        out = self.encoder(self.embed(batch), mask, return_energies=return_energies, num_layers=num_layers)
         weights = mask.unsqueeze(-1).to(out.hidden.dtype)
         pooled = (out.hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (b, d)
         return self.classifier(pooled), out.energies
@@ -236,6 +301,16 @@ class SequenceClassifier(L.LightningModule):
         return optimiser
 
 
+def sinusoidal_positions(length: int, d: int) -> torch.Tensor:
+    """The fixed sine/cosine position code of Vaswani et al., ``(length, d)``, entries in [-1, 1]."""
+    position = torch.arange(length, dtype=torch.float64).unsqueeze(1)
+    frequency = torch.exp(torch.arange(0, d, 2, dtype=torch.float64) * (-math.log(10000.0) / d))
+    code = torch.zeros(length, d, dtype=torch.float64)
+    code[:, 0::2] = torch.sin(position * frequency)
+    code[:, 1::2] = torch.cos(position * frequency)[:, : d // 2]
+    return code.float()
+
+
 def precision_for(accelerator: str) -> str:
     """One precision policy: bf16-mixed on GPU, 32-bit on CPU."""
     on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
@@ -252,14 +327,22 @@ def build_trainer(
     validate: bool = True,
     progress: bool = True,
     callbacks: tuple = (),
+    patience: int | None = None,
 ) -> L.Trainer:
-    from lightning.pytorch.callbacks import ModelCheckpoint
+    from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
     on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
-    # save_top_k=1 without a monitor keeps the newest epoch checkpoint; last.ckpt is written beside it
-    checkpoint = ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=1, every_n_epochs=1,
-                                 save_on_train_epoch_end=True)
+    if validate:
+        # keep the epoch with the best validation accuracy (the one tested); last.ckpt beside it for resuming
+        checkpoint = ModelCheckpoint(dirpath=str(checkpoint_dir), filename="best", monitor="val_accuracy", mode="max",
+                                     save_last=True, save_top_k=1)
+    else:
+        # save_top_k=1 without a monitor keeps the newest epoch checkpoint; last.ckpt is written beside it
+        checkpoint = ModelCheckpoint(dirpath=str(checkpoint_dir), save_last=True, save_top_k=1, every_n_epochs=1,
+                                     save_on_train_epoch_end=True)
+    if patience is not None and validate:
+        callbacks = (EarlyStopping(monitor="val_accuracy", mode="max", patience=patience), *callbacks)
     return L.Trainer(
         accelerator=accelerator,
         devices=1,
@@ -293,13 +376,18 @@ def fit(
     validate: bool = True,
     progress: bool = True,
     callbacks: tuple = (),
+    patience: int | None = None,
 ) -> dict:
-    """Train (resuming from ``checkpoint_dir/last.ckpt`` when present) and test; returns a summary."""
+    """Train (resuming from ``checkpoint_dir/last.ckpt`` when present) and test; returns a summary.
+
+    With validation, the epoch with the best validation accuracy is restored and tested, and
+    ``patience`` stops training after that many epochs without a better one (early stopping)."""
     checkpoint_dir = Path(checkpoint_dir)
     resume = checkpoint_dir / "last.ckpt"
     _discard_stale_checkpoints(checkpoint_dir)
     trainer = build_trainer(checkpoint_dir, max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator,
-                            gradient_clip=gradient_clip, validate=validate, progress=progress, callbacks=callbacks)
+                            gradient_clip=gradient_clip, validate=validate, progress=progress, callbacks=callbacks,
+                            patience=patience)
     resumed = resume.exists()
     start = time.perf_counter()
     from .data import SequenceDataModule
@@ -314,9 +402,17 @@ def fit(
             f"(torch.load with weights_only=True: {str(error).splitlines()[0]}). Delete it to train from scratch."
         ) from None
     train_seconds = time.perf_counter() - start
-    tested = trainer.test(module, datamodule=datamodule, verbose=False)[0]
+    best = Path(trainer.checkpoint_callback.best_model_path or "") if validate else None
+    if best is not None and best.is_file():
+        tested = trainer.test(module, datamodule=datamodule, verbose=False, ckpt_path=str(best), weights_only=True)[0]
+        best_val = float(trainer.checkpoint_callback.best_model_score)
+    else:
+        tested, best = trainer.test(module, datamodule=datamodule, verbose=False)[0], checkpoint_dir / "last.ckpt"
+        best_val = math.nan
     samples = trainer.global_step * batch_size
     return {
+        "val_accuracy": best_val,
+        "checkpoint": str(best),
         "test_accuracy": float(tested["test_accuracy"]),
         "test_loss": float(tested["test_loss"]),
         "steps": int(trainer.global_step),
@@ -378,6 +474,6 @@ def write_run(run_dir: Path, summary: dict, module: SequenceClassifier, checkpoi
     metrics = Path(summary.pop("metrics_csv"))
     with atomic_path(run_dir / "metrics.csv") as temporary:
         shutil.copyfile(metrics, temporary)
-    with atomic_path(run_dir / "last.ckpt") as temporary:
-        shutil.copyfile(checkpoint_dir / "last.ckpt", temporary)
+    with atomic_path(run_dir / "model.ckpt") as temporary:
+        shutil.copyfile(summary.pop("checkpoint"), temporary)
     write_json(run_dir / "provenance.json", {**meta, "summary": summary})

@@ -78,10 +78,10 @@ def code(stage):
     return stage_digest(stage)
 
 
-def checkpoint_dir(run, stage, *paths):
+def checkpoint_dir(run, stage, *paths, exclude=()):
     """Where a run keeps its checkpoints: outside the declared outputs, keyed by its settings and by
     the digest of the code that trains it, so a code change never resumes a stale checkpoint."""
-    settings = json.loads(shlex.split(inline_config(*paths))[0])
+    settings = json.loads(shlex.split(inline_config(*paths, exclude=exclude))[0])
     return f"results/checkpoints/{run}/{config_hash({'settings': settings, 'code': code(stage)})}"
 
 
@@ -89,7 +89,12 @@ def figure_outputs(name):
     return [f"results/figures/{name}.{fmt}" for fmt in FORMATS]
 
 
+ARCHIVE = f"results/archive/{config['study']['id']}"
+
+
 def all_targets():
+    if config["study"]["from_archive"]:
+        return [*figure_outputs("study_accuracy"), *figure_outputs("study_depth_extrapolation"), "results/tables/study.md"]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]
     for name in config["figures"]["include"]:
         if name in FIGURE_TABLES:
@@ -100,7 +105,9 @@ def all_targets():
         else:
             targets += figure_outputs(name)
     if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
-        targets += ["results/tables/accuracy.csv", "results/tables/accuracy.md", "results/data/energy_curves.parquet"]
+        targets += ["results/tables/accuracy.csv", "results/tables/accuracy.md", "results/data/energy_curves.parquet",
+                    "results/tables/accuracy_summary.csv", "results/tables/depth.csv"]
+        targets += figure_outputs("fig_depth_extrapolation")
     if any(name in config["figures"]["include"] for name in ("fig5_energy_untrained", "fig6_energy_trained")):
         targets += ["results/tables/energy_summary.csv", "results/tables/energy_summary.md"]
         if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
@@ -124,10 +131,48 @@ def fetched_for(dataset):
     return []
 
 
-def run_dirs():
+def lr_tag(lr):
+    """A learning rate as it appears in run paths (lr0.003)."""
+    return f"{float(lr):g}"
+
+
+def train_datasets():
+    return config["train"]["datasets"] or config["datasets"]
+
+
+def model_family(model):
+    base = model.split("-")[0]
+    return base if base == "bag_of_embeddings" else base.split("_")[0]
+
+
+def run_specs():
+    """Every (dataset, model, lr, seed) run of the config: the models on every seed, each variant of
+    each variant model on variant_seeds, each at every learning rate of its family."""
+    train = config["train"]
+    runs = [(model, seed) for model in train["models"] for seed in train["seeds"]]
+    variant_seeds = train["variant_seeds"] or train["seeds"]
+    runs += [(f"{model}-{variant}", seed) for model in train["variant_models"] for variant in train["variants"]
+             for seed in variant_seeds]
     return [
-        f"results/runs/{dataset}/{model}/seed{seed}"
-        for dataset in config["datasets"]
-        for model in config["train"]["models"]
-        for seed in config["train"]["seeds"]
+        (dataset, model, lr_tag(lr), seed)
+        for dataset in train_datasets()
+        for model, seed in runs
+        for lr in train["learning_rates"][model_family(model)]
     ]
+
+
+def run_dirs(energy_only=False, tied_only=False):
+    """Run directories; energy_only: encoders with an energy trace (not bag_of_embeddings);
+    tied_only: encoders that run at other depths (depth.parquet holds rows)."""
+    return [
+        f"results/runs/{dataset}/{model}/lr{lr}/seed{seed}"
+        for dataset, model, lr, seed in run_specs()
+        if not (energy_only and model.startswith("bag_of_embeddings"))
+        and not (tied_only and "_tied" not in model)
+    ]
+
+
+def probe_runs():
+    if not config["train"]["linear_probe"]:
+        return []
+    return [f"results/runs/{dataset}/linear_probe/provenance.json" for dataset in train_datasets()]

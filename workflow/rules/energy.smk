@@ -48,7 +48,7 @@ rule energy_summary:
     collapse layer, the attention step's share of the decrease, and trained models' accuracy and weight change."""
     input:
         curves="results/data/energy_curves.parquet",
-        runs=[f"{run}/energies.parquet" for run in run_dirs()],
+        runs=[f"{run}/energies.parquet" for run in run_dirs(energy_only=True)],
     output:
         csv=report(
             "results/tables/energy_summary.csv",

@@ -68,16 +68,17 @@ rule energy_figure:
 rule training_figure:
     """Accuracy by model and dataset, and the training curves from the Lightning logs."""
     input:
-        lambda wildcards: {"fig_accuracy": "results/data/accuracy.parquet"}.get(
-            wildcards.figure, "results/data/training_curves.parquet"
-        ),
+        lambda wildcards: {
+            "fig_accuracy": "results/data/accuracy.parquet",
+            "fig_depth_extrapolation": "results/data/depth.parquet",
+        }.get(wildcards.figure, "results/data/training_curves.parquet"),
     output:
         [
             report(path, caption="../report/accuracy.rst", category="Training") if path.endswith(".png") else path
             for path in figure_outputs("{figure}")
         ],
     wildcard_constraints:
-        figure="fig_accuracy|fig_training_curves",
+        figure="fig_accuracy|fig_training_curves|fig_depth_extrapolation",
     params:
         code=code("figure"),
         config=inline_config(("figures",), exclude=("include",)),
@@ -92,3 +93,26 @@ rule training_figure:
     shell:
         "python -m unfolded figure {wildcards.figure} --config {params.config}"
         " --data {input} --out {output} > {log} 2>&1"
+
+
+rule study_figures:
+    """The archived study's accuracy and depth-extrapolation figures and its README section, drawn
+    from results/archive/<study.id>/ without training (snakemake --config study='{"from_archive": true}')."""
+    input:
+        archive=lambda wildcards: [f"{ARCHIVE}/{name}" for name in ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "provenance.json")],
+    output:
+        accuracy=figure_outputs("study_accuracy"),
+        depth=figure_outputs("study_depth_extrapolation"),
+        markdown="results/tables/study.md",
+    params:
+        code=code("study"),
+        archive=lambda wildcards: ARCHIVE,
+        config=inline_config(("figures",), exclude=("include",)),
+    log:
+        "results/logs/figures/study.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    shell:
+        "python -m unfolded study-figures --config {params.config} --archive {params.archive}"
+        " --accuracy {output.accuracy} --depth {output.depth} --markdown {output.markdown} > {log} 2>&1"

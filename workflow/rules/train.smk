@@ -1,31 +1,43 @@
-# Unfolded vs standard Transformers, trained with Lightning. Checkpoints live outside the declared
-# outputs (results/checkpoints/<run>/<settings hash>), so a killed job resumes from last.ckpt
-# instead of restarting, and changed settings never resume from a stale checkpoint.
+# Unfolded vs standard Transformers and their baselines, trained with Lightning. One job per
+# (dataset, model, learning rate, seed): the study grid (config/study.yaml) is these wildcards.
+# Checkpoints live outside the declared outputs (results/checkpoints/<run>/<settings hash>), so a
+# killed job resumes from last.ckpt instead of restarting, and changed settings never resume from a
+# stale checkpoint. On SLURM the jobs of rule train form group "runs" (profiles/slurm), so a study of
+# hundreds of short runs is submitted as a few dozen jobs.
 TRAIN_SETTINGS = (("train",), ("data",), ("energy_curves", "samples"))
+# settings that decide which runs exist, not how one run trains: changing them reruns nothing
+RUN_LIST_KEYS = ("datasets", "seeds", "models", "variants", "variant_models", "variant_seeds", "linear_probe",
+                 "probe_C", "learning_rates")
 
 
 rule train:
-    """Train one (dataset, model, seed) run; test accuracy, logs, final energies."""
+    """Train one (dataset, model, lr, seed) run: test accuracy at the best validation epoch, logs,
+    energy trace and depth extrapolation."""
     input:
         fetched,
     output:
-        metrics="results/runs/{dataset}/{model}/seed{seed}/metrics.csv",
-        energies="results/runs/{dataset}/{model}/seed{seed}/energies.parquet",
-        checkpoint="results/runs/{dataset}/{model}/seed{seed}/last.ckpt",
-        provenance="results/runs/{dataset}/{model}/seed{seed}/provenance.json",
+        metrics="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/metrics.csv",
+        energies="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/energies.parquet",
+        depth="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/depth.parquet",
+        checkpoint="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/model.ckpt",
+        provenance="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/provenance.json",
     wildcard_constraints:
-        model="unfolded_tied|unfolded_untied|standard_tied|standard_untied",
+        model=r"(unfolded_tied|unfolded_untied)(-[a-z_]+)?|standard_tied|standard_untied|bag_of_embeddings",
+        lr=r"[0-9.e+-]+",
         seed=r"\d+",
     params:
         code=code("train"),
-        config=inline_config(*TRAIN_SETTINGS),
+        config=inline_config(*TRAIN_SETTINGS, exclude=RUN_LIST_KEYS),
         checkpoints=lambda wildcards: checkpoint_dir(
-            f"{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}", "train", *TRAIN_SETTINGS
+            f"{wildcards.dataset}/{wildcards.model}/lr{wildcards.lr}/seed{wildcards.seed}", "train", *TRAIN_SETTINGS,
+            exclude=RUN_LIST_KEYS,
         ),
     log:
-        "results/logs/train/{dataset}/{model}/seed{seed}.log",
+        "results/logs/train/{dataset}/{model}/lr{lr}/seed{seed}.log",
     benchmark:
-        "results/benchmarks/train/{dataset}/{model}/seed{seed}.tsv"
+        "results/benchmarks/train/{dataset}/{model}/lr{lr}/seed{seed}.tsv"
+    group:
+        "runs"
     conda:
         "../../environment.yml"
     threads: 1
@@ -34,17 +46,45 @@ rule train:
         runtime=120,
     shell:
         "python -m unfolded train --config {params.config} --dataset {wildcards.dataset}"
-        " --model {wildcards.model} --seed {wildcards.seed} --run-dir results/runs/{wildcards.dataset}/{wildcards.model}/seed{wildcards.seed}"
+        " --model {wildcards.model} --lr {wildcards.lr} --seed {wildcards.seed}"
+        " --run-dir results/runs/{wildcards.dataset}/{wildcards.model}/lr{wildcards.lr}/seed{wildcards.seed}"
         " --checkpoint-dir {params.checkpoints} --no-progress > {log} 2>&1"
 
 
+rule probe:
+    """The linear-probe baseline of one dataset: logistic regression on the flattened raw input."""
+    input:
+        fetched,
+    output:
+        "results/runs/{dataset}/linear_probe/provenance.json",
+    params:
+        code=code("train"),
+        config=inline_config(("data",), ("train", "probe_C")),
+    log:
+        "results/logs/probe/{dataset}.log",
+    group:
+        "runs"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    shell:
+        "python -m unfolded probe --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+
+
 rule accuracy:
-    """The accuracy table (tidy CSV + Markdown summary) and every run's logged training curve."""
+    """The accuracy tables: every run (accuracy.csv), the learning-rate pick per model on validation and
+    mean, sd and 95% CI over seeds beside the baselines and ceilings (accuracy_summary.csv, accuracy.md),
+    and every run's logged training curve."""
     input:
         runs=[f"{run}/provenance.json" for run in run_dirs()],
+        probes=probe_runs(),
         curves=expand("results/data/energy_curves_{dataset}.parquet", dataset=config["datasets"]),
     output:
         csv=report("results/tables/accuracy.csv", caption="../report/accuracy.rst", category="Training"),
+        summary="results/tables/accuracy_summary.csv",
         markdown="results/tables/accuracy.md",
         timings="results/tables/timings.csv",
         table="results/data/accuracy.parquet",
@@ -61,5 +101,29 @@ rule accuracy:
         mem_mb=2000,
         runtime=10,
     shell:
-        "python -m unfolded accuracy --runs {params.runs} --csv {output.csv} --markdown {output.markdown}"
-        " --table {output.table} --timings {output.timings} --energy-curves {input.curves} --training-curves {output.curves} > {log} 2>&1"
+        "python -m unfolded accuracy --runs {params.runs} --probes {input.probes} --csv {output.csv}"
+        " --summary {output.summary} --markdown {output.markdown} --table {output.table} --timings {output.timings}"
+        " --energy-curves {input.curves} --training-curves {output.curves} > {log} 2>&1"
+
+
+rule depth:
+    """Depth extrapolation: tied encoders run at depths 1 to depth_factor x L, at the picked learning rate."""
+    input:
+        depth=[f"{run}/depth.parquet" for run in run_dirs(tied_only=True)],
+        selection="results/tables/accuracy_summary.csv",
+    output:
+        csv="results/tables/depth.csv",
+        table="results/data/depth.parquet",
+    params:
+        code=code("summary"),
+    log:
+        "results/logs/depth.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=2000,
+        runtime=10,
+    shell:
+        "python -m unfolded depth --data {input.depth} --selection {input.selection} --csv {output.csv}"
+        " --table {output.table} > {log} 2>&1"

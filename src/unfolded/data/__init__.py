@@ -1,6 +1,6 @@
 """Datasets as token sequences, one cache, and LightningDataModules (``unfolded.data``).
 
-Names: ``polarity`` (generated) and ``digits`` (scikit-learn) work offline; ``imdb`` and ``sst2``
+Names: ``polarity`` and ``order`` (generated) and ``digits`` (scikit-learn) work offline; ``imdb`` and ``sst2``
 (Hugging Face ``datasets`` + GloVe), ``mnist`` and ``cifar10`` (torchvision) are fetched once
 with ``python -m unfolded data fetch <name>`` and then load from the cache offline.
 """
@@ -32,7 +32,8 @@ __all__ = [
     "prepare",
 ]
 
-DATASETS = ("polarity", "digits", "imdb", "sst2", "mnist", "cifar10")
+DATASETS = ("polarity", "order", "digits", "imdb", "sst2", "mnist", "cifar10")
+GENERATED = ("polarity", "order", "digits")  # offline: generated or bundled with scikit-learn
 FETCHABLE = ("imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B")
 
 
@@ -102,6 +103,14 @@ def prepare(name: str, config: dict) -> PreparedData:
         p = data_cfg["polarity"]
         task = polarity_task(p["n_train"], p["n_test"], p["vocab_size"], p["min_length"], p["max_length"], p["d"], p["seed"])
         prepared = PreparedData(name, "tokens", {"train": task["train"], "test": task["test"]}, 2, task["vectors"])
+        prepared.meta["ceilings"] = {"bag_of_words_ceiling": None, "oracle_ceiling": 1.0}
+    elif name == "order":
+        from .text import order_ceilings, order_task
+
+        p = data_cfg["order"]
+        task = order_task(p["n_train"], p["n_test"], p["vocab_size"], p["min_length"], p["max_length"], p["d"], p["seed"])
+        prepared = PreparedData(name, "tokens", {"train": task["train"], "test": task["test"]}, 2, task["vectors"])
+        prepared.meta["ceilings"] = order_ceilings(task["test"][1])
     elif name == "digits":
         from .images import digits
 
@@ -129,7 +138,7 @@ def cache_location(name: str, cache: Path) -> Path | None:
     """Where a fetchable dataset or vector archive lives in the cache (None for generated ones)."""
     from ..downloads import CACHE_PATHS
 
-    if name in ("polarity", "digits"):
+    if name in GENERATED:
         return None
     if name not in CACHE_PATHS:
         raise KeyError(f"unknown dataset {name}; known: {', '.join(DATASETS + FETCHABLE[4:])}")
@@ -153,7 +162,7 @@ def catalogue(config: dict, names: list[str] | None = None) -> list[dict]:
     for name in names or [*DATASETS, *FETCHABLE[4:]]:
         path = cache_location(name, cache)
         if path is None:
-            status = "generated" if name == "polarity" else "bundled with scikit-learn"
+            status = "bundled with scikit-learn" if name == "digits" else "generated"
             records.append({"name": name, "status": status, "bytes": 0, "path": "", "download_gb": 0.0})
             continue
         if name in ("mnist", "cifar10"):
@@ -182,10 +191,10 @@ def fetch(name: str, config: dict) -> str:
         from .images import fetch_torchvision
 
         path = fetch_torchvision(name, cache)
-    elif name in ("polarity", "digits"):
+    elif name in GENERATED:
         return f"{name}: nothing to fetch (generated or bundled with scikit-learn)"
     else:
-        raise KeyError(f"dataset {name!r}: expected one of {FETCHABLE + ('polarity', 'digits')}")
+        raise KeyError(f"dataset {name!r}: expected one of {FETCHABLE + GENERATED}")
     return f"{name}: cached at {path}"
 
 

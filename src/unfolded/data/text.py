@@ -215,3 +215,49 @@ def polarity_task(
     vectors = torch.randn(total, d, generator=generator) / d**0.5
     vectors[0] = 0.0
     return {"train": train, "test": test, "vectors": vectors}
+
+
+def order_task(
+    n_train: int, n_test: int, vocab_size: int, min_length: int, max_length: int, d: int, seed: int
+) -> dict:
+    """A token task whose label needs word order: is marker ``A`` before marker ``B``?
+
+    Every sequence holds exactly one ``A`` and one ``B`` at two distinct positions drawn uniformly,
+    the other positions neutral words drawn uniformly. Swapping the two markers maps a sequence of
+    label 1 to one of label 0 with the same probability and the same multiset of tokens, so the
+    bag of words carries no information about the label: every bag-of-words classifier has expected
+    accuracy ``max(p, 1 - p)`` with ``p`` the share of label 1 (1/2 here), while the label is a
+    function of the sequence, so the oracle is right every time (:func:`order_ceilings`). Labels
+    are balanced exactly in each split.
+    """
+    if min_length < 2:
+        raise ValueError(f"order task: min_length must be >= 2 (two markers), got {min_length}")
+    generator = torch.Generator().manual_seed(seed)
+    total = vocab_size + 2
+    marker_a, marker_b = 2, 3  # ids: 0 pad, 1 unk, 2 A, 3 B, then neutral words
+
+    def draw(count: int):
+        sequences, labels = [], []
+        for index in range(count):
+            label = index % 2  # exactly balanced
+            length = int(torch.randint(min_length, max_length + 1, (), generator=generator))
+            ids = torch.randint(4, total, (length,), generator=generator)
+            first, second = sorted(torch.randperm(length, generator=generator)[:2].tolist())
+            ids[first], ids[second] = (marker_a, marker_b) if label else (marker_b, marker_a)
+            sequences.append(ids)
+            labels.append(label)
+        order = torch.randperm(count, generator=generator).tolist()
+        return [sequences[i] for i in order], torch.tensor(labels)[order]
+
+    train, test = draw(n_train), draw(n_test)
+    vectors = torch.randn(total, d, generator=generator) / d**0.5
+    vectors[0] = 0.0
+    return {"train": train, "test": test, "vectors": vectors}
+
+
+def order_ceilings(labels: torch.Tensor) -> dict[str, float]:
+    """Accuracy ceilings of :func:`order_task` on a split with ``labels``: the best bag-of-words
+    classifier cannot beat the majority class (the bag is independent of the label), the oracle
+    (the rule itself) is always right."""
+    share = float(labels.double().mean())
+    return {"bag_of_words_ceiling": max(share, 1.0 - share), "oracle_ceiling": 1.0}
