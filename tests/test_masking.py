@@ -16,6 +16,9 @@ UNFOLDED = [
     for variant, relu, layer_norm, tied, alpha in itertools.product(
         ("exact", "no_bias", "official"), (False, True), (False, True), (True, False), (1.0, 0.5))
 ]
+# the study's variants: multi-head energy (with and without the residual step) and learned step sizes
+UNFOLDED += [dict(energy_heads=2, tied=tied, alpha_attention=alpha) for tied in (True, False) for alpha in (1.0, 0.5)]
+UNFOLDED += [dict(learned_step_sizes=True, tied=tied, alpha_ffn=0.5) for tied in (True, False)]
 ENCODERS = [("unfolded", options) for options in UNFOLDED] + [("standard", {"tied": t}) for t in (True, False)]
 
 

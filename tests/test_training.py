@@ -7,18 +7,19 @@ import torch
 from unfolded.config import load_config
 from unfolded.data import prepare
 from unfolded.experiments import curve_summary, energy_curves, layer_decomposition, train_run
-from unfolded.training import MODELS, DivergenceError, SequenceClassifier, fit
+from unfolded.training import MODELS, VARIANTS, DivergenceError, SequenceClassifier, fit
 
 SMOKE = load_config("config/smoke.yaml")
 
 
-@pytest.mark.parametrize("model", MODELS)
+@pytest.mark.parametrize("model", [*MODELS, *(f"unfolded_tied-{variant}" for variant in VARIANTS)])
 @pytest.mark.parametrize("dataset", ["polarity", "digits"])
 def test_a_few_steps_reduce_the_loss(model, dataset):
     data = prepare(dataset, SMOKE)
     torch.manual_seed(0)
     module = SequenceClassifier(kind=data.kind, input_dim=data.input_dim, num_classes=data.num_classes, model=model,
-                                width=16, num_layers=2, vectors=data.vectors, embedding="learned", lr=1e-2)
+                                width=16, num_layers=2, vectors=data.vectors, embedding="learned", lr=1e-2,
+                                positions="learned", max_tokens=64)
     from unfolded.data import collate
 
     batch = collate([(data.splits["train"][0][i], data.splits["train"][1][i]) for i in range(32)])

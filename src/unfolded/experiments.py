@@ -269,9 +269,9 @@ def depth_rows(module: SequenceClassifier, data: PreparedData, depth_factor: int
         raise ValueError("depth extrapolation needs tied weights (an untied encoder has no layer beyond its depth)")
     sequences, labels = data.splits[split]
     max_depth = depth_factor * encoder.num_layers
-    correct = torch.zeros(max_depth + 1)
-    updates = torch.zeros(max_depth + 1)
-    energies = torch.zeros(max_depth + 1)
+    correct = torch.zeros(max_depth + 1, dtype=torch.long)
+    updates = torch.zeros(max_depth + 1, dtype=torch.float64)
+    energies = torch.zeros(max_depth + 1, dtype=torch.float64)
     unfolded = hasattr(encoder, "step_sizes")
     for begin in range(0, len(labels), batch_size):
         batch = collate([(sequences[i], labels[i]) for i in range(begin, min(begin + batch_size, len(labels)))])
@@ -279,14 +279,14 @@ def depth_rows(module: SequenceClassifier, data: PreparedData, depth_factor: int
             batch["inputs"] = batch["inputs"].float()
         mask = batch["mask"]
         trace = encoder.trace(module.embed(batch), mask, num_layers=max_depth)
-        updates[1:] += trace.update.sum(0)
+        updates[1:] += trace.update.double().sum(0)
         if unfolded:
-            energies += trace.energies.sum(0)
+            energies += trace.energies.double().sum(0)
         for depth in range(1, max_depth + 1):
             logits, _ = module(batch, num_layers=depth)
             correct[depth] += (logits.argmax(-1) == batch["labels"]).sum()
     count = len(labels)
-    rows = [{"depth": depth, "test_accuracy": float(correct[depth] / count), "update": float(updates[depth] / count),
+    rows = [{"depth": depth, "test_accuracy": int(correct[depth]) / count, "update": float(updates[depth] / count),
              "energy": float(energies[depth] / count) if unfolded else math.nan}
             for depth in range(1, max_depth + 1)]
     return pd.DataFrame(rows)

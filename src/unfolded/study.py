@@ -56,7 +56,8 @@ def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
     means = means.sort_values([*KEYS, "val_accuracy", "lr"], ascending=[True, True, False, True])
     picks = means.groupby(KEYS).head(1)[[*KEYS, "lr"]]
     picked = set(map(tuple, picks.to_numpy().tolist()))
-    runs["selected"] |= [(d, m, lr) in picked for d, m, lr in runs[[*KEYS, "lr"]].itertuples(index=False)]
+    chosen = [(d, m, lr) in picked for d, m, lr in runs[[*KEYS, "lr"]].itertuples(index=False)]
+    runs["selected"] = runs["selected"] | pd.Series(chosen, index=runs.index, dtype=bool)
     return runs
 
 

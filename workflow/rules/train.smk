@@ -81,7 +81,9 @@ rule accuracy:
     input:
         runs=[f"{run}/provenance.json" for run in run_dirs()],
         probes=probe_runs(),
-        curves=expand("results/data/energy_curves_{dataset}.parquet", dataset=config["datasets"]),
+        curves=expand("results/data/energy_curves_{dataset}.parquet", dataset=config["datasets"])
+        if {"fig5_energy_untrained", "fig6_energy_trained"} & set(config["figures"]["include"])
+        else [],
     output:
         csv=report("results/tables/accuracy.csv", caption="../report/accuracy.rst", category="Training"),
         summary="results/tables/accuracy_summary.csv",

@@ -1,0 +1,197 @@
+"""The unfolded-vs-standard study: positions, baselines, the order task's ceilings, the variants'
+step-size constraint, depth extrapolation, the learning-rate pick and its statistics, the sweep DAG."""
+
+import math
+
+import pandas as pd
+import pytest
+import torch
+
+from unfolded.bounds import ATTENTION_STEP_BOUND, ffn_step_bound
+from unfolded.claims import run_all
+from unfolded.config import load_config
+from unfolded.data import collate, prepare
+from unfolded.data.text import order_ceilings, order_task
+from unfolded.energy import pairwise_energy
+from unfolded.experiments import depth_rows, linear_probe
+from unfolded.models import UnfoldedTransformer
+from unfolded.steps import attention_step
+from unfolded.study import confidence_interval, select_learning_rates, summarise_accuracy
+from unfolded.training import SequenceClassifier, split_model
+
+SMOKE = load_config("config/smoke.yaml")
+
+
+def _classifier(model: str, positions: str, vectors: torch.Tensor, num_layers: int = 2) -> SequenceClassifier:
+    torch.manual_seed(0)
+    return SequenceClassifier(kind="tokens", input_dim=vectors.shape[1], num_classes=2, model=model, width=8,
+                              num_layers=num_layers, vectors=vectors, embedding="frozen", positions=positions,
+                              max_tokens=16).double().eval()
+
+
+def _batch_and_permutation():
+    generator = torch.Generator().manual_seed(3)
+    ids = torch.randint(2, 20, (6,), generator=generator)
+    permuted = ids[torch.randperm(6, generator=generator)]
+    assert not torch.equal(ids, permuted)
+    return collate([(ids, 0)]), collate([(permuted, 0)])
+
+
+@pytest.mark.parametrize("model", ["unfolded_tied", "standard_tied", "unfolded_tied-multihead"])
+def test_positions_make_encoders_order_sensitive(model):
+    vectors = torch.randn(20, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    batch, permuted = _batch_and_permutation()
+    with torch.no_grad():
+        blind = _classifier(model, "none", vectors)
+        torch.testing.assert_close(blind(batch)[0], blind(permuted)[0], rtol=1e-10, atol=1e-10)
+        for positions in ("learned", "sinusoidal"):
+            seeing = _classifier(model, positions, vectors)
+            assert (seeing(batch)[0] - seeing(permuted)[0]).abs().max() > 1e-6, positions
+
+
+def test_bag_of_embeddings_is_order_blind_even_with_positions():
+    vectors = torch.randn(20, 8, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    batch, permuted = _batch_and_permutation()
+    module = _classifier("bag_of_embeddings", "learned", vectors)
+    assert not any(True for _ in module.encoder.parameters())  # no token mixing, nothing to learn there
+    with torch.no_grad():
+        torch.testing.assert_close(module(batch)[0], module(permuted)[0], rtol=1e-10, atol=1e-10)
+
+
+def test_order_task_needs_order_and_its_ceilings_hold():
+    task = order_task(400, 200, 30, 4, 10, 8, seed=0)
+    sequences, labels = task["train"]
+    assert labels.sum().item() == 200  # exactly balanced
+    for ids, label in zip(sequences, labels.tolist(), strict=True):
+        first_a, first_b = (ids == 2).nonzero().item(), (ids == 3).nonzero().item()
+        assert label == int(first_a < first_b)
+    assert order_ceilings(labels) == {"bag_of_words_ceiling": 0.5, "oracle_ceiling": 1.0}
+    # swapping the markers keeps the bag and flips the label, so the two classes share every bag
+    from sklearn.linear_model import LogisticRegression
+
+    def bags(split):
+        seqs, _ = task[split]
+        return torch.stack([torch.bincount(s, minlength=32) for s in seqs]).numpy()
+
+    bag_model = LogisticRegression(max_iter=2000).fit(bags("train"), task["train"][1].numpy())
+    accuracy = bag_model.score(bags("test"), task["test"][1].numpy())
+    assert abs(accuracy - 0.5) < 3 * math.sqrt(0.25 / 200) + 0.02  # binomial noise around the ceiling
+
+
+def test_linear_probe_picks_C_on_validation_and_beats_chance_on_digits():
+    data = prepare("digits", SMOKE)
+    result = linear_probe(data, [0.001, 1.0])
+    assert result["C"] in (0.001, 1.0) and result["C_grid"] == [0.001, 1.0]
+    assert result["test_accuracy"] > 0.9 > result["chance_accuracy"]
+    assert result["features"] == sum(s.numel() for s in data.splits["train"][0][:1])
+
+
+def test_learned_step_sizes_stay_in_their_descent_ranges_and_learn():
+    model = UnfoldedTransformer(6, 3, learned_step_sizes=True, spectral_bound=0.5, alpha_ffn=0.5).double()
+    with torch.no_grad():
+        model.step_logits.copy_(torch.tensor([[1e4, -1e4], [-1e4, 1e4], [0.0, 0.0]]))
+    for t in range(5):  # beyond the trained depth the last layer's sizes apply
+        alpha_attention, alpha_ffn = model.step_sizes(t)
+        assert 0 <= alpha_attention <= ATTENTION_STEP_BOUND and 0 <= alpha_ffn <= ffn_step_bound(0.5)
+    torch.testing.assert_close(model.step_sizes(4)[0], model.step_sizes(2)[0])
+    Y = torch.randn(2, 5, 6, dtype=torch.float64)
+    model(Y).hidden.sum().backward()
+    assert model.step_logits.grad[2].abs().sum() > 0  # the unsaturated layer's sizes get a gradient
+
+
+def test_learned_step_sizes_start_at_the_configured_values_and_refuse_out_of_range():
+    model = UnfoldedTransformer(4, 2, learned_step_sizes=True, alpha_attention=0.7, alpha_ffn=0.4)
+    alpha_attention, alpha_ffn = model.step_sizes(0)
+    assert abs(alpha_attention.item() - 0.7) < 1e-6 and abs(alpha_ffn.item() - 0.4) < 1e-6
+    with pytest.raises(ValueError, match="inside their ranges"):
+        UnfoldedTransformer(4, 2, learned_step_sizes=True, alpha_ffn=1.5)
+
+
+def test_multihead_step_descends_at_the_bound_and_rises_beyond_it():
+    generator = torch.Generator().manual_seed(0)
+    Y = torch.tensor([[[0.0, 0.0], [1.0, 0.0]]], dtype=torch.float64)  # head 0: the 1-D pair of the single-head case
+    W = torch.ones(2, 1, 1, dtype=torch.float64)
+    before = pairwise_energy(Y, W)
+    assert pairwise_energy(attention_step(Y, W, alpha=ATTENTION_STEP_BOUND), W) <= before + 1e-12
+    assert pairwise_energy(attention_step(Y, W, alpha=3.0), W) > before + 1e-6  # the single-head counterexample
+    Y = torch.randn(2, 5, 6, generator=generator, dtype=torch.float64)
+    W = torch.randn(3, 2, 2, generator=generator, dtype=torch.float64)
+    assert (pairwise_energy(attention_step(Y, W, alpha=2.0), W) <= pairwise_energy(Y, W) + 1e-12).all()
+
+
+@pytest.mark.parametrize("claim", ["multihead_energy_identity", "multihead_attention_descent",
+                                   "learned_step_sizes_descent", "residual_substeps_descent"])
+def test_variant_claims_hold(claim):
+    (result,) = run_all(40, 0, ids=[claim])
+    assert result.trials >= 40 and result.violations == 0, result.verdict
+
+
+def test_depth_extrapolation_rows_and_untied_refusal():
+    data = prepare("polarity", SMOKE)
+    vectors = data.vectors
+    module = SequenceClassifier(kind="tokens", input_dim=vectors.shape[1], num_classes=2, model="unfolded_tied",
+                                width=16, num_layers=2, vectors=vectors, positions="learned", max_tokens=64)
+    rows = depth_rows(module, data, depth_factor=3)
+    assert list(rows["depth"]) == [1, 2, 3, 4, 5, 6]
+    assert rows["energy"].notna().all() and (rows["update"] > 0).all()
+    assert rows["test_accuracy"].between(0, 1).all()
+    # the depth-L row is the model as trained: its accuracy equals the plain forward's
+    batch = collate(list(zip(*data.splits["test"], strict=True)))
+    with torch.no_grad():
+        plain = (module(batch)[0].argmax(-1) == batch["labels"]).double().mean().item()
+    assert abs(rows.loc[rows["depth"] == 2, "test_accuracy"].item() - plain) < 1e-9
+    untied = SequenceClassifier(kind="tokens", input_dim=vectors.shape[1], num_classes=2, model="unfolded_untied",
+                                width=16, num_layers=2, vectors=vectors)
+    with pytest.raises(ValueError, match="tied weights"):
+        depth_rows(untied, data)
+
+
+def _runs():
+    rows = []
+    for lr, val, test in ((0.001, [0.7, 0.8, 0.75], [0.70, 0.72, 0.71]), (0.01, [0.9, 0.85, 0.8], [0.60, 0.90, 0.75])):
+        for seed, (v, t) in enumerate(zip(val, test, strict=True)):
+            rows.append({"dataset": "d", "model": "m", "variant": "base", "family": "unfolded", "lr": lr, "seed": seed,
+                         "val_accuracy": v, "test_accuracy": t, "parameters": 10, "chance_accuracy": 0.5,
+                         "bag_of_words_ceiling": math.nan, "oracle_ceiling": math.nan, "epochs": 3,
+                         "energy_monotone_fraction": 1.0})
+    return pd.DataFrame(rows)
+
+
+def test_learning_rate_pick_uses_validation_and_reports_t_intervals():
+    runs = _runs()
+    picked = select_learning_rates(runs)
+    assert set(picked[picked["selected"]]["lr"]) == {0.01}  # best mean validation, whatever the test says
+    (row,) = summarise_accuracy(runs).to_dict("records")
+    assert row["lr"] == 0.01 and row["lr_grid"] == "0.001/0.01" and row["seeds"] == 3
+    assert abs(row["test_accuracy_mean"] - 0.75) < 1e-12
+    assert abs(row["test_accuracy_sd"] - 0.15) < 1e-12  # ddof = 1
+    half = 4.302652729911275 * 0.15 / math.sqrt(3)  # t_{0.975, 2}
+    assert abs(row["ci95_low"] - (0.75 - half)) < 1e-9 and abs(row["ci95_high"] - (0.75 + half)) < 1e-9
+    assert confidence_interval(pd.Series([0.5]))[0] != confidence_interval(pd.Series([0.5]))[0]  # NaN with one seed
+
+
+def test_learning_rate_tie_goes_to_the_smaller_rate():
+    runs = _runs()
+    runs["val_accuracy"] = 0.8
+    assert set(select_learning_rates(runs).query("selected")["lr"]) == {0.001}
+
+
+def test_model_names_with_variants():
+    assert split_model("unfolded_tied-multihead") == ("unfolded_tied", "multihead")
+    assert split_model("standard_tied") == ("standard_tied", "base")
+    for bad in ("standard_tied-multihead", "unfolded_tied-wide", "transformer"):
+        with pytest.raises(ValueError):
+            split_model(bad)
+
+
+def test_study_config_lists_the_whole_grid(tmp_path):
+    """`snakemake -n --configfile config/study.yaml` in a fresh copy: 3 datasets x (5 models + 3 variants)
+    x 3 learning rates x 5 seeds train jobs, one probe per dataset, one aggregation."""
+    from workflow_helpers import copy_workflow, job_counts, snakemake
+
+    workdir = copy_workflow(tmp_path / "study")
+    result = snakemake(workdir, "-n", "--configfile", "config/study.yaml", timeout=280)
+    assert result.returncode == 0, result.stderr[-2000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts.get("train") == 3 * 8 * 3 * 5, counts
+    assert counts.get("probe") == 3 and counts.get("accuracy") == 1 and counts.get("depth") == 1
