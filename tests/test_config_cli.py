@@ -34,7 +34,12 @@ BAD_CONFIGS = [
     ({"datasets": ["wikitext"]}, "config.datasets[0]"),
     ({"train": {"seeds": []}}, "config.train.seeds"),
     ({"train": {"models": ["bert"]}}, "config.train.models[0]"),
-    ({"train": {"lr": 0}}, "config.train.lr"),
+    ({"train": {"learning_rates": {"unfolded": [0]}}}, "config.train.learning_rates.unfolded[0]"),
+    ({"train": {"learning_rates": {"transformer": [0.1]}}}, "config.train.learning_rates"),
+    ({"train": {"positions": "rotary"}}, "config.train.positions"),
+    ({"train": {"variants": ["wide"]}}, "config.train.variants[0]"),
+    ({"train": {"datasets": ["imbd"]}}, "config.train.datasets[0]"),
+    ({"study": {"id": "../x"}}, "config.study.id"),
     ({"energy_curves": {"samples": 0}}, "config.energy_curves.samples"),
     ({"energy_curves": {"variants": ["official"]}}, "config.energy_curves.variants[0]"),
     ({"train": {"alpha_attention": 2.5}}, "config.train.alpha_attention"),
@@ -174,7 +179,7 @@ def test_data_info_lists_every_dataset_and_carries_on(tmp_path):
     result = _cli("data", "info", "--config", json.dumps({"data": {"cache_dir": str(tmp_path)}}))
     assert result.returncode == 0, result.stderr
     names = [line.split(":")[0] for line in result.stdout.splitlines()]
-    assert names == ["polarity", "digits", "imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B"]
+    assert names == ["polarity", "order", "digits", "imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B"]
     assert "missing (about 2 GB to download into" in result.stdout and str(tmp_path) in result.stdout
     result = _cli("data", "info", "imdb", "polarity", "glove-6B", "--config", json.dumps({"data": {"cache_dir": str(tmp_path)}}))
     assert result.returncode == 3  # imdb and glove-6B are missing, but polarity is still described

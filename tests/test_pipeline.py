@@ -29,11 +29,14 @@ def test_dry_run(tmp_path, configfile):
     output = result.stdout + result.stderr
     counts = job_counts(output)
     assert counts["synthetic"] == 3 and counts["claims"] == 1 and counts["fig1_apollonius"] == 1
-    assert counts["train"] == 24 and counts["energy_curves"] == 2 and counts["energy_figure"] == 4
+    # default: 3 datasets x (3 models x 3 seeds + 3 variants x 1 seed); paper: 2 datasets x the same
+    assert counts["train"] == (24 if configfile else 36) and counts["energy_curves"] == 2 and counts["energy_figure"] == 4
+    assert counts["probe"] == (2 if configfile else 3) and counts["depth"] == 1
     if configfile:  # the paper's data: IMDB, SST-2 and GloVe are fetched first
         assert counts["fetch"] == 3
         assert "downloads glove-840B (about 2 GB) into" in output  # said before anything runs
-        assert "results/runs/imdb/unfolded_tied/seed0" in output and "results/runs/sst2/standard_untied/seed2" in output
+        assert "results/runs/imdb/unfolded_tied/lr0.003/seed0" in output
+        assert "results/runs/sst2/bag_of_embeddings/lr0.003/seed2" in output
     else:
         assert "fetch" not in counts and "downloads" not in output
 
@@ -70,15 +73,30 @@ def test_outputs_are_valid(smoke_run):
     assert len(claims) == len(CLAIMS) and (claims["trials"] >= 5).all()
     assert (smoke_run / "results/benchmarks/claims.tsv").exists()
     accuracy = pd.read_csv(smoke_run / "results/tables/accuracy.csv")
-    assert len(accuracy) == 2 * 4 * 1 and accuracy["test_accuracy"].between(0, 1).all()
-    assert {"dataset", "model", "seed", "parameters", "energy_monotone_fraction"} <= set(accuracy.columns)
+    # 3 datasets x (3 models + 3 variants + the linear probe), one seed
+    assert len(accuracy) == 3 * 7 and accuracy["test_accuracy"].between(0, 1).all()
+    assert {"dataset", "model", "variant", "lr", "seed", "val_accuracy", "selected", "parameters",
+            "energy_monotone_fraction", "bag_of_words_ceiling", "oracle_ceiling"} <= set(accuracy.columns)
+    assert set(accuracy["model"]) == {"unfolded_tied", "standard_untied", "bag_of_embeddings", "linear_probe",
+                                      "unfolded_tied-residual", "unfolded_tied-learned_steps", "unfolded_tied-multihead"}
+    order = accuracy[accuracy["dataset"] == "order"]
+    assert (order["bag_of_words_ceiling"] == 0.5).all() and (order["oracle_ceiling"] == 1.0).all()
+    assert accuracy[accuracy["dataset"] != "order"]["bag_of_words_ceiling"].isna().all()
+    summary_table = pd.read_csv(smoke_run / "results/tables/accuracy_summary.csv")
+    assert len(summary_table) == 3 * 7 and {"lr_grid", "ci95_low", "test_accuracy_sd"} <= set(summary_table.columns)
+    depth = pd.read_csv(smoke_run / "results/tables/depth.csv")
+    assert list(depth.columns) == ["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update", "energy"]
+    # tied encoders only (no untied, no baselines), each at depths 1 to 4 x 2
+    assert set(depth["model"]) == {"unfolded_tied", "unfolded_tied-residual", "unfolded_tied-learned_steps",
+                                   "unfolded_tied-multihead"}
+    assert len(depth) == 3 * 4 * 8 and depth["energy"].notna().all()
     assert not {"train_seconds", "samples_per_second", "resumed"} & set(accuracy.columns)  # timings apart
     timings = pd.read_csv(smoke_run / "results/tables/timings.csv")
     assert len(timings) == len(accuracy) and (timings["samples_per_second"] > 0).all()
     curves = pd.read_parquet(smoke_run / "results/data/energy_curves.parquet")
     assert len(curves) == 2 * 3 * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
     summary = pd.read_csv(smoke_run / "results/tables/energy_summary.csv")
-    assert len(summary) == 2 * 3 * 3 + 2 * 4  # the energy curves, then one trained curve per run
+    assert len(summary) == 2 * 3 * 3 + 3 * 5  # the energy curves, then one trained curve per encoder run
     assert {"monotone_fraction", "strict_fraction", "active_fraction", "monotone_fraction_active",
             "strict_fraction_active", "median_decrease", "collapse_layer", "attention_share", "test_accuracy",
             "test_loss", "chance_accuracy", "change_W", "change_Wf", "change_B"} <= set(summary.columns)
@@ -88,10 +106,11 @@ def test_outputs_are_valid(smoke_run):
     assert set(regime["phase"]) == {"selection", "confirmation"}
     assert len(regime) == 2 * 2 * 2 * 2  # datasets x seeds x alphas x relu
     assert "Pick:" in (smoke_run / "results/tables/regime_search.md").read_text()
-    for name in ("fig5_energy_untrained_polarity", "fig6_energy_trained_digits", "fig_accuracy", "fig_training_curves"):
+    for name in ("fig5_energy_untrained_polarity", "fig6_energy_trained_digits", "fig_accuracy", "fig_training_curves",
+                 "fig_depth_extrapolation"):
         assert Image.open(smoke_run / f"results/figures/{name}.png").format == "PNG"
-    for run in ("polarity/unfolded_tied/seed0", "digits/standard_untied/seed0"):
-        assert (smoke_run / "results/runs" / run / "last.ckpt").stat().st_size > 0
+    for run in ("polarity/unfolded_tied/lr0.003/seed0", "digits/standard_untied/lr0.001/seed0"):
+        assert (smoke_run / "results/runs" / run / "model.ckpt").stat().st_size > 0
 
 
 def test_rerun_is_a_no_op_and_a_change_reruns_only_dependants(smoke_run):
@@ -125,12 +144,12 @@ def test_a_copied_clone_reruns_nothing(smoke_run, tmp_path):
 
 
 FIGURE_JOBS = {"fig1_apollonius": 1, "fig2_alternating_trace": 1, "fig3_alternating_energy": 1, "fig4_kappa_regions": 1,
-               "energy_figure": 4, "training_figure": 2, "all": 1}
+               "energy_figure": 4, "training_figure": 3, "all": 1}
 
 
 @pytest.mark.parametrize("module,expected", [
     # the figures, and the report's pages (their generator states Figure 3's trend with figures.py's code)
-    ("figures.py", {**FIGURE_JOBS, "report_pages": 1, "total": 12}),
+    ("figures.py", {**FIGURE_JOBS, "report_pages": 1, "total": 13}),
     ("synthetic.py", None),  # checked below: the synthetic tables, the claims (which use its quadratics) and figures
     ("energy.py", None),
 ])
@@ -145,7 +164,7 @@ def test_editing_a_module_reruns_exactly_its_dependants(smoke_run, tmp_path, mod
         assert counts["synthetic"] == 3 and counts["claims"] == 1
         assert "train" not in counts and "energy_curves" not in counts and "regime_search" not in counts
     else:  # the energies: claims, energy curves, training and everything downstream
-        assert counts["claims"] == 1 and counts["energy_curves"] == 2 and counts["train"] == 8
+        assert counts["claims"] == 1 and counts["energy_curves"] == 2 and counts["train"] == 18
         assert counts["regime_search"] == 1 and counts["energy_summary"] == 1 and counts["accuracy"] == 1
         assert "synthetic" not in counts
 

@@ -180,15 +180,28 @@ def regime_block(tables: Path) -> str:
 
 
 def accuracy_block(tables: Path) -> str:
-    runs = pd.read_csv(tables / "accuracy.csv")
-    grouped = runs.groupby(["dataset", "model"], sort=True)
-    table = pd.DataFrame({
-        "test accuracy (mean ± sd)": grouped["test_accuracy"].agg(
-            lambda v: f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}"),
-        "seeds": grouped["seed"].count(),
-        "parameters": grouped["parameters"].first().map(lambda v: f"{int(v):,}"),
-    }).reset_index()
-    return table.to_markdown(index=False) + "\n\n(sd: sample standard deviation over seeds, ddof = 1.)"
+    """The default run's accuracy table: every (dataset, model) at its learning rate, beside the baselines
+    and the order task's ceilings (from accuracy_summary.csv)."""
+    from .study import accuracy_markdown
+
+    return accuracy_markdown(pd.read_csv(tables / "accuracy_summary.csv")).strip()
+
+
+def default_study_id() -> str:
+    from .config import schema
+
+    return schema()["properties"]["study"]["properties"]["id"]["default"]
+
+
+def study_block(tables: Path) -> str:
+    """The archived study (results/archive/<study.id>/): generated prose, the accuracy tables and the
+    depth-extrapolation summary, from the archive alone."""
+    from .study import accuracy_markdown, load_archive, study_markdown
+
+    directory = tables.parent / "archive" / default_study_id()
+    _, summary, depth, provenance = load_archive(directory)
+    return (study_markdown(summary, depth, provenance).strip() + "\n\n<details><summary>Every model of the study"
+            "</summary>\n\n" + accuracy_markdown(summary).strip() + "\n\n</details>")
 
 
 def figures_block(tables: Path) -> str:
@@ -246,7 +259,8 @@ BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "claims-prose": ("claims.csv", claims_prose),
     "energy": ("energy_summary.csv", energy_block),
     "regime": ("regime_search.csv", regime_block),
-    "accuracy": ("accuracy.csv", accuracy_block),
+    "accuracy": ("accuracy_summary.csv", accuracy_block),
+    "study": (f"../archive/{default_study_id()}/provenance.json", study_block),
     "figures": ("../data/alternating.parquet", figures_block),
     "runtime": ("../benchmarks", runtime_block),
 }
@@ -334,11 +348,15 @@ def landing_rst(tables: Path) -> str:
         })
         lines += ["Figures 5-6: energy across layers (with ReLU)", "---------------------------------------------", "",
                   _rst_table(frame), ""]
-    if (tables / "accuracy.csv").exists():
-        runs = pd.read_csv(tables / "accuracy.csv")
-        grouped = runs.groupby(["dataset", "model"], sort=True)["test_accuracy"]
-        frame = grouped.agg(lambda v: f"{v.mean():.3f} ± {v.std(ddof=1):.3f}" if len(v) > 1 else f"{v.mean():.3f}")
-        frame = frame.rename("test accuracy (mean ± sd)").reset_index()
+    if (tables / "accuracy_summary.csv").exists():
+        summary = pd.read_csv(tables / "accuracy_summary.csv")
+        frame = pd.DataFrame({
+            "dataset": summary["dataset"], "model": summary["model"],
+            "test accuracy (mean ± sd)": [f"{m:.3f} ± {sd:.3f}" if sd == sd else f"{m:.3f}"
+                                          for m, sd in zip(summary["test_accuracy_mean"], summary["test_accuracy_sd"],
+                                                           strict=True)],
+            "seeds": summary["seeds"],
+        })
         lines += ["Unfolded vs standard: test accuracy", "-----------------------------------", "", _rst_table(frame), ""]
     lines += [
         "Provenance",
@@ -370,9 +388,12 @@ def write_report_pages(tables: Path, landing: Path) -> list[Path]:
     write_text(landing, landing_rst(tables))
     pages = {"claims": ("Claims", "Every claim with its kind, source tag, trials, violations and verdict."),
              "energy_summary": ("Energy curves", "One row per curve; shares of (sample, layer) steps."),
-             "accuracy": ("Unfolded vs standard", "One row per (dataset, model, seed).")}
+             "accuracy": ("Unfolded vs standard", "One row per (dataset, model) at its learning-rate pick: mean, sd "
+                                                  "(ddof = 1) and 95% CI over seeds, baselines and ceilings; every run "
+                                                  "is in accuracy.csv.")}
+    sources = {"accuracy": "accuracy_summary.csv"}
     for name, (title, note) in pages.items():
-        source = tables / f"{name}.csv"
+        source = tables / sources.get(name, f"{name}.csv")
         if source.exists():
             page = tables / f"{name}.html"
             write_text(page, html_table(pd.read_csv(source), title, note))

@@ -7,7 +7,7 @@ rule report_pages:
     input:
         claims="results/tables/claims.csv",
         summary="results/tables/energy_summary.csv",
-        accuracy="results/tables/accuracy.csv",
+        accuracy="results/tables/accuracy_summary.csv",
     output:
         landing="results/report/landing.rst",
         claims=report("results/tables/claims.html", caption="../report/claims.rst", category="Claims"),
