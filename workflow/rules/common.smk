@@ -105,8 +105,8 @@ def all_targets():
         else:
             targets += figure_outputs(name)
     if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
-        targets += ["results/tables/accuracy.csv", "results/tables/accuracy.md", "results/data/energy_curves.parquet",
-                    "results/tables/accuracy_summary.csv", "results/tables/depth.csv"]
+        targets += ["results/tables/accuracy.csv", "results/tables/accuracy.md", "results/tables/accuracy_summary.csv",
+                    "results/tables/depth.csv"]
         targets += figure_outputs("fig_depth_extrapolation")
     if any(name in config["figures"]["include"] for name in ("fig5_energy_untrained", "fig6_energy_trained")):
         targets += ["results/tables/energy_summary.csv", "results/tables/energy_summary.md"]
