@@ -440,7 +440,7 @@ def fig_depth_extrapolation(frame: pd.DataFrame) -> plt.Figure:
     set_style()
     datasets = sorted(frame["dataset"].unique()) if not frame.empty else ["(no runs)"]
     figure, axes = plt.subplots(3, len(datasets), figsize=(4.4 * len(datasets), 8.4), squeeze=False)
-    palette = dict(zip(sorted(frame["model"].unique()) if not frame.empty else [], sns.color_palette("colorblind", 12)))
+    palette = dict(zip(sorted(frame["model"].unique()) if not frame.empty else [], sns.color_palette("tab10", 10)))
     rows = (("test_accuracy", "test accuracy", False), ("update", "relative update |ΔY| / |Y|", True),
             ("energy", "mean energy (unfolded)", False))
     for column, dataset in enumerate(datasets):
