@@ -226,3 +226,30 @@ def test_html_report(smoke_run):
     counter = claims[claims["kind"] == "counterexample"]
     assert f"Counter-examples found: {len(counter)} of {len(counter)}" in rendered
     assert "Figures 5-6: energy across layers" in rendered and "Unfolded vs standard: test accuracy" in rendered
+
+
+def test_archive_and_rebuild_the_study_without_training(smoke_run, tmp_path):
+    """`python -m unfolded archive` keeps the tables with provenance; from_archive draws the study figures
+    and section from the archive alone: no train job, and it works in a clone without any run."""
+    import json
+
+    python = [sys.executable, "-m", "unfolded"]
+    result = subprocess.run([*python, "archive", "--config", "config/smoke.yaml", "--study-id", "smoke"], cwd=smoke_run,
+                            capture_output=True, text=True, env=workflow_env(smoke_run))
+    assert result.returncode == 0, result.stderr[-2000:]
+    archive = smoke_run / "results/archive/smoke"
+    provenance = json.loads((archive / "provenance.json").read_text())
+    assert provenance["runs"] == 3 * 7 and provenance["train_jobs"] == 3 * 6 and provenance["cpu_hours"] > 0
+    picked = provenance["checkpoint_sha256"]
+    assert len(picked) == 3 * 6 and all(len(digest) == 64 for digest in picked.values())
+    assert "git_commit" in provenance and provenance["config"]["train"]["seeds"] == [0]
+
+    clone = copy_workflow(tmp_path / "fresh")  # no results at all, only the archive
+    shutil.copytree(archive, clone / "results/archive/smoke")
+    result = snakemake(clone, "--configfile", "config/smoke.yaml", "--config", 'study={"from_archive": true, "id": "smoke"}')
+    assert result.returncode == 0, result.stderr[-3000:]
+    counts = job_counts(result.stdout + result.stderr)
+    assert counts == {"study_figures": 1, "all": 1, "total": 2}
+    assert Image.open(clone / "results/figures/study_depth_extrapolation.png").format == "PNG"
+    text = (clone / "results/tables/study.md").read_text()
+    assert "**order**" in text and "bag_of_embeddings" in text and "Depth extrapolation" in text

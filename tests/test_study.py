@@ -195,3 +195,16 @@ def test_study_config_lists_the_whole_grid(tmp_path):
     counts = job_counts(result.stdout + result.stderr)
     assert counts.get("train") == 3 * 8 * 3 * 5, counts
     assert counts.get("probe") == 3 and counts.get("accuracy") == 1 and counts.get("depth") == 1
+
+
+def test_slurm_profile_groups_the_study_into_few_submissions(tmp_path):
+    """On SLURM, the 363 short train/probe jobs of the study go 16 per submission (group "runs")."""
+    from workflow_helpers import copy_workflow, job_counts, snakemake
+
+    workdir = copy_workflow(tmp_path / "slurm")
+    result = snakemake(workdir, "-n", "--configfile", "config/study.yaml", profile="profiles/slurm", timeout=280)
+    assert result.returncode == 0, result.stderr[-2000:]
+    output = result.stdout + result.stderr
+    counts = job_counts(output)
+    grouped = counts["train"] + counts["probe"]
+    assert output.count("Group job runs") == -(-grouped // 16) == 23

@@ -20,6 +20,7 @@ import pandas as pd
 
 __all__ = [
     "ARCHIVE_TABLES",
+    "run_specs",
     "archive_study",
     "depth_table",
     "select_learning_rates",
@@ -30,6 +31,31 @@ __all__ = [
 #: result tables an archived study keeps (results/archive/<study-id>/)
 ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")
 KEYS = ["dataset", "model"]
+
+
+def lr_tag(lr: float) -> str:
+    """A learning rate as it appears in run paths (``lr0.003``)."""
+    return f"{float(lr):g}"
+
+
+def model_family(model: str) -> str:
+    base = model.split("-")[0]
+    return base if base == "bag_of_embeddings" else base.split("_")[0]
+
+
+def run_specs(config: dict) -> list[tuple[str, str, str, int]]:
+    """Every (dataset, model, lr tag, seed) train job of a validated config: the models on every seed,
+    each variant of each variant model on ``variant_seeds``, each at every learning rate of its
+    family. The Snakefile builds its jobs from this list."""
+    train = config["train"]
+    runs = [(model, seed) for model in train["models"] for seed in train["seeds"]]
+    variant_seeds = train["variant_seeds"] or train["seeds"]
+    runs += [(f"{model}-{variant}", seed) for model in train["variant_models"] for variant in train["variants"]
+             for seed in variant_seeds]
+    return [(dataset, model, lr_tag(lr), seed)
+            for dataset in (train["datasets"] or config["datasets"])
+            for model, seed in runs
+            for lr in train["learning_rates"][model_family(model)]]
 
 
 def confidence_interval(values: pd.Series, level: float = 0.95) -> tuple[float, float]:
@@ -215,8 +241,9 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
         with atomic_path(destination / name) as temporary:
             temporary.write_bytes((tables / name).read_bytes())
     runs = pd.read_csv(tables / "accuracy.csv")
-    seconds = 0.0
+    seconds, jobs = 0.0, 0
     for path in benchmarks.rglob("*.tsv"):
+        jobs += 1
         frame = pd.read_csv(path, sep="\t")
         seconds += float(frame["cpu_time"].iloc[-1]) if "cpu_time" in frame and frame["cpu_time"].notna().all() \
             else float(frame["s"].iloc[-1])
@@ -228,7 +255,7 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
     meta = provenance("study-archive", config, None, study_id=study_id, runs=int(len(runs)),
                       machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                               f"{__import__('os').cpu_count()} cores, {platform.system()}",
-                      cpu_hours=seconds / 3600.0, checkpoint_sha256=checkpoints)
+                      cpu_hours=seconds / 3600.0, train_jobs=jobs, checkpoint_sha256=checkpoints)
     write_json(destination / "provenance.json", meta)
     return meta
 

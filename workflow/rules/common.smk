@@ -8,6 +8,7 @@ import yaml
 from snakemake.utils import update_config, validate
 
 from unfolded.codeversion import stage_digest
+from unfolded.study import run_specs
 from unfolded.downloads import pending_downloads, use_this_interpreter_for_jobs
 from unfolded.config import FIGURE_TABLES, ConfigError, config_hash, validate_config
 
@@ -131,42 +132,12 @@ def fetched_for(dataset):
     return []
 
 
-def lr_tag(lr):
-    """A learning rate as it appears in run paths (lr0.003)."""
-    return f"{float(lr):g}"
-
-
-def train_datasets():
-    return config["train"]["datasets"] or config["datasets"]
-
-
-def model_family(model):
-    base = model.split("-")[0]
-    return base if base == "bag_of_embeddings" else base.split("_")[0]
-
-
-def run_specs():
-    """Every (dataset, model, lr, seed) run of the config: the models on every seed, each variant of
-    each variant model on variant_seeds, each at every learning rate of its family."""
-    train = config["train"]
-    runs = [(model, seed) for model in train["models"] for seed in train["seeds"]]
-    variant_seeds = train["variant_seeds"] or train["seeds"]
-    runs += [(f"{model}-{variant}", seed) for model in train["variant_models"] for variant in train["variants"]
-             for seed in variant_seeds]
-    return [
-        (dataset, model, lr_tag(lr), seed)
-        for dataset in train_datasets()
-        for model, seed in runs
-        for lr in train["learning_rates"][model_family(model)]
-    ]
-
-
 def run_dirs(energy_only=False, tied_only=False):
     """Run directories; energy_only: encoders with an energy trace (not bag_of_embeddings);
     tied_only: encoders that run at other depths (depth.parquet holds rows)."""
     return [
         f"results/runs/{dataset}/{model}/lr{lr}/seed{seed}"
-        for dataset, model, lr, seed in run_specs()
+        for dataset, model, lr, seed in run_specs(config)
         if not (energy_only and model.startswith("bag_of_embeddings"))
         and not (tied_only and "_tied" not in model)
     ]
@@ -175,4 +146,4 @@ def run_dirs(energy_only=False, tied_only=False):
 def probe_runs():
     if not config["train"]["linear_probe"]:
         return []
-    return [f"results/runs/{dataset}/linear_probe/provenance.json" for dataset in train_datasets()]
+    return [f"results/runs/{dataset}/linear_probe/provenance.json" for dataset in config["train"]["datasets"] or config["datasets"]]
