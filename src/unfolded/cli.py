@@ -293,7 +293,7 @@ def energy_summary_markdown(summary) -> str:
     for column in ("test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B"):
         table[column] = table[column].map(lambda v: "" if v != v else f"{v:.3g}")
     table["collapse_layer"] = table["collapse_layer"].map(lambda v: "never" if v != v or v is None else str(int(v)))
-    columns = ["dataset", "variant", "relu", "state", "seed", "steps", *percent[:5], "collapse_layer",
+    columns = ["dataset", "variant", "relu", "state", "seed", "lr", "steps", *percent[:5], "collapse_layer",
                "attention_share_active", "test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B"]
     note = ("\n\nShares count (sample, layer) steps, each judged on the energy of the layer that takes it "
             "(tolerance: unfolded.diagnostics.DESCENT_TOLERANCE). Active: the step starts from a state whose "

@@ -32,7 +32,8 @@ __all__ = [
     "train_run",
 ]
 
-CURVE_KEYS = ["dataset", "variant", "relu", "state", "seed"]
+#: A curve: Figures 5-6's (lr NaN) or a trained run's (variant = the run's model, lr its learning rate).
+CURVE_KEYS = ["dataset", "variant", "relu", "state", "seed", "lr"]
 #: Per-curve attributes repeated on every row of a curve (NaN where they do not apply).
 CURVE_ATTRIBUTES = ["alpha_attention", "w_scale", "test_accuracy", "test_loss", "chance_accuracy",
                     "change_W", "change_Wf", "change_B"]
@@ -177,12 +178,20 @@ def _curve_tensors(group: pd.DataFrame):
             wide("step_middle", steps))
 
 
-def curve_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per curve (dataset, variant, relu, state, seed) with the shares of
-    :func:`unfolded.diagnostics.curve_summary_row` and, for trained curves, accuracy and weight change."""
+def _with_keys(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every curve key present (seed -1 and lr NaN where a table has none)."""
     table = table.copy()
     if "seed" not in table:
         table["seed"] = -1
+    if "lr" not in table:
+        table["lr"] = math.nan
+    return table
+
+
+def curve_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve (dataset, variant, relu, state, seed) with the shares of
+    :func:`unfolded.diagnostics.curve_summary_row` and, for trained curves, accuracy and weight change."""
+    table = _with_keys(table)
     rows = []
     for key, group in table.groupby(CURVE_KEYS, sort=True, dropna=False):
         before, after, relative_spread, middle = _curve_tensors(group)
@@ -235,7 +244,8 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
               "w_scale": 1.0 if name.startswith("unfolded") else math.nan,
               "test_accuracy": summary["test_accuracy"], "test_loss": summary["test_loss"],
               "chance_accuracy": chance_accuracy(test_labels), **parameter_changes(start, module)}
-    rows = trace_rows(trace, indices, dataset=dataset, variant=model, seed=seed, relu=relu, state="trained", **record)
+    rows = trace_rows(trace, indices, dataset=dataset, variant=model, seed=seed, lr=lr, relu=relu, state="trained",
+                      **record)
     if getattr(encoder, "learned_step_sizes", False):
         with torch.no_grad():
             sizes = [encoder.step_sizes(t) for t in range(encoder.num_layers)]
@@ -393,10 +403,7 @@ def layer_decomposition(table: pd.DataFrame) -> pd.DataFrame:
     (standard models) are left out."""
     from .diagnostics import COLLAPSE_THRESHOLD
 
-    table = table.copy()
-    if "seed" not in table:
-        table["seed"] = -1
-    table = table.sort_values([*CURVE_KEYS, "sample", "layer"])
+    table = _with_keys(table).sort_values([*CURVE_KEYS, "sample", "layer"])
     table["active_before"] = table.groupby([*CURVE_KEYS, "sample"], dropna=False)["relative_spread"].shift(1) \
         >= COLLAPSE_THRESHOLD
     steps = table[(table["layer"] > 0) & table["step_middle"].notna()]
