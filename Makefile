@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-slurm lint benchmark clean-results docs-figures readme mutation
+.PHONY: all install test test-slurm lint benchmark clean-results docs-figures readme mutation study study-figures
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -45,6 +45,17 @@ mutation: $(STAMP)
 	rm -rf mutants
 	$(BIN)/python tools/mutation.py run --max-children 2 || true
 	$(BIN)/python tools/mutation.py results
+
+# The unfolded-vs-standard study at the size it was archived (about 3 CPU-hours on 2 cores), then its
+# archive under results/archive/$(STUDY_ID); the full grid is config/study.yaml alone
+STUDY_ID ?= cpu-2026-11
+study: $(STAMP)
+	$(BIN)/snakemake --cores all --configfile config/study.yaml config/study-cpu.yaml
+	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-cpu.yaml --study-id $(STUDY_ID)
+
+# The study's figures and README section from the committed archive, without training
+study-figures: $(STAMP)
+	$(BIN)/snakemake --cores all --config study='{"from_archive": true, "id": "$(STUDY_ID)"}'
 
 # Refresh every generated block of the README from results/tables (after `make all`)
 readme: $(STAMP)

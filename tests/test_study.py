@@ -208,3 +208,15 @@ def test_slurm_profile_groups_the_study_into_few_submissions(tmp_path):
     counts = job_counts(output)
     grouped = counts["train"] + counts["probe"]
     assert output.count("Group job runs") == -(-grouped // 16) == 23
+
+
+def test_default_learning_rates_are_the_archived_study_picks():
+    """The default run uses the learning rates the archived study picked most often per family."""
+    from pathlib import Path
+
+    from unfolded.readme import default_study_id
+    from unfolded.study import family_picks
+
+    summary = pd.read_csv(Path("results/archive") / default_study_id() / "accuracy_summary.csv")
+    defaults = load_config(None)["train"]["learning_rates"]
+    assert {family: [lr] for family, lr in family_picks(summary).items()} == defaults

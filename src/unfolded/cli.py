@@ -428,7 +428,15 @@ def run_depth(args: argparse.Namespace) -> None:
 def run_archive(args: argparse.Namespace) -> None:
     from .study import archive_study
 
-    config = load_config(args.config)
+    import yaml
+
+    merged: dict = {}
+    for path in args.config:  # later files override earlier ones, key by key, as Snakemake merges --configfile
+        if not Path(path).is_file():
+            raise ConfigError(f"archive: config file {path} does not exist")
+        _deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
+    config = load_config(merged)
+    config["config_files"] = list(args.config)
     if not args.study_id or "/" in args.study_id:
         raise ConfigError(f"archive: --study-id must be a plain name, got {args.study_id!r}")
     missing = [name for name in ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")
@@ -440,6 +448,15 @@ def run_archive(args: argparse.Namespace) -> None:
                          Path(args.out) / args.study_id, config)
     print(f"archived {meta['runs']} runs ({meta['cpu_hours']:.2f} CPU-hours) in {Path(args.out) / args.study_id}",
           file=sys.stderr)
+
+
+def _deep_merge(target: dict, update: dict) -> dict:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = value
+    return target
 
 
 def run_study_figures(args: argparse.Namespace) -> None:
@@ -500,7 +517,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Copy accuracy.csv, accuracy_summary.csv, depth.csv and timings.csv into <out>/<study-id>/ with "
                     "provenance.json: config, commit, machine, CPU-hours from the train jobs' benchmarks, job count, and "
                     "the SHA-256 of the checkpoints of every picked run.")
-    _config_argument(archive)
+    archive.add_argument("--config", nargs="+", required=True,
+                         help="the study's config file(s), merged in order as snakemake --configfile does")
     archive.add_argument("--study-id", required=True, help="name of the archive folder")
     archive.add_argument("--tables", default="results/tables", help="where the study's tables are")
     archive.add_argument("--runs", default="results/runs", help="where the study's runs are (checkpoints)")

@@ -20,6 +20,7 @@ import pandas as pd
 
 __all__ = [
     "ARCHIVE_TABLES",
+    "family_picks",
     "run_specs",
     "archive_study",
     "depth_table",
@@ -116,6 +117,17 @@ def summarise_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
             "oracle_ceiling": float(first.get("oracle_ceiling", math.nan)),
         })
     return pd.DataFrame(rows)
+
+
+def family_picks(summary: pd.DataFrame) -> dict[str, float]:
+    """Per model family, the learning rate picked most often over (dataset, model) pairs (ties: the
+    smaller): the default configuration's ``train.learning_rates``."""
+    trained = summary[summary["lr"].notna()]
+    picks = {}
+    for family, group in trained.groupby("family", sort=True):
+        counts = group["lr"].value_counts()
+        picks[family] = float(min(counts[counts == counts.max()].index))
+    return picks
 
 
 def _fmt(value: float, digits: int = 3) -> str:
