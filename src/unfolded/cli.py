@@ -373,7 +373,7 @@ def run_accuracy(args: argparse.Namespace) -> None:
     runs = select_learning_rates(runs)
     # results (reproduced byte for byte by a rerun) and timings (which are not) go in separate tables
     timing_columns = [c for c in ("train_seconds", "samples_per_second", "resumed") if c in runs]
-    timings = runs[["dataset", "model", "lr", "seed", *timing_columns]]
+    timings = runs[runs["lr"].notna()][["dataset", "model", "lr", "seed", *timing_columns]]  # Lightning runs
     runs = runs.drop(columns=[*timing_columns, "C_grid", "learned_alpha_attention", "learned_alpha_ffn"], errors="ignore")
     with atomic_path(args.csv) as temporary:
         runs.to_csv(temporary, index=False, float_format="%.6g")

@@ -258,8 +258,29 @@ def runtime_block(tables: Path) -> str:
     total = table["sum"].sum()
     table.columns = ["rule", "jobs", "total s", "longest job s"]
     text = table.to_markdown(index=False, floatfmt=".0f")
+    wall = last_full_run(tables.parent.parent / ".snakemake" / "log")
+    measured = (f" The last complete `snakemake --cores all` ran {wall[0]} jobs in {wall[1] / 60:.1f} min wall "
+                f"(from its log in .snakemake/log)." if wall else "")
     return (f"{text}\n\nJob time summed over the timed rules: {total / 60:.1f} min (one thread per job; with "
-            f"`--cores 2` two jobs run at a time). Measured on the machine that produced the README's numbers.")
+            f"`--cores 2` two jobs run at a time).{measured} Measured on the machine that produced the README's numbers.")
+
+
+def last_full_run(logs: Path, min_jobs: int = 40) -> tuple[int, float] | None:
+    """(jobs, wall seconds) of the newest Snakemake log that finished all of at least ``min_jobs`` jobs:
+    from its first to its last timestamp."""
+    import re
+    from datetime import datetime
+
+    stamp = re.compile(r"^\[(\w{3} \w{3} +\d+ \d\d:\d\d:\d\d \d{4})\]$", re.MULTILINE)
+    done = re.compile(r"^(\d+) of (\d+) steps \(100%\) done$", re.MULTILINE)
+    for log in sorted(logs.glob("*.snakemake.log"), reverse=True) if logs.is_dir() else []:
+        text = log.read_text(errors="replace")
+        finished = done.search(text)
+        times = stamp.findall(text)
+        if finished and int(finished.group(2)) >= min_jobs and len(times) >= 2 and "--dry-run" not in text:
+            parse = lambda value: datetime.strptime(" ".join(value.split()), "%a %b %d %H:%M:%S %Y")  # noqa: E731
+            return int(finished.group(2)), (parse(times[-1]) - parse(times[0])).total_seconds()
+    return None
 
 
 BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {

@@ -70,6 +70,11 @@ def confidence_interval(values: pd.Series, level: float = 0.95) -> tuple[float, 
     return float(values.mean() - half), float(values.mean() + half)
 
 
+def _clip(value: float) -> float:
+    """Accuracies are in [0, 1]; so are the reported ends of their intervals."""
+    return value if math.isnan(value) else min(1.0, max(0.0, value))
+
+
 def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with a boolean ``selected`` column: per (dataset, model) the learning rate with the
     best mean validation accuracy over seeds (ties: the smaller rate). Runs without a learning rate
@@ -106,7 +111,7 @@ def summarise_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
             "lr": first["lr"], "seeds": int(picked["seed"].nunique()),
             "test_accuracy_mean": float(picked["test_accuracy"].mean()),
             "test_accuracy_sd": float(picked["test_accuracy"].std(ddof=1)) if len(picked) > 1 else math.nan,
-            "ci95_low": low, "ci95_high": high,
+            "ci95_low": _clip(low), "ci95_high": _clip(high),
             "val_accuracy_mean": float(picked["val_accuracy"].mean()),
             "epochs_mean": float(picked["epochs"].mean()) if "epochs" in picked else math.nan,
             "parameters": int(first["parameters"]),
@@ -160,7 +165,7 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
         parts.append(f"### {dataset}\n\n{table.to_markdown(index=False)}\n\nCeilings and floors: {'; '.join(ceilings)}.")
     note = ("\n\nTest accuracy at the learning rate with the best mean validation accuracy (early stopping on "
             "validation accuracy; the best epoch is tested). ± is the sample standard deviation over seeds (ddof = 1), "
-            "the interval Student's t. Variant runs (model-variant) may have fewer seeds than the base models.\n")
+            "the interval Student's t (clipped to [0, 1]). Variant runs (model-variant) may have fewer seeds than the base models.\n")
     return "\n\n".join(parts) + note
 
 
@@ -186,6 +191,14 @@ def _relative_depth_stats(depth: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _separated(ci: dict, dataset: str, first: str, second: str) -> bool:
+    """Whether two models' 95% intervals on a dataset are disjoint (False when either is missing)."""
+    (a_low, a_high), (b_low, b_high) = ci.get((dataset, first), (math.nan,) * 2), ci.get((dataset, second), (math.nan,) * 2)
+    if any(math.isnan(value) for value in (a_low, a_high, b_low, b_high)):
+        return False
+    return a_low > b_high or a_high < b_low
+
+
 def study_markdown(summary: pd.DataFrame, depth: pd.DataFrame, provenance: dict | None = None) -> str:
     """The README's unfolded-vs-standard prose and tables, generated from the tables alone."""
     lines = []
@@ -208,14 +221,19 @@ def study_markdown(summary: pd.DataFrame, depth: pd.DataFrame, provenance: dict 
             facts.append(f"unfolded_tied {unfolded:.3f} is {verdict} bag_of_embeddings {bag:.3f} "
                          f"({'95% intervals do not overlap' if separated else '95% intervals overlap'})")
         if not math.isnan(unfolded) and not math.isnan(standard):
-            facts.append(f"standard_tied {standard:.3f}, a gap of {standard - unfolded:+.3f} to unfolded_tied")
+            gap = standard - unfolded
+            facts.append(f"standard_tied {standard:.3f} ({'above' if gap > 0 else 'below'} unfolded_tied by {abs(gap):.3f}"
+                         f"{'' if _separated(ci, dataset, 'standard_tied', 'unfolded_tied') else '; 95% intervals overlap'})")
             for row in summary[(summary["dataset"] == dataset) & (summary["variant"] != "base")
                                & summary["model"].str.startswith("unfolded_tied")].itertuples():
-                gap = standard - unfolded
-                closed = (row.test_accuracy_mean - unfolded) / gap if abs(gap) > 1e-12 else math.nan
-                facts.append(f"{row.model} {row.test_accuracy_mean:.3f} ({row.seeds} seed{'s' if row.seeds != 1 else ''}; "
-                             f"closes {100 * closed:.0f}% of the gap)" if not math.isnan(closed)
-                             else f"{row.model} {row.test_accuracy_mean:.3f}")
+                delta = row.test_accuracy_mean - unfolded
+                text = f"{row.model} {row.test_accuracy_mean:.3f} ({row.seeds} seed{'s' if row.seeds != 1 else ''}, {delta:+.3f}"
+                if gap > 0.01:
+                    text += f", {100 * delta / gap:.0f}% of the gap to standard_tied"
+                if row.seeds > 1:
+                    text += "; separated from unfolded_tied" if _separated(ci, dataset, row.model, "unfolded_tied") \
+                        else "; not separated from unfolded_tied"
+                facts.append(text + ")")
         if not math.isnan(probe):
             facts.append(f"linear probe {probe:.3f}")
         first = summary[summary["dataset"] == dataset].iloc[0]
