@@ -85,7 +85,8 @@ def test_outputs_are_valid(smoke_run):
     summary_table = pd.read_csv(smoke_run / "results/tables/accuracy_summary.csv")
     assert len(summary_table) == 3 * 7 and {"lr_grid", "ci95_low", "test_accuracy_sd"} <= set(summary_table.columns)
     depth = pd.read_csv(smoke_run / "results/tables/depth.csv")
-    assert list(depth.columns) == ["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update", "energy"]
+    assert list(depth.columns) == ["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update",
+                                   "energy"]
     # tied encoders only (no untied, no baselines), each at depths 1 to 4 x 2
     assert set(depth["model"]) == {"unfolded_tied", "unfolded_tied-residual", "unfolded_tied-learned_steps",
                                    "unfolded_tied-multihead"}

@@ -49,7 +49,8 @@ def test_resume_continues_from_the_checkpoint(tmp_path):
     with pytest.raises(RuntimeError, match="simulated kill"):
         train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "split", progress=False, callbacks=(Kill(),))
     assert (tmp_path / "split" / "last.ckpt").exists()
-    _, resumed, resumed_energies, resumed_depth = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "split", progress=False)
+    _, resumed, resumed_energies, resumed_depth = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "split",
+                                                            progress=False)
     assert resumed["resumed"] and not uninterrupted["resumed"]
     assert resumed["steps"] == uninterrupted["steps"]
     assert resumed["test_accuracy"] == uninterrupted["test_accuracy"]

@@ -415,9 +415,9 @@ def run_depth(args: argparse.Namespace) -> None:
     from .artifacts import atomic_path, provenance, write_parquet
     from .study import depth_table
 
-    frames = [pd.read_parquet(p) for p in args.data]
-    depth = pd.concat([f for f in frames if not f.empty], ignore_index=True) if any(not f.empty for f in frames) \
-        else pd.DataFrame(columns=["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update", "energy"])
+    frames = [frame for frame in (pd.read_parquet(p) for p in args.data) if not frame.empty]
+    columns = ["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update", "energy"]
+    depth = pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
     table = depth_table(depth, pd.read_csv(args.selection))
     with atomic_path(args.csv) as temporary:
         table.to_csv(temporary, index=False, float_format="%.6g")
@@ -426,9 +426,9 @@ def run_depth(args: argparse.Namespace) -> None:
 
 
 def run_archive(args: argparse.Namespace) -> None:
-    from .study import archive_study
-
     import yaml
+
+    from .study import archive_study
 
     merged: dict = {}
     for path in args.config:  # later files override earlier ones, key by key, as Snakemake merges --configfile
@@ -594,10 +594,12 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--model", required=True,
                        help="unfolded_tied, unfolded_untied, standard_tied, standard_untied or bag_of_embeddings; an "
                             "unfolded model may carry a variant: unfolded_tied-residual, -learned_steps, -multihead")
-    train.add_argument("--lr", type=float, help="learning rate (default: the first of train.learning_rates for the model's family)")
+    train.add_argument("--lr", type=float,
+                       help="learning rate (default: the first of train.learning_rates for the model's family)")
     train.add_argument("--seed", type=int, required=True, help="seed of the initialisation and the batch order (>= 0)")
     train.add_argument("--run-dir", required=True,
-                       help="outputs: metrics.csv, energies.parquet, depth.parquet, model.ckpt (the tested epoch), provenance.json")
+                       help="outputs: metrics.csv, energies.parquet, depth.parquet, model.ckpt (the tested epoch), "
+                            "provenance.json")
     train.add_argument("--checkpoint-dir", required=True, help="Lightning checkpoints; a rerun resumes from last.ckpt here")
     train.add_argument("--no-progress", action="store_true", help="no progress bar")
     train.set_defaults(run=run_train)
@@ -662,7 +664,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "separate table so the accuracy table is reproduced byte for byte.")
     accuracy.add_argument("--runs", nargs="+", required=True,
                           help="run directories (results/runs/<dataset>/<model>/lr<rate>/seed<k>)")
-    accuracy.add_argument("--probes", nargs="*", default=[], help="linear-probe results (results/runs/<dataset>/linear_probe/provenance.json)")
+    accuracy.add_argument("--probes", nargs="*", default=[],
+                          help="linear-probe results (results/runs/<dataset>/linear_probe/provenance.json)")
     accuracy.add_argument("--csv", required=True, help="output CSV, one row per run, with the learning-rate pick (selected)")
     accuracy.add_argument("--summary", help="output CSV, one row per (dataset, model): pick, mean, sd, 95%% CI, ceilings")
     accuracy.add_argument("--markdown", required=True, help="output Markdown summary (mean ± sd over seeds)")

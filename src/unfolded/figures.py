@@ -440,7 +440,8 @@ def fig_depth_extrapolation(frame: pd.DataFrame) -> plt.Figure:
     set_style()
     datasets = sorted(frame["dataset"].unique()) if not frame.empty else ["(no runs)"]
     figure, axes = plt.subplots(3, len(datasets), figsize=(4.4 * len(datasets), 8.4), squeeze=False)
-    palette = dict(zip(sorted(frame["model"].unique()) if not frame.empty else [], sns.color_palette("tab10", 10)))
+    models = sorted(frame["model"].unique()) if not frame.empty else []
+    palette = dict(zip(models, sns.color_palette("tab10", max(10, len(models)))[: len(models)], strict=True))
     rows = (("test_accuracy", "test accuracy", False), ("update", "relative update |ΔY| / |Y|", True),
             ("energy", "mean energy (unfolded)", False))
     for column, dataset in enumerate(datasets):
@@ -463,7 +464,7 @@ def fig_depth_extrapolation(frame: pd.DataFrame) -> plt.Figure:
             if row == 0:
                 seeds = data.groupby("model")["seed"].nunique().min() if not data.empty else 0
                 ax.set_title(f"{dataset}: mean ± 1 sd over {seeds} seed(s)", fontsize=10)
-    handles, labels = {}, {}
+    handles = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):
             handles.setdefault(label, handle)

@@ -14,8 +14,8 @@ import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
-from .energy import total_energy
 from .bounds import ATTENTION_STEP_BOUND, ffn_step_bound
+from .energy import total_energy
 from .steps import ATTENTION_VARIANTS, attention_step, ffn_step, layernorm_projection, relu_step
 
 __all__ = [

@@ -196,10 +196,8 @@ def default_study_id() -> str:
 def study_block(tables: Path) -> str:
     """The archived study (results/archive/<study.id>/): generated prose, the accuracy tables and the
     depth-extrapolation summary, from the archive alone."""
-    from .study import accuracy_markdown, load_archive, study_markdown
-
     from .config import load_config
-    from .study import run_specs
+    from .study import accuracy_markdown, load_archive, run_specs, study_markdown
 
     directory = tables.parent / "archive" / default_study_id()
     _, summary, depth, provenance = load_archive(directory)

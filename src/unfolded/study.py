@@ -165,7 +165,8 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
         parts.append(f"### {dataset}\n\n{table.to_markdown(index=False)}\n\nCeilings and floors: {'; '.join(ceilings)}.")
     note = ("\n\nTest accuracy at the learning rate with the best mean validation accuracy (early stopping on "
             "validation accuracy; the best epoch is tested). ± is the sample standard deviation over seeds (ddof = 1), "
-            "the interval Student's t (clipped to [0, 1]). Variant runs (model-variant) may have fewer seeds than the base models.\n")
+            "the interval Student's t (clipped to [0, 1]). Variant runs (model-variant) may have fewer seeds than the "
+            "base models.\n")
     return "\n\n".join(parts) + note
 
 
@@ -182,8 +183,11 @@ def _relative_depth_stats(depth: pd.DataFrame) -> pd.DataFrame:
     rows = []
     for (dataset, model), group in depth.groupby(KEYS, sort=True):
         trained = int(group["trained_depth"].iloc[0])
-        at = lambda d, column: float(group[group["depth"] == d][column].mean())  # noqa: E731
         deepest = int(group["depth"].max())
+
+        def at(d: int, column: str, group: pd.DataFrame = group) -> float:
+            return float(group[group["depth"] == d][column].mean())
+
         rows.append({"dataset": dataset, "model": model, "trained_depth": trained, "max_depth": deepest,
                      "accuracy_at_L": at(trained, "test_accuracy"), "accuracy_at_max": at(deepest, "test_accuracy"),
                      "update_at_L": at(trained, "update"), "update_at_max": at(deepest, "update"),
@@ -209,7 +213,9 @@ def study_markdown(summary: pd.DataFrame, depth: pd.DataFrame, provenance: dict 
     mean = {(r.dataset, r.model): r.test_accuracy_mean for r in summary.itertuples()}
     ci = {(r.dataset, r.model): (r.ci95_low, r.ci95_high) for r in summary.itertuples()}
     for dataset in sorted(summary["dataset"].unique()):
-        get = lambda model: mean.get((dataset, model), math.nan)  # noqa: E731
+        def get(model: str, dataset: str = dataset) -> float:
+            return mean.get((dataset, model), math.nan)
+
         unfolded, standard, bag = get("unfolded_tied"), get("standard_tied"), get("bag_of_embeddings")
         probe = get("linear_probe")
         facts = []
