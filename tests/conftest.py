@@ -19,3 +19,13 @@ def random_batch(generator, b=3, n=9, d=5, dtype=torch.float64, padded=True):
         for i in range(b):
             mask[i, max(2, n - 2 * i) :] = False
     return Y, mask
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked cuda need a CUDA GPU: skipped here, run by benchmarks/gpu_check.sh on a GPU machine."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs a CUDA GPU (run benchmarks/gpu_check.sh on a GPU machine)")
+    for item in items:
+        if "cuda" in item.keywords:
+            item.add_marker(skip)

@@ -328,7 +328,9 @@ def build_trainer(
     progress: bool = True,
     callbacks: tuple = (),
     patience: int | None = None,
+    precision: str | None = None,
 ) -> L.Trainer:
+    """A Lightning Trainer; ``precision`` overrides :func:`precision_for` (e.g. ``"bf16-mixed"`` on CPU)."""
     from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
     from lightning.pytorch.loggers import CSVLogger
 
@@ -346,7 +348,7 @@ def build_trainer(
     return L.Trainer(
         accelerator=accelerator,
         devices=1,
-        precision=precision_for(accelerator),
+        precision=precision or precision_for(accelerator),
         max_epochs=max_epochs,
         max_steps=max_steps,
         deterministic=not on_gpu,  # bitwise reproducible tables on CPU
@@ -377,6 +379,7 @@ def fit(
     progress: bool = True,
     callbacks: tuple = (),
     patience: int | None = None,
+    precision: str | None = None,
 ) -> dict:
     """Train (resuming from ``checkpoint_dir/last.ckpt`` when present) and test; returns a summary.
 
@@ -387,7 +390,7 @@ def fit(
     _discard_stale_checkpoints(checkpoint_dir)
     trainer = build_trainer(checkpoint_dir, max_epochs=max_epochs, max_steps=max_steps, accelerator=accelerator,
                             gradient_clip=gradient_clip, validate=validate, progress=progress, callbacks=callbacks,
-                            patience=patience)
+                            patience=patience, precision=precision)
     resumed = resume.exists()
     start = time.perf_counter()
     from .data import SequenceDataModule
