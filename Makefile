@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-slurm lint benchmark clean-results docs-figures readme mutation study study-figures
+.PHONY: all install test test-slurm lint benchmark clean-results docs-figures readme mutation study study-figures gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -56,6 +56,11 @@ study: $(STAMP)
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)
 	$(BIN)/snakemake --cores all --config study='{"from_archive": true, "id": "$(STUDY_ID)"}'
+
+# The GPU checks in one script (a CUDA machine; needs only torch and src/): make gpu-check
+# Check it on a CPU first: make gpu-check GPU_CHECK_ARGS=--dry-run
+gpu-check:
+	PYTHON=$(if $(wildcard $(BIN)/python),$(BIN)/python,python3) benchmarks/gpu_check.sh $(GPU_CHECK_ARGS)
 
 # Refresh every generated block of the README from results/tables (after `make all`)
 readme: $(STAMP)

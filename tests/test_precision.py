@@ -73,3 +73,18 @@ def test_cuda_bf16_forward_matches_fp32(model):
     assert energies16.dtype == torch.float32
     assert (logits16.float() - logits32).abs().max() <= BF16_TOLERANCE * (1 + logits32.abs().max())
     assert (energies16 - energies32).abs().max() <= BF16_TOLERANCE * energies32.abs().max()
+
+
+def test_gpu_check_script_runs_at_toy_sizes_on_cpu():
+    """benchmarks/gpu_check.py --dry-run: every part of the GPU script, on the CPU, and one summary table."""
+    import subprocess
+    import sys
+
+    result = subprocess.run([sys.executable, "benchmarks/gpu_check.py", "--dry-run"], capture_output=True, text=True,
+                            timeout=300, env={**__import__("os").environ, "PYTHONPATH": "src"})
+    assert result.returncode == 0, result.stderr[-2000:]
+    lines = result.stdout.splitlines()
+    assert lines[0].startswith("# GPU check on CPU (dry run)")
+    assert sum(line.endswith(" ok") for line in lines) == 5 and not any("FAIL" in line for line in lines)
+    assert any(line.startswith("throughput ratio unfolded/standard (tied)") for line in lines)
+    assert any(line.startswith("paper scale") and "unfolded_tied" in line for line in lines)
