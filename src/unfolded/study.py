@@ -139,6 +139,16 @@ def _fmt(value: float, digits: int = 3) -> str:
     return "" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.{digits}f}"
 
 
+def _lr_cell(lr: float, grid: str) -> str:
+    """The pick and its grid; a pick at an end of a grid of three or more is marked: the best rate
+    may lie outside the grid."""
+    if math.isnan(lr):
+        return "C on validation"
+    values = [float(v) for v in str(grid).split("/") if v]
+    edge = len(values) >= 3 and lr in (min(values), max(values))
+    return f"{lr:g} ({grid}{', at an end' if edge else ''})"
+
+
 def accuracy_markdown(summary: pd.DataFrame) -> str:
     """The summary as one Markdown table per dataset, models sorted by mean test accuracy."""
     parts = []
@@ -151,8 +161,7 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
             "95% CI": [f"[{_fmt(lo)}, {_fmt(hi)}]" if not math.isnan(lo) else ""
                        for lo, hi in zip(group["ci95_low"], group["ci95_high"], strict=True)],
             "seeds": group["seeds"],
-            "lr (grid)": [f"{lr:g} ({grid})" if not math.isnan(lr) else "C on validation"
-                          for lr, grid in zip(group["lr"], group["lr_grid"], strict=True)],
+            "lr (grid)": [_lr_cell(lr, grid) for lr, grid in zip(group["lr"], group["lr_grid"], strict=True)],
             "val accuracy": group["val_accuracy_mean"].map(_fmt),
             "parameters": group["parameters"],
         })
@@ -163,7 +172,8 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
         if not math.isnan(first["oracle_ceiling"]):
             ceilings.append(f"oracle {_fmt(first['oracle_ceiling'])}")
         parts.append(f"### {dataset}\n\n{table.to_markdown(index=False)}\n\nCeilings and floors: {'; '.join(ceilings)}.")
-    note = ("\n\nTest accuracy at the learning rate with the best mean validation accuracy (early stopping on "
+    note = ("\n\nTest accuracy at the learning rate with the best mean validation accuracy (a pick at an end of its "
+            "grid is marked: the best rate may lie outside it; early stopping on "
             "validation accuracy; the best epoch is tested). ± is the sample standard deviation over seeds (ddof = 1), "
             "the interval Student's t (clipped to [0, 1]). Variant runs (model-variant) may have fewer seeds than the "
             "base models.\n")
