@@ -149,3 +149,16 @@ def test_the_claims_tolerance_has_teeth():
     tally = Tally()
     tally.identity(torch.tensor([1.0], dtype=torch.float64), torch.tensor([1.0 + 1.98 * TOLERANCE], dtype=torch.float64))
     assert tally.violations == 0
+
+
+def test_theory_notes_cite_only_existing_claims():
+    """docs/theory.md points at claims by id; every id it names must be in the registry."""
+    import re
+    from pathlib import Path
+
+    text = Path("docs/theory.md").read_text()
+    cited = set(re.findall(r"`([a-z][a-z0-9_]+)`", text))
+    claim_like = {name for name in cited if any(name.startswith(p) for p in (
+        "attention_", "pairwise_", "multihead_", "ffn_", "relu_", "layernorm_", "residual_", "learned_",
+        "alternating_", "authors_"))}
+    assert claim_like and claim_like <= set(CLAIMS), sorted(claim_like - set(CLAIMS))
