@@ -293,6 +293,8 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
         frame = pd.read_csv(path, sep="\t")
         seconds += float(frame["cpu_time"].iloc[-1]) if "cpu_time" in frame and frame["cpu_time"].notna().all() \
             else float(frame["s"].iloc[-1])
+    commits = sorted({json.loads(path.read_text()).get("git_commit", "unknown")
+                      for path in runs_root.glob("*/*/lr*/seed*/provenance.json")})
     checkpoints = {}
     for row in runs[runs["selected"] & runs["lr"].notna()].itertuples():
         path = runs_root / row.dataset / row.model / f"lr{row.lr:g}" / f"seed{row.seed}" / "model.ckpt"
@@ -301,7 +303,8 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
     meta = provenance("study-archive", config, None, study_id=study_id, runs=int(len(runs)),
                       machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                               f"{__import__('os').cpu_count()} cores, {platform.system()}",
-                      cpu_hours=seconds / 3600.0, train_jobs=jobs, checkpoint_sha256=checkpoints)
+                      cpu_hours=seconds / 3600.0, train_jobs=jobs, runs_git_commit=commits,
+                      checkpoint_sha256=checkpoints)
     write_json(destination / "provenance.json", meta)
     return meta
 
