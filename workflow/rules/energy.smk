@@ -22,7 +22,7 @@ rule energy_curves:
         mem_mb=8000,
         runtime=120,
     shell:
-        "python -m unfolded energy-curves --config {params.config} --dataset {wildcards.dataset}"
+        "OMP_NUM_THREADS={threads} python -m unfolded energy-curves --config {params.config} --dataset {wildcards.dataset}"
         " --out {output} --checkpoint-dir {params.checkpoints} --no-progress > {log} 2>&1"
 
 
@@ -94,5 +94,5 @@ rule regime_search:
         mem_mb=8000,
         runtime=60,
     shell:
-        "python -m unfolded regime-search --config {params.config} --csv {output.csv}"
+        "OMP_NUM_THREADS={threads} python -m unfolded regime-search --config {params.config} --csv {output.csv}"
         " --markdown {output.markdown} --no-progress > {log} 2>&1"

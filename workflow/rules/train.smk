@@ -45,7 +45,7 @@ rule train:
         mem_mb=8000,
         runtime=120,
     shell:
-        "python -m unfolded train --config {params.config} --dataset {wildcards.dataset}"
+        "OMP_NUM_THREADS={threads} python -m unfolded train --config {params.config} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --lr {wildcards.lr} --seed {wildcards.seed}"
         " --run-dir results/runs/{wildcards.dataset}/{wildcards.model}/lr{wildcards.lr}/seed{wildcards.seed}"
         " --checkpoint-dir {params.checkpoints} --no-progress > {log} 2>&1"
@@ -71,7 +71,7 @@ rule probe:
         mem_mb=4000,
         runtime=30,
     shell:
-        "python -m unfolded probe --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
+        "OMP_NUM_THREADS={threads} python -m unfolded probe --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
 
 rule accuracy:
