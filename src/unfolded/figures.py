@@ -423,8 +423,10 @@ def fig_accuracy(frame: pd.DataFrame) -> plt.Figure:
                 ax.axhline(data[column].max(), color="0.3", ls=style, lw=1.2, label=f"{label} ({data[column].max():.3f})")
         if ax.get_legend_handles_labels()[0]:
             ax.legend(loc="lower right", fontsize=8)
-        seeds = data.groupby("model")["seed"].nunique().min() if "seed" in data else 1
-        ax.set_title(f"{dataset}: mean ± 1 sd over {seeds} seeds (dots: seeds)", fontsize=10)
+        trained = data[data["model"] != "linear_probe"]
+        counts = trained.groupby("model")["seed"].nunique() if "seed" in trained and not trained.empty else pd.Series([1])
+        seeds = f"{counts.min()}" if counts.min() == counts.max() else f"{counts.min()}-{counts.max()}"
+        ax.set_title(f"{dataset}: mean ± 1 sd over {seeds} seeds per model (dots: seeds)", fontsize=10)
         ax.set_xlabel("")
         ax.set_ylabel("test accuracy")
         ax.set_ylim(0, 1)

@@ -217,9 +217,11 @@ def study_markdown(summary: pd.DataFrame, depth: pd.DataFrame, provenance: dict 
     """The README's unfolded-vs-standard prose and tables, generated from the tables alone."""
     lines = []
     if provenance:
-        lines.append(f"Study `{provenance.get('study_id')}`: {provenance.get('runs')} runs, "
-                     f"{provenance.get('cpu_hours', math.nan):.2f} CPU-hours on {provenance.get('machine')}, "
-                     f"commit {str(provenance.get('git_commit', ''))[:12]}.")
+        trained_by = ", ".join(str(c)[:12] for c in provenance.get("runs_git_commit") or [provenance.get("git_commit", "")])
+        jobs = provenance.get("train_jobs", provenance.get("runs"))
+        lines.append(f"Study `{provenance.get('study_id')}`: {jobs} train jobs and {provenance.get('runs', 0) - jobs} "
+                     f"linear probes, {provenance.get('cpu_hours', math.nan):.2f} CPU-hours of train jobs on "
+                     f"{provenance.get('machine')}, trained by commit {trained_by}.")
     mean = {(r.dataset, r.model): r.test_accuracy_mean for r in summary.itertuples()}
     ci = {(r.dataset, r.model): (r.ci95_low, r.ci95_high) for r in summary.itertuples()}
     for dataset in sorted(summary["dataset"].unique()):
