@@ -75,7 +75,7 @@ def test_outputs_are_valid(smoke_run):
     accuracy = pd.read_csv(smoke_run / "results/tables/accuracy.csv")
     # 3 datasets x (3 models + 3 variants + the linear probe), one seed
     assert len(accuracy) == 3 * 7 and accuracy["test_accuracy"].between(0, 1).all()
-    assert {"dataset", "model", "variant", "lr", "seed", "val_accuracy", "selected", "parameters",
+    assert {"dataset", "model", "variant", "lr", "seed", "val_accuracy", "selected", "parameters", "positions",
             "energy_monotone_fraction", "bag_of_words_ceiling", "oracle_ceiling"} <= set(accuracy.columns)
     assert set(accuracy["model"]) == {"unfolded_tied", "standard_untied", "bag_of_embeddings", "linear_probe",
                                       "unfolded_tied-residual", "unfolded_tied-learned_steps", "unfolded_tied-multihead"}

@@ -366,6 +366,10 @@ def run_accuracy(args: argparse.Namespace) -> None:
     from .study import accuracy_markdown, select_learning_rates, summarise_accuracy
 
     runs = summarise_runs([Path(p) for p in args.runs])
+    # the position code each run's inputs had (config train.positions; patches always have learned positions)
+    records = [json.loads((Path(p) / "provenance.json").read_text()) for p in args.runs]
+    positions = {(r["dataset"], r["model"], r["summary"]["lr"], r["seed"]): r["config"]["train"]["positions"] for r in records}
+    runs["positions"] = [positions[key] for key in runs[["dataset", "model", "lr", "seed"]].itertuples(index=False, name=None)]
     probes = [json.loads(Path(p).read_text()) for p in args.probes or []]
     if probes:
         runs = pd.concat([runs, pd.DataFrame([{"dataset": r["dataset"], "model": "linear_probe", "seed": r["seed"],
