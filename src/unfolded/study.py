@@ -220,7 +220,8 @@ def study_markdown(summary: pd.DataFrame, depth: pd.DataFrame, provenance: dict 
         trained_by = ", ".join(str(c)[:12] for c in provenance.get("runs_git_commit") or [provenance.get("git_commit", "")])
         jobs = provenance.get("train_jobs", provenance.get("runs"))
         lines.append(f"Study `{provenance.get('study_id')}`: {jobs} train jobs and {provenance.get('runs', 0) - jobs} "
-                     f"linear probes, {provenance.get('cpu_hours', math.nan):.2f} CPU-hours of train jobs on "
+                     f"linear probes; train jobs took {provenance.get('job_hours', math.nan):.2f} job-hours (wall time, one core "
+                     f"each; {provenance.get('cpu_hours', math.nan):.2f} CPU-hours as Snakemake's benchmarks sampled them) on "
                      f"{provenance.get('machine')}, trained by commit {trained_by}.")
     mean = {(r.dataset, r.model): r.test_accuracy_mean for r in summary.itertuples()}
     ci = {(r.dataset, r.model): (r.ci95_low, r.ci95_high) for r in summary.itertuples()}
@@ -304,10 +305,11 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
         with atomic_path(destination / name) as temporary:
             temporary.write_bytes((tables / name).read_bytes())
     runs = pd.read_csv(tables / "accuracy.csv")
-    seconds, jobs = 0.0, 0
+    seconds, wall, jobs = 0.0, 0.0, 0
     for path in benchmarks.rglob("*.tsv"):
         jobs += 1
         frame = pd.read_csv(path, sep="\t")
+        wall += float(frame["s"].iloc[-1])
         seconds += float(frame["cpu_time"].iloc[-1]) if "cpu_time" in frame and frame["cpu_time"].notna().all() \
             else float(frame["s"].iloc[-1])
     commits = sorted({json.loads(path.read_text()).get("git_commit", "unknown")
@@ -320,7 +322,7 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
     meta = provenance("study-archive", config, None, study_id=study_id, runs=int(len(runs)),
                       machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                               f"{__import__('os').cpu_count()} cores, {platform.system()}",
-                      cpu_hours=seconds / 3600.0, train_jobs=jobs, runs_git_commit=commits,
+                      cpu_hours=seconds / 3600.0, job_hours=wall / 3600.0, train_jobs=jobs, runs_git_commit=commits,
                       checkpoint_sha256=checkpoints)
     write_json(destination / "provenance.json", meta)
     return meta
