@@ -13,7 +13,7 @@ from workflow_helpers import SNAKEMAKE, copy_workflow, snakemake, workflow_env
 
 from unfolded.artifacts import atomic_path, write_parquet
 
-RUN = "results/runs/polarity/unfolded_tied/lr0.003/seed0"
+RUN = "results/runs/polarity/unfolded_tied/lr0.01/seed0"
 LONG_TRAINING = 'train={"max_epochs": 40, "seeds": [0]}'
 
 

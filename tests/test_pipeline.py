@@ -35,8 +35,8 @@ def test_dry_run(tmp_path, configfile):
     if configfile:  # the paper's data: IMDB, SST-2 and GloVe are fetched first
         assert counts["fetch"] == 3
         assert "downloads glove-840B (about 2 GB) into" in output  # said before anything runs
-        assert "results/runs/imdb/unfolded_tied/lr0.003/seed0" in output
-        assert "results/runs/sst2/bag_of_embeddings/lr0.003/seed2" in output
+        assert "results/runs/imdb/unfolded_tied/lr0.01/seed0" in output
+        assert "results/runs/sst2/bag_of_embeddings/lr0.001/seed2" in output
     else:
         assert "fetch" not in counts and "downloads" not in output
 
@@ -110,7 +110,7 @@ def test_outputs_are_valid(smoke_run):
     for name in ("fig5_energy_untrained_polarity", "fig6_energy_trained_digits", "fig_accuracy", "fig_training_curves",
                  "fig_depth_extrapolation"):
         assert Image.open(smoke_run / f"results/figures/{name}.png").format == "PNG"
-    for run in ("polarity/unfolded_tied/lr0.003/seed0", "digits/standard_untied/lr0.001/seed0"):
+    for run in ("polarity/unfolded_tied/lr0.01/seed0", "digits/standard_untied/lr0.003/seed0"):
         assert (smoke_run / "results/runs" / run / "model.ckpt").stat().st_size > 0
 
 

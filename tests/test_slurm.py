@@ -20,7 +20,7 @@ TARGETS = [
     "results/data/apollonius.parquet",
     "results/data/alternating.parquet",
     "results/data/kappa.parquet",
-    "results/runs/polarity/unfolded_tied/lr0.003/seed0/provenance.json",
+    "results/runs/polarity/unfolded_tied/lr0.01/seed0/provenance.json",
 ]
 
 
@@ -58,6 +58,6 @@ def test_workflow_runs_through_sbatch(cluster, tmp_path):
     assert local.returncode == 0, local.stderr[-3000:]
     for target in TARGETS[:3]:
         pd.testing.assert_frame_equal(pd.read_parquet(slurm_dir / target), pd.read_parquet(local_dir / target))
-    run = "results/runs/polarity/unfolded_tied/lr0.003/seed0/energies.parquet"
+    run = "results/runs/polarity/unfolded_tied/lr0.01/seed0/energies.parquet"
     pd.testing.assert_frame_equal(pd.read_parquet(slurm_dir / run), pd.read_parquet(local_dir / run))
-    assert Path(slurm_dir / "results/runs/polarity/unfolded_tied/lr0.003/seed0/model.ckpt").stat().st_size > 0
+    assert Path(slurm_dir / "results/runs/polarity/unfolded_tied/lr0.01/seed0/model.ckpt").stat().st_size > 0
