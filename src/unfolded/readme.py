@@ -206,8 +206,7 @@ def study_block(tables: Path) -> str:
     per_job = hours * 3600.0 / max(1, provenance.get("train_jobs") or provenance["runs"])
     cost = (f"Cost of the full grid (`snakemake -n --configfile config/study.yaml`): {full} train jobs; at the "
             f"archived study's measured {per_job:.0f} s of wall time per job (one core each), about "
-            f"{full * per_job / 3600:.1f} core-hours "
-            f"(one GPU runs many such jobs at once; on SLURM they go 16 per submission).")
+            f"{full * per_job / 3600:.1f} core-hours (on SLURM the jobs go 16 per submission).")
     return (study_markdown(summary, depth, provenance).strip() + "\n\n" + cost + "\n\n<details><summary>Every model of the study"
             "</summary>\n\n" + accuracy_markdown(summary).strip() + "\n\n</details>")
 
