@@ -401,9 +401,8 @@ def run_accuracy(args: argparse.Namespace) -> None:
     write_text(args.markdown, text)
     if args.training_curves:
         frames = []
-        for run in args.runs:
+        for run, record in zip(args.runs, records, strict=True):
             metrics = pd.read_csv(Path(run) / "metrics.csv")
-            record = json.loads((Path(run) / "provenance.json").read_text())
             metrics = metrics.assign(dataset=record["dataset"], model=record["model"], seed=record["seed"],
                                      lr=record["summary"]["lr"])
             frames.append(metrics)

@@ -273,8 +273,8 @@ def study_markdown(summary: pd.DataFrame, depth: pd.DataFrame, provenance: dict 
                 f"unfolded encoders {100 * unfolded['kept'].min():.0f}-{100 * unfolded['kept'].max():.0f}%. The unfolded "
                 f"updates shrink (relative update at 4L {unfolded['update_at_max'].min():.3f}-"
                 f"{unfolded['update_at_max'].max():.3f}) and the mean energy at 4L is below its value at L for {lower} of "
-                f"{len(unfolded)} (dataset, model) pairs. Energy descent past L moves the state away from the one the "
-                f"classifier was trained on.")
+                f"{len(unfolded)} (dataset, model) pairs. `hypothesis` Energy descent past L moves the state away from "
+                f"the one the classifier was trained on.")
             lines.append("")
         lines.append("Depth extrapolation (tied encoders trained at depth L, run at 1 to 4L; mean over seeds):")
         lines.append("")
