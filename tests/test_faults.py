@@ -14,7 +14,7 @@ from workflow_helpers import SNAKEMAKE, copy_workflow, snakemake, workflow_env
 from unfolded.artifacts import atomic_path, write_parquet
 
 RUN = "results/runs/polarity/unfolded_tied/lr0.01/seed0"
-LONG_TRAINING = 'train={"max_epochs": 40, "seeds": [0]}'
+LONG_TRAINING = 'train={"max_epochs": 40, "seeds": [0], "patience": null}'  # no early stop: the kill must land mid-training
 
 
 def start_snakemake(workdir: Path, *args: str) -> subprocess.Popen:
@@ -40,6 +40,7 @@ def test_killed_training_resumes_with_the_same_final_metrics(tmp_path):
     reference = copy_workflow(tmp_path / "reference")
     assert snakemake(reference, *args).returncode == 0
     expected = json.loads((reference / target).read_text())["summary"]
+    assert expected["epochs"] == 40  # the whole budget: a kill after the first checkpoint lands mid-training
 
     workdir = copy_workflow(tmp_path / "killed")
     process = start_snakemake(workdir, *args)
