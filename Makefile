@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-slurm lint benchmark clean-results docs-figures readme mutation study study-figures gpu-check
+.PHONY: all install test test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study study-figures gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
+
+# config/paper.yaml end to end, offline, on IMDB / SST-2 / GloVe fixtures in the real layouts
+test-paper: $(STAMP)
+	$(BIN)/python -m pytest -m paper tests/test_paper_run.py
 
 test-slurm: $(STAMP)
 	$(BIN)/python -m pytest -m slurm -s tests/test_slurm.py

@@ -2,7 +2,6 @@ import math
 
 import pytest
 import torch
-from conftest import random_batch
 
 from unfolded.energy import (
     attention_energy,
@@ -14,6 +13,8 @@ from unfolded.energy import (
     total_energy,
 )
 from unfolded.reference import pairwise_energy_index_lists
+
+from helpers.batches import random_batch
 
 
 def test_gram_energy_equals_authors_index_lists(generator):

@@ -9,9 +9,10 @@ import time
 from pathlib import Path
 
 import pytest
-from workflow_helpers import SNAKEMAKE, copy_workflow, snakemake, workflow_env
 
 from unfolded.artifacts import atomic_path, write_parquet
+
+from helpers.workflow import SNAKEMAKE, copy_workflow, snakemake, workflow_env
 
 RUN = "results/runs/polarity/unfolded_tied/lr0.01/seed0"
 LONG_TRAINING = 'train={"max_epochs": 40, "seeds": [0], "patience": null}'  # no early stop: the kill must land mid-training

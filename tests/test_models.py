@@ -1,9 +1,10 @@
 import pytest
 import torch
-from conftest import random_batch
 from torch.nn.utils import parametrize
 
 from unfolded.models import StandardTransformer, UnfoldedTransformer, authors_ffn_normalisation
+
+from helpers.batches import random_batch
 
 
 def test_unfolded_output_shapes_and_energy_count(generator):

@@ -8,9 +8,10 @@ from pathlib import Path
 import pandas as pd
 import pytest
 from PIL import Image
-from workflow_helpers import SNAKEMAKE, copy_workflow, job_counts, snakemake, workflow_env
 
 from unfolded.claims import CLAIMS
+
+from helpers.workflow import SNAKEMAKE, copy_workflow, job_counts, snakemake, workflow_env
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from workflow_helpers import ROOT, copy_workflow, snakemake
+
+from helpers.workflow import ROOT, copy_workflow, snakemake
 
 pytestmark = pytest.mark.slurm
 

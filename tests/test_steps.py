@@ -1,6 +1,5 @@
 import pytest
 import torch
-from conftest import random_batch
 
 from unfolded.energy import ffn_energy, pairwise_energy
 from unfolded.reference import plain_softmax_attention
@@ -12,6 +11,8 @@ from unfolded.steps import (
     layernorm_step,
     relu_step,
 )
+
+from helpers.batches import random_batch
 
 
 def test_ffn_step_is_the_autograd_gradient_step(generator):

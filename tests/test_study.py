@@ -188,7 +188,7 @@ def test_model_names_with_variants():
 def test_study_config_lists_the_whole_grid(tmp_path):
     """`snakemake -n --configfile config/study.yaml` in a fresh copy: 3 datasets x (5 models + 3 variants)
     x 3 learning rates x 5 seeds train jobs, one probe per dataset, one aggregation."""
-    from workflow_helpers import copy_workflow, job_counts, snakemake
+    from helpers.workflow import copy_workflow, job_counts, snakemake
 
     workdir = copy_workflow(tmp_path / "study")
     result = snakemake(workdir, "-n", "--configfile", "config/study.yaml", timeout=280)
@@ -200,7 +200,7 @@ def test_study_config_lists_the_whole_grid(tmp_path):
 
 def test_slurm_profile_groups_the_study_into_few_submissions(tmp_path):
     """On SLURM, the 363 short train/probe jobs of the study go 16 per submission (group "runs")."""
-    from workflow_helpers import copy_workflow, job_counts, snakemake
+    from helpers.workflow import copy_workflow, job_counts, snakemake
 
     workdir = copy_workflow(tmp_path / "slurm")
     result = snakemake(workdir, "-n", "--configfile", "config/study.yaml", profile="profiles/slurm", timeout=280)

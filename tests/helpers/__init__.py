@@ -1,0 +1,1 @@
+"""Helpers shared by the tests: random batches, workflow copies, fixture sources in real formats."""
