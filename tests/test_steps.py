@@ -25,7 +25,7 @@ def test_ffn_step_is_the_autograd_gradient_step(generator):
 
 
 def test_attention_step_is_the_preconditioned_majorizer_step(generator):
-    """(1-a) Y + a softmax_beta(.) Y == Y - a D^-1 grad E_p(Y) (W W^T)^-1 (paper.md 4.1)."""
+    """(1-a) Y + a softmax_beta(.) Y == Y - a D^-1 grad E_p(Y) (W W^T)^-1 (docs/theory.md §2.1)."""
     Y, mask = random_batch(generator)
     W = torch.randn(5, 5, generator=generator, dtype=torch.float64) + 2 * torch.eye(5, dtype=torch.float64)
     Yg = Y.clone().requires_grad_(True)

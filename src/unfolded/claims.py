@@ -1,4 +1,4 @@
-"""The paper's checkable statements, each with a randomised numerical check (paper.md 8).
+"""The paper's checkable statements, each with a randomised numerical check (docs/theory.md §6).
 
 ``CLAIMS`` maps a short id to a :class:`Claim`. ``Claim.check(trials, seed)`` draws random
 instances (sizes, scales, weights, masks) in float64 and returns a :class:`ClaimResult`.
@@ -8,7 +8,7 @@ Kinds of claim:
 * ``identity``: two expressions agree (to ``1e-10`` relative); a violation is a mismatch.
 * ``theorem``: an energy does not increase under its stated conditions; must show 0 violations.
 * ``counterexample``: the same inequality with its condition dropped; every such check starts
-  with the explicit counter-example of paper.md, so it must show violations (energy increases).
+  with an explicit counter-example, so it must show violations (energy increases).
 * ``report``: a statement that is not a theorem; we report how often and by how much the energy
   rises, without an expectation.
 
@@ -53,7 +53,7 @@ class Tally:
     violations: int = 0
     max_increase: float = 0.0
     max_error: float = 0.0
-    explicit_trials: int = 0  # the explicit instance(s) of the paper notes, part of trials
+    explicit_trials: int = 0  # the explicit counter-example instance(s), part of trials
     explicit_violations: int = 0
     active_trials: int | None = None  # steps from a non-collapsed state (full-layer reports only)
     active_violations: int | None = None
@@ -62,7 +62,7 @@ class Tally:
                 active: Tensor | None = None) -> None:
         """Record one or more trials of the inequality ``after <= before - slack``.
 
-        ``explicit`` marks the explicit counter-example of the paper notes (counted apart from the
+        ``explicit`` marks an explicit counter-example (counted apart from the
         random search); ``active`` flags which trials start from a non-collapsed state."""
         before, after = torch.as_tensor(before).reshape(-1), torch.as_tensor(after).reshape(-1)
         excess = after - (before - slack)
@@ -264,7 +264,7 @@ def _laplacian_terms(Y: Tensor, W: Tensor, mask: Tensor) -> tuple[Tensor, Tensor
 
 
 def _pairwise_gradient(Y: Tensor, W: Tensor, mask: Tensor) -> Tensor:
-    """``L Y W W^T`` with ``L = D - Gamma`` (paper.md 4.1)."""
+    """``L Y W W^T`` with ``L = D - Gamma`` (docs/theory.md §2.1)."""
     gamma, degree = _laplacian_terms(Y, W, mask)
     return (degree.unsqueeze(-1) * Y - gamma @ Y) @ (W @ W.T)
 
@@ -346,7 +346,7 @@ ONE = torch.ones(1, 1, dtype=DTYPE)
 
 def _attention_large_step(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
-    Y = _one_dimensional([0.0, 1.0])  # paper.md 4.1: alpha = 3 > 2.65 raises E_p.
+    Y = _one_dimensional([0.0, 1.0])  # docs/theory.md §2.1: alpha = 3 > 2.65 raises E_p.
     tally.descent(pairwise_energy(Y, ONE), pairwise_energy(attention_step(Y, ONE, alpha=3.0), ONE), explicit=True)
     for _ in range(trials - 1):
         Y, mask, _, d = _sequence(gen)
@@ -365,7 +365,7 @@ def _varied_norm_tokens(gen: torch.Generator) -> Tensor:
 
 def _attention_no_bias(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
-    Y = _one_dimensional([0.298, 0.174, 5.855, -0.554])  # paper.md 4.1: -2.455 -> -0.746.
+    Y = _one_dimensional([0.298, 0.174, 5.855, -0.554])  # docs/theory.md §2.1: -2.455 -> -0.746.
     tally.descent(pairwise_energy(Y, ONE), pairwise_energy(attention_step(Y, ONE, variant="no_bias"), ONE), explicit=True)
     for _ in range(trials - 1):
         Y = _varied_norm_tokens(gen)
@@ -376,7 +376,7 @@ def _attention_no_bias(trials: int, gen: torch.Generator) -> Tally:
 
 def _attention_regularised(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
-    Y = _one_dimensional([-8.02, -8.15, 5.82, -5.74])  # paper.md 4.1: 97.661 -> 97.893.
+    Y = _one_dimensional([-8.02, -8.15, 5.82, -5.74])  # docs/theory.md §2.1: 97.661 -> 97.893.
     tally.descent(attention_energy(Y, ONE), attention_energy(attention_step(Y, ONE), ONE), explicit=True)
     for _ in range(trials - 1):
         Y, mask, _, d = _sequence(gen)
@@ -437,7 +437,7 @@ def _ffn_descent(trials: int, gen: torch.Generator) -> Tally:
 def _ffn_large_step(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Wf, B = torch.diag(torch.tensor([1.5, 0.0], dtype=DTYPE)), torch.zeros(2, dtype=DTYPE)
-    Y = torch.tensor([[[1.0, 0.0]]], dtype=DTYPE)  # paper.md 4.2: 1.25 -> 2.8125.
+    Y = torch.tensor([[[1.0, 0.0]]], dtype=DTYPE)  # docs/theory.md §2.2: 1.25 -> 2.8125.
     tally.descent(ffn_energy(Y, Wf, B), ffn_energy(ffn_step(Y, Wf, B, 1.0), Wf, B), explicit=True)
     return _ffn_step_trials(tally, trials - 1, gen, 1.0, 1.5)
 
@@ -522,7 +522,7 @@ def _layernorm_large_step(trials: int, gen: torch.Generator) -> Tally:
 
 
 # --------------------------------------------------------------------------------------------
-# Apollonius and kappa lemmas (paper.md 5.1, 5.2)
+# Apollonius and kappa lemmas (docs/theory.md §3.1, 5.2)
 # --------------------------------------------------------------------------------------------
 
 
@@ -560,7 +560,7 @@ class QuadraticPair:
 
 
 def apollonius_circle(y_f: Tensor, y_h: Tensor, C: float) -> tuple[Tensor, float]:
-    """Centre and radius of ``{y : |y - y_f| = C |y - y_h|}`` for ``C != 1`` (paper.md 5.1)."""
+    """Centre and radius of ``{y : |y - y_f| = C |y - y_h|}`` for ``C != 1`` (docs/theory.md §3.1)."""
     if C <= 0 or C == 1:
         raise ValueError(f"C: expected a positive value other than 1, got {C}")
     centre = (y_f - C**2 * y_h) / (1.0 - C**2)
@@ -612,7 +612,7 @@ def _apollonius_outside(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     one = torch.ones(1, 1, dtype=DTYPE)
     pair = QuadraticPair(one, one, torch.zeros(1, dtype=DTYPE), torch.ones(1, dtype=DTYPE))
-    _record_h_step(tally, pair, torch.tensor([[0.9]], dtype=DTYPE), 0.5, explicit=True)  # paper.md 5.1: 0.41 -> 0.4525
+    _record_h_step(tally, pair, torch.tensor([[0.9]], dtype=DTYPE), 0.5, explicit=True)  # docs/theory.md §3.1: 0.41 -> 0.4525
     return _apollonius_trials(tally, trials, gen, inside=False)
 
 
@@ -845,100 +845,100 @@ def _claim(id: str, kind: str, source: str, statement: str, conditions: str, sec
 
 _REGISTRY = [
     _claim("pairwise_gradient", "identity", "derived",
-           "grad of the pairwise energy is L Y W W^T", "any W, masks", "4.1, 8.1",
+           "grad of the pairwise energy is L Y W W^T", "any W, masks", "§2.1",
            _pairwise_gradient_identity),
     _claim("attention_is_preconditioned_step", "identity", "derived",
-           "attention step = Y - alpha D^-1 grad E_p (W W^T)^-1", "W invertible, alpha in (0, 1]", "4.1, 8.2",
+           "attention step = Y - alpha D^-1 grad E_p (W W^T)^-1", "W invertible, alpha in (0, 1]", "§2.1",
            _attention_preconditioned_identity),
     _claim("attention_kernel_bound", "theorem", "derived",
            "the kernel matrix is PSD, so lambda_max(D^-1/2 L D^-1/2) <= 1 and the MM step bound is >= 2",
-           "any W, masks", "4.1", _attention_kernel_bound),
+           "any W, masks", "§2.1", _attention_kernel_bound),
     _claim("attention_descent", "theorem", "derived",
            "attention step never increases the pairwise energy",
-           "0 < alpha <= 2 (half the draws at alpha = 2), any W", "4.1, 8.3", _attention_descent),
+           "0 < alpha <= 2 (half the draws at alpha = 2), any W", "§2.1", _attention_descent),
     _claim("attention_large_step", "counterexample", "derived",
            "attention step with alpha above the bound", "alpha in (1, 3] x bound; Y=[0,1], alpha=3",
-           "4.1, 8.4", _attention_large_step),
+           "§2.1", _attention_large_step),
     _claim("attention_without_key_bias", "counterexample", "derived",
            "plain softmax (no key bias) on the pairwise energy", "tokens of unequal norm",
-           "4.1, 8.4", _attention_no_bias),
+           "§2.1", _attention_no_bias),
     _claim("attention_with_regulariser", "report", "code",
            "attention step on pairwise energy + 1/2|YW|^2 (the authors' energy)", "alpha = 1, random instances",
-           "4.1, 8.4", _attention_regularised),
+           "§2.1", _attention_regularised),
     _claim("attention_authors_variant", "report", "code",
            "authors' attention (W^T W, no key bias) on their energy (W W^T)", "d in {2, 20}, Xavier W",
-           "4.1, 6.5", _attention_official),
+           "§2.1, §5", _attention_official),
     _claim("ffn_is_gradient_step", "identity", "derived",
-           "ffn step = Y - alpha autograd grad E_ff", "Wf symmetric", "4.2, 8.5", _ffn_gradient_identity),
+           "ffn step = Y - alpha autograd grad E_ff", "Wf symmetric", "§2.2", _ffn_gradient_identity),
     _claim("ffn_descent", "theorem", "derived",
-           "ffn step never increases E_ff", "0 < alpha < 2/lambda_max(I + Wf), Wf > -I", "4.2, 8.5",
+           "ffn step never increases E_ff", "0 < alpha < 2/lambda_max(I + Wf), Wf > -I", "§2.2",
            _ffn_descent),
     _claim("ffn_large_step", "counterexample", "derived",
            "ffn step with alpha above 2/L", "alpha in [1, 1.5] x 2/L; Wf=diag(1.5,0), alpha=1",
-           "4.2, 8.5", _ffn_large_step),
+           "§2.2", _ffn_large_step),
     _claim("relu_prox_descent", "theorem", "derived",
-           "ReLU(ffn step) decreases E_ff by (1/alpha - L/2)|Y'-Y|^2", "Y >= 0, alpha < 2/L", "4.3, 8.6",
+           "ReLU(ffn step) decreases E_ff by (1/alpha - L/2)|Y'-Y|^2", "Y >= 0, alpha < 2/L", "§2.3",
            _relu_prox_descent),
     _claim("relu_infeasible_start", "counterexample", "derived",
            "ReLU(ffn step) from a start with negative entries", "Y unconstrained; x=-1, b=-1",
-           "4.3, 8.6", _relu_infeasible_start),
+           "§2.3", _relu_infeasible_start),
     _claim("layernorm_is_projection", "identity", "derived",
-           "LN(y) is the nearest point of {sum z = 0, |z|^2 = d}", "no affine, eps = 0", "3.4, 8.7",
+           "LN(y) is the nearest point of {sum z = 0, |z|^2 = d}", "no affine, eps = 0", "§1.4",
            _layernorm_projection_identity),
     _claim("layernorm_descent", "theorem", "derived",
-           "LN(ffn step) never increases E_ff", "Y on the LN set, alpha <= 1/L", "4.4, 8.7",
+           "LN(ffn step) never increases E_ff", "Y on the LN set, alpha <= 1/L", "§2.4",
            _layernorm_descent),
     _claim("layernorm_large_step", "counterexample", "derived",
-           "LN(ffn step) with 1/L < alpha < 2/L", "non-convex set; d=2 explicit case", "4.4, 8.7",
+           "LN(ffn step) with 1/L < alpha < 2/L", "non-convex set; d=2 explicit case", "§2.4",
            _layernorm_large_step),
     _claim("apollonius_lemma", "theorem", "derived",
            "an h-step decreases f + h inside the Apollonius region (our constant C; the paper's is unknown)",
-           "|y-y_f| <= C |y-y_h|, C = mu_h(1-alpha(L_f+L_h)/2)/L_f", "5.1, 8.8", _apollonius_lemma),
+           "|y-y_f| <= C |y-y_h|, C = mu_h(1-alpha(L_f+L_h)/2)/L_f", "§3.1", _apollonius_lemma),
     _claim("apollonius_outside", "counterexample", "derived",
-           "an h-step outside the Apollonius region", "|y-y_f| > C |y-y_h|; 1-D y=0.9", "5.1, 8.8",
+           "an h-step outside the Apollonius region", "|y-y_f| > C |y-y_h|; 1-D y=0.9", "§3.1",
            _apollonius_outside),
     _claim("apollonius_circle", "identity", "derived",
            "centre (y_f - C^2 y_h)/(1-C^2), radius C|y_f-y_h|/|1-C^2| bound the region", "C != 1",
-           "5.1, 8.8", _apollonius_circle_identity),
+           "§3.1", _apollonius_circle_identity),
     _claim("kappa_lemma", "theorem", "derived",
            "ReLU step keeps a (1 + r(x)) share of the gradient step's decrease (our reading of kappa)",
-           "x >= 0, alpha < 2/L", "5.2, 8.9", _kappa_lemma),
+           "x >= 0, alpha < 2/L", "§3.2", _kappa_lemma),
     _claim("authors_code_fidelity", "identity", "code",
            "Gram energy = index-list energy; FFN = gradient step; normalised Wf spectrum in [0, 0.95]",
-           "authors' conventions", "6.5, 8.10", _official_fidelity),
+           "authors' conventions", "§1.1, §5", _official_fidelity),
     _claim("alternating_component_descent", "theorem", "derived",
-           "each alternating step decreases its own quadratic", "lr < 2/L of both", "6.2, 8.11",
+           "each alternating step decreases its own quadratic", "lr < 2/L of both", "§4.2",
            _alternating_component_descent),
     _claim("alternating_total_energy", "report", "derived",
            "alternating steps on e1 + e2 (not a descent method on the sum)", "lr < 2/L of both, 20 steps",
-           "6.2, 8.11", _alternating_total),
+           "§4.2", _alternating_total),
     _claim("full_layer_exact", "report", "hypothesis",
            "consistent layer (key bias, ffn, ReLU) on E_p + E_ff", "6 tied layers, alpha = 1, |Wf| <= 0.95, Y >= 0",
-           "7, 8.12", _full_layer_exact),
+           "§3.3", _full_layer_exact),
     _claim("full_layer_exact_realistic", "report", "hypothesis",
            "consistent layer on E_p + E_ff from inputs with negative entries",
-           "6 tied layers, alpha = 1, |Wf| <= 0.95, Gaussian Y", "7, 8.12", _full_layer_exact_realistic),
+           "6 tied layers, alpha = 1, |Wf| <= 0.95, Gaussian Y", "§3.3", _full_layer_exact_realistic),
     _claim("full_layer_authors", "report", "code",
            "authors' layer (no key bias, W^T W, ReLU) on their energy", "6 tied layers, alpha = 1, Y >= 0",
-           "6.5, 7", _full_layer_authors),
+           "§5, §3.3", _full_layer_authors),
     _claim("full_layer_authors_realistic", "report", "code",
            "authors' layer on their energy from inputs with negative entries", "6 tied layers, alpha = 1, Gaussian Y",
-           "6.5, 7", _full_layer_authors_realistic),
+           "§5, §3.3", _full_layer_authors_realistic),
     _claim("multihead_energy_identity", "identity", "derived",
            "multi-head energy = sum of per-block pairwise terms; its MM step = per-block attention, concatenated",
-           "W (H, k, k), d = H k, masks", "4.1 (extension)", _multihead_energy_identity),
+           "W (H, k, k), d = H k, masks", "§2.6 (extension)", _multihead_energy_identity),
     _claim("multihead_attention_descent", "theorem", "derived",
            "multi-head attention step (key bias, one W_h per block) never increases the multi-head energy",
-           "0 < alpha <= 2 (half the draws at 2), any W_h", "4.1 (extension)", _multihead_descent),
+           "0 < alpha <= 2 (half the draws at 2), any W_h", "§2.6 (extension)", _multihead_descent),
     _claim("learned_step_sizes_descent", "theorem", "derived",
            "learned step sizes alpha = bound x sigmoid(logit) stay in range, and each sub-step descends its term",
-           "any logit, |Wf| <= spectral_bound", "4.1, 4.2 (extension)", _learned_step_sizes_descent),
+           "any logit, |Wf| <= spectral_bound", "§2.7 (extension)", _learned_step_sizes_descent),
     _claim("residual_substeps_descent", "theorem", "derived",
            "with step sizes below 1 (residual-like), attention descends E_p and the ffn step E_ff",
-           "0 < alpha < 1, |Wf| <= 0.95", "4.1, 4.2 (extension)", _residual_substeps_descent),
+           "0 < alpha < 1, |Wf| <= 0.95", "§2.7 (extension)", _residual_substeps_descent),
     _claim("full_layer_residual", "report", "hypothesis",
            "consistent layer with step sizes 0.5 on E_p + E_ff from inputs with negative entries",
-           "6 tied layers, alpha = 0.5, |Wf| <= 0.95, Gaussian Y", "7 (extension)", _full_layer_residual),
+           "6 tied layers, alpha = 0.5, |Wf| <= 0.95, Gaussian Y", "§3.3 (extension)", _full_layer_residual),
 ]
 
 CLAIMS: dict[str, Claim] = {claim.id: claim for claim in _REGISTRY}

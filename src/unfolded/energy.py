@@ -1,4 +1,4 @@
-"""Energy functions whose descent steps make up a Transformer layer (paper.md, section 3).
+"""Energy functions whose descent steps make up a Transformer layer (docs/theory.md §1).
 
 Conventions: tokens are rows. ``Y`` has shape ``(b, n, d)`` (a single sequence ``(n, d)`` is
 accepted and gives a 0-dim result); ``mask`` has shape ``(b, n)``, True marks a real token.
@@ -56,27 +56,38 @@ def squared_distances(Z: Tensor) -> Tensor:
 
 
 def pairwise_energy(Y: Tensor, W: Tensor, mask: Tensor | None = None) -> Tensor:
-    """``sum_{i<j} -exp(-1/2 |(y_i - y_j) W|^2)`` over real tokens (paper.md 3.1, rho(z) = -exp(-z)).
+    """``sum_{i<j} -exp(-1/2 |(y_i - y_j) W|^2)`` over real tokens (docs/theory.md §1.1, rho(z) = -exp(-z)).
 
     The metric is ``W W^T`` (rows times ``W``), as in the authors' energy. This term alone
-    carries the majorization-minimization descent theorem of the attention step (paper.md 4.1).
+    carries the majorization-minimization descent theorem of the attention step (docs/theory.md §2.1).
     Multi-head energy: with ``W (H, k, k)`` and ``d = H k`` the features split into ``H`` blocks
     (:func:`head_blocks`) and the energy is the sum of one such term per block, block ``h`` with
     its own ``W_h``; its MM step is multi-head attention (:func:`unfolded.steps.attention_step`).
     Returns shape ``(b,)``.
     """
     Y, weights, unbatched = _batched(Y, mask)
-    n = Y.shape[1]
-    off_diagonal = ~torch.eye(n, dtype=torch.bool, device=Y.device)
-    pair_weights = weights.unsqueeze(-1) * weights.unsqueeze(-2) * off_diagonal  # (b, n, n)
-    if W.dim() == 3:  # multi-head energy: one pairwise term per feature block
-        kernel = torch.exp(-0.5 * squared_distances(head_blocks(Y, W.shape[0]) @ W))  # (b, H, n, n)
-        kernel = kernel.sum(1)
-    else:
-        kernel = torch.exp(-0.5 * squared_distances(Y @ W))  # (b, n, n)
-    # The sum over ordered pairs i != j counts every unordered pair twice.
-    energy = -0.5 * (kernel * pair_weights).sum((-1, -2))
-    return _unbatch(energy, unbatched)
+    return _unbatch(_pairwise(_project(Y, W), weights), unbatched)
+
+
+def _project(Y: Tensor, W: Tensor) -> Tensor:
+    """``Y W`` ``(b, n, k)``, or per feature block ``Y^h W_h`` ``(b, H, n, k)`` for ``W (H, k, k)``."""
+    return head_blocks(Y, W.shape[0]) @ W if W.dim() == 3 else Y @ W
+
+
+def _pairwise(Z: Tensor, weights: Tensor) -> Tensor:
+    """``-sum_{i<j} w_i w_j sum_h exp(-1/2 |z^h_i - z^h_j|^2)`` for projections ``Z`` from :func:`_project`."""
+    kernel = torch.exp(-0.5 * squared_distances(Z))
+    if Z.dim() == 4:
+        kernel = kernel.sum(1)  # (b, n, n): the heads' terms add up
+    # w^T K w counts every unordered pair twice and adds the diagonal i = j, which is removed.
+    both = ((kernel @ weights.unsqueeze(-1)).squeeze(-1) * weights).sum(-1)
+    diagonal = (kernel.diagonal(dim1=-2, dim2=-1) * weights.square()).sum(-1)
+    return -0.5 * (both - diagonal)
+
+
+def _regulariser(Z: Tensor, weights: Tensor) -> Tensor:
+    squares = Z.pow(2).sum((1, -1)) if Z.dim() == 4 else Z.pow(2).sum(-1)  # (b, n)
+    return 0.5 * (squares * weights).sum(-1)
 
 
 def head_blocks(Y: Tensor, heads: int) -> Tensor:
@@ -94,12 +105,9 @@ def merge_heads(Y: Tensor) -> Tensor:
 
 
 def regulariser(Y: Tensor, W: Tensor, mask: Tensor | None = None) -> Tensor:
-    """``1/2 sum_i |y_i W|^2`` over real tokens: the authors' regulariser R(Y) (paper.md 3.1)."""
+    """``1/2 sum_i |y_i W|^2`` over real tokens: the authors' regulariser R(Y) (docs/theory.md §1.1)."""
     Y, weights, unbatched = _batched(Y, mask)
-    Z = head_blocks(Y, W.shape[0]) @ W if W.dim() == 3 else Y @ W
-    squares = Z.pow(2).sum((1, -1)) if W.dim() == 3 else Z.pow(2).sum(-1)  # (b, n)
-    energy = 0.5 * (squares * weights).sum(-1)
-    return _unbatch(energy, unbatched)
+    return _unbatch(_regulariser(_project(Y, W), weights), unbatched)
 
 
 def attention_energy(
@@ -108,16 +116,18 @@ def attention_energy(
     """Token-interaction energy ``pairwise_energy + regulariser`` (the authors' E_att), ``(b,)``.
 
     With ``regularise=False`` only the pairwise term is returned; only that term is guaranteed
-    to decrease under :func:`unfolded.steps.attention_step` (paper.md 4.1).
+    to decrease under :func:`unfolded.steps.attention_step` (docs/theory.md §2.1).
     """
-    energy = pairwise_energy(Y, W, mask)
+    Y, weights, unbatched = _batched(Y, mask)
+    Z = _project(Y, W)  # one projection serves both terms
+    energy = _pairwise(Z, weights)
     if regularise:
-        energy = energy + regulariser(Y, W, mask)
-    return energy
+        energy = energy + _regulariser(Z, weights)
+    return _unbatch(energy, unbatched)
 
 
 def ffn_energy(Y: Tensor, Wf: Tensor, B: Tensor, mask: Tensor | None = None) -> Tensor:
-    """``1/2 sum_i y_i Wf y_i^T + 1/2 sum_i |y_i - B|^2`` over real tokens (paper.md 3.2), ``(b,)``.
+    """``1/2 sum_i y_i Wf y_i^T + 1/2 sum_i |y_i - B|^2`` over real tokens (docs/theory.md §1.2), ``(b,)``.
 
     ``Wf`` is a symmetric ``(d, d)`` matrix, ``B`` a ``(d,)`` vector. The gradient is
     ``Y Wf + Y - B``; the energy is ``(1 + lambda_max(Wf))``-smooth.
@@ -138,12 +148,12 @@ def total_energy(
     *,
     regularise: bool = True,
 ) -> Tensor:
-    """``attention_energy + ffn_energy`` (paper.md 3.5, the energy the authors plot), ``(b,)``."""
+    """``attention_energy + ffn_energy`` (docs/theory.md §1.5, the energy the authors plot), ``(b,)``."""
     return attention_energy(Y, W, mask, regularise=regularise) + ffn_energy(Y, Wf, B, mask)
 
 
 def relu_indicator(Y: Tensor, mask: Tensor | None = None) -> Tensor:
-    """Indicator of ``Y >= 0`` over real tokens: 0 where feasible, ``+inf`` otherwise (paper.md 3.3)."""
+    """Indicator of ``Y >= 0`` over real tokens: 0 where feasible, ``+inf`` otherwise (docs/theory.md §1.3)."""
     Y, weights, unbatched = _batched(Y, mask)
     infeasible = ((Y < 0).any(-1) & (weights > 0)).any(-1)
     value = torch.where(infeasible, math.inf, 0.0).to(Y.dtype)
@@ -151,7 +161,7 @@ def relu_indicator(Y: Tensor, mask: Tensor | None = None) -> Tensor:
 
 
 def layernorm_projection(Y: Tensor, eps: float = 0.0) -> Tensor:
-    """Layer norm without affine parameters, token-wise (paper.md 3.4).
+    """Layer norm without affine parameters, token-wise (docs/theory.md §1.4).
 
     With ``eps = 0`` it is the Euclidean projection of each row onto the non-convex set
     ``S = {z : sum(z) = 0, |z|^2 = d}``. Works on any shape ``(..., d)``.

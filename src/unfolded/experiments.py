@@ -40,7 +40,7 @@ CURVE_ATTRIBUTES = ["alpha_attention", "w_scale", "test_accuracy", "test_loss", 
 
 
 def sample_indices(count: int, population: int, seed: int) -> list[int]:
-    """The authors draw test samples with ``random.sample`` under a fixed seed (paper.md 6.4)."""
+    """The authors draw test samples with ``random.sample`` under a fixed seed (docs/theory.md §4.4)."""
     return sorted(random.Random(seed).sample(range(population), min(count, population)))
 
 
@@ -123,7 +123,7 @@ def chance_accuracy(labels: torch.Tensor) -> float:
 def energy_curves(config: dict, dataset: str, checkpoint_root: Path, progress: bool = True) -> pd.DataFrame:
     """Per-layer traces of ``samples`` test sequences for each variant: untrained with and without
     ReLU (Figure 5), and after the authors' training recipe with ReLU (Figure 6): SGD, batch size 1,
-    ``train_steps`` steps (paper.md 6.4). Trained rows carry the model's test accuracy, test loss
+    ``train_steps`` steps (docs/theory.md §4.4). Trained rows carry the model's test accuracy, test loss
     and the relative change of W, Wf and B."""
     cfg = config["energy_curves"]
     data = prepare(dataset, config)

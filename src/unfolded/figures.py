@@ -1,6 +1,6 @@
 """One function per figure: tidy table(s) in, matplotlib Figure out. Saving is the caller's job.
 
-Figures 1-4 follow the authors' scripts (paper.md 6.1-6.3); where a script has a problem, the
+Figures 1-4 follow the authors' scripts (docs/theory.md §4.1-6.3); where a script has a problem, the
 figure shows the corrected quantity next to the authors' one and the caption says so.
 """
 
@@ -56,7 +56,7 @@ def _shade(ax, x1, x2, mask: np.ndarray, colour: str, alpha: float = 0.45) -> No
 
 def fig1_apollonius(frame: pd.DataFrame) -> plt.Figure:
     """Top row: the Apollonius region ``|y - y_f*| <= C |y - y_h*|`` (sampled grid, shaded) with the
-    analytic circle (paper.md 5.1). Bottom row: where one gradient step on ``h`` raised ``f + h``;
+    analytic circle (docs/theory.md §3.1). Bottom row: where one gradient step on ``h`` raised ``f + h``;
     the lemma says those points all lie outside the region."""
     import torch
 
@@ -118,7 +118,7 @@ def _trace_parts(frame: pd.DataFrame):
 
 
 def fig2_alternating_trace(frame: pd.DataFrame) -> plt.Figure:
-    """Alternating gradient steps on ``e1`` and ``e2`` in the 2-D PCA plane of the trace (paper.md 6.2).
+    """Alternating gradient steps on ``e1`` and ``e2`` in the 2-D PCA plane of the trace (docs/theory.md §4.2).
 
     Left: the whole trace from the true initial point ``Y^(0)`` (the authors label the iterate after
     the first step as ``Y^(0)``); right: a zoom of +-``zoom`` PCA units around the exact minimiser of
@@ -187,7 +187,7 @@ def alternating_trend(trace: pd.DataFrame, exact_total: float, window: int = 40)
 
 
 def fig3_alternating_energy(frame: pd.DataFrame) -> plt.Figure:
-    """Total energy along the alternating steps (paper.md 6.2). Left: ``E(Y^(t))`` on a log axis with the
+    """Total energy along the alternating steps (docs/theory.md §4.2). Left: ``E(Y^(t))`` on a log axis with the
     exact minimum ``E*`` of ``e1 + e2`` (closed form). Right: the gap ``log E(Y^(t)) - log E*`` from the
     tenth of the steps on, marked by the component the step descended, next to the authors' version,
     which subtracts the smallest value seen on the trace instead of ``E*``. Every trend in the titles
@@ -234,7 +234,7 @@ def fig3_alternating_energy(frame: pd.DataFrame) -> plt.Figure:
 
 def fig4_kappa_regions(frame: pd.DataFrame, kappas: list[float]) -> plt.Figure:
     """Regions ``r(x) >= -kappa`` where the ReLU step keeps at least a ``1 - kappa`` share of the
-    gradient step's guaranteed decrease (paper.md 5.2). The guarantee concerns feasible points
+    gradient step's guaranteed decrease (docs/theory.md §3.2). The guarantee concerns feasible points
     ``x >= 0`` only: that quadrant is outlined, the region is shaded in full colour inside it and faintly
     outside, and each title gives the share of the quadrant's grid points in the region (the whole
     grid's share in brackets). Regions are nested: larger kappa, larger region."""
@@ -301,7 +301,7 @@ def _per_sample_non_increasing(group: pd.DataFrame) -> list[int]:
 
 
 def _energy_panel(ax, group: pd.DataFrame, title: str, extra: str = "") -> None:
-    """The authors' drawing (paper.md 6.4): a box per layer (no outliers) and the mean curve, energies
+    """The authors' drawing (docs/theory.md §4.4): a box per layer (no outliers) and the mean curve, energies
     shifted so that the lowest whisker sits at 0; plus, on the right axis, the median relative token
     spread, with the layers after collapse shaded."""
     from .diagnostics import COLLAPSE_THRESHOLD

@@ -71,7 +71,7 @@ class SymmetricSpectralClamp(nn.Module):
     """Parametrisation ``A -> U clamp(Lambda, lower, upper) U^T`` with ``U Lambda U^T = (A + A^T) / 2``.
 
     Keeps the feed-forward weight symmetric with its spectrum inside ``[lower, upper]`` at every
-    forward pass, in training and evaluation alike (paper.md 8b). With ``upper < 1`` and
+    forward pass, in training and evaluation alike (docs/theory.md §5, item 5). With ``upper < 1`` and
     ``lower > -1`` the feed-forward step with ``alpha = 1`` provably descends its energy.
     """
 
@@ -88,7 +88,7 @@ class SymmetricSpectralClamp(nn.Module):
 
 
 def authors_ffn_normalisation(A: Tensor, bound: float = 0.95) -> Tensor:
-    """The authors' ``normalize_weight``: eigen-clip of ``A A^T`` to ``[-bound, bound]`` (paper.md 6.5, 5).
+    """The authors' ``normalize_weight``: eigen-clip of ``A A^T`` to ``[-bound, bound]`` (docs/theory.md §5, 5).
 
     Because ``A A^T`` is PSD the result has its spectrum in ``[0, bound]``.
     """
@@ -101,7 +101,7 @@ def authors_ffn_normalisation(A: Tensor, bound: float = 0.95) -> Tensor:
 class UnfoldedLayer(nn.Module):
     """One unfolded layer: attention step, feed-forward step, optional ReLU and layer-norm projection.
 
-    Parameters are those of the energy (paper.md 3.5): ``W (d, d)`` for the token interaction,
+    Parameters are those of the energy (docs/theory.md §1.5): ``W (d, d)`` for the token interaction,
     a symmetric ``Wf (d, d)`` and ``B (d,)`` for the feed-forward term. Initialisation follows the
     authors' code (Xavier normal).
     """
@@ -118,7 +118,7 @@ class UnfoldedLayer(nn.Module):
         spectral_bound: float | None = 0.95,
         regularise_energy: bool = True,
         layer_norm_eps: float = 1e-6,
-        use_sdpa: bool = True,
+        use_sdpa: bool | None = None,
         w_scale: float = 1.0,
         energy_heads: int = 1,
     ):
@@ -178,7 +178,7 @@ class UnfoldedLayer(nn.Module):
         return out if mask is None else torch.where(mask.unsqueeze(-1), out, Y)
 
     def energy(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Total energy (paper.md 3.5) of ``Y`` under this layer's parameters, ``(b,)``."""
+        """Total energy (docs/theory.md §1.5) of ``Y`` under this layer's parameters, ``(b,)``."""
         Y = _energy_precision(Y)
         dtype = Y.dtype
         with torch.autocast(Y.device.type, enabled=False):

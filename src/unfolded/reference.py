@@ -1,6 +1,6 @@
 """Slow reference implementations, used only to check the fast ones and in benchmarks.
 
-They follow the authors' approach (paper.md 6.5, item 10): one sequence at a time, pairs
+They follow the authors' approach (docs/theory.md §5, item 10): one sequence at a time, pairs
 enumerated through index lists of size ``n (n - 1) / 2``, so memory grows as ``n^2 d``.
 """
 

@@ -1,4 +1,4 @@
-"""Update rules: one pure function per Transformer sub-layer, each a descent step (paper.md 4).
+"""Update rules: one pure function per Transformer sub-layer, each a descent step (docs/theory.md §2).
 
 Shapes follow :mod:`unfolded.energy`: ``Y (b, n, d)``, ``mask (b, n)`` with True for real tokens.
 """
@@ -27,11 +27,11 @@ __all__ = [
 
 AttentionVariant = Literal["exact", "no_bias", "official"]
 #: ``exact``: softmax with the key bias ``-1/2 |y_j W|^2`` and queries = keys = ``Y W``; the
-#: majorization-minimization step on :func:`unfolded.energy.pairwise_energy` (paper.md 4.1).
+#: majorization-minimization step on :func:`unfolded.energy.pairwise_energy` (docs/theory.md §2.1).
 #: ``no_bias``: the same without the key bias (plain softmax, an MM step only when all
 #: ``|y_j W|`` are equal). ``official``: the authors' forward pass, plain softmax of
 #: ``Y W^T W Y^T`` (queries = keys = ``Y W^T``) while their energy uses the metric ``W W^T``
-#: (paper.md 6.5, items 1-2).
+#: (docs/theory.md §5, items 1-2).
 ATTENTION_VARIANTS: tuple[str, ...] = ("exact", "no_bias", "official")
 
 
@@ -61,13 +61,22 @@ def _as_batch(Y: Tensor, mask: Tensor | None) -> tuple[Tensor, Tensor | None, bo
     return Y, mask, False
 
 
+def _logits(Y: Tensor, W: Tensor, variant: str) -> Tensor:
+    """Attention logits ``(b, n, n)``; the exact variant adds the key bias as a broadcast row."""
+    if variant == "exact":
+        Z = Y @ W  # (b, n, k)
+        bias = -0.5 * Z.pow(2).sum(-1).unsqueeze(-2)  # (b, 1, n): one value per key
+        return torch.baddbmm(bias, Z, Z.transpose(-1, -2))  # fused: bias + Z Z^T
+    queries, keys = _queries_keys(Y, W, variant)
+    return queries @ keys.transpose(-1, -2)
+
+
 def attention_weights(
     Y: Tensor, W: Tensor, mask: Tensor | None = None, *, variant: str = "exact"
 ) -> Tensor:
-    """Row-stochastic attention matrix ``(b, n, n)``; padded keys get weight 0 (reference path)."""
+    """Row-stochastic attention matrix ``(b, n, n)``; padded keys get weight 0 (explicit path)."""
     Y, mask, unbatched = _as_batch(Y, mask)
-    queries, keys = _queries_keys(Y, W, variant)
-    logits = queries @ keys.transpose(-1, -2)  # (b, n, n)
+    logits = _logits(Y, W, variant)
     if mask is not None:
         logits = logits.masked_fill(~mask.unsqueeze(-2), float("-inf"))
     weights = torch.softmax(logits, -1)
@@ -85,9 +94,9 @@ def attention_step(
     alpha: float = 1.0,
     *,
     variant: str = "exact",
-    use_sdpa: bool = True,
+    use_sdpa: bool | None = None,
 ) -> Tensor:
-    """``(1 - alpha) Y + alpha softmax_j((y_i W)(y_j W)^T - 1/2 |y_j W|^2) Y`` (paper.md 4.1).
+    """``(1 - alpha) Y + alpha softmax_j((y_i W)(y_j W)^T - 1/2 |y_j W|^2) Y`` (docs/theory.md §2.1).
 
     Softmax attention with queries = keys = ``Y W``, values = ``Y``, scale 1 and a per-key
     bias; keys are restricted to real tokens and padded tokens are returned unchanged. It equals
@@ -95,12 +104,16 @@ def attention_step(
     :func:`unfolded.energy.pairwise_energy`, and never increases that term for
     ``0 < alpha <= ATTENTION_STEP_BOUND = 2``. ``variant`` selects the authors' versions (:data:`ATTENTION_VARIANTS`).
     With ``use_sdpa`` the product runs through ``scaled_dot_product_attention`` (fused kernels
-    on GPU); otherwise through an explicit softmax.
+    on GPU); otherwise through an explicit softmax with the key bias added as a broadcast row.
+    The default (``None``) takes SDPA on CUDA and the explicit path elsewhere, where it is the
+    faster one (``benchmarks/ratios.py``).
     """
     Y, mask, unbatched = _as_batch(Y, mask)
     if W.dim() == 3:
         out = _multihead_attention_step(Y, W, mask, alpha, variant)
         return out.squeeze(0) if unbatched else out
+    if use_sdpa is None:
+        use_sdpa = Y.is_cuda
     if use_sdpa:
         queries, keys = _queries_keys(Y, W, variant)
         # Fused kernels want one head dimension for q, k, v, a multiple of 8: pad with zeros,
@@ -149,7 +162,7 @@ def _multihead_attention_step(Y: Tensor, W: Tensor, mask: Tensor | None, alpha, 
 
 
 def ffn_step(Y: Tensor, Wf: Tensor, B: Tensor, alpha: float = 1.0) -> Tensor:
-    """``Y - alpha (Y Wf + Y - B)``: a gradient step on :func:`unfolded.energy.ffn_energy` (paper.md 4.2).
+    """``Y - alpha (Y Wf + Y - B)``: a gradient step on :func:`unfolded.energy.ffn_energy` (docs/theory.md §2.2).
 
     A linear layer with symmetric weight ``(1 - alpha) I - alpha Wf`` and bias ``alpha B``;
     it descends for every ``Y`` when ``0 < alpha < 2 / lambda_max(I + Wf)`` and ``Wf > -I``.
@@ -158,10 +171,10 @@ def ffn_step(Y: Tensor, Wf: Tensor, B: Tensor, alpha: float = 1.0) -> Tensor:
 
 
 def relu_step(Y: Tensor) -> Tensor:
-    """Proximal step of the indicator of ``Y >= 0``: ``max(Y, 0)`` (paper.md 4.3)."""
+    """Proximal step of the indicator of ``Y >= 0``: ``max(Y, 0)`` (docs/theory.md §2.3)."""
     return torch.clamp_min(Y, 0.0)
 
 
 def layernorm_step(Y: Tensor) -> Tensor:
-    """Projection of each token onto ``{z : sum(z) = 0, |z|^2 = d}`` (paper.md 4.4)."""
+    """Projection of each token onto ``{z : sum(z) = 0, |z|^2 = d}`` (docs/theory.md §2.4)."""
     return layernorm_projection(Y)

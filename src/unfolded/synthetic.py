@@ -1,4 +1,4 @@
-"""The synthetic experiments behind Figures 1-4, each returning one tidy table (paper.md 5, 6.1-6.3).
+"""The synthetic experiments behind Figures 1-4, each returning one tidy table (docs/theory.md §3, §4.1-§4.3).
 
 Random draws follow the authors' scripts (same seeds, same draw order, float32 draws from torch's
 CPU generator), and all arithmetic is then done in float64.
@@ -39,7 +39,7 @@ def _grid(extent: float, step: float) -> Tensor:
 
 
 def apollonius_step_size(C: float, curvature_f: float, curvature_h: float) -> float:
-    """Step size of the h-step for which the lemma's constant equals ``C`` (paper.md 5.1).
+    """Step size of the h-step for which the lemma's constant equals ``C`` (docs/theory.md §3.1).
 
     For ``f = c_f/2 |y - y_f|^2`` and ``h = c_h/2 |y - y_h|^2`` the lemma gives
     ``C = c_h (1 - alpha (c_f + c_h) / 2) / c_f``; solved for alpha.
@@ -202,7 +202,7 @@ def alternating_table(cfg: AlternatingConfig) -> pd.DataFrame:
 
 
 def kappa_ratio(x: Tensor, step: Tensor) -> Tensor:
-    """``r(x) = sum_k min(0, x_k^2 - s_k^2) / |s|^2`` with ``s = alpha g(x)`` (paper.md 5.2), ``<= 0``."""
+    """``r(x) = sum_k min(0, x_k^2 - s_k^2) / |s|^2`` with ``s = alpha g(x)`` (docs/theory.md §3.2), ``<= 0``."""
     return torch.clamp_max(x.pow(2) - step.pow(2), 0.0).sum(-1) / step.pow(2).sum(-1).clamp_min(1e-300)
 
 

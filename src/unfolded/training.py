@@ -144,7 +144,7 @@ ENERGY_CURVE_VARIANTS = ("paper", "exact", "exact_active")
 
 def paper_encoder(d: int, num_layers: int, relu: bool, variant: str, *, alpha_attention: float = 1.0,
                   w_scale: float = 1.0) -> UnfoldedTransformer:
-    """The encoders of Figures 5-6 (paper.md 6.4, 8b).
+    """The encoders of Figures 5-6 (docs/theory.md §4.4, 8b).
 
     ``paper``: the authors' model: tied layers, their bias-free ``W^T W`` attention, no residual,
     their energy (with the regulariser), feed-forward weight normalised once by their
@@ -171,7 +171,7 @@ def paper_encoder(d: int, num_layers: int, relu: bool, variant: str, *, alpha_at
 
 @torch.no_grad()
 def authors_normalise_(encoder: UnfoldedTransformer) -> None:
-    """Apply the authors' ``normalize_weight`` to every unconstrained ``Wf`` (paper.md 6.5, item 5)."""
+    """Apply the authors' ``normalize_weight`` to every unconstrained ``Wf`` (docs/theory.md §5, item 5)."""
     for layer in encoder.layers:
         layer.Wf.copy_(authors_ffn_normalisation(layer.Wf))
 

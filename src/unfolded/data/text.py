@@ -1,7 +1,7 @@
 """Text data: the paper's IMDB and SST-2 (Hugging Face ``datasets``), GloVe vectors, and an offline
 generated polarity task. Everything ends as token ids plus a frozen embedding matrix.
 
-Tokenisation follows the authors' pipeline as far as paper.md 6.4 says: HTML line breaks removed,
+Tokenisation follows the authors' pipeline as far as docs/theory.md §4.4 says: HTML line breaks removed,
 case kept (GloVe 840B is cased), words and punctuation split apart (an approximation of spaCy's
 English tokenizer). The vocabulary is the training split's words with at least ``min_freq``
 occurrences; a vocabulary word without a GloVe vector gets a random vector with the GloVe
