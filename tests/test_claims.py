@@ -1,9 +1,10 @@
 import pytest
 import torch
 
-from unfolded.claims import CLAIMS, apollonius_circle, run_all
+from unfolded.claims import CLAIMS, run_all
 from unfolded.energy import attention_energy, ffn_energy, pairwise_energy
 from unfolded.steps import attention_step, ffn_step
+from unfolded.synthetic import apollonius_circle
 
 ONE = torch.ones(1, 1, dtype=torch.float64)
 
@@ -90,10 +91,10 @@ def test_run_all_selects_and_rejects_ids():
 def test_readme_claims_table_lists_every_claim():
     from pathlib import Path
 
-    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    readme = (Path(__file__).resolve().parents[1] / "docs" / "results.md").read_text()
     table = readme.split("<!-- claims:start -->", 1)[1].split("<!-- claims:end -->", 1)[0]
     rows = [line.split("|")[1].strip() for line in table.strip().splitlines()[2:]]
-    assert rows == list(CLAIMS), "README claims table is stale: rerun python -m unfolded claims --update-readme"
+    assert rows == list(CLAIMS), "docs/results.md claims table is stale: rerun make readme"
 
 
 def test_every_claim_has_a_source_tag_and_counterexamples_split_their_counts():
@@ -169,3 +170,27 @@ def test_theory_notes_cite_only_existing_claims():
         "attention_", "pairwise_", "multihead_", "ffn_", "relu_", "layernorm_", "residual_", "learned_",
         "alternating_", "authors_", "apollonius_", "kappa_", "full_layer_"))}
     assert claim_like and claim_like <= set(CLAIMS), sorted(claim_like - set(CLAIMS))
+
+
+def test_each_claim_id_is_the_name_of_its_check_and_seeds_follow_the_id():
+    import unfolded.claims as claims
+
+    for claim_id, entry in CLAIMS.items():
+        assert entry.run.__name__ == claim_id and getattr(claims, claim_id) is entry.run
+    # a claim's result does not depend on which other claims run with it
+    alone = run_all(3, 7, ids=["attention_descent"])[0]
+    together = [r for r in run_all(3, 7, ids=["ffn_descent", "attention_descent"]) if r.claim == "attention_descent"][0]
+    assert alone == together
+    offsets = {claims.claim_offset(claim_id) for claim_id in CLAIMS}
+    assert len(offsets) == len(CLAIMS)  # distinct seeds
+
+
+def test_registering_a_claim_twice_or_with_an_unknown_kind_fails():
+    import pytest
+
+    from unfolded.claims import claim
+
+    with pytest.raises(ValueError, match="registered twice"):
+        claim("theorem", "derived", "s", "c", "§2.1")(CLAIMS["attention_descent"].run)
+    with pytest.raises(ValueError, match="claim kind"):
+        claim("lemma", "derived", "s", "c", "§2.1")

@@ -51,6 +51,12 @@ def paper_run(tmp_path_factory):
 def test_the_paper_config_runs_offline_on_the_sources_formats(paper_run):
     workdir, _, jobs, seconds = paper_run
     print(f"paper fixture run: {sum(v for k, v in jobs.items() if k not in ('all', 'total'))} jobs in {seconds:.0f} s")
+    timings = {}
+    for path in (workdir / "results" / "benchmarks").rglob("*.tsv"):
+        rule = path.relative_to(workdir / "results" / "benchmarks").parts[0].removesuffix(".tsv")
+        timings.setdefault(rule, []).append(float(pd.read_csv(path, sep="\t")["s"].iloc[-1]))
+    for rule, values in sorted(timings.items()):
+        print(f"  {rule:<16} {len(values):>3} jobs {sum(values):>7.1f} s total {max(values):>6.1f} s longest")
     assert jobs["fetch"] == 3  # imdb, sst2 and glove-840B, each from its local copy
     for name in ("imdb", "sst2", "glove-840B"):
         assert (workdir / "results" / "data" / "fetched" / f"{name}.txt").exists()

@@ -4,10 +4,9 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from unfolded.claims import QuadraticPair
 from unfolded.energy import ffn_energy, layernorm_projection, pairwise_energy
 from unfolded.steps import attention_step, ffn_step, relu_step
-from unfolded.synthetic import kappa_ratio
+from unfolded.synthetic import QuadraticPair, kappa_ratio
 
 SETTINGS = settings(max_examples=60, deadline=None)
 TOL = 1e-10

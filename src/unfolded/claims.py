@@ -31,9 +31,10 @@ from .energy import attention_energy, ffn_energy, layernorm_projection, pairwise
 from .models import UnfoldedTransformer, authors_ffn_normalisation
 from .reference import pairwise_energy_index_lists
 from .steps import attention_step, ffn_step, relu_step
-from .synthetic import AlternatingQuadratics, kappa_ratio
+from .synthetic import AlternatingQuadratics, QuadraticPair, kappa_ratio
+from .synthetic import apollonius_circle as circle_geometry
 
-__all__ = ["CLAIMS", "Claim", "ClaimResult", "run_all"]
+__all__ = ["CLAIMS", "Claim", "ClaimResult", "claim", "claim_offset", "run_all"]
 
 DTYPE = torch.float64
 #: Relative tolerance of every claims tally: a violation is ``after - (before - slack) > TOLERANCE (1 + |before|)``,
@@ -214,6 +215,29 @@ class Claim:
 # --------------------------------------------------------------------------------------------
 
 
+#: The registry, in definition order: each check below registers itself with :func:`claim`.
+CLAIMS: dict[str, Claim] = {}
+
+
+def claim(kind: str, source: str, statement: str, conditions: str, section: str):
+    """Register the decorated check as a claim whose id is the function's name.
+
+    ``kind`` is one of :data:`KINDS`, ``source`` one of :data:`SOURCES`; ``section`` cites
+    docs/theory.md. The check takes ``(trials, generator)`` and returns its :class:`Tally`."""
+    if kind not in KINDS:
+        raise ValueError(f"claim kind: expected one of {KINDS}, got {kind!r}")
+    if source not in SOURCES:
+        raise ValueError(f"claim source: expected one of {SOURCES}, got {source!r}")
+
+    def register(check: Callable[[int, torch.Generator], Tally]) -> Callable[[int, torch.Generator], Tally]:
+        if check.__name__ in CLAIMS:
+            raise ValueError(f"claim {check.__name__!r} is registered twice")
+        CLAIMS[check.__name__] = Claim(check.__name__, kind, statement, conditions, source, section, check)
+        return check
+
+    return register
+
+
 def _uniform(gen: torch.Generator, low: float, high: float) -> float:
     return low + (high - low) * torch.rand((), generator=gen, dtype=DTYPE).item()
 
@@ -283,7 +307,10 @@ def _attention_bound(Y: Tensor, W: Tensor, mask: Tensor) -> Tensor:
 # --------------------------------------------------------------------------------------------
 
 
-def _pairwise_gradient_identity(trials: int, gen: torch.Generator) -> Tally:
+@claim("identity", "derived",
+       "grad of the pairwise energy is L Y W W^T",
+       "any W, masks", "§2.1")
+def pairwise_gradient(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         Y, mask, _, d = _sequence(gen)
@@ -294,7 +321,10 @@ def _pairwise_gradient_identity(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _attention_preconditioned_identity(trials: int, gen: torch.Generator) -> Tally:
+@claim("identity", "derived",
+       "attention step = Y - alpha D^-1 grad E_p (W W^T)^-1",
+       "W invertible, alpha in (0, 1]", "§2.1")
+def attention_is_preconditioned_step(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         Y, mask, _, d = _sequence(gen)
@@ -309,7 +339,10 @@ def _attention_preconditioned_identity(trials: int, gen: torch.Generator) -> Tal
     return tally
 
 
-def _attention_descent(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "attention step never increases the pairwise energy",
+       "0 < alpha <= 2 (half the draws at alpha = 2), any W", "§2.1")
+def attention_descent(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         Y, mask, _, d = _sequence(gen)
@@ -322,7 +355,10 @@ def _attention_descent(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _attention_kernel_bound(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "the kernel matrix is PSD, so lambda_max(D^-1/2 L D^-1/2) <= 1 and the MM step bound is >= 2",
+       "any W, masks", "§2.1")
+def attention_kernel_bound(trials: int, gen: torch.Generator) -> Tally:
     """The kernel matrix is PSD, so ``lambda_max(D^-1/2 L D^-1/2) <= 1``: the MM bound is at least 2."""
     tally = Tally()
     for _ in range(trials):
@@ -344,7 +380,10 @@ def _one_dimensional(values: list[float]) -> Tensor:
 ONE = torch.ones(1, 1, dtype=DTYPE)
 
 
-def _attention_large_step(trials: int, gen: torch.Generator) -> Tally:
+@claim("counterexample", "derived",
+       "attention step with alpha above the bound",
+       "alpha in (1, 3] x bound; Y=[0,1], alpha=3", "§2.1")
+def attention_large_step(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Y = _one_dimensional([0.0, 1.0])  # docs/theory.md §2.1: alpha = 3 > 2.65 raises E_p.
     tally.descent(pairwise_energy(Y, ONE), pairwise_energy(attention_step(Y, ONE, alpha=3.0), ONE), explicit=True)
@@ -363,7 +402,10 @@ def _varied_norm_tokens(gen: torch.Generator) -> Tensor:
     return _normal(gen, 1, n, 1, scale=_uniform(gen, 0.5, 6.0))
 
 
-def _attention_no_bias(trials: int, gen: torch.Generator) -> Tally:
+@claim("counterexample", "derived",
+       "plain softmax (no key bias) on the pairwise energy",
+       "tokens of unequal norm", "§2.1")
+def attention_without_key_bias(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Y = _one_dimensional([0.298, 0.174, 5.855, -0.554])  # docs/theory.md §2.1: -2.455 -> -0.746.
     tally.descent(pairwise_energy(Y, ONE), pairwise_energy(attention_step(Y, ONE, variant="no_bias"), ONE), explicit=True)
@@ -374,7 +416,10 @@ def _attention_no_bias(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _attention_regularised(trials: int, gen: torch.Generator) -> Tally:
+@claim("report", "code",
+       "attention step on pairwise energy + 1/2|YW|^2 (the authors' energy)",
+       "alpha = 1, random instances", "§2.1")
+def attention_with_regulariser(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Y = _one_dimensional([-8.02, -8.15, 5.82, -5.74])  # docs/theory.md §2.1: 97.661 -> 97.893.
     tally.descent(attention_energy(Y, ONE), attention_energy(attention_step(Y, ONE), ONE), explicit=True)
@@ -385,7 +430,10 @@ def _attention_regularised(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _attention_official(trials: int, gen: torch.Generator) -> Tally:
+@claim("report", "code",
+       "authors' attention (W^T W, no key bias) on their energy (W W^T)",
+       "d in {2, 20}, Xavier W", "§2.1, §5")
+def attention_authors_variant(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         d = 2 if _integer(gen, 0, 1) else 20
@@ -410,7 +458,10 @@ def _ffn_instance(gen: torch.Generator, low: float = -0.95, high: float = 0.95):
     return Y, mask, Wf, B, lipschitz
 
 
-def _ffn_gradient_identity(trials: int, gen: torch.Generator) -> Tally:
+@claim("identity", "derived",
+       "ffn step = Y - alpha autograd grad E_ff",
+       "Wf symmetric", "§2.2")
+def ffn_is_gradient_step(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         Y, mask, Wf, B, _ = _ffn_instance(gen, -3.0, 3.0)
@@ -430,11 +481,17 @@ def _ffn_step_trials(tally: Tally, count: int, gen: torch.Generator, low: float,
     return tally
 
 
-def _ffn_descent(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "ffn step never increases E_ff",
+       "0 < alpha < 2/lambda_max(I + Wf), Wf > -I", "§2.2")
+def ffn_descent(trials: int, gen: torch.Generator) -> Tally:
     return _ffn_step_trials(Tally(), trials, gen, 0.0, 1.0)
 
 
-def _ffn_large_step(trials: int, gen: torch.Generator) -> Tally:
+@claim("counterexample", "derived",
+       "ffn step with alpha above 2/L",
+       "alpha in [1, 1.5] x 2/L; Wf=diag(1.5,0), alpha=1", "§2.2")
+def ffn_large_step(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Wf, B = torch.diag(torch.tensor([1.5, 0.0], dtype=DTYPE)), torch.zeros(2, dtype=DTYPE)
     Y = torch.tensor([[[1.0, 0.0]]], dtype=DTYPE)  # docs/theory.md §2.2: 1.25 -> 2.8125.
@@ -442,7 +499,10 @@ def _ffn_large_step(trials: int, gen: torch.Generator) -> Tally:
     return _ffn_step_trials(tally, trials - 1, gen, 1.0, 1.5)
 
 
-def _relu_prox_descent(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "ReLU(ffn step) decreases E_ff by (1/alpha - L/2)|Y'-Y|^2",
+       "Y >= 0, alpha < 2/L", "§2.3")
+def relu_prox_descent(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         Y, mask, Wf, B, lipschitz = _ffn_instance(gen, -0.99, 3.0)
@@ -455,7 +515,10 @@ def _relu_prox_descent(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _relu_infeasible_start(trials: int, gen: torch.Generator) -> Tally:
+@claim("counterexample", "derived",
+       "ReLU(ffn step) from a start with negative entries",
+       "Y unconstrained; x=-1, b=-1", "§2.3")
+def relu_infeasible_start(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     Y, Wf, B = -torch.ones(1, 1, 1, dtype=DTYPE), torch.zeros(1, 1, dtype=DTYPE), -torch.ones(1, dtype=DTYPE)
     tally.descent(ffn_energy(Y, Wf, B), ffn_energy(relu_step(ffn_step(Y, Wf, B, 1.0)), Wf, B), explicit=True)  # 0 -> 0.5
@@ -472,7 +535,10 @@ def _on_sphere(gen: torch.Generator, *shape: int) -> Tensor:
     return layernorm_projection(_normal(gen, *shape))
 
 
-def _layernorm_projection_identity(trials: int, gen: torch.Generator) -> Tally:
+@claim("identity", "derived",
+       "LN(y) is the nearest point of {sum z = 0, |z|^2 = d}",
+       "no affine, eps = 0", "§1.4")
+def layernorm_is_projection(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         d = _integer(gen, 2, 12)
@@ -496,7 +562,10 @@ def _layernorm_instance(gen: torch.Generator):
     return Y, mask, Wf, B, 1.0 + torch.linalg.eigvalsh(Wf)[-1].item()
 
 
-def _layernorm_descent(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "LN(ffn step) never increases E_ff",
+       "Y on the LN set, alpha <= 1/L", "§2.4")
+def layernorm_descent(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         Y, mask, Wf, B, lipschitz = _layernorm_instance(gen)
@@ -506,7 +575,10 @@ def _layernorm_descent(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _layernorm_large_step(trials: int, gen: torch.Generator) -> Tally:
+@claim("counterexample", "derived",
+       "LN(ffn step) with 1/L < alpha < 2/L",
+       "non-convex set; d=2 explicit case", "§2.4")
+def layernorm_large_step(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     # d = 2: S is the two points +-(1, -1). From y = (1, -1) with B = 0.1 y and alpha = 1.9 (L = 1)
     # the step lands at -0.71 y and projects to -y, where the energy is higher (0.81 -> 1.21).
@@ -524,48 +596,6 @@ def _layernorm_large_step(trials: int, gen: torch.Generator) -> Tally:
 # --------------------------------------------------------------------------------------------
 # Apollonius and kappa lemmas (docs/theory.md §3.1, 5.2)
 # --------------------------------------------------------------------------------------------
-
-
-@dataclass
-class QuadraticPair:
-    """``f(y) = 1/2 (y - y_f)^T A (y - y_f)`` and ``h(y) = 1/2 (y - y_h)^T H (y - y_h)``."""
-
-    A: Tensor
-    H: Tensor
-    y_f: Tensor
-    y_h: Tensor
-
-    def f(self, y: Tensor) -> Tensor:
-        r = y - self.y_f
-        return 0.5 * ((r @ self.A) * r).sum(-1)
-
-    def h(self, y: Tensor) -> Tensor:
-        r = y - self.y_h
-        return 0.5 * ((r @ self.H) * r).sum(-1)
-
-    def h_step(self, y: Tensor, alpha: float) -> Tensor:
-        return y - alpha * (y - self.y_h) @ self.H
-
-    def constant(self, alpha: float) -> float:
-        """``C = mu_h (1 - alpha (L_f + L_h) / 2) / L_f`` of the Apollonius lemma."""
-        L_f = torch.linalg.eigvalsh(self.A)[-1].item()
-        eig_h = torch.linalg.eigvalsh(self.H)
-        return eig_h[0].item() * (1.0 - alpha * (L_f + eig_h[-1].item()) / 2.0) / L_f
-
-    def step_bound(self) -> float:
-        return 2.0 / (torch.linalg.eigvalsh(self.A)[-1].item() + torch.linalg.eigvalsh(self.H)[-1].item())
-
-    def ratio(self, y: Tensor) -> Tensor:
-        return (y - self.y_f).norm(dim=-1) / (y - self.y_h).norm(dim=-1)
-
-
-def apollonius_circle(y_f: Tensor, y_h: Tensor, C: float) -> tuple[Tensor, float]:
-    """Centre and radius of ``{y : |y - y_f| = C |y - y_h|}`` for ``C != 1`` (docs/theory.md §3.1)."""
-    if C <= 0 or C == 1:
-        raise ValueError(f"C: expected a positive value other than 1, got {C}")
-    centre = (y_f - C**2 * y_h) / (1.0 - C**2)
-    radius = C * (y_f - y_h).norm().item() / abs(1.0 - C**2)
-    return centre, radius
 
 
 def _quadratic_pair(gen: torch.Generator) -> QuadraticPair:
@@ -604,11 +634,17 @@ def _apollonius_trials(tally: Tally, trials: int, gen: torch.Generator, inside: 
     return tally
 
 
-def _apollonius_lemma(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "an h-step decreases f + h inside the Apollonius region (our constant C; the paper's is unknown)",
+       "|y-y_f| <= C |y-y_h|, C = mu_h(1-alpha(L_f+L_h)/2)/L_f", "§3.1")
+def apollonius_lemma(trials: int, gen: torch.Generator) -> Tally:
     return _apollonius_trials(Tally(), trials, gen, inside=True)
 
 
-def _apollonius_outside(trials: int, gen: torch.Generator) -> Tally:
+@claim("counterexample", "derived",
+       "an h-step outside the Apollonius region",
+       "|y-y_f| > C |y-y_h|; 1-D y=0.9", "§3.1")
+def apollonius_outside(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     one = torch.ones(1, 1, dtype=DTYPE)
     pair = QuadraticPair(one, one, torch.zeros(1, dtype=DTYPE), torch.ones(1, dtype=DTYPE))
@@ -616,12 +652,15 @@ def _apollonius_outside(trials: int, gen: torch.Generator) -> Tally:
     return _apollonius_trials(tally, trials, gen, inside=False)
 
 
-def _apollonius_circle_identity(trials: int, gen: torch.Generator) -> Tally:
+@claim("identity", "derived",
+       "centre (y_f - C^2 y_h)/(1-C^2), radius C|y_f-y_h|/|1-C^2| bound the region",
+       "C != 1", "§3.1")
+def apollonius_circle(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         y_f, y_h = _normal(gen, 2), _normal(gen, 2)
         C = _uniform(gen, 0.1, 0.9) if _integer(gen, 0, 1) else _uniform(gen, 1.1, 4.0)
-        centre, radius = apollonius_circle(y_f, y_h, C)
+        centre, radius = circle_geometry(y_f, y_h, C)
         angle = _normal(gen, 32)
         boundary = centre + radius * torch.stack([angle.cos(), angle.sin()], -1)
         ratio = (boundary - y_f).norm(dim=-1) / (boundary - y_h).norm(dim=-1)
@@ -633,7 +672,10 @@ def _kappa_energy(y: Tensor, W: Tensor, b: Tensor) -> Tensor:
     return 0.5 * ((y @ W) * y).sum(-1) + 0.5 * (y - b).pow(2).sum(-1)
 
 
-def _kappa_lemma(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "ReLU step keeps a (1 + r(x)) share of the gradient step's decrease (our reading of kappa)",
+       "x >= 0, alpha < 2/L", "§3.2")
+def kappa_lemma(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         d = _integer(gen, 2, 10)
@@ -660,7 +702,10 @@ def _kappa_lemma(trials: int, gen: torch.Generator) -> Tally:
 # --------------------------------------------------------------------------------------------
 
 
-def _official_fidelity(trials: int, gen: torch.Generator) -> Tally:
+@claim("identity", "code",
+       "Gram energy = index-list energy; FFN = gradient step; normalised Wf spectrum in [0, 0.95]",
+       "authors' conventions", "§1.1, §5")
+def authors_code_fidelity(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         n, d = _integer(gen, 2, 20), _integer(gen, 1, 8)
@@ -707,11 +752,17 @@ def _alternating_trials(trials: int, gen: torch.Generator, measured) -> Tally:
     return tally
 
 
-def _alternating_component_descent(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "each alternating step decreases its own quadratic",
+       "lr < 2/L of both", "§4.2")
+def alternating_component_descent(trials: int, gen: torch.Generator) -> Tally:
     return _alternating_trials(trials, gen, lambda problem, step: problem.e1 if step % 2 == 0 else problem.e2)
 
 
-def _alternating_total(trials: int, gen: torch.Generator) -> Tally:
+@claim("report", "derived",
+       "alternating steps on e1 + e2 (not a descent method on the sum)",
+       "lr < 2/L of both, 20 steps", "§4.2")
+def alternating_total_energy(trials: int, gen: torch.Generator) -> Tally:
     return _alternating_trials(trials, gen, lambda problem, step: lambda Y: problem.e1(Y) + problem.e2(Y))
 
 
@@ -732,19 +783,31 @@ def _full_layer(trials: int, gen: torch.Generator, feasible: bool = True, **laye
     return tally
 
 
-def _full_layer_exact(trials: int, gen: torch.Generator) -> Tally:
+@claim("report", "hypothesis",
+       "consistent layer (key bias, ffn, ReLU) on E_p + E_ff",
+       "6 tied layers, alpha = 1, |Wf| <= 0.95, Y >= 0", "§3.3")
+def full_layer_exact(trials: int, gen: torch.Generator) -> Tally:
     return _full_layer(trials, gen, attention_variant="exact", relu=True, regularise_energy=False)
 
 
-def _full_layer_exact_realistic(trials: int, gen: torch.Generator) -> Tally:
+@claim("report", "hypothesis",
+       "consistent layer on E_p + E_ff from inputs with negative entries",
+       "6 tied layers, alpha = 1, |Wf| <= 0.95, Gaussian Y", "§3.3")
+def full_layer_exact_realistic(trials: int, gen: torch.Generator) -> Tally:
     return _full_layer(trials, gen, feasible=False, attention_variant="exact", relu=True, regularise_energy=False)
 
 
-def _full_layer_authors(trials: int, gen: torch.Generator) -> Tally:
+@claim("report", "code",
+       "authors' layer (no key bias, W^T W, ReLU) on their energy",
+       "6 tied layers, alpha = 1, Y >= 0", "§5, §3.3")
+def full_layer_authors(trials: int, gen: torch.Generator) -> Tally:
     return _full_layer(trials, gen, attention_variant="official", relu=True, regularise_energy=True)
 
 
-def _full_layer_authors_realistic(trials: int, gen: torch.Generator) -> Tally:
+@claim("report", "code",
+       "authors' layer on their energy from inputs with negative entries",
+       "6 tied layers, alpha = 1, Gaussian Y", "§5, §3.3")
+def full_layer_authors_realistic(trials: int, gen: torch.Generator) -> Tally:
     return _full_layer(trials, gen, feasible=False, attention_variant="official", relu=True, regularise_energy=True)
 
 
@@ -763,7 +826,10 @@ def _multihead_instance(gen: torch.Generator):
     return Y, mask, W
 
 
-def _multihead_energy_identity(trials: int, gen: torch.Generator) -> Tally:
+@claim("identity", "derived",
+       "multi-head energy = sum of per-block pairwise terms; its MM step = per-block attention, concatenated",
+       "W (H, k, k), d = H k, masks", "§2.6 (extension)")
+def multihead_energy_identity(trials: int, gen: torch.Generator) -> Tally:
     """The multi-head energy and its MM step are the per-block single-head ones, summed and concatenated."""
     tally = Tally()
     for _ in range(trials):
@@ -777,7 +843,10 @@ def _multihead_energy_identity(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _multihead_descent(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "multi-head attention step (key bias, one W_h per block) never increases the multi-head energy",
+       "0 < alpha <= 2 (half the draws at 2), any W_h", "§2.6 (extension)")
+def multihead_attention_descent(trials: int, gen: torch.Generator) -> Tally:
     tally = Tally()
     for _ in range(trials):
         Y, mask, W = _multihead_instance(gen)
@@ -786,7 +855,10 @@ def _multihead_descent(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _learned_step_sizes_descent(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "learned step sizes alpha = bound x sigmoid(logit) stay in range, and each sub-step descends its term",
+       "any logit, |Wf| <= spectral_bound", "§2.7 (extension)")
+def learned_step_sizes_descent(trials: int, gen: torch.Generator) -> Tally:
     """Step-size logits anywhere on the real line (up to +-40, where the sigmoid saturates in float64):
     each sub-step of every layer still descends its own term (attention: pairwise, feed-forward: E_ff)."""
     tally = Tally()
@@ -815,7 +887,10 @@ def _learned_step_sizes_descent(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _residual_substeps_descent(trials: int, gen: torch.Generator) -> Tally:
+@claim("theorem", "derived",
+       "with step sizes below 1 (residual-like), attention descends E_p and the ffn step E_ff",
+       "0 < alpha < 1, |Wf| <= 0.95", "§2.7 (extension)")
+def residual_substeps_descent(trials: int, gen: torch.Generator) -> Tally:
     """Step sizes below 1 (the residual variant): each sub-step keeps its own descent."""
     tally = Tally()
     for _ in range(trials):
@@ -830,128 +905,32 @@ def _residual_substeps_descent(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _full_layer_residual(trials: int, gen: torch.Generator) -> Tally:
+@claim("report", "hypothesis",
+       "consistent layer with step sizes 0.5 on E_p + E_ff from inputs with negative entries",
+       "6 tied layers, alpha = 0.5, |Wf| <= 0.95, Gaussian Y", "§3.3 (extension)")
+def full_layer_residual(trials: int, gen: torch.Generator) -> Tally:
     return _full_layer(trials, gen, feasible=False, attention_variant="exact", relu=True, regularise_energy=False,
                        alpha_attention=0.5, alpha_ffn=0.5)
 
 
-def _claim(id: str, kind: str, source: str, statement: str, conditions: str, section: str, run) -> Claim:
-    if kind not in KINDS:
-        raise ValueError(f"claim kind: expected one of {KINDS}, got {kind!r}")
-    if source not in SOURCES:
-        raise ValueError(f"claim source: expected one of {SOURCES}, got {source!r}")
-    return Claim(id, kind, statement, conditions, source, section, run)
 
 
-_REGISTRY = [
-    _claim("pairwise_gradient", "identity", "derived",
-           "grad of the pairwise energy is L Y W W^T", "any W, masks", "§2.1",
-           _pairwise_gradient_identity),
-    _claim("attention_is_preconditioned_step", "identity", "derived",
-           "attention step = Y - alpha D^-1 grad E_p (W W^T)^-1", "W invertible, alpha in (0, 1]", "§2.1",
-           _attention_preconditioned_identity),
-    _claim("attention_kernel_bound", "theorem", "derived",
-           "the kernel matrix is PSD, so lambda_max(D^-1/2 L D^-1/2) <= 1 and the MM step bound is >= 2",
-           "any W, masks", "§2.1", _attention_kernel_bound),
-    _claim("attention_descent", "theorem", "derived",
-           "attention step never increases the pairwise energy",
-           "0 < alpha <= 2 (half the draws at alpha = 2), any W", "§2.1", _attention_descent),
-    _claim("attention_large_step", "counterexample", "derived",
-           "attention step with alpha above the bound", "alpha in (1, 3] x bound; Y=[0,1], alpha=3",
-           "§2.1", _attention_large_step),
-    _claim("attention_without_key_bias", "counterexample", "derived",
-           "plain softmax (no key bias) on the pairwise energy", "tokens of unequal norm",
-           "§2.1", _attention_no_bias),
-    _claim("attention_with_regulariser", "report", "code",
-           "attention step on pairwise energy + 1/2|YW|^2 (the authors' energy)", "alpha = 1, random instances",
-           "§2.1", _attention_regularised),
-    _claim("attention_authors_variant", "report", "code",
-           "authors' attention (W^T W, no key bias) on their energy (W W^T)", "d in {2, 20}, Xavier W",
-           "§2.1, §5", _attention_official),
-    _claim("ffn_is_gradient_step", "identity", "derived",
-           "ffn step = Y - alpha autograd grad E_ff", "Wf symmetric", "§2.2", _ffn_gradient_identity),
-    _claim("ffn_descent", "theorem", "derived",
-           "ffn step never increases E_ff", "0 < alpha < 2/lambda_max(I + Wf), Wf > -I", "§2.2",
-           _ffn_descent),
-    _claim("ffn_large_step", "counterexample", "derived",
-           "ffn step with alpha above 2/L", "alpha in [1, 1.5] x 2/L; Wf=diag(1.5,0), alpha=1",
-           "§2.2", _ffn_large_step),
-    _claim("relu_prox_descent", "theorem", "derived",
-           "ReLU(ffn step) decreases E_ff by (1/alpha - L/2)|Y'-Y|^2", "Y >= 0, alpha < 2/L", "§2.3",
-           _relu_prox_descent),
-    _claim("relu_infeasible_start", "counterexample", "derived",
-           "ReLU(ffn step) from a start with negative entries", "Y unconstrained; x=-1, b=-1",
-           "§2.3", _relu_infeasible_start),
-    _claim("layernorm_is_projection", "identity", "derived",
-           "LN(y) is the nearest point of {sum z = 0, |z|^2 = d}", "no affine, eps = 0", "§1.4",
-           _layernorm_projection_identity),
-    _claim("layernorm_descent", "theorem", "derived",
-           "LN(ffn step) never increases E_ff", "Y on the LN set, alpha <= 1/L", "§2.4",
-           _layernorm_descent),
-    _claim("layernorm_large_step", "counterexample", "derived",
-           "LN(ffn step) with 1/L < alpha < 2/L", "non-convex set; d=2 explicit case", "§2.4",
-           _layernorm_large_step),
-    _claim("apollonius_lemma", "theorem", "derived",
-           "an h-step decreases f + h inside the Apollonius region (our constant C; the paper's is unknown)",
-           "|y-y_f| <= C |y-y_h|, C = mu_h(1-alpha(L_f+L_h)/2)/L_f", "§3.1", _apollonius_lemma),
-    _claim("apollonius_outside", "counterexample", "derived",
-           "an h-step outside the Apollonius region", "|y-y_f| > C |y-y_h|; 1-D y=0.9", "§3.1",
-           _apollonius_outside),
-    _claim("apollonius_circle", "identity", "derived",
-           "centre (y_f - C^2 y_h)/(1-C^2), radius C|y_f-y_h|/|1-C^2| bound the region", "C != 1",
-           "§3.1", _apollonius_circle_identity),
-    _claim("kappa_lemma", "theorem", "derived",
-           "ReLU step keeps a (1 + r(x)) share of the gradient step's decrease (our reading of kappa)",
-           "x >= 0, alpha < 2/L", "§3.2", _kappa_lemma),
-    _claim("authors_code_fidelity", "identity", "code",
-           "Gram energy = index-list energy; FFN = gradient step; normalised Wf spectrum in [0, 0.95]",
-           "authors' conventions", "§1.1, §5", _official_fidelity),
-    _claim("alternating_component_descent", "theorem", "derived",
-           "each alternating step decreases its own quadratic", "lr < 2/L of both", "§4.2",
-           _alternating_component_descent),
-    _claim("alternating_total_energy", "report", "derived",
-           "alternating steps on e1 + e2 (not a descent method on the sum)", "lr < 2/L of both, 20 steps",
-           "§4.2", _alternating_total),
-    _claim("full_layer_exact", "report", "hypothesis",
-           "consistent layer (key bias, ffn, ReLU) on E_p + E_ff", "6 tied layers, alpha = 1, |Wf| <= 0.95, Y >= 0",
-           "§3.3", _full_layer_exact),
-    _claim("full_layer_exact_realistic", "report", "hypothesis",
-           "consistent layer on E_p + E_ff from inputs with negative entries",
-           "6 tied layers, alpha = 1, |Wf| <= 0.95, Gaussian Y", "§3.3", _full_layer_exact_realistic),
-    _claim("full_layer_authors", "report", "code",
-           "authors' layer (no key bias, W^T W, ReLU) on their energy", "6 tied layers, alpha = 1, Y >= 0",
-           "§5, §3.3", _full_layer_authors),
-    _claim("full_layer_authors_realistic", "report", "code",
-           "authors' layer on their energy from inputs with negative entries", "6 tied layers, alpha = 1, Gaussian Y",
-           "§5, §3.3", _full_layer_authors_realistic),
-    _claim("multihead_energy_identity", "identity", "derived",
-           "multi-head energy = sum of per-block pairwise terms; its MM step = per-block attention, concatenated",
-           "W (H, k, k), d = H k, masks", "§2.6 (extension)", _multihead_energy_identity),
-    _claim("multihead_attention_descent", "theorem", "derived",
-           "multi-head attention step (key bias, one W_h per block) never increases the multi-head energy",
-           "0 < alpha <= 2 (half the draws at 2), any W_h", "§2.6 (extension)", _multihead_descent),
-    _claim("learned_step_sizes_descent", "theorem", "derived",
-           "learned step sizes alpha = bound x sigmoid(logit) stay in range, and each sub-step descends its term",
-           "any logit, |Wf| <= spectral_bound", "§2.7 (extension)", _learned_step_sizes_descent),
-    _claim("residual_substeps_descent", "theorem", "derived",
-           "with step sizes below 1 (residual-like), attention descends E_p and the ffn step E_ff",
-           "0 < alpha < 1, |Wf| <= 0.95", "§2.7 (extension)", _residual_substeps_descent),
-    _claim("full_layer_residual", "report", "hypothesis",
-           "consistent layer with step sizes 0.5 on E_p + E_ff from inputs with negative entries",
-           "6 tied layers, alpha = 0.5, |Wf| <= 0.95, Gaussian Y", "§3.3 (extension)", _full_layer_residual),
-]
+def claim_offset(claim_id: str) -> int:
+    """A claim's seed offset, a stable function of its id (CRC-32 modulo 2^16): results depend neither
+    on which other claims run nor on their order in the file."""
+    import zlib
 
-CLAIMS: dict[str, Claim] = {claim.id: claim for claim in _REGISTRY}
+    return zlib.crc32(claim_id.encode()) % 65536
 
 
 def run_all(trials: int = 100, seed: int = 0, ids: list[str] | None = None) -> list[ClaimResult]:
-    """Check every claim (or those in ``ids``); claim ``k`` uses seed ``seed + k``, so results are
-    independent of which other claims run."""
+    """Check every claim (or those in ``ids``), in registry order; claim ``c`` uses seed
+    ``seed + claim_offset(c)``."""
     unknown = sorted(set(ids or []) - set(CLAIMS))
     if unknown:
         raise KeyError(f"unknown claim id(s) {unknown}; known: {sorted(CLAIMS)}")
     return [
-        claim.check(trials, seed + index)
-        for index, claim in enumerate(_REGISTRY)
-        if ids is None or claim.id in ids
+        entry.check(trials, seed + claim_offset(entry.id))
+        for entry in CLAIMS.values()
+        if ids is None or entry.id in ids
     ]

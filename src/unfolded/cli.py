@@ -481,8 +481,13 @@ def run_study_figures(args: argparse.Namespace) -> None:
 def run_readme(args: argparse.Namespace) -> None:
     from .readme import update_readme
 
-    updated, skipped = update_readme(Path(args.readme), Path(args.tables))
-    print(f"{args.readme}: updated blocks {updated}" + (f"; skipped {skipped}" if skipped else ""), file=sys.stderr)
+    documents = [Path(args.readme), *(Path(page) for page in args.pages)]
+    missing = [str(page) for page in documents if not page.is_file()]
+    if missing:
+        raise ConfigError(f"readme: {', '.join(missing)} does not exist")
+    updated, skipped = update_readme(documents, Path(args.tables))
+    print(f"{', '.join(map(str, documents))}: updated blocks {updated}" + (f"; skipped {skipped}" if skipped else ""),
+          file=sys.stderr)
 
 
 def run_report_pages(args: argparse.Namespace) -> None:
@@ -679,10 +684,13 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.set_defaults(run=run_accuracy)
 
     readme = stages.add_parser(
-        "readme", help="rewrite the README's generated blocks from the result tables",
-        description="Rewrite every <!-- NAME:start --> ... <!-- NAME:end --> block of the README from the tables "
-                    "under --tables (claims, energy summary, regime search, accuracy).")
+        "readme", help="rewrite the generated blocks of the README and the docs pages from the result tables",
+        description="Rewrite every <!-- NAME:start --> ... <!-- NAME:end --> block of the README and of the docs "
+                    "pages from the tables under --tables (claims, energy summary, regime search, accuracy, study "
+                    "archive, benchmarks).")
     readme.add_argument("--readme", default="README.md", help="the README to update (default README.md)")
+    readme.add_argument("--pages", nargs="*", default=["docs/results.md", "docs/performance.md"],
+                        help="docs pages with generated blocks (default docs/results.md docs/performance.md)")
     readme.add_argument("--tables", default="results/tables", help="folder of the result tables (default results/tables)")
     readme.set_defaults(run=run_readme)
 

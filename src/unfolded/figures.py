@@ -60,7 +60,7 @@ def fig1_apollonius(frame: pd.DataFrame) -> plt.Figure:
     the lemma says those points all lie outside the region."""
     import torch
 
-    from .claims import apollonius_circle
+    from .synthetic import apollonius_circle
 
     set_style()
     panels = sorted(frame["panel"].unique())

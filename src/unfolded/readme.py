@@ -1,7 +1,8 @@
 """The README's numbers, generated from the result tables (``python -m unfolded readme``, ``make readme``).
 
-Each block sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers and is rewritten
-from the tables under ``results/tables``; no number in those blocks is typed by hand. A block whose
+Each block sits between ``<!-- NAME:start -->`` and ``<!-- NAME:end -->`` markers, in the README (the
+headline blocks) or in ``docs/results.md`` and ``docs/performance.md`` (the full tables), and is rewritten
+from the tables under ``results/``; no number in those blocks is typed by hand. A block whose
 table is missing is left as it is and reported.
 """
 
@@ -282,6 +283,117 @@ def last_full_run(logs: Path, min_jobs: int = 40) -> tuple[int, float] | None:
     return None
 
 
+
+
+# ------------------------------------------------------------------------------------------------
+# Headline blocks of the README (the full tables live in docs/results.md and docs/performance.md)
+# ------------------------------------------------------------------------------------------------
+
+
+def claims_headline(tables: Path) -> str:
+    """One row per kind of claim: how many, and what the checks found."""
+    c = pd.read_csv(tables / "claims.csv")
+    rows = []
+    for kind, meaning in (("identity", "two expressions agree"), ("theorem", "an energy never rises"),
+                          ("counterexample", "outside a theorem's conditions the energy can rise"),
+                          ("report", "not a theorem: how often the energy rises")):
+        group = c[c["kind"] == kind]
+        if group.empty:
+            continue
+        if kind in ("identity", "theorem"):
+            failing = group[group["violations"] > 0]["claim"].tolist()
+            found = (f"{len(group) - len(failing)} hold, 0 violations in {int(group['trials'].sum()):,} trials"
+                     if not failing else f"{len(failing)} violated: {', '.join(failing)}")
+        elif kind == "counterexample":
+            shown = int((group["explicit_violations"] == group["explicit_trials"]).sum())
+            found = f"explicit instance raises the energy in {shown} of {len(group)}"
+        else:
+            rising = group[group["violations"] > 0]
+            found = f"{len(rising)} of {len(group)} see rises (" + ", ".join(
+                f"{r.claim} {int(r.violations):,}/{int(r.trials):,}" for r in rising.itertuples()) + ")"
+        rows.append({"kind": kind, "meaning": meaning, "claims": len(group), "found": found})
+    return pd.DataFrame(rows).to_markdown(index=False)
+
+
+def energy_headline(tables: Path) -> str:
+    """Per dataset, the trained curves with ReLU: how many layer steps do not raise the energy, in all
+    steps and in active (non-collapsed) ones, and the test accuracy beside the majority class."""
+    s = pd.read_csv(tables / "energy_summary.csv")
+    names = {"paper": "authors'", "exact": "exact", "exact_active": "exact, active regime"}
+    curves = s[s["variant"].isin(SUMMARY_ORDER) & (s["state"] == "trained") & s["relu"]].copy()
+    curves["order"] = curves["variant"].map(SUMMARY_ORDER)
+    curves = curves.sort_values(["dataset", "order"])
+    table = pd.DataFrame({
+        "dataset": curves["dataset"], "model (trained, ReLU)": curves["variant"].map(names),
+        "non-increasing steps": curves["monotone_fraction"].map(_pct),
+        "active steps": curves["active_fraction"].map(_pct),
+        "non-increasing (active)": curves["monotone_fraction_active"].map(_pct),
+        "test acc. (majority)": [f"{a:.3f} ({m:.3f})" for a, m in zip(curves["test_accuracy"], curves["chance_accuracy"],
+                                                                       strict=True)],
+    })
+    return table.to_markdown(index=False)
+
+
+def study_headline(tables: Path) -> str:
+    """Per dataset of the archived study: each family's test accuracy (mean +- sd over seeds) beside the
+    baselines and the best unfolded variant."""
+    from .study import load_archive
+
+    _, summary, _, provenance = load_archive(tables.parent / "archive" / default_study_id())
+    picked = summary[summary["selected"]] if "selected" in summary else summary
+    cell = lambda r: f"{r['mean']:.3f} ± {r['sd']:.3f}" if r["n"] > 1 else f"{r['mean']:.3f}"  # noqa: E731
+    rows = []
+    for dataset, group in picked.groupby("dataset", sort=True):
+        by = {r["model"]: r for _, r in group.iterrows()}
+        variants = group[group["model"].str.startswith("unfolded_tied-")]
+        best = variants.loc[variants["mean"].idxmax()] if not variants.empty else None
+        rows.append({
+            "dataset": dataset,
+            **{model: cell(by[model]) if model in by else "" for model in
+               ("unfolded_tied", "standard_tied", "bag_of_embeddings", "linear_probe")},
+            "best unfolded variant": "" if best is None else f"{best['model'].split('-', 1)[1]} {cell(best)}",
+        })
+    seeds = int(picked["n"].max())
+    return (pd.DataFrame(rows).to_markdown(index=False) + f"\n\nTest accuracy, mean ± sd over {seeds} seeds, learning rate "
+            f"picked on validation; study `{default_study_id()}`, {provenance['runs']} runs, trained by commit "
+            f"`{str(provenance.get('runs_git_commit', provenance.get('git_commit', '?')))[:7]}`.")
+
+
+def performance_block(tables: Path) -> str:
+    """The speed targets of ``benchmarks/ratios.py`` (results/benchmarks/ratios.csv)."""
+    frame = pd.read_csv(tables.parent / "benchmarks" / "ratios.csv")
+    table = frame[["target", "shape", "ours_ms", "reference_ms", "ratio", "goal", "met"]].copy()
+    table["met"] = table["met"].map({True: "yes", False: "**no**"})
+    machine = frame["machine"].iloc[0]
+    return (table.to_markdown(index=False, floatfmt=".2f") + f"\n\n{machine}; median of {int(frame['repeats'].iloc[0])} "
+            "interleaved repeats (`python benchmarks/ratios.py`). Ratio: reference time / ours for the speed-ups, ours / "
+            "reference for the layer.")
+
+
+def performance_headline(tables: Path) -> str:
+    """One row per speed target: the worst ratio over its shapes against the goal."""
+    frame = pd.read_csv(tables.parent / "benchmarks" / "ratios.csv")
+    rows = []
+    for target, group in frame.groupby("target", sort=False):
+        at_least = group["goal"].iloc[0].startswith(">=")
+        worst = group.loc[group["ratio"].idxmin() if at_least else group["ratio"].idxmax()]
+        rows.append({"target": target, "goal": worst["goal"], "worst ratio": f"{worst['ratio']:.2f}",
+                     "at": worst["shape"], "met": f"{int(group['met'].sum())} of {len(group)} shapes"})
+    return (pd.DataFrame(rows).to_markdown(index=False) + f"\n\n{frame['machine'].iloc[0]}, median of "
+            f"{int(frame['repeats'].iloc[0])} interleaved repeats (`python benchmarks/ratios.py`).")
+
+
+def provenance_block(tables: Path) -> str:
+    """Which machine, commit and configuration produced the tables."""
+    meta = json.loads((tables / "claims.provenance.json").read_text())
+    commit = meta.get("git_commit") or "unknown"
+    dirty = " (with uncommitted changes)" if meta.get("git_dirty") else ""
+    versions = meta.get("versions", {})
+    return (f"Produced on `{meta.get('device', '?')}` by commit `{commit[:7]}`{dirty} with `config.yaml` "
+            f"(the default run; `snakemake --cores all`), Python {versions.get('python', '?')}, torch "
+            f"{versions.get('torch', '?')}; per-stage provenance sits beside every table (`*.provenance.json`).")
+
+
 BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "claims": ("claims.csv", claims_table),
     "claims-prose": ("claims.csv", claims_prose),
@@ -291,6 +403,12 @@ BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "study": (f"../archive/{default_study_id()}/provenance.json", study_block),
     "figures": ("../data/alternating.parquet", figures_block),
     "runtime": ("../benchmarks", runtime_block),
+    "provenance": ("claims.provenance.json", provenance_block),
+    "claims-headline": ("claims.csv", claims_headline),
+    "energy-headline": ("energy_summary.csv", energy_headline),
+    "study-headline": (f"../archive/{default_study_id()}/provenance.json", study_headline),
+    "performance": ("../benchmarks/ratios.csv", performance_block),
+    "performance-headline": ("../benchmarks/ratios.csv", performance_headline),
 }
 
 
@@ -314,16 +432,22 @@ def render_blocks(tables: Path) -> tuple[dict[str, str], list[str]]:
     return bodies, skipped
 
 
-def update_readme(readme: Path, tables: Path) -> tuple[list[str], list[str]]:
-    """Rewrite the README's generated blocks; returns (updated, skipped) block names."""
+def update_readme(readme: Path | list[Path], tables: Path) -> tuple[list[str], list[str]]:
+    """Rewrite the generated blocks of the README and of the docs pages given with it: every block
+    whose markers a file holds; returns (updated, skipped) block names."""
     from .artifacts import write_text
 
-    text = readme.read_text()
+    documents = [readme] if isinstance(readme, str | Path) else list(readme)
     bodies, skipped = render_blocks(tables)
-    for name, body in bodies.items():
-        text = replace_block(text, name, body)
-    write_text(readme, text)
-    return sorted(bodies), skipped
+    updated = set()
+    for document in documents:
+        text = Path(document).read_text()
+        for name, body in bodies.items():
+            if f"<!-- {name}:start -->" in text:
+                text = replace_block(text, name, body)
+                updated.add(name)
+        write_text(document, text)
+    return sorted(updated), skipped
 
 
 # ------------------------------------------------------------------------------------------------

@@ -228,3 +228,48 @@ def kappa_table(cfg: KappaConfig) -> pd.DataFrame:
             "lipschitz": 1.0 + torch.linalg.eigvalsh(W)[-1].item(),
         }
     )
+
+
+# Geometry of the Apollonius lemma (docs/theory.md §3.1), shared by Figure 1 and the claims.
+
+
+@dataclass
+class QuadraticPair:
+    """``f(y) = 1/2 (y - y_f)^T A (y - y_f)`` and ``h(y) = 1/2 (y - y_h)^T H (y - y_h)``."""
+
+    A: Tensor
+    H: Tensor
+    y_f: Tensor
+    y_h: Tensor
+
+    def f(self, y: Tensor) -> Tensor:
+        r = y - self.y_f
+        return 0.5 * ((r @ self.A) * r).sum(-1)
+
+    def h(self, y: Tensor) -> Tensor:
+        r = y - self.y_h
+        return 0.5 * ((r @ self.H) * r).sum(-1)
+
+    def h_step(self, y: Tensor, alpha: float) -> Tensor:
+        return y - alpha * (y - self.y_h) @ self.H
+
+    def constant(self, alpha: float) -> float:
+        """``C = mu_h (1 - alpha (L_f + L_h) / 2) / L_f`` of the Apollonius lemma."""
+        L_f = torch.linalg.eigvalsh(self.A)[-1].item()
+        eig_h = torch.linalg.eigvalsh(self.H)
+        return eig_h[0].item() * (1.0 - alpha * (L_f + eig_h[-1].item()) / 2.0) / L_f
+
+    def step_bound(self) -> float:
+        return 2.0 / (torch.linalg.eigvalsh(self.A)[-1].item() + torch.linalg.eigvalsh(self.H)[-1].item())
+
+    def ratio(self, y: Tensor) -> Tensor:
+        return (y - self.y_f).norm(dim=-1) / (y - self.y_h).norm(dim=-1)
+
+
+def apollonius_circle(y_f: Tensor, y_h: Tensor, C: float) -> tuple[Tensor, float]:
+    """Centre and radius of ``{y : |y - y_f| = C |y - y_h|}`` for ``C != 1`` (docs/theory.md §3.1)."""
+    if C <= 0 or C == 1:
+        raise ValueError(f"C: expected a positive value other than 1, got {C}")
+    centre = (y_f - C**2 * y_h) / (1.0 - C**2)
+    radius = C * (y_f - y_h).norm().item() / abs(1.0 - C**2)
+    return centre, radius

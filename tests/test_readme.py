@@ -1,0 +1,52 @@
+"""The README and the docs pages: size, table of contents, and generated blocks that a renderer owns."""
+
+import re
+from pathlib import Path
+
+from unfolded.readme import BLOCKS
+
+ROOT = Path(__file__).resolve().parents[1]
+DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "results.md", ROOT / "docs" / "performance.md"]
+MARKER = re.compile(r"<!-- ([a-z-]+):start -->")
+
+
+def _anchor(heading: str) -> str:
+    """GitHub's anchor of a heading."""
+    return re.sub(r"[^a-z0-9 _-]", "", heading.lower()).replace(" ", "-")
+
+
+def test_the_readme_is_short_and_its_contents_link_every_section():
+    text = (ROOT / "README.md").read_text()
+    assert len(text) <= 12_000, f"README has {len(text)} characters"
+    contents = text.split("## Contents", 1)[1].split("\n## ", 1)[0]
+    links = set(re.findall(r"\]\(#([^)]+)\)", contents))
+    headings = re.findall(r"^#{2,3} (.+)$", text, re.M)
+    sections = {_anchor(h) for h in headings if h != "Contents"}
+    assert sections <= links, sorted(sections - links)
+    assert links <= sections, sorted(links - sections)
+
+
+def test_the_readme_keeps_its_order_newcomer_first():
+    text = (ROOT / "README.md").read_text()
+    order = [text.index(f"\n## {name}") for name in ("Quick start", "Results", "Layout", "Documentation")]
+    assert order == sorted(order)
+
+
+def test_every_generated_block_has_a_renderer_and_every_renderer_a_block():
+    found = {}
+    for document in DOCUMENTS:
+        text = document.read_text()
+        for name in MARKER.findall(text):
+            assert f"<!-- {name}:end -->" in text, f"{document.name}: {name} is not closed"
+            found.setdefault(name, []).append(document.name)
+    assert set(found) <= set(BLOCKS), sorted(set(found) - set(BLOCKS))
+    assert set(BLOCKS) <= set(found), sorted(set(BLOCKS) - set(found))
+    assert all(len(places) == 1 for places in found.values()), found
+
+
+def test_local_links_in_the_readme_and_docs_resolve():
+    for document in [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]:
+        for target in re.findall(r"\]\(([^)#]+)(?:#[^)]*)?\)", document.read_text()):
+            if "://" in target:
+                continue
+            assert (document.parent / target).exists(), f"{document.name} links to missing {target}"
