@@ -6,7 +6,7 @@ from pathlib import Path
 from unfolded.readme import BLOCKS
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", ROOT / "docs" / "results.md", ROOT / "docs" / "performance.md"]
+DOCUMENTS = [ROOT / "README.md", *(ROOT / "docs" / page for page in ("results.md", "performance.md", "paper-run.md"))]
 MARKER = re.compile(r"<!-- ([a-z-]+):start -->")
 
 

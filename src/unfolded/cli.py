@@ -689,8 +689,8 @@ def build_parser() -> argparse.ArgumentParser:
                     "pages from the tables under --tables (claims, energy summary, regime search, accuracy, study "
                     "archive, benchmarks).")
     readme.add_argument("--readme", default="README.md", help="the README to update (default README.md)")
-    readme.add_argument("--pages", nargs="*", default=["docs/results.md", "docs/performance.md"],
-                        help="docs pages with generated blocks (default docs/results.md docs/performance.md)")
+    readme.add_argument("--pages", nargs="*", default=["docs/results.md", "docs/performance.md", "docs/paper-run.md"],
+                        help="docs pages with generated blocks (default: results, performance, paper-run)")
     readme.add_argument("--tables", default="results/tables", help="folder of the result tables (default results/tables)")
     readme.set_defaults(run=run_readme)
 

@@ -409,6 +409,8 @@ BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "study-headline": (f"../archive/{default_study_id()}/provenance.json", study_headline),
     "performance": ("../benchmarks/ratios.csv", performance_block),
     "performance-headline": ("../benchmarks/ratios.csv", performance_headline),
+    "paper-estimate": ("../benchmarks/paper_estimate.md",
+                       lambda tables: (tables.parent / "benchmarks" / "paper_estimate.md").read_text().strip()),
 }
 
 

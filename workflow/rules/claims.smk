@@ -8,9 +8,6 @@ rule claims:
         ),
         markdown="results/tables/claims.md",
         provenance="results/tables/claims.provenance.json",
-    params:
-        code=code("claims"),
-        config=inline_config(("claims",)),
     log:
         "results/logs/claims.log",
     benchmark:
@@ -21,6 +18,9 @@ rule claims:
     resources:
         mem_mb=2000,
         runtime=30,
+    params:
+        code=code("claims"),
+        config=inline_config(("claims",)),
     shell:
         "python -m unfolded claims --config {params.config}"
         " --csv {output.csv} --markdown {output.markdown} > {log} 2>&1"

@@ -95,7 +95,11 @@ ARCHIVE = f"results/archive/{config['study']['id']}"
 
 def all_targets():
     if config["study"]["from_archive"]:
-        return [*figure_outputs("study_accuracy"), *figure_outputs("study_depth_extrapolation"), "results/tables/study.md"]
+        return [
+            *figure_outputs("study_accuracy"),
+            *figure_outputs("study_depth_extrapolation"),
+            "results/tables/study.md",
+        ]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]
     for name in config["figures"]["include"]:
         if name in FIGURE_TABLES:
@@ -106,8 +110,12 @@ def all_targets():
         else:
             targets += figure_outputs(name)
     if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
-        targets += ["results/tables/accuracy.csv", "results/tables/accuracy.md", "results/tables/accuracy_summary.csv",
-                    "results/tables/depth.csv"]
+        targets += [
+            "results/tables/accuracy.csv",
+            "results/tables/accuracy.md",
+            "results/tables/accuracy_summary.csv",
+            "results/tables/depth.csv",
+        ]
         targets += figure_outputs("fig_depth_extrapolation")
     if any(name in config["figures"]["include"] for name in ("fig5_energy_untrained", "fig6_energy_trained")):
         targets += ["results/tables/energy_summary.csv", "results/tables/energy_summary.md"]
@@ -124,12 +132,23 @@ def fetched(wildcards):
 
 
 def fetched_for(dataset):
-    """Fetch markers a dataset needs before it can load offline."""
+    """Fetch markers (outputs of rule fetch) a dataset needs before it can load offline."""
+    marker = rules.fetch.output[0]
     if dataset in ("imdb", "sst2"):
-        return [f"results/data/fetched/{dataset}.txt", f"results/data/fetched/glove-{config['data']['glove']}.txt"]
+        return [marker.format(name=dataset), marker.format(name=f"glove-{config['data']['glove']}")]
     if dataset in ("mnist", "cifar10"):
-        return [f"results/data/fetched/{dataset}.txt"]
+        return [marker.format(name=dataset)]
     return []
+
+
+def run_outputs(pattern, energy_only=False, tied_only=False):
+    """``pattern`` (an output of rule train, with wildcards dataset, model, lr, seed) for every run;
+    filters as in :func:`run_dirs`."""
+    return [
+        pattern.format(dataset=dataset, model=model, lr=lr, seed=seed)
+        for dataset, model, lr, seed in run_specs(config)
+        if not (energy_only and model.startswith("bag_of_embeddings")) and not (tied_only and "_tied" not in model)
+    ]
 
 
 def run_dirs(energy_only=False, tied_only=False):
@@ -138,12 +157,13 @@ def run_dirs(energy_only=False, tied_only=False):
     return [
         f"results/runs/{dataset}/{model}/lr{lr}/seed{seed}"
         for dataset, model, lr, seed in run_specs(config)
-        if not (energy_only and model.startswith("bag_of_embeddings"))
-        and not (tied_only and "_tied" not in model)
+        if not (energy_only and model.startswith("bag_of_embeddings")) and not (tied_only and "_tied" not in model)
     ]
 
 
 def probe_runs():
     if not config["train"]["linear_probe"]:
         return []
-    return [f"results/runs/{dataset}/linear_probe/provenance.json" for dataset in config["train"]["datasets"] or config["datasets"]]
+    return [
+        rules.probe.output[0].format(dataset=dataset) for dataset in config["train"]["datasets"] or config["datasets"]
+    ]

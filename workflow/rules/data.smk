@@ -8,16 +8,15 @@ rule fetch:
     """Download a dataset or vector file once into the cache."""
     output:
         "results/data/fetched/{name}.txt",
-    wildcard_constraints:
-        name="imdb|sst2|mnist|cifar10|glove-840B|glove-6B",
-    params:
-        code=code("data"),
-        config=inline_config(("data",)),
     log:
         "results/logs/fetch/{name}.log",
+    wildcard_constraints:
+        name="imdb|sst2|mnist|cifar10|glove-840B|glove-6B",
     retries: 2
     conda:
         "../../environment.yml"
+    params:
+        code=code("data"),
+        config=inline_config(("data",)),
     shell:
-        "python -m unfolded data fetch {wildcards.name} --config {params.config}"
-        " --marker {output} > {log} 2>&1"
+        "python -m unfolded data fetch {wildcards.name} --config {params.config}" " --marker {output} > {log} 2>&1"

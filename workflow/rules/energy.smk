@@ -7,10 +7,6 @@ rule energy_curves:
         fetched,
     output:
         "results/data/energy_curves_{dataset}.parquet",
-    params:
-        code=code("energy-curves"),
-        config=inline_config(*ENERGY_SETTINGS),
-        checkpoints=lambda wildcards: checkpoint_dir(f"energy_curves/{wildcards.dataset}", "energy-curves", *ENERGY_SETTINGS),
     log:
         "results/logs/energy_curves/{dataset}.log",
     benchmark:
@@ -21,6 +17,12 @@ rule energy_curves:
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        code=code("energy-curves"),
+        config=inline_config(*ENERGY_SETTINGS),
+        checkpoints=lambda wildcards: checkpoint_dir(
+            f"energy_curves/{wildcards.dataset}", "energy-curves", *ENERGY_SETTINGS
+        ),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded energy-curves --config {params.config} --dataset {wildcards.dataset}"
         " --out {output} --checkpoint-dir {params.checkpoints} --no-progress > {log} 2>&1"
@@ -29,16 +31,16 @@ rule energy_curves:
 rule energy_curves_table:
     """All datasets' energy curves in one tidy table."""
     input:
-        expand("results/data/energy_curves_{dataset}.parquet", dataset=config["datasets"]),
+        expand(rules.energy_curves.output[0], dataset=config["datasets"]),
     output:
         "results/data/energy_curves.parquet",
-    params:
-        code=code("summary"),
     log:
         "results/logs/energy_curves/combine.log",
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        code=code("summary"),
     shell:
         "python -m unfolded combine --data {input} --out {output} > {log} 2>&1"
 
@@ -47,8 +49,8 @@ rule energy_summary:
     """One row per energy curve (Figures 5-6 and every trained run): monotone, strict and active shares,
     collapse layer, the attention step's share of the decrease, and trained models' accuracy and weight change."""
     input:
-        curves="results/data/energy_curves.parquet",
-        runs=[f"{run}/energies.parquet" for run in run_dirs(energy_only=True)],
+        curves=rules.energy_curves_table.output[0],
+        runs=run_outputs(rules.train.output.energies, energy_only=True),
     output:
         csv=report(
             "results/tables/energy_summary.csv",
@@ -57,8 +59,6 @@ rule energy_summary:
         ),
         markdown="results/tables/energy_summary.md",
         layers="results/tables/energy_layers.csv",
-    params:
-        code=code("summary"),
     log:
         "results/logs/energy_summary.log",
     conda:
@@ -67,6 +67,8 @@ rule energy_summary:
     resources:
         mem_mb=4000,
         runtime=10,
+    params:
+        code=code("summary"),
     shell:
         "python -m unfolded energy-summary --data {input.curves} {input.runs}"
         " --csv {output.csv} --markdown {output.markdown} --layers-csv {output.layers} > {log} 2>&1"
@@ -80,9 +82,6 @@ rule regime_search:
         csv="results/tables/regime_search.csv",
         markdown="results/tables/regime_search.md",
         provenance="results/tables/regime_search.provenance.json",
-    params:
-        code=code("regime-search"),
-        config=inline_config(*ENERGY_SETTINGS, ("datasets",)),
     log:
         "results/logs/regime_search.log",
     benchmark:
@@ -93,6 +92,9 @@ rule regime_search:
     resources:
         mem_mb=8000,
         runtime=60,
+    params:
+        code=code("regime-search"),
+        config=inline_config(*ENERGY_SETTINGS, ("datasets",)),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded regime-search --config {params.config} --csv {output.csv}"
         " --markdown {output.markdown} --no-progress > {log} 2>&1"

@@ -5,22 +5,16 @@ for _name, _tables in FIGURE_TABLES.items():
         name:
             _name
         input:
-            [f"results/data/{table}.parquet" for table in _tables],
+            [rules.synthetic.output[0].format(experiment=table) for table in _tables],
         output:
             [
-                report(path, caption=f"../report/{_name}.rst", category="Figures 1-4")
-                if path.endswith(".png")
-                else path
+                (
+                    report(path, caption=f"../report/{_name}.rst", category="Figures 1-4")
+                    if path.endswith(".png")
+                    else path
+                )
                 for path in figure_outputs(_name)
             ],
-        params:
-            code=code("figure"),
-            name=_name,
-            config=inline_config(
-                ("figures",),
-                *([("synthetic", "kappa", "kappas")] if _name == "fig4_kappa_regions" else []),
-                exclude=("include",),
-            ),
         log:
             f"results/logs/figures/{_name}.log",
         benchmark:
@@ -31,6 +25,14 @@ for _name, _tables in FIGURE_TABLES.items():
         resources:
             mem_mb=4000,
             runtime=15,
+        params:
+            code=code("figure"),
+            name=_name,
+            config=inline_config(
+                ("figures",),
+                *([("synthetic", "kappa", "kappas")] if _name == "fig4_kappa_regions" else []),
+                exclude=("include",),
+            ),
         shell:
             "python -m unfolded figure {params.name} --config {params.config}"
             " --data {input} --out {output} > {log} 2>&1"
@@ -39,27 +41,29 @@ for _name, _tables in FIGURE_TABLES.items():
 rule energy_figure:
     """Figures 5 (untrained) and 6 (trained): energy per layer on one dataset."""
     input:
-        "results/data/energy_curves_{dataset}.parquet",
+        rules.energy_curves.output[0],
     output:
         [
-            report(path, caption="../report/energy_curves.rst", category="Figures 5-6")
-            if path.endswith(".png")
-            else path
+            (
+                report(path, caption="../report/energy_curves.rst", category="Figures 5-6")
+                if path.endswith(".png")
+                else path
+            )
             for path in figure_outputs("{figure}_{dataset}")
         ],
-    wildcard_constraints:
-        figure="fig5_energy_untrained|fig6_energy_trained",
-    params:
-        code=code("figure"),
-        config=inline_config(("figures",), exclude=("include",)),
     log:
         "results/logs/figures/{figure}_{dataset}.log",
+    wildcard_constraints:
+        figure="fig5_energy_untrained|fig6_energy_trained",
     conda:
         "../../environment.yml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=15,
+    params:
+        code=code("figure"),
+        config=inline_config(("figures",), exclude=("include",)),
     shell:
         "python -m unfolded figure {wildcards.figure} --dataset {wildcards.dataset} --config {params.config}"
         " --data {input} --out {output} > {log} 2>&1"
@@ -69,27 +73,27 @@ rule training_figure:
     """Accuracy by model and dataset, and the training curves from the Lightning logs."""
     input:
         lambda wildcards: {
-            "fig_accuracy": "results/data/accuracy.parquet",
-            "fig_depth_extrapolation": "results/data/depth.parquet",
-        }.get(wildcards.figure, "results/data/training_curves.parquet"),
+            "fig_accuracy": rules.accuracy.output.table,
+            "fig_depth_extrapolation": rules.depth.output.table,
+        }.get(wildcards.figure, rules.accuracy.output.curves),
     output:
         [
             report(path, caption="../report/accuracy.rst", category="Training") if path.endswith(".png") else path
             for path in figure_outputs("{figure}")
         ],
-    wildcard_constraints:
-        figure="fig_accuracy|fig_training_curves|fig_depth_extrapolation",
-    params:
-        code=code("figure"),
-        config=inline_config(("figures",), exclude=("include",)),
     log:
         "results/logs/figures/{figure}.log",
+    wildcard_constraints:
+        figure="fig_accuracy|fig_training_curves|fig_depth_extrapolation",
     conda:
         "../../environment.yml"
     threads: 1
     resources:
         mem_mb=4000,
         runtime=15,
+    params:
+        code=code("figure"),
+        config=inline_config(("figures",), exclude=("include",)),
     shell:
         "python -m unfolded figure {wildcards.figure} --config {params.config}"
         " --data {input} --out {output} > {log} 2>&1"
@@ -99,20 +103,22 @@ rule study_figures:
     """The archived study's accuracy and depth-extrapolation figures and its README section, drawn
     from results/archive/<study.id>/ without training (snakemake --config study='{"from_archive": true}')."""
     input:
-        archive=lambda wildcards: [f"{ARCHIVE}/{name}" for name in ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "provenance.json")],
+        archive=lambda wildcards: [
+            f"{ARCHIVE}/{name}" for name in ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "provenance.json")
+        ],
     output:
         accuracy=figure_outputs("study_accuracy"),
         depth=figure_outputs("study_depth_extrapolation"),
         markdown="results/tables/study.md",
-    params:
-        code=code("study"),
-        archive=lambda wildcards: ARCHIVE,
-        config=inline_config(("figures",), exclude=("include",)),
     log:
         "results/logs/figures/study.log",
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        code=code("study"),
+        archive=lambda wildcards: ARCHIVE,
+        config=inline_config(("figures",), exclude=("include",)),
     shell:
         "python -m unfolded study-figures --config {params.config} --archive {params.archive}"
         " --accuracy {output.accuracy} --depth {output.depth} --markdown {output.markdown} > {log} 2>&1"

@@ -5,9 +5,9 @@
 rule report_pages:
     """Landing page (verdict counts, Figures 5-6 and accuracy key numbers, commit) and in-page tables."""
     input:
-        claims="results/tables/claims.csv",
-        summary="results/tables/energy_summary.csv",
-        accuracy="results/tables/accuracy_summary.csv",
+        claims=rules.claims.output.csv,
+        summary=rules.energy_summary.output.csv,
+        accuracy=rules.accuracy.output.summary,
     output:
         landing="results/report/landing.rst",
         claims=report("results/tables/claims.html", caption="../report/claims.rst", category="Claims"),
@@ -15,12 +15,12 @@ rule report_pages:
             "results/tables/energy_summary.html", caption="../report/energy_summary.rst", category="Figures 5-6"
         ),
         accuracy=report("results/tables/accuracy.html", caption="../report/accuracy.rst", category="Training"),
-    params:
-        code=code("report"),
     log:
         "results/logs/report_pages.log",
     conda:
         "../../environment.yml"
     threads: 1
+    params:
+        code=code("report"),
     shell:
         "python -m unfolded report-pages --tables results/tables --landing {output.landing} > {log} 2>&1"

@@ -6,8 +6,17 @@
 # hundreds of short runs is submitted as a few dozen jobs.
 TRAIN_SETTINGS = (("train",), ("data",), ("energy_curves", "samples"))
 # settings that decide which runs exist, not how one run trains: changing them reruns nothing
-RUN_LIST_KEYS = ("datasets", "seeds", "models", "variants", "variant_models", "variant_seeds", "linear_probe",
-                 "probe_C", "learning_rates")
+RUN_LIST_KEYS = (
+    "datasets",
+    "seeds",
+    "models",
+    "variants",
+    "variant_models",
+    "variant_seeds",
+    "linear_probe",
+    "probe_C",
+    "learning_rates",
+)
 
 
 rule train:
@@ -21,21 +30,14 @@ rule train:
         depth="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/depth.parquet",
         checkpoint="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/model.ckpt",
         provenance="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/provenance.json",
-    wildcard_constraints:
-        model=r"(unfolded_tied|unfolded_untied)(-[a-z_]+)?|standard_tied|standard_untied|bag_of_embeddings",
-        lr=r"[0-9.e+-]+",
-        seed=r"\d+",
-    params:
-        code=code("train"),
-        config=inline_config(*TRAIN_SETTINGS, exclude=RUN_LIST_KEYS),
-        checkpoints=lambda wildcards: checkpoint_dir(
-            f"{wildcards.dataset}/{wildcards.model}/lr{wildcards.lr}/seed{wildcards.seed}", "train", *TRAIN_SETTINGS,
-            exclude=RUN_LIST_KEYS,
-        ),
     log:
         "results/logs/train/{dataset}/{model}/lr{lr}/seed{seed}.log",
     benchmark:
         "results/benchmarks/train/{dataset}/{model}/lr{lr}/seed{seed}.tsv"
+    wildcard_constraints:
+        model=r"(unfolded_tied|unfolded_untied)(-[a-z_]+)?|standard_tied|standard_untied|bag_of_embeddings",
+        lr=r"[0-9.e+-]+",
+        seed=r"\d+",
     group:
         "runs"
     conda:
@@ -44,6 +46,15 @@ rule train:
     resources:
         mem_mb=8000,
         runtime=120,
+    params:
+        code=code("train"),
+        config=inline_config(*TRAIN_SETTINGS, exclude=RUN_LIST_KEYS),
+        checkpoints=lambda wildcards: checkpoint_dir(
+            f"{wildcards.dataset}/{wildcards.model}/lr{wildcards.lr}/seed{wildcards.seed}",
+            "train",
+            *TRAIN_SETTINGS,
+            exclude=RUN_LIST_KEYS,
+        ),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded train --config {params.config} --dataset {wildcards.dataset}"
         " --model {wildcards.model} --lr {wildcards.lr} --seed {wildcards.seed}"
@@ -57,9 +68,6 @@ rule probe:
         fetched,
     output:
         "results/runs/{dataset}/linear_probe/provenance.json",
-    params:
-        code=code("train"),
-        config=inline_config(("data",), ("train", "probe_C")),
     log:
         "results/logs/probe/{dataset}.log",
     group:
@@ -70,6 +78,9 @@ rule probe:
     resources:
         mem_mb=4000,
         runtime=30,
+    params:
+        code=code("train"),
+        config=inline_config(("data",), ("train", "probe_C")),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded probe --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
 
@@ -79,11 +90,14 @@ rule accuracy:
     mean, sd and 95% CI over seeds beside the baselines and ceilings (accuracy_summary.csv, accuracy.md),
     and every run's logged training curve."""
     input:
-        runs=[f"{run}/provenance.json" for run in run_dirs()],
+        runs=run_outputs(rules.train.output.provenance),
         probes=probe_runs(),
-        curves=expand("results/data/energy_curves_{dataset}.parquet", dataset=config["datasets"])
-        if {"fig5_energy_untrained", "fig6_energy_trained"} & set(config["figures"]["include"])
-        else [],
+        # rule energy_curves is defined later (energy.smk): its outputs are looked up when the DAG is built
+        curves=lambda wildcards: (
+            expand(rules.energy_curves.output[0], dataset=config["datasets"])
+            if {"fig5_energy_untrained", "fig6_energy_trained"} & set(config["figures"]["include"])
+            else []
+        ),
     output:
         csv=report("results/tables/accuracy.csv", caption="../report/accuracy.rst", category="Training"),
         summary="results/tables/accuracy_summary.csv",
@@ -91,9 +105,6 @@ rule accuracy:
         timings="results/tables/timings.csv",
         table="results/data/accuracy.parquet",
         curves="results/data/training_curves.parquet",
-    params:
-        code=code("summary"),
-        runs=run_dirs(),
     log:
         "results/logs/accuracy.log",
     conda:
@@ -102,6 +113,9 @@ rule accuracy:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code("summary"),
+        runs=run_dirs(),
     shell:
         "python -m unfolded accuracy --runs {params.runs} --probes {input.probes} --csv {output.csv}"
         " --summary {output.summary} --markdown {output.markdown} --table {output.table} --timings {output.timings}"
@@ -111,13 +125,11 @@ rule accuracy:
 rule depth:
     """Depth extrapolation: tied encoders run at depths 1 to depth_factor x L, at the picked learning rate."""
     input:
-        depth=[f"{run}/depth.parquet" for run in run_dirs(tied_only=True)],
-        selection="results/tables/accuracy_summary.csv",
+        depth=run_outputs(rules.train.output.depth, tied_only=True),
+        selection=rules.accuracy.output.summary,
     output:
         csv="results/tables/depth.csv",
         table="results/data/depth.parquet",
-    params:
-        code=code("summary"),
     log:
         "results/logs/depth.log",
     conda:
@@ -126,6 +138,8 @@ rule depth:
     resources:
         mem_mb=2000,
         runtime=10,
+    params:
+        code=code("summary"),
     shell:
         "python -m unfolded depth --data {input.depth} --selection {input.selection} --csv {output.csv}"
         " --table {output.table} > {log} 2>&1"
