@@ -194,3 +194,12 @@ def test_every_stage_has_a_description_and_help_for_every_option():
         assert parser.description, f"{name} --help has no description"
         undocumented = [action.dest for action in parser._actions if not action.help and action.dest != "help"]
         assert not undocumented, f"{name}: options without help: {undocumented}"
+
+
+def test_old_names_of_the_authors_version_still_work_and_warn():
+    with pytest.warns(FutureWarning, match="'official' is deprecated, use 'authors'"):
+        config = load_config({"train": {"attention_variant": "official"}})
+    assert config["train"]["attention_variant"] == "authors"
+    with pytest.warns(FutureWarning, match="'paper' is deprecated"):
+        config = load_config({"energy_curves": {"variants": ["paper", "exact"]}})
+    assert config["energy_curves"]["variants"] == ["authors", "exact"]

@@ -172,15 +172,15 @@ def test_curve_summary_and_layer_decomposition_of_a_known_table():
 
     from unfolded.experiments import curve_summary, layer_decomposition
 
-    table = pd.concat([_trace_table("exact", collapse_at=2), _trace_table("paper", rise_at=3)], ignore_index=True)
+    table = pd.concat([_trace_table("exact", collapse_at=2), _trace_table("authors", rise_at=3)], ignore_index=True)
     assert len(table) == 2 * 3 * 5 and table["step_before"].isna().sum() == 2 * 3
     summary = curve_summary(table).set_index("variant")
     assert summary.loc["exact", "monotone_fraction"] == 1.0 and summary.loc["exact", "strict_fraction"] == 1.0
     assert summary.loc["exact", "active_fraction"] == pytest.approx(2 / 4)
     assert summary.loc["exact", "collapse_layer"] == 2
     # the rise at layer 3 of sample 0: one of 12 steps, and layer 4 falls from the raised value by 2
-    assert summary.loc["paper", "monotone_fraction"] == pytest.approx(11 / 12)
-    assert pd.isna(summary.loc["paper", "collapse_layer"]) and summary.loc["paper", "active_fraction"] == 1.0
+    assert summary.loc["authors", "monotone_fraction"] == pytest.approx(11 / 12)
+    assert pd.isna(summary.loc["authors", "collapse_layer"]) and summary.loc["authors", "active_fraction"] == 1.0
     assert summary.loc["exact", "attention_share"] == pytest.approx(0.25)
     layers = layer_decomposition(table)
     exact = layers[layers["variant"] == "exact"].set_index("layer")

@@ -56,7 +56,7 @@ def test_trained_figures_from_tiny_tables(tmp_path):
 
     rng = np.random.default_rng(0)
     rows = []
-    for variant in ("paper", "exact", "exact_active"):
+    for variant in ("authors", "exact", "exact_active"):
         for relu, state in ((False, "untrained"), (True, "untrained"), (True, "trained")):
             for sample in range(6):
                 energies = np.cumsum(-rng.random(5))  # a decreasing curve

@@ -14,7 +14,7 @@ D, N, REAL = 8, 7, 4
 UNFOLDED = [
     dict(attention_variant=variant, relu=relu, layer_norm=layer_norm, tied=tied, alpha_attention=alpha)
     for variant, relu, layer_norm, tied, alpha in itertools.product(
-        ("exact", "no_bias", "official"), (False, True), (False, True), (True, False), (1.0, 0.5))
+        ("exact", "no_bias", "authors"), (False, True), (False, True), (True, False), (1.0, 0.5))
 ]
 # the study's variants: multi-head energy (with and without the residual step) and learned step sizes
 UNFOLDED += [dict(energy_heads=2, tied=tied, alpha_attention=alpha) for tied in (True, False) for alpha in (1.0, 0.5)]

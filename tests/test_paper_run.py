@@ -71,8 +71,8 @@ def test_the_energy_curves_cover_both_datasets(paper_run):
     layers = pd.read_csv(workdir / "results" / "tables" / "energy_layers.csv")
     assert set(layers["dataset"]) == {"imdb", "sst2"}
     assert set(layers["state"]) == {"untrained", "trained"}
-    curves = layers[layers["variant"].isin(["paper", "exact", "exact_active"])]
-    assert set(curves["variant"]) == {"paper", "exact", "exact_active"}
+    curves = layers[layers["variant"].isin(["authors", "exact", "exact_active"])]
+    assert set(curves["variant"]) == {"authors", "exact", "exact_active"}
     assert set(curves["seed"]) == {2333}  # config/paper.yaml's seed reaches the Figures 5-6 stage
     decreases = layers[["attention_decrease", "ffn_decrease", "total_decrease"]]
     assert decreases.notna().all().all() and decreases.abs().lt(float("inf")).all().all()

@@ -59,8 +59,8 @@ def test_variants_match_their_formulas(generator):
     assert torch.allclose(attention_step(Y, W), exact, atol=1e-12)
     assert torch.allclose(attention_step(Y, W, variant="no_bias"), plain_softmax_attention(Z, Z, Y), atol=1e-12)
     # the authors' forward: softmax(Y W_s Y^T) Y with W_s = W^T W
-    official = torch.softmax(Y @ W.T @ W @ Y.T, -1) @ Y
-    assert torch.allclose(attention_step(Y, W, variant="official"), official, atol=1e-12)
+    authors = torch.softmax(Y @ W.T @ W @ Y.T, -1) @ Y
+    assert torch.allclose(attention_step(Y, W, variant="authors"), authors, atol=1e-12)
     with pytest.raises(ValueError, match="attention variant"):
         attention_step(Y, W, variant="nope")
 

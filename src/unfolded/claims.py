@@ -440,7 +440,7 @@ def attention_authors_variant(trials: int, gen: torch.Generator) -> Tally:
         n = _integer(gen, 2, 12)
         W = _normal(gen, d, d, scale=math.sqrt(1.0 / d))  # Xavier normal, as in the authors' code
         Y = _normal(gen, 1, n, d)
-        after = attention_step(Y, W, variant="official")
+        after = attention_step(Y, W, variant="authors")
         tally.descent(attention_energy(Y, W), attention_energy(after, W))
     return tally
 
@@ -724,7 +724,7 @@ def authors_code_fidelity(trials: int, gen: torch.Generator) -> Tally:
             asymmetry < TOLERANCE and spectrum[0] >= -TOLERANCE and spectrum[-1] <= 0.95 + TOLERANCE, asymmetry
         )
     # The encoder reports num_layers + 1 energies per sequence.
-    model = UnfoldedTransformer(6, 12, attention_variant="official").double()
+    model = UnfoldedTransformer(6, 12, attention_variant="authors").double()
     energies = model(_normal(gen, 2, 5, 6)).energies
     tally.condition(tuple(energies.shape) == (2, 13) and bool(torch.isfinite(energies).all()))
     return tally
@@ -801,14 +801,14 @@ def full_layer_exact_realistic(trials: int, gen: torch.Generator) -> Tally:
        "authors' layer (no key bias, W^T W, ReLU) on their energy",
        "6 tied layers, alpha = 1, Y >= 0", "§5, §3.3")
 def full_layer_authors(trials: int, gen: torch.Generator) -> Tally:
-    return _full_layer(trials, gen, attention_variant="official", relu=True, regularise_energy=True)
+    return _full_layer(trials, gen, attention_variant="authors", relu=True, regularise_energy=True)
 
 
 @claim("report", "code",
        "authors' layer on their energy from inputs with negative entries",
        "6 tied layers, alpha = 1, Gaussian Y", "§5, §3.3")
 def full_layer_authors_realistic(trials: int, gen: torch.Generator) -> Tally:
-    return _full_layer(trials, gen, feasible=False, attention_variant="official", relu=True, regularise_energy=True)
+    return _full_layer(trials, gen, feasible=False, attention_variant="authors", relu=True, regularise_energy=True)
 
 
 # --------------------------------------------------------------------------------------------

@@ -86,6 +86,7 @@ def validate_config(config: dict | None) -> dict:
     config = copy.deepcopy(config) if config is not None else {}
     if not isinstance(config, dict):
         raise ConfigError(f"config: expected a mapping of sections, got {type(config).__name__}")
+    _replace_deprecated(config)
     validator = _validator_with_defaults()(schema())
     errors = sorted(validator.iter_errors(config), key=lambda e: list(map(str, e.absolute_path)))
     if errors:
@@ -95,6 +96,31 @@ def validate_config(config: dict | None) -> dict:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(described))
     _check_semantics(config)
     return config
+
+
+#: Old names of the authors' version, still accepted with a warning: key path -> {old: new}.
+DEPRECATED_VALUES: dict[tuple[str, str], dict[str, str]] = {
+    ("train", "attention_variant"): {"official": "authors"},
+    ("energy_curves", "variants"): {"paper": "authors"},
+}
+
+
+def _replace_deprecated(config: dict) -> None:
+    """Rewrite deprecated values in place to their current names, warning once per value."""
+    import warnings
+
+    for (section, key), renames in DEPRECATED_VALUES.items():
+        settings = config.get(section)
+        if not isinstance(settings, dict) or key not in settings:
+            continue
+        value = settings[key]
+        values = value if isinstance(value, list) else [value]
+        for old in values:
+            if isinstance(old, str) and old in renames:
+                warnings.warn(f"config.{section}.{key}: {old!r} is deprecated, use {renames[old]!r}", FutureWarning,
+                              stacklevel=3)
+        renamed = [renames.get(v, v) if isinstance(v, str) else v for v in values]
+        settings[key] = renamed if isinstance(value, list) else renamed[0]
 
 
 def _check_semantics(config: dict) -> None:

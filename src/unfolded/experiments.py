@@ -149,7 +149,7 @@ def energy_curves(config: dict, dataset: str, checkpoint_root: Path, progress: b
         summary = fit(module, data, checkpoint_dir, seed=cfg["seed"], batch_size=1, max_epochs=-1,
                       max_steps=cfg["train_steps"], accelerator=config["train"]["accelerator"], validate=False,
                       progress=progress)
-        if variant == "paper":
+        if variant == "authors":
             authors_normalise_(module.encoder)  # the authors normalise again before painting
         record = {"test_accuracy": summary["test_accuracy"], "test_loss": summary["test_loss"],
                   "chance_accuracy": chance, **parameter_changes(start, module)}

@@ -346,8 +346,8 @@ def _energy_panel(ax, group: pd.DataFrame, title: str, extra: str = "") -> None:
     ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.85)
 
 
-VARIANT_TITLES = {"paper": "authors' model", "exact": "exact model", "exact_active": "exact model, active regime"}
-VARIANT_ORDER = ("paper", "exact", "exact_active")
+VARIANT_TITLES = {"authors": "authors' model", "exact": "exact model", "exact_active": "exact model, active regime"}
+VARIANT_ORDER = ("authors", "exact", "exact_active")
 
 
 def _variant_title(variant: str, group: pd.DataFrame) -> str:

@@ -89,7 +89,7 @@ def claims_prose(tables: Path) -> str:
     return "\n".join(lines)
 
 
-SUMMARY_ORDER = {"paper": 0, "exact": 1, "exact_active": 2}
+SUMMARY_ORDER = {"authors": 0, "exact": 1, "exact_active": 2}
 
 
 def energy_block(tables: Path) -> str:
@@ -98,7 +98,7 @@ def energy_block(tables: Path) -> str:
     curves = s[s["variant"].isin(SUMMARY_ORDER)].copy()
     curves["order"] = curves["variant"].map(SUMMARY_ORDER)
     curves = curves.sort_values(["dataset", "order", "state", "relu"], ascending=[True, True, False, True])
-    names = {"paper": "authors'", "exact": "exact", "exact_active": "exact, active regime"}
+    names = {"authors": "authors'", "exact": "exact", "exact_active": "exact, active regime"}
     table = pd.DataFrame({
         "dataset": curves["dataset"],
         "model": curves["variant"].map(names),
@@ -128,7 +128,7 @@ def energy_block(tables: Path) -> str:
                 f"{collapse} (median relative token spread below 1e-3); only {_pct(e['active_fraction'])} of its steps start "
                 f"from a non-collapsed state, so its {_pct(e['monotone_fraction'])} non-increasing steps are mostly "
                 f"feed-forward steps on one point.")
-        authors = group[(group["variant"] == "paper") & (group["state"] == "untrained") & group["relu"]]
+        authors = group[(group["variant"] == "authors") & (group["state"] == "untrained") & group["relu"]]
         if not authors.empty:
             p = authors.iloc[0]
             where = ("so its rises come in collapsed states" if p["monotone_fraction_active"] == 1.0
@@ -319,7 +319,7 @@ def energy_headline(tables: Path) -> str:
     """Per dataset, the trained curves with ReLU: how many layer steps do not raise the energy, in all
     steps and in active (non-collapsed) ones, and the test accuracy beside the majority class."""
     s = pd.read_csv(tables / "energy_summary.csv")
-    names = {"paper": "authors'", "exact": "exact", "exact_active": "exact, active regime"}
+    names = {"authors": "authors'", "exact": "exact", "exact_active": "exact, active regime"}
     curves = s[s["variant"].isin(SUMMARY_ORDER) & (s["state"] == "trained") & s["relu"]].copy()
     curves["order"] = curves["variant"].map(SUMMARY_ORDER)
     curves = curves.sort_values(["dataset", "order"])

@@ -25,14 +25,14 @@ __all__ = [
     "relu_step",
 ]
 
-AttentionVariant = Literal["exact", "no_bias", "official"]
+AttentionVariant = Literal["exact", "no_bias", "authors"]
 #: ``exact``: softmax with the key bias ``-1/2 |y_j W|^2`` and queries = keys = ``Y W``; the
 #: majorization-minimization step on :func:`unfolded.energy.pairwise_energy` (docs/theory.md §2.1).
 #: ``no_bias``: the same without the key bias (plain softmax, an MM step only when all
-#: ``|y_j W|`` are equal). ``official``: the authors' forward pass, plain softmax of
+#: ``|y_j W|`` are equal). ``authors``: the authors' forward pass, plain softmax of
 #: ``Y W^T W Y^T`` (queries = keys = ``Y W^T``) while their energy uses the metric ``W W^T``
 #: (docs/theory.md §5, items 1-2).
-ATTENTION_VARIANTS: tuple[str, ...] = ("exact", "no_bias", "official")
+ATTENTION_VARIANTS: tuple[str, ...] = ("exact", "no_bias", "authors")
 
 
 def _queries_keys(Y: Tensor, W: Tensor, variant: str) -> tuple[Tensor, Tensor]:
@@ -45,7 +45,7 @@ def _queries_keys(Y: Tensor, W: Tensor, variant: str) -> tuple[Tensor, Tensor]:
     if variant == "no_bias":
         Z = Y @ W
         return Z, Z
-    if variant == "official":
+    if variant == "authors":
         Z = Y @ W.transpose(-1, -2)
         return Z, Z
     raise ValueError(f"attention variant: expected one of {ATTENTION_VARIANTS}, got {variant!r}")

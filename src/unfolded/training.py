@@ -139,7 +139,7 @@ def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
     return StandardTransformer(d, num_layers, num_heads=heads, tied=tied)
 
 
-ENERGY_CURVE_VARIANTS = ("paper", "exact", "exact_active")
+ENERGY_CURVE_VARIANTS = ("authors", "exact", "exact_active")
 
 
 def paper_encoder(d: int, num_layers: int, relu: bool, variant: str, *, alpha_attention: float = 1.0,
@@ -155,8 +155,8 @@ def paper_encoder(d: int, num_layers: int, relu: bool, variant: str, *, alpha_at
     Xavier scale: a regime in which the attention step keeps acting over the layers instead of
     collapsing every sequence to one point (chosen by ``python -m unfolded regime-search``).
     """
-    if variant == "paper":
-        encoder = UnfoldedTransformer(d, num_layers, tied=True, attention_variant="official", relu=relu,
+    if variant == "authors":
+        encoder = UnfoldedTransformer(d, num_layers, tied=True, attention_variant="authors", relu=relu,
                                       spectral_bound=None, regularise_energy=True)
         authors_normalise_(encoder)
         return encoder
