@@ -249,3 +249,10 @@ def test_a_malicious_pickle_in_the_cache_is_refused_and_runs_nothing(tmp_path, i
     with pytest.raises(UnsafeCacheEntry, match="weights_only=True"):
         prepare("imdb", config)
     assert not marker.exists()
+
+
+def test_the_data_module_is_a_top_level_class_and_importing_the_data_layer_stays_light():
+    code = ("import sys, unfolded.data as d; assert 'lightning' not in sys.modules; "
+            "from unfolded.data.datamodule import SequenceDataModule as S; assert d.SequenceDataModule is S; "
+            "import lightning; assert issubclass(S, lightning.LightningDataModule)")
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -239,45 +239,10 @@ class EpochSeededSampler(torch.utils.data.Sampler):
         return self.size
 
 
-def _lightning_datamodule():
-    import lightning as L
-
-    class SequenceDataModule(L.LightningDataModule):
-        """Padded, masked batches of a :class:`PreparedData`; training batches shuffled by an
-        :class:`EpochSeededSampler` (same seed, same batches, also after a resume)."""
-
-        def __init__(self, data: PreparedData, batch_size: int, num_workers: int = 0, seed: int = 0,
-                     eval_batch_size: int = 256):
-            super().__init__()
-            self.data, self.batch_size, self.num_workers, self.seed = data, batch_size, num_workers, seed
-            self.eval_batch_size = eval_batch_size
-
-        def _loader(self, split: str, shuffle: bool):
-            dataset = _Sequences(self.data.splits[split])
-            return torch.utils.data.DataLoader(
-                dataset,
-                batch_size=self.batch_size if shuffle else self.eval_batch_size,
-                sampler=EpochSeededSampler(len(dataset), self.seed) if shuffle else None,
-                num_workers=self.num_workers,
-                collate_fn=collate,
-                persistent_workers=self.num_workers > 0,
-            )
-
-        def train_dataloader(self):
-            return self._loader("train", True)
-
-        def val_dataloader(self):
-            return self._loader("val", False)
-
-        def test_dataloader(self):
-            return self._loader("test", False)
-
-    return SequenceDataModule
-
-
 def __getattr__(name: str):
-    if name == "SequenceDataModule":  # built on first use so that importing unfolded.data stays light
-        cls = _lightning_datamodule()
-        globals()[name] = cls
-        return cls
+    if name == "SequenceDataModule":  # defined in .datamodule, imported on first use: Lightning is heavy
+        from .datamodule import SequenceDataModule
+
+        globals()[name] = SequenceDataModule
+        return SequenceDataModule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
