@@ -38,6 +38,8 @@ lint: $(STAMP)
 	$(BIN)/snakemake --lint
 
 benchmark: $(STAMP)
+	$(BIN)/python benchmarks/ratios.py --out results/benchmarks/ratios.csv
+	$(BIN)/python benchmarks/paper_estimate.py --out results/benchmarks/paper_estimate.md
 	$(BIN)/python benchmarks/energy.py
 
 clean-results:

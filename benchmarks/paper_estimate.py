@@ -81,7 +81,8 @@ def seconds_per_sample(model: str, n: int, batch: int, steps: int = 3) -> float:
 
 
 def trace_memory(n: int) -> dict:
-    """Peak RSS growth of a float64 energy trace of one sequence of length n (a fresh subprocess)."""
+    """Peak RSS of a float64 energy trace of one sequence of length n above the resident size just
+    before it (a fresh subprocess)."""
     code = f"""
 import resource, torch, json
 from unfolded.training import build_encoder
@@ -89,10 +90,13 @@ torch.manual_seed(0)
 encoder = build_encoder("unfolded_tied", 300, 12, {{}}).double().eval()
 Y = torch.randn(1, {n}, 300, dtype=torch.float64) / 300 ** 0.5
 mask = torch.ones(1, {n}, dtype=torch.bool)
-before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+import os
+with open("/proc/self/statm") as handle:
+    before = int(handle.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20  # resident now, MiB
 with torch.no_grad():
     encoder.trace(Y, mask)
-print(json.dumps({{"peak_mib": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024}}))
+peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # MiB
+print(json.dumps({{"peak_mib": peak - before}}))
 """
     import json
 

@@ -340,23 +340,26 @@ def study_headline(tables: Path) -> str:
     from .study import load_archive
 
     _, summary, _, provenance = load_archive(tables.parent / "archive" / default_study_id())
-    picked = summary[summary["selected"]] if "selected" in summary else summary
-    cell = lambda r: f"{r['mean']:.3f} ± {r['sd']:.3f}" if r["n"] > 1 else f"{r['mean']:.3f}"  # noqa: E731
+    picked = summary
+    cell = lambda r: (f"{r['test_accuracy_mean']:.3f} ± {r['test_accuracy_sd']:.3f}" if r["seeds"] > 1  # noqa: E731
+                      else f"{r['test_accuracy_mean']:.3f}")
     rows = []
     for dataset, group in picked.groupby("dataset", sort=True):
         by = {r["model"]: r for _, r in group.iterrows()}
         variants = group[group["model"].str.startswith("unfolded_tied-")]
-        best = variants.loc[variants["mean"].idxmax()] if not variants.empty else None
+        best = variants.loc[variants["test_accuracy_mean"].idxmax()] if not variants.empty else None
         rows.append({
             "dataset": dataset,
             **{model: cell(by[model]) if model in by else "" for model in
                ("unfolded_tied", "standard_tied", "bag_of_embeddings", "linear_probe")},
             "best unfolded variant": "" if best is None else f"{best['model'].split('-', 1)[1]} {cell(best)}",
         })
-    seeds = int(picked["n"].max())
+    seeds = int(picked["seeds"].max())
+    commits = provenance.get("runs_git_commit") or [provenance.get("git_commit", "?")]
+    commits = commits if isinstance(commits, list) else [commits]
     return (pd.DataFrame(rows).to_markdown(index=False) + f"\n\nTest accuracy, mean ± sd over {seeds} seeds, learning rate "
             f"picked on validation; study `{default_study_id()}`, {provenance['runs']} runs, trained by commit "
-            f"`{str(provenance.get('runs_git_commit', provenance.get('git_commit', '?')))[:7]}`.")
+            f"{', '.join(f'`{str(c)[:7]}`' for c in commits)}.")
 
 
 def performance_block(tables: Path) -> str:
