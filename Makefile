@@ -8,19 +8,34 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install test test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study study-figures gpu-check
+.PHONY: all install lock test test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study study-figures gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
 
 install: $(STAMP)
 
-$(STAMP): pyproject.toml
+# The environment comes from requirements.lock (every package but the torch build, with hashes);
+# torch and its CUDA libraries from TORCH_SPEC.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install $(TORCH_SPEC)
-	$(BIN)/python -m pip install -e '.[dev]'
+	$(BIN)/python -m pip install --no-deps --require-hashes -r requirements.lock
+	$(BIN)/python -m pip install --no-deps -e .
+	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# Re-resolve pyproject.toml (with its dev extra) to the newest allowed versions and lock them with hashes
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/python -m pip install --quiet $(TORCH_SPEC) 'uv==0.13.*' -e '.[dev]'
+	.lock-venv/bin/python -m pip freeze --exclude-editable \
+	  | grep -v -i -E '^(nvidia-|triton==|torch==|torchvision==|cuda-|uv==)' > .lock-venv/pins.txt
+	.lock-venv/bin/uv pip compile .lock-venv/pins.txt --no-deps --generate-hashes --python-version 3.11 \
+	  --no-header -o requirements.lock.new
+	{ printf '%s\n' '# The locked environment (make install): every package but the torch build, pinned with hashes.' \
+	  '# Regenerate with `make lock` after changing pyproject.toml; torch comes from TORCH_SPEC.'; \
+	  cat requirements.lock.new; } > requirements.lock && rm -rf requirements.lock.new .lock-venv
 
 test: $(STAMP)
 	$(BIN)/python -m pytest
