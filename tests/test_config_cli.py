@@ -203,3 +203,17 @@ def test_old_names_of_the_authors_version_still_work_and_warn():
     with pytest.warns(FutureWarning, match="'paper' is deprecated"):
         config = load_config({"energy_curves": {"variants": ["paper", "exact"]}})
     assert config["energy_curves"]["variants"] == ["authors", "exact"]
+
+
+def test_the_typed_training_section_has_every_schema_key_and_no_defaults_of_its_own():
+    import dataclasses
+
+    from unfolded.config import TrainConfig, schema
+
+    fields = {f.name: f for f in dataclasses.fields(TrainConfig)}
+    assert set(fields) == set(schema()["properties"]["train"]["properties"])
+    assert all(f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING for f in fields.values())
+    config = load_config({"train": {"width": 48, "learning_rates": {"unfolded": [0.02]}}})
+    train = TrainConfig.from_config(config)
+    assert train.width == 48 and train.learning_rates["unfolded"] == [0.02]
+    assert train.as_dict() == config["train"]  # the plain mapping Lightning stores as hyperparameters

@@ -264,3 +264,53 @@ class FiguresConfig:
     def from_config(cls, config: dict) -> FiguresConfig:
         section = config["figures"]
         return cls(tuple(section["formats"]), section["dpi"], tuple(section["include"]))
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Section ``train``: which runs exist (datasets, models, seeds, variants, learning-rate grid) and how
+    each trains. Every default lives in the schema (``src/unfolded/schemas/config.schema.yaml``); build it
+    from a validated configuration with :meth:`from_config`. Values keep their plain YAML types."""
+
+    datasets: list[str] | None
+    seeds: list[int]
+    models: list[str]
+    variants: list[str]
+    variant_models: list[str]
+    variant_seeds: list[int]
+    linear_probe: bool
+    probe_C: list[float]
+    positions: str
+    embedding: str
+    width: int
+    num_layers: int
+    num_heads: int
+    batch_size: int
+    max_epochs: int
+    max_steps: int
+    patience: int | None
+    learning_rates: dict[str, list[float]]
+    depth_factor: int
+    optimizer: str
+    weight_decay: float
+    scheduler: str
+    gradient_clip: float | None
+    num_workers: int
+    accelerator: str
+    attention_variant: str
+    relu: bool
+    layer_norm: bool
+    alpha_attention: float
+    alpha_ffn: float
+    spectral_bound: float
+    regularise_energy: bool
+
+    @classmethod
+    def from_config(cls, config: dict) -> TrainConfig:
+        return cls(**copy.deepcopy(config["train"]))
+
+    def as_dict(self) -> dict:
+        """The section as the plain mapping it came from (Lightning hyperparameters, encoder options)."""
+        import dataclasses
+
+        return dataclasses.asdict(self)

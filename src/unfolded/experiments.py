@@ -14,6 +14,7 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .config import TrainConfig
 from .data import PreparedData, prepare
 from .diagnostics import curve_summary_row, non_increasing, relative_spread
 from .models import LayerTrace
@@ -213,22 +214,22 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
 
     ``model`` may name a variant (``unfolded_tied-multihead``, :data:`unfolded.training.VARIANTS`);
     ``lr`` defaults to the first learning rate of the model's family in ``train.learning_rates``."""
-    cfg = config["train"]
+    cfg = TrainConfig.from_config(config)
     name, variant = split_model(model)
-    lr = float(cfg["learning_rates"][family(model)][0] if lr is None else lr)
+    lr = float(cfg.learning_rates[family(model)][0] if lr is None else lr)
     data = prepare(dataset, config)
     longest = max(len(sequence) for sequences, _ in data.splits.values() for sequence in sequences)
     L.seed_everything(seed, workers=True, verbose=False)
     module = SequenceClassifier(
-        kind=data.kind, input_dim=data.input_dim, num_classes=data.num_classes, model=model, width=cfg["width"],
-        num_layers=cfg["num_layers"], vectors=data.vectors, embedding=cfg["embedding"], encoder_options=cfg,
-        optimizer=cfg["optimizer"], lr=lr, weight_decay=cfg["weight_decay"], scheduler=cfg["scheduler"],
-        diagnostics_dir=str(checkpoint_dir), positions=cfg["positions"], max_tokens=max(longest, 1),
+        kind=data.kind, input_dim=data.input_dim, num_classes=data.num_classes, model=model, width=cfg.width,
+        num_layers=cfg.num_layers, vectors=data.vectors, embedding=cfg.embedding, encoder_options=cfg.as_dict(),
+        optimizer=cfg.optimizer, lr=lr, weight_decay=cfg.weight_decay, scheduler=cfg.scheduler,
+        diagnostics_dir=str(checkpoint_dir), positions=cfg.positions, max_tokens=max(longest, 1),
     )
     start = _energy_parameters(module)
-    summary = fit(module, data, checkpoint_dir, seed=seed, batch_size=cfg["batch_size"], max_epochs=cfg["max_epochs"],
-                  max_steps=cfg["max_steps"], accelerator=cfg["accelerator"], gradient_clip=cfg["gradient_clip"],
-                  num_workers=cfg["num_workers"], progress=progress, callbacks=callbacks, patience=cfg["patience"])
+    summary = fit(module, data, checkpoint_dir, seed=seed, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
+                  max_steps=cfg.max_steps, accelerator=cfg.accelerator, gradient_clip=cfg.gradient_clip,
+                  num_workers=cfg.num_workers, progress=progress, callbacks=callbacks, patience=cfg.patience)
     test_labels = data.splits["test"][1]
     summary.update({"variant": variant, "family": family(model), "lr": lr, "chance_accuracy": chance_accuracy(test_labels),
                     **dataset_ceilings(data)})
@@ -238,9 +239,9 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
     indices = sample_indices(config["energy_curves"]["samples"], len(test_labels), seed)
     trace = layer_trace(module, data, "test", indices)
     summary["energy_monotone_fraction"] = float(non_increasing(trace.before, trace.after).double().mean())
-    relu = cfg["relu"] if name.startswith("unfolded") else False
+    relu = cfg.relu if name.startswith("unfolded") else False
     encoder = module.encoder
-    record = {"alpha_attention": cfg["alpha_attention"] if name.startswith("unfolded") else math.nan,
+    record = {"alpha_attention": cfg.alpha_attention if name.startswith("unfolded") else math.nan,
               "w_scale": 1.0 if name.startswith("unfolded") else math.nan,
               "test_accuracy": summary["test_accuracy"], "test_loss": summary["test_loss"],
               "chance_accuracy": chance_accuracy(test_labels), **parameter_changes(start, module)}
@@ -253,7 +254,7 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
         summary["learned_alpha_ffn"] = [float(b) for _, b in sizes]
     depth = pd.DataFrame()
     if encoder.tied:
-        depth = depth_rows(module, data, depth_factor=cfg["depth_factor"]).assign(
+        depth = depth_rows(module, data, depth_factor=cfg.depth_factor).assign(
             dataset=dataset, model=model, seed=seed, lr=lr, trained_depth=encoder.num_layers)
     return module, summary, rows, depth
 
