@@ -333,3 +333,69 @@ def test_the_tolerances_are_tight_in_absolute_terms():
     tally.descent(one, one + 1e-8 * (1 + one.abs()))  # the claims are stricter still
     assert tally.violations == 3
     assert COLLAPSE_THRESHOLD <= 1e-3 and DESCENT_TOLERANCE <= 1e-9
+
+
+def test_counting_rules_compare_plain_python_numbers_in_float64():
+    """Energies and spreads may arrive as Python floats; they are compared in float64. A rise of 1e-8
+    at energy 1 is five times the tolerance, yet float32 cannot tell 1 + 1e-8 from 1."""
+    assert not bool(non_increasing([1.0], [1.0 + 1e-8])[0])
+    assert bool(strict_decrease([1.0], [1.0 - 1e-8])[0])
+    below = COLLAPSE_THRESHOLD * (1 - 5e-9)
+    assert bool(torch.tensor([below], dtype=torch.float32)[0] >= COLLAPSE_THRESHOLD)  # float32 would call it active
+    assert not bool(active_steps([[1.0, below, 1.0]])[0, 1])
+    assert collapse_layer([[1.0, below], [1.0, below], [1.0, below]]) == 1
+    row = curve_summary_row([[1.0, 1.0]], [[1.0 + 1e-8, 1.0 - 1e-8]], [[1.0, 1.0, 1.0]], attention_change=[[0.1, -0.3]])
+    assert row["monotone_fraction"] == 0.5 and row["strict_fraction"] == 0.5
+    total = -((1.0 + 1e-8 - 1.0) + (1.0 - 1e-8 - 1.0))  # float64 arithmetic, as the rule does
+    assert row["attention_share"] == pytest.approx(-(0.1 - 0.3) / total, rel=1e-12)
+
+
+def test_summary_of_curves_without_an_attention_split_holds_nan_shares():
+    """A standard model's curve has no attention sub-step: its shares are NaN floats, also when it is
+    the only curve in the table; a missing curve attribute column reads as NaN."""
+    from unfolded.experiments import curve_summary
+
+    standard = _trace_table("standard_tied").drop(columns="test_loss")
+    standard["step_middle"] = float("nan")
+    row = curve_summary(standard).iloc[0]
+    for column in ("attention_share", "attention_share_active", "test_loss"):
+        assert isinstance(row[column], float) and math.isnan(row[column]), column
+
+
+def test_curves_with_a_missing_learning_rate_are_kept_and_judged_per_sample():
+    """Energy-curve rows carry no learning rate (NaN): grouping must keep them, and a step's activity is
+    read from the same sample's previous layer."""
+    import pandas as pd
+
+    from unfolded.experiments import curve_summary, layer_decomposition
+
+    collapsed = _trace_table("exact", collapse_at=2).assign(lr=float("nan"))
+    trained = _trace_table("exact", seed=1).assign(lr=0.01)
+    table = pd.concat([trained, collapsed], ignore_index=True)
+    summary = curve_summary(table)
+    assert len(summary) == 2 and summary["lr"].isna().sum() == 1
+    layers = layer_decomposition(table)
+    nan_lr = layers[layers["lr"].isna()].set_index("layer")
+    assert list(nan_lr.index) == [1, 2, 3, 4]
+    assert nan_lr.loc[2, "active_share"] == 1.0 and nan_lr.loc[3, "active_share"] == 0.0
+
+
+def test_parameter_changes_refuse_models_of_different_depth():
+    from types import SimpleNamespace
+
+    from unfolded.experiments import _energy_parameters, parameter_changes
+
+    two = SimpleNamespace(encoder=UnfoldedTransformer(4, 2, tied=False))
+    three = SimpleNamespace(encoder=UnfoldedTransformer(4, 3, tied=False))
+    with pytest.raises(ValueError):
+        parameter_changes(_energy_parameters(two), three)
+
+
+def test_select_regime_passes_a_strict_share_exactly_at_its_threshold():
+    import pandas as pd
+
+    from unfolded.experiments import select_regime
+
+    table = pd.DataFrame([{"phase": phase, "alpha_attention": 1.0, "w_scale": 1.0, "active_fraction": 0.9,
+                           "strict_fraction_active": 0.5} for phase in ("selection", "confirmation")])
+    assert select_regime(table, 0.5, 0.5)["alpha_attention"] == 1.0
