@@ -399,3 +399,21 @@ def test_select_regime_passes_a_strict_share_exactly_at_its_threshold():
     table = pd.DataFrame([{"phase": phase, "alpha_attention": 1.0, "w_scale": 1.0, "active_fraction": 0.9,
                            "strict_fraction_active": 0.5} for phase in ("selection", "confirmation")])
     assert select_regime(table, 0.5, 0.5)["alpha_attention"] == 1.0
+
+
+def test_the_energy_before_a_step_is_read_in_float64_too():
+    """1 + 3e-8 is 1 in float32: read in float32, a step to 1 + 1e-8 would look like a rise of 1e-8
+    instead of a fall of 2e-8."""
+    before, after = [[1.0 + 3e-8]], [[1.0 + 1e-8]]
+    assert bool(strict_decrease(before[0], after[0])[0]) and bool(non_increasing(before[0], after[0])[0])
+    row = curve_summary_row(before, after, [[1.0, 1.0]])
+    assert row["strict_fraction"] == 1.0 and row["max_increase"] == 0.0
+
+
+def test_curve_summary_orders_its_rows_by_curve_whatever_the_input_order():
+    import pandas as pd
+
+    from unfolded.experiments import curve_summary
+
+    table = pd.concat([_trace_table("z_last"), _trace_table("a_first"), _trace_table("m_middle")], ignore_index=True)
+    assert list(curve_summary(table)["variant"]) == ["a_first", "m_middle", "z_last"]
