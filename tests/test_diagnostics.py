@@ -417,3 +417,15 @@ def test_curve_summary_orders_its_rows_by_curve_whatever_the_input_order():
 
     table = pd.concat([_trace_table("z_last"), _trace_table("a_first"), _trace_table("m_middle")], ignore_index=True)
     assert list(curve_summary(table)["variant"]) == ["a_first", "m_middle", "z_last"]
+
+
+def test_select_regime_with_zero_minimums_passes_a_curve_without_active_steps():
+    """With both minimums at 0 nothing is required, so a curve without active steps (no strict share)
+    passes; the missing share counts as 0, not as a failure."""
+    import pandas as pd
+
+    from unfolded.experiments import select_regime
+
+    table = pd.DataFrame([{"phase": phase, "alpha_attention": 1.0, "w_scale": 1.0, "active_fraction": 0.0,
+                           "strict_fraction_active": float("nan")} for phase in ("selection", "confirmation")])
+    assert select_regime(table, 0.0, 0.0)["alpha_attention"] == 1.0
