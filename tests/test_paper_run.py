@@ -100,9 +100,9 @@ def _fixture_glove(workdir) -> dict[str, list[float]]:
 @pytest.mark.parametrize("dataset", ["imdb", "sst2"])
 def test_the_prepared_data_holds_the_glove_rows_and_only_the_labelled_splits(paper_run, dataset):
     workdir = paper_run[0]
+    sources = yaml.safe_load((workdir / "paper-fixture.yaml").read_text())["data"]["sources"]
     config = load_config({"data": {"cache_dir": str(workdir / "cache"), "glove": "840B", "max_length": None,
-                                   "sources": json.loads(json.dumps(yaml.safe_load((workdir / "paper-fixture.yaml")
-                                                                                    .read_text())["data"]["sources"]))}})
+                                   "sources": sources}})
     data = prepare(dataset, config)
     sizes = data.sizes()
     # imdb: train 64 (unsupervised split ignored), test 32; sst2: train 64, validation 32 as test

@@ -142,8 +142,8 @@ def fetched_for(dataset):
 
 
 def run_outputs(pattern, energy_only=False, tied_only=False):
-    """``pattern`` (an output of rule train, with wildcards dataset, model, lr, seed) for every run;
-    filters as in :func:`run_dirs`."""
+    """``pattern`` (with wildcards dataset, model, lr, seed) for every run; energy_only: encoders with an
+    energy trace (not bag_of_embeddings); tied_only: encoders that run at other depths."""
     return [
         pattern.format(dataset=dataset, model=model, lr=lr, seed=seed)
         for dataset, model, lr, seed in run_specs(config)
@@ -151,14 +151,9 @@ def run_outputs(pattern, energy_only=False, tied_only=False):
     ]
 
 
-def run_dirs(energy_only=False, tied_only=False):
-    """Run directories; energy_only: encoders with an energy trace (not bag_of_embeddings);
-    tied_only: encoders that run at other depths (depth.parquet holds rows)."""
-    return [
-        f"results/runs/{dataset}/{model}/lr{lr}/seed{seed}"
-        for dataset, model, lr, seed in run_specs(config)
-        if not (energy_only and model.startswith("bag_of_embeddings")) and not (tied_only and "_tied" not in model)
-    ]
+def run_dirs(**filters):
+    """Run directories (filters as in :func:`run_outputs`)."""
+    return run_outputs("results/runs/{dataset}/{model}/lr{lr}/seed{seed}", **filters)
 
 
 def probe_runs():
