@@ -82,3 +82,33 @@ def test_invalid_options():
         UnfoldedTransformer(4, 2, attention_variant="bad")
     with pytest.raises(ValueError, match="num_layers"):
         UnfoldedTransformer(4, 0)
+
+
+@pytest.mark.parametrize("learned", [False, True])
+def test_a_tied_encoder_computes_its_parametrised_weight_once_and_keeps_the_gradients(learned, monkeypatch):
+    """The spectral clamp's eigendecomposition runs once per pass (parametrize.cached), and the pass
+    and its gradients equal the layer-by-layer computation without the cache (float64, 1e-10)."""
+    import unfolded.models as models
+
+    torch.manual_seed(0)
+    encoder = UnfoldedTransformer(16, 5, tied=True, learned_step_sizes=learned, alpha_ffn=0.5).double()
+    Y = torch.rand(3, 7, 16, dtype=torch.float64)
+    mask = torch.ones(3, 7, dtype=torch.bool)
+    mask[0, 4:] = False
+    calls = []
+    original = torch.linalg.eigh
+    monkeypatch.setattr(models.torch.linalg, "eigh", lambda *a, **k: calls.append(1) or original(*a, **k))
+    out = encoder(Y, mask)
+    assert len(calls) == 1
+    (out.hidden.square().sum() + out.energies.sum()).backward()
+    cached = [p.grad.clone() for p in encoder.parameters()]
+    encoder.zero_grad()
+    Z, energies = Y, [encoder.layer(0).energy(Y, mask)]
+    for t in range(5):
+        Z = encoder.layer(t)(Z, mask, encoder.step_sizes(t))
+        energies.append(encoder.layer(t).energy(Z, mask))
+    assert len(calls) > 5  # without the cache, every application recomputes it
+    (Z.square().sum() + torch.stack(energies, -1).sum()).backward()
+    assert torch.equal(out.hidden, Z)
+    for ours, reference in zip(cached, (p.grad for p in encoder.parameters()), strict=True):
+        assert (ours - reference).abs().max() <= 1e-10 * (1 + reference.abs().max())

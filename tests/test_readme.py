@@ -50,3 +50,19 @@ def test_local_links_in_the_readme_and_docs_resolve():
             if "://" in target:
                 continue
             assert (document.parent / target).exists(), f"{document.name} links to missing {target}"
+
+
+#: Numbers the README's hand-written prose may carry: citations, versions, names and the paper's own
+#: settings. Every result (a count, an accuracy, a time) belongs inside a generated block.
+CITED = re.compile(
+    r"NeurIPS 2022|arXiv 2205\.13891|Python 3\.11|Figures? [1-6](-[1-6])?|GloVe 840B|12 layers|SST-2|CIFAR-10|"
+    r"\b(19|20)\d\d\b|CC BY(-SA)? \d\.\d|Licence 1\.0|#[\w-]+"
+)
+
+
+def test_the_readme_prose_types_no_result_by_hand():
+    text = (ROOT / "README.md").read_text()
+    prose = re.sub(r"<!-- ([a-z-]+):start -->.*?<!-- \1:end -->", "", text, flags=re.S)
+    prose = re.sub(r"```.*?```", "", prose, flags=re.S)
+    typed = [line for line in prose.splitlines() if re.search(r"\d", CITED.sub("", line))]
+    assert not typed, typed

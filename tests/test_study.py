@@ -16,7 +16,14 @@ from unfolded.energy import pairwise_energy
 from unfolded.experiments import depth_rows, linear_probe
 from unfolded.models import UnfoldedTransformer
 from unfolded.steps import attention_step
-from unfolded.study import confidence_interval, select_learning_rates, summarise_accuracy
+from unfolded.study import (
+    accuracy_markdown,
+    confidence_interval,
+    select_learning_rates,
+    study_verdicts,
+    summarise_accuracy,
+    welch_p,
+)
 from unfolded.training import SequenceClassifier, split_model
 
 SMOKE = load_config("config/smoke.yaml")
@@ -221,3 +228,85 @@ def test_default_learning_rates_are_the_archived_study_picks():
     summary = pd.read_csv(Path("results/archive") / default_study_id() / "accuracy_summary.csv")
     defaults = load_config(None)["train"]["learning_rates"]
     assert {family: [lr] for family, lr in family_picks(summary).items()} == defaults
+
+
+def test_epochs_at_cap_count_runs_that_early_stopping_did_not_end():
+    runs = _runs()
+    runs["max_epochs"] = 3.0
+    runs.loc[runs.index[:2], "epochs"] = 2  # two runs stopped early
+    picked = select_learning_rates(runs).query("selected")
+    expected = int((picked["epochs"] >= 3).sum())
+    (row,) = summarise_accuracy(runs).to_dict("records")
+    assert row["epochs_at_cap"] == expected
+    assert f"({expected}/3)" in accuracy_markdown(summarise_accuracy(runs))
+    (row,) = summarise_accuracy(runs.drop(columns=["max_epochs"])).to_dict("records")
+    assert math.isnan(row["epochs_at_cap"])  # no cap recorded: unknown, not zero
+
+
+def test_welch_p_matches_the_textbook_statistic():
+    from scipy.stats import t as student
+
+    a, b = pd.Series([0.80, 0.82, 0.85, 0.79, 0.81]), pd.Series([0.70, 0.75, 0.72, 0.78])
+    va, vb = a.var(ddof=1) / len(a), b.var(ddof=1) / len(b)
+    statistic = (a.mean() - b.mean()) / math.sqrt(va + vb)
+    dof = (va + vb) ** 2 / (va**2 / (len(a) - 1) + vb**2 / (len(b) - 1))
+    assert abs(welch_p(a, b) - 2 * student.sf(abs(statistic), dof)) < 1e-12
+    assert math.isnan(welch_p(a, pd.Series([0.7])))  # one seed: no test
+
+
+def _study_runs(unfolded, standard, bag, variants):
+    rows = []
+    for model, scores in {"unfolded_tied": unfolded, "standard_tied": standard, "bag_of_embeddings": bag,
+                          **{f"unfolded_tied-{name}": s for name, s in variants.items()}}.items():
+        for seed, score in enumerate(scores):
+            rows.append({"dataset": "order", "model": model, "variant": model.partition("-")[2] or "base",
+                         "family": model.split("_")[0], "seed": seed, "lr": 0.01, "val_accuracy": score,
+                         "test_accuracy": score, "parameters": 1, "chance_accuracy": 0.5,
+                         "bag_of_words_ceiling": 0.5, "oracle_ceiling": 1.0, "epochs": 3})
+    return pd.DataFrame(rows)
+
+
+def test_study_verdicts_follow_the_seed_statistics():
+    clear = _study_runs(unfolded=[0.86, 0.87, 0.88, 0.87, 0.86], standard=[0.97, 0.98, 0.97, 0.96, 0.98],
+                        bag=[0.50, 0.52, 0.51, 0.53, 0.50],
+                        variants={"residual": [0.86, 0.88, 0.87, 0.86, 0.88], "multihead": [0.90, 0.91, 0.92, 0.91, 0.92]})
+    (line,) = study_verdicts(clear)
+    assert line.startswith("**order** (best bag of words 0.500, oracle 1.000)")
+    assert "token interactions: yes" in line and "standard_tied ahead by 0.104" in line
+    assert "variant multihead helps (+0.044, 42% of the gap" in line and "Bonferroni over 2 variants" in line
+    tied = _study_runs(unfolded=[0.51, 0.53, 0.50, 0.52, 0.49], standard=[0.50, 0.52, 0.51, 0.49, 0.53],
+                       bag=[0.52, 0.50, 0.51, 0.53, 0.49], variants={"residual": [0.52, 0.50, 0.49, 0.51, 0.53]})
+    (line,) = study_verdicts(tied)
+    assert "token interactions: no evidence" in line and "no difference from standard_tied shown" in line
+    assert "no variant helps significantly (best on validation: residual, +0.000; p = 1.000)." in line
+
+
+def test_each_variant_reaches_the_encoder_a_train_job_builds():
+    """The variant in a run's model name changes the encoder that training gets, as VARIANTS says."""
+    from unfolded.config import TrainConfig
+    from unfolded.study import FFN_STEP_BELOW_ONE
+    from unfolded.training import VARIANTS
+
+    options = TrainConfig.from_config(load_config(None)).as_dict()
+    vectors = torch.randn(20, 16)
+
+    def encoder(model):
+        return SequenceClassifier(kind="tokens", input_dim=16, num_classes=2, model=model, width=16, num_layers=2,
+                                  vectors=vectors, encoder_options=options).encoder
+
+    base = encoder("unfolded_tied")
+    assert (base.layers[0].alpha_attention, base.layers[0].alpha_ffn) == (options["alpha_attention"], options["alpha_ffn"])
+    assert not base.learned_step_sizes and base.layers[0].energy_heads == 1
+    residual = encoder("unfolded_tied-residual").layers[0]
+    assert (residual.alpha_attention, residual.alpha_ffn) == (VARIANTS["residual"]["alpha_attention"],
+                                                              VARIANTS["residual"]["alpha_ffn"])
+    assert residual.alpha_attention < 1 and residual.alpha_ffn < 1
+    learned = encoder("unfolded_tied-learned_steps")
+    assert learned.learned_step_sizes
+    alpha_attention, alpha_ffn = (float(a) for a in learned.step_sizes(0))
+    assert abs(alpha_attention - VARIANTS["learned_steps"]["alpha_attention"]) < 1e-6
+    assert abs(alpha_ffn - VARIANTS["learned_steps"]["alpha_ffn"]) < 1e-6
+    heads = encoder("unfolded_tied-multihead").layers[0]
+    assert heads.energy_heads == VARIANTS["multihead"]["energy_heads"] > 1
+    # the depth prose groups variants by their feed-forward step size
+    assert set(FFN_STEP_BELOW_ONE) == {name for name, v in VARIANTS.items() if v.get("alpha_ffn", 1.0) < 1}

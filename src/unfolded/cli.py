@@ -370,6 +370,9 @@ def run_accuracy(args: argparse.Namespace) -> None:
     records = [json.loads((Path(p) / "provenance.json").read_text()) for p in args.runs]
     positions = {(r["dataset"], r["model"], r["summary"]["lr"], r["seed"]): r["config"]["train"]["positions"] for r in records}
     runs["positions"] = [positions[key] for key in runs[["dataset", "model", "lr", "seed"]].itertuples(index=False, name=None)]
+    # and its epoch cap, so the tables can say which runs early stopping did not end
+    caps = {(r["dataset"], r["model"], r["summary"]["lr"], r["seed"]): r["config"]["train"]["max_epochs"] for r in records}
+    runs["max_epochs"] = [caps[key] for key in runs[["dataset", "model", "lr", "seed"]].itertuples(index=False, name=None)]
     probes = [json.loads(Path(p).read_text()) for p in args.probes or []]
     if probes:
         runs = pd.concat([runs, pd.DataFrame([{"dataset": r["dataset"], "model": "linear_probe", "seed": r["seed"],
@@ -475,7 +478,7 @@ def run_study_figures(args: argparse.Namespace) -> None:
     save_figure(fig_accuracy(runs[runs["selected"]]), args.accuracy, meta, dpi=figures.dpi)
     save_figure(fig_depth_extrapolation(depth), args.depth, meta, dpi=figures.dpi)
     if args.markdown:
-        write_text(args.markdown, study_markdown(summary, depth, archived))
+        write_text(args.markdown, study_markdown(runs, summary, depth, archived))
 
 
 def run_readme(args: argparse.Namespace) -> None:

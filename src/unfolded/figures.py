@@ -464,8 +464,10 @@ def fig_depth_extrapolation(frame: pd.DataFrame) -> plt.Figure:
             ax.set_ylabel(label)
             ax.set_xlabel("depth at test time" if row == 2 else "")
             if row == 0:
-                seeds = data.groupby("model")["seed"].nunique().min() if not data.empty else 0
-                ax.set_title(f"{dataset}: mean ± 1 sd over {seeds} seed(s)", fontsize=10)
+                counts = data.groupby("model")["seed"].nunique() if not data.empty else pd.Series([0])
+                low, high = int(counts.min()), int(counts.max())
+                seeds = f"{low}" if low == high else f"{low}-{high}"
+                ax.set_title(f"{dataset}: mean ± 1 sd over {seeds} seed{'s' if high != 1 else ''} per model", fontsize=10)
     handles = {}
     for ax in axes.flat:
         for handle, label in zip(*ax.get_legend_handles_labels(), strict=True):

@@ -245,15 +245,19 @@ class UnfoldedTransformer(nn.Module):
         self, Y: Tensor, mask: Tensor | None = None, *, return_energies: bool = True, num_layers: int | None = None
     ) -> EncoderOutput:
         """``num_layers`` overrides the depth (a tied model can run deeper than it was trained)."""
-        energies = [self.layer(0).energy(Y, mask)] if return_energies else []
-        for t in range(self._depth(num_layers)):
-            layer = self.layer(t)
-            Y = layer(Y, mask, self.step_sizes(t))
-            if return_energies:
-                energies.append(layer.energy(Y, mask))
+        # cached(): each parametrised weight (the spectral clamp's eigendecomposition) is computed once
+        # per pass, not once per layer application, which a tied encoder repeats num_layers times
+        with parametrize.cached():
+            energies = [self.layer(0).energy(Y, mask)] if return_energies else []
+            for t in range(self._depth(num_layers)):
+                layer = self.layer(t)
+                Y = layer(Y, mask, self.step_sizes(t))
+                if return_energies:
+                    energies.append(layer.energy(Y, mask))
         return EncoderOutput(Y, torch.stack(energies, -1) if return_energies else None)
 
     @torch.no_grad()
+    @parametrize.cached()
     def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> LayerTrace:
         """Run ``num_layers`` layers (default: the trained depth; tied models may go deeper) and record
         each step on the function of the layer that takes it (:class:`LayerTrace`)."""
@@ -354,6 +358,7 @@ class StandardTransformer(nn.Module):
         return EncoderOutput(self.final_norm(Y), torch.stack(energies, -1) if return_energies else None)
 
     @torch.no_grad()
+    @parametrize.cached()
     def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> LayerTrace:
         """:class:`LayerTrace` with the probe energy (one fixed function for every layer, so
         ``before``/``after`` are consecutive points of the curve); ``middle`` is NaN."""

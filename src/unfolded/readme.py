@@ -194,22 +194,31 @@ def default_study_id() -> str:
     return schema()["properties"]["study"]["properties"]["id"]["default"]
 
 
-def study_block(tables: Path) -> str:
-    """The archived study (results/archive/<study.id>/): generated prose, the accuracy tables and the
-    depth-extrapolation summary, from the archive alone."""
+def study_cost(tables: Path) -> str:
+    """The full grid's job count (from config/study.yaml, as a dry run lists it) and its cost at the
+    archived study's measured wall time per train job."""
     from .config import load_config
-    from .study import accuracy_markdown, load_archive, run_specs, study_markdown
+    from .study import load_archive, run_specs
 
-    directory = tables.parent / "archive" / default_study_id()
-    _, summary, depth, provenance = load_archive(directory)
+    _, _, _, provenance = load_archive(tables.parent / "archive" / default_study_id())
     full = len(run_specs(load_config(str(tables.parent.parent / "config" / "study.yaml"))))
     hours = provenance.get("job_hours", provenance["cpu_hours"])
     per_job = hours * 3600.0 / max(1, provenance.get("train_jobs") or provenance["runs"])
-    cost = (f"Cost of the full grid (`snakemake -n --configfile config/study.yaml`): {full} train jobs; at the "
-            f"archived study's measured {per_job:.0f} s of wall time per job (one core each), about "
-            f"{full * per_job / 3600:.1f} core-hours (on SLURM the jobs go 16 per submission).")
-    return (study_markdown(summary, depth, provenance).strip() + "\n\n" + cost + "\n\n<details><summary>Every model of the study"
-            "</summary>\n\n" + accuracy_markdown(summary).strip() + "\n\n</details>")
+    return (f"The full grid (`snakemake -n --configfile config/study.yaml`) is {full} train jobs; at the archived "
+            f"study's measured {per_job:.0f} s of wall time per job (one core each), about {full * per_job / 3600:.1f} "
+            f"core-hours (`derived`: untied encoders do the same arithmetic per layer as tied ones; on SLURM the jobs go "
+            f"16 per submission).")
+
+
+def study_block(tables: Path) -> str:
+    """The archived study (results/archive/<study.id>/): generated prose, the accuracy tables and the
+    depth-extrapolation summary, from the archive alone."""
+    from .study import accuracy_markdown, load_archive, study_markdown
+
+    runs, summary, depth, provenance = load_archive(tables.parent / "archive" / default_study_id())
+    return (study_markdown(runs, summary, depth, provenance).strip() + "\n\n" + study_cost(tables)
+            + "\n\n<details><summary>Every model of the study</summary>\n\n" + accuracy_markdown(summary).strip()
+            + "\n\n</details>")
 
 
 def figures_block(tables: Path) -> str:
@@ -291,8 +300,13 @@ def last_full_run(logs: Path, min_jobs: int = 40) -> tuple[int, float] | None:
 
 
 def claims_headline(tables: Path) -> str:
-    """One row per kind of claim: how many, and what the checks found."""
+    """How the claims were checked, then one row per kind of claim: how many, and what the checks found."""
+    from .claims import TOLERANCE
+
     c = pd.read_csv(tables / "claims.csv")
+    settings = json.loads((tables / "claims.provenance.json").read_text())["config"]
+    intro = (f"{settings['trials']} random float64 instances per claim (seed {settings['seed']}), tolerance "
+             f"{TOLERANCE:g} relative (`results/tables/claims.csv`):\n\n")
     rows = []
     for kind, meaning in (("identity", "two expressions agree"), ("theorem", "an energy never rises"),
                           ("counterexample", "outside a theorem's conditions the energy can rise"),
@@ -312,14 +326,25 @@ def claims_headline(tables: Path) -> str:
             found = f"{len(rising)} of {len(group)} see rises (" + ", ".join(
                 f"{r.claim} {int(r.violations):,}/{int(r.trials):,}" for r in rising.itertuples()) + ")"
         rows.append({"kind": kind, "meaning": meaning, "claims": len(group), "found": found})
-    return pd.DataFrame(rows).to_markdown(index=False)
+    return intro + pd.DataFrame(rows).to_markdown(index=False)
 
 
 def energy_headline(tables: Path) -> str:
     """Per dataset, the trained curves with ReLU: how many layer steps do not raise the energy, in all
     steps and in active (non-collapsed) ones, and the test accuracy beside the majority class."""
+    from .artifacts import read_provenance
+
     s = pd.read_csv(tables / "energy_summary.csv")
     names = {"authors": "authors'", "exact": "exact", "exact_active": "exact, active regime"}
+    sources = sorted((tables.parent / "data").glob("energy_curves_*.parquet"))
+    every = [read_provenance(path)["config"]["energy_curves"] for path in sources]
+    if not every or any(other != every[0] for other in every):
+        raise ValueError(f"energy headline: expected energy curves with one shared setting in {tables.parent / 'data'}")
+    settings = every[0]
+    intro = (f"The energy after each of {settings['num_layers']} tied layers on {settings['samples']} test sequences, "
+             f"after the authors' training recipe (SGD at learning rate {settings['lr']:g}, batch 1, "
+             f"{settings['train_steps']} steps). A step is *active* when the tokens have not collapsed onto one "
+             f"point:\n\n")
     curves = s[s["variant"].isin(SUMMARY_ORDER) & (s["state"] == "trained") & s["relu"]].copy()
     curves["order"] = curves["variant"].map(SUMMARY_ORDER)
     curves = curves.sort_values(["dataset", "order"])
@@ -331,15 +356,15 @@ def energy_headline(tables: Path) -> str:
         "test acc. (majority)": [f"{a:.3f} ({m:.3f})" for a, m in zip(curves["test_accuracy"], curves["chance_accuracy"],
                                                                        strict=True)],
     })
-    return table.to_markdown(index=False)
+    return intro + table.to_markdown(index=False)
 
 
 def study_headline(tables: Path) -> str:
     """Per dataset of the archived study: each family's test accuracy (mean +- sd over seeds) beside the
     baselines and the best unfolded variant."""
-    from .study import load_archive
+    from .study import convergence_sentence, load_archive, study_verdicts
 
-    _, summary, _, provenance = load_archive(tables.parent / "archive" / default_study_id())
+    runs, summary, _, provenance = load_archive(tables.parent / "archive" / default_study_id())
     picked = summary
     cell = lambda r: (f"{r['test_accuracy_mean']:.3f} ± {r['test_accuracy_sd']:.3f}" if r["seeds"] > 1  # noqa: E731
                       else f"{r['test_accuracy_mean']:.3f}")
@@ -347,19 +372,24 @@ def study_headline(tables: Path) -> str:
     for dataset, group in picked.groupby("dataset", sort=True):
         by = {r["model"]: r for _, r in group.iterrows()}
         variants = group[group["model"].str.startswith("unfolded_tied-")]
-        best = variants.loc[variants["test_accuracy_mean"].idxmax()] if not variants.empty else None
+        best = variants.loc[variants["val_accuracy_mean"].idxmax()] if not variants.empty else None  # picked on validation
         rows.append({
             "dataset": dataset,
             **{model: cell(by[model]) if model in by else "" for model in
                ("unfolded_tied", "standard_tied", "bag_of_embeddings", "linear_probe")},
-            "best unfolded variant": "" if best is None else f"{best['model'].split('-', 1)[1]} {cell(best)}",
+            "unfolded variant (best val.)": "" if best is None else f"{best['model'].split('-', 1)[1]} {cell(best)}",
         })
     seeds = int(picked["seeds"].max())
     commits = provenance.get("runs_git_commit") or [provenance.get("git_commit", "?")]
     commits = commits if isinstance(commits, list) else [commits]
-    return (pd.DataFrame(rows).to_markdown(index=False) + f"\n\nTest accuracy, mean ± sd over {seeds} seeds, learning rate "
-            f"picked on validation; study `{default_study_id()}`, {provenance['runs']} runs, trained by commit "
-            f"{', '.join(f'`{str(c)[:7]}`' for c in commits)}.")
+    note = (f"Test accuracy, mean ± sd over {seeds} seeds, learning rate picked per (dataset, model) on validation; "
+            f"study `{default_study_id()}`, {provenance['runs']} runs, trained by commit "
+            f"{', '.join(f'`{str(c)[:7]}`' for c in commits)}. What the runs support (difference of means, Welch's "
+            f"t-test over seeds; only the best-variant test is corrected for the number of variants):")
+    verdicts = "\n".join(f"- {line}" for line in study_verdicts(runs))
+    cap = (provenance.get("config") or {}).get("train", {}).get("max_epochs")
+    return (f"{pd.DataFrame(rows).to_markdown(index=False)}\n\n{note}\n\n{verdicts}\n\n"
+            f"{convergence_sentence(summary, cap, detail=False)} {study_cost(tables)}")
 
 
 def performance_block(tables: Path) -> str:

@@ -26,12 +26,18 @@ __all__ = [
     "depth_table",
     "select_learning_rates",
     "study_markdown",
+    "study_verdicts",
+    "welch_p",
     "summarise_accuracy",
 ]
 
 #: result tables an archived study keeps (results/archive/<study-id>/)
 ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")
 KEYS = ["dataset", "model"]
+#: Unfolded variants whose feed-forward step size is below 1 (unfolded.training.VARIANTS; a test
+#: keeps the two in step). With step size 1 the feed-forward step is ``Y -> B - Y Wf``, which flips
+#: the sign of the state along every eigenvector of ``Wf`` with a positive eigenvalue (docs/theory.md §2.2).
+FFN_STEP_BELOW_ONE = ("residual", "learned_steps")
 
 
 def lr_tag(lr: float) -> str:
@@ -114,6 +120,7 @@ def summarise_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
             "ci95_low": _clip(low), "ci95_high": _clip(high),
             "val_accuracy_mean": float(picked["val_accuracy"].mean()),
             "epochs_mean": float(picked["epochs"].mean()) if "epochs" in picked else math.nan,
+            "epochs_at_cap": _at_cap(picked),
             "parameters": int(first["parameters"]),
             "energy_monotone_fraction": float(picked["energy_monotone_fraction"].mean())
             if "energy_monotone_fraction" in picked else math.nan,
@@ -122,6 +129,14 @@ def summarise_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
             "oracle_ceiling": float(first.get("oracle_ceiling", math.nan)),
         })
     return pd.DataFrame(rows)
+
+
+def _at_cap(picked: pd.DataFrame) -> float:
+    """How many runs trained until their ``max_epochs`` (early stopping did not end them); NaN when
+    the runs do not record their epoch cap (the linear probe, older tables)."""
+    if "epochs" not in picked or "max_epochs" not in picked or picked["max_epochs"].isna().all():
+        return math.nan
+    return float((picked["epochs"] >= picked["max_epochs"]).sum())
 
 
 def family_picks(summary: pd.DataFrame) -> dict[str, float]:
@@ -149,6 +164,14 @@ def _lr_cell(lr: float, grid: str) -> str:
     return f"{lr:g} ({grid}{', at an end' if edge else ''})"
 
 
+def _epochs_cell(row: dict) -> str:
+    """Mean epochs trained and how many of the seeds ran to the epoch cap: ``16.4 (2/5)``."""
+    mean, at_cap = row.get("epochs_mean", math.nan), row.get("epochs_at_cap", math.nan)
+    if mean is None or math.isnan(mean):
+        return ""
+    return f"{mean:.1f}" + ("" if at_cap is None or math.isnan(at_cap) else f" ({int(at_cap)}/{int(row['seeds'])})")
+
+
 def accuracy_markdown(summary: pd.DataFrame) -> str:
     """The summary as one Markdown table per dataset, models sorted by mean test accuracy."""
     parts = []
@@ -163,6 +186,7 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
             "seeds": group["seeds"],
             "lr (grid)": [_lr_cell(lr, grid) for lr, grid in zip(group["lr"], group["lr_grid"], strict=True)],
             "val accuracy": group["val_accuracy_mean"].map(_fmt),
+            "epochs (at cap)": [_epochs_cell(r) for r in group.to_dict("records")],
             "parameters": group["parameters"],
         })
         first = group.iloc[0]
@@ -174,7 +198,8 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
         parts.append(f"### {dataset}\n\n{table.to_markdown(index=False)}\n\nCeilings and floors: {'; '.join(ceilings)}.")
     note = ("\n\nTest accuracy at the learning rate with the best mean validation accuracy (a pick at an end of its "
             "grid is marked: the best rate may lie outside it; early stopping on "
-            "validation accuracy; the best epoch is tested). ± is the sample standard deviation over seeds (ddof = 1), "
+            "validation accuracy; the best epoch is tested; epochs: mean over seeds, and how many seeds ran to the "
+            "epoch cap instead of stopping early). ± is the sample standard deviation over seeds (ddof = 1), "
             "the interval Student's t (clipped to [0, 1]). Variant runs (model-variant) may have fewer seeds than the "
             "base models.\n")
     return "\n\n".join(parts) + note
@@ -189,7 +214,8 @@ def depth_table(depth: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
 
 
 def _relative_depth_stats(depth: pd.DataFrame) -> pd.DataFrame:
-    """Per (dataset, model): accuracy at the trained depth L and at 4L, and the update at 4L."""
+    """Per (dataset, model): accuracy at the trained depth L, one and two layers past it and at the
+    deepest depth; the relative update and the energy at L and at the deepest depth."""
     rows = []
     for (dataset, model), group in depth.groupby(KEYS, sort=True):
         trained = int(group["trained_depth"].iloc[0])
@@ -199,23 +225,99 @@ def _relative_depth_stats(depth: pd.DataFrame) -> pd.DataFrame:
             return float(group[group["depth"] == d][column].mean())
 
         rows.append({"dataset": dataset, "model": model, "trained_depth": trained, "max_depth": deepest,
-                     "accuracy_at_L": at(trained, "test_accuracy"), "accuracy_at_max": at(deepest, "test_accuracy"),
+                     "accuracy_at_L": at(trained, "test_accuracy"),
+                     "accuracy_at_L+1": at(trained + 1, "test_accuracy"),
+                     "accuracy_at_L+2": at(trained + 2, "test_accuracy"),
+                     "accuracy_at_max": at(deepest, "test_accuracy"),
                      "update_at_L": at(trained, "update"), "update_at_max": at(deepest, "update"),
                      "energy_at_L": at(trained, "energy"), "energy_at_max": at(deepest, "energy")})
     return pd.DataFrame(rows)
 
 
-def _separated(ci: dict, dataset: str, first: str, second: str) -> bool:
-    """Whether two models' 95% intervals on a dataset are disjoint (False when either is missing)."""
-    (a_low, a_high), (b_low, b_high) = ci.get((dataset, first), (math.nan,) * 2), ci.get((dataset, second), (math.nan,) * 2)
-    if any(math.isnan(value) for value in (a_low, a_high, b_low, b_high)):
-        return False
-    return a_low > b_high or a_high < b_low
+def _range(values: pd.Series, percent: bool = True) -> str:
+    low, high = float(values.min()), float(values.max())
+    if percent:
+        return f"{100 * low:.0f}%" if round(100 * low) == round(100 * high) else f"{100 * low:.0f}-{100 * high:.0f}%"
+    return f"{low:.3f}" if f"{low:.3f}" == f"{high:.3f}" else f"{low:.3f}-{high:.3f}"
 
 
-def study_markdown(summary: pd.DataFrame, depth: pd.DataFrame, provenance: dict | None = None) -> str:
-    """The README's unfolded-vs-standard prose and tables, generated from the tables alone."""
+def convergence_sentence(summary: pd.DataFrame, max_epochs: int | None, detail: bool = True) -> str:
+    """Which picked runs trained to the epoch cap instead of stopping early, and which learning-rate
+    picks sit at an end of their grid (the best rate may lie outside it); ``detail=False`` names
+    only the models where both hold."""
+    trained = summary[summary["lr"].notna()]
+    known = "epochs_at_cap" in trained and trained["epochs_at_cap"].notna().any()
+    capped = trained[trained["epochs_at_cap"] > 0] if known else trained.iloc[:0]
+    edges = trained[[("at an end" in _lr_cell(r.lr, r.lr_grid)) for r in trained.itertuples()]]
+    parts = []
+    if known:
+        total = int(trained["seeds"][trained["epochs_at_cap"].notna()].sum())
+        listed = ", ".join(f"{r.dataset} {r.model} {int(r.epochs_at_cap)}/{int(r.seeds)}" for r in capped.itertuples())
+        cap = f" of {max_epochs} epochs" if max_epochs else ""
+        parts.append(f"{int(trained['epochs_at_cap'].sum())} of {total} runs at the picked learning rates trained to "
+                     f"the cap{cap} instead of stopping early" + (f" ({listed})" if listed and detail else ""))
+    if not edges.empty:
+        listed = ", ".join(f"{r.dataset} {r.model}" for r in edges.itertuples())
+        parts.append(f"{len(edges)} of {len(trained)} learning-rate picks sit at an end of their grid"
+                     + (f" ({listed})" if detail else ""))
+    if not parts:
+        return ""
+    both = capped.merge(edges[KEYS], on=KEYS)
+    text = "Convergence: " + "; ".join(parts) + "."
+    if not both.empty:
+        text += (" Both hold for " + ", ".join(f"{r.dataset} {r.model}" for r in both.itertuples())
+                 + ": a longer budget or a wider grid could change their accuracy.")
+    return text
+
+
+def depth_sentences(depth: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
+    """Generated prose on depth extrapolation: one layer past the trained depth, and at the deepest depth."""
+    stats = _relative_depth_stats(depth)
+    stats["next"] = stats["accuracy_at_L+1"] / stats["accuracy_at_L"]
+    stats["after_next"] = stats["accuracy_at_L+2"] / stats["accuracy_at_L"]
+    stats["kept"] = stats["accuracy_at_max"] / stats["accuracy_at_L"]
+    standard = stats[stats["model"].str.startswith("standard")]
+    unfolded = stats[stats["model"].str.startswith("unfolded")]
+    if standard.empty or unfolded.empty:
+        return []
+    below = unfolded["model"].map(lambda m: m.partition("-")[2] in FFN_STEP_BELOW_ONE)
+    one, small = unfolded[~below], unfolded[below]
+    chance = summary.groupby("dataset")["chance_accuracy"].first()
     lines = []
+    text = (f"One layer past the trained depth L, standard encoders keep {_range(standard['next'])} of their accuracy "
+            f"at L.")
+    if not one.empty:
+        under = int((one["accuracy_at_L+1"] < one["dataset"].map(chance)).sum())
+        text += (f" Unfolded encoders with feed-forward step size 1 ({', '.join(sorted(one['model'].unique()))}) keep "
+                 f"{_range(one['next'])}, fall below the majority class in {under} of {len(one)} (dataset, model) pairs, "
+                 f"and are back at {_range(one['after_next'])} at L+2")
+        text += ": their accuracy alternates from layer to layer." if (one["after_next"] > one["next"]).all() else "."
+    if not small.empty:
+        text += (f" With the feed-forward step size below 1 ({', '.join(sorted(small['model'].unique()))}) they keep "
+                 f"{_range(small['next'])} at L+1.")
+    if not one.empty:
+        text += (" `derived` With step size 1 the feed-forward step is `Y -> B - Y Wf`, which flips the sign of the "
+                 "state along every eigenvector of `Wf` with a positive eigenvalue; a step size below `1 / (1 + s)` "
+                 "flips none (docs/theory.md §2.2). `hypothesis` This flip is what makes the accuracy alternate.")
+    lines.append(text)
+    shrink = int((unfolded["update_at_max"] < unfolded["update_at_L"]).sum())
+    lower = int((unfolded["energy_at_max"] < unfolded["energy_at_L"]).sum())
+    lines.append(
+        f"Run at {int(stats['max_depth'].max())} layers instead of {int(stats['trained_depth'].min())}, standard "
+        f"encoders keep {_range(standard['kept'])} of their accuracy, unfolded encoders {_range(unfolded['kept'])}. "
+        f"The relative update of the unfolded encoders is smaller at 4L than at L in {shrink} of {len(unfolded)} pairs "
+        f"({_range(unfolded['update_at_max'], percent=False)} at 4L), and their mean energy is lower at 4L in {lower} of "
+        f"{len(unfolded)} (the energy measured includes the regulariser R, for which no step guarantees descent). "
+        f"`hypothesis` Running the descent past L moves the state away from the one the classifier was trained on.")
+    return lines
+
+
+def study_markdown(runs: pd.DataFrame, summary: pd.DataFrame, depth: pd.DataFrame,
+                   provenance: dict | None = None) -> str:
+    """The study's prose and tables (docs/results.md), generated from the tables alone: provenance,
+    the per-dataset verdicts (:func:`study_verdicts`), convergence, and depth extrapolation."""
+    lines = []
+    max_epochs = None
     if provenance:
         trained_by = ", ".join(str(c)[:12] for c in provenance.get("runs_git_commit") or [provenance.get("git_commit", "")])
         jobs = provenance.get("train_jobs", provenance.get("runs"))
@@ -223,66 +325,96 @@ def study_markdown(summary: pd.DataFrame, depth: pd.DataFrame, provenance: dict 
                      f"linear probes; train jobs took {provenance.get('job_hours', math.nan):.2f} job-hours (wall time, one core "
                      f"each; {provenance.get('cpu_hours', math.nan):.2f} CPU-hours as Snakemake's benchmarks sampled them) on "
                      f"{provenance.get('machine')}, trained by commit {trained_by}.")
-    mean = {(r.dataset, r.model): r.test_accuracy_mean for r in summary.itertuples()}
-    ci = {(r.dataset, r.model): (r.ci95_low, r.ci95_high) for r in summary.itertuples()}
-    for dataset in sorted(summary["dataset"].unique()):
-        def get(model: str, dataset: str = dataset) -> float:
-            return mean.get((dataset, model), math.nan)
-
-        unfolded, standard, bag = get("unfolded_tied"), get("standard_tied"), get("bag_of_embeddings")
-        probe = get("linear_probe")
-        facts = []
-        if not math.isnan(unfolded) and not math.isnan(bag):
-            low, high = ci.get((dataset, "unfolded_tied"), (math.nan, math.nan))
-            bag_low, bag_high = ci.get((dataset, "bag_of_embeddings"), (math.nan, math.nan))
-            separated = not math.isnan(low) and not math.isnan(bag_high) and (low > bag_high or high < bag_low)
-            verdict = ("above" if unfolded > bag else "below") if separated else "not separated from"
-            facts.append(f"unfolded_tied {unfolded:.3f} is {verdict} bag_of_embeddings {bag:.3f} "
-                         f"({'95% intervals do not overlap' if separated else '95% intervals overlap'})")
-        if not math.isnan(unfolded) and not math.isnan(standard):
-            gap = standard - unfolded
-            facts.append(f"standard_tied {standard:.3f} ({'above' if gap > 0 else 'below'} unfolded_tied by {abs(gap):.3f}"
-                         f"{'' if _separated(ci, dataset, 'standard_tied', 'unfolded_tied') else '; 95% intervals overlap'})")
-            for row in summary[(summary["dataset"] == dataset) & (summary["variant"] != "base")
-                               & summary["model"].str.startswith("unfolded_tied")].itertuples():
-                delta = row.test_accuracy_mean - unfolded
-                text = f"{row.model} {row.test_accuracy_mean:.3f} ({row.seeds} seed{'s' if row.seeds != 1 else ''}, {delta:+.3f}"
-                if gap > 0.01:
-                    text += f", {100 * delta / gap:.0f}% of the gap to standard_tied"
-                if row.seeds > 1:
-                    text += "; separated from unfolded_tied" if _separated(ci, dataset, row.model, "unfolded_tied") \
-                        else "; not separated from unfolded_tied"
-                facts.append(text + ")")
-        if not math.isnan(probe):
-            facts.append(f"linear probe {probe:.3f}")
-        first = summary[summary["dataset"] == dataset].iloc[0]
-        if not math.isnan(first["bag_of_words_ceiling"]):
-            facts.append(f"ceilings: bag of words {first['bag_of_words_ceiling']:.3f}, oracle {first['oracle_ceiling']:.3f}")
-        lines.append(f"- **{dataset}**: " + "; ".join(facts) + ".")
-    if not depth.empty:
-        stats = _relative_depth_stats(depth)
-        stats["kept"] = stats["accuracy_at_max"] / stats["accuracy_at_L"]
-        standard = stats[stats["model"].str.startswith("standard")]
-        unfolded = stats[stats["model"].str.startswith("unfolded")]
         lines.append("")
-        if not standard.empty and not unfolded.empty:
-            lower = (unfolded["energy_at_max"] < unfolded["energy_at_L"]).sum()
-            lines.append(
-                f"Run at {int(stats['max_depth'].max())} layers instead of {int(stats['trained_depth'].min())}, standard "
-                f"encoders keep {100 * standard['kept'].min():.0f}-{100 * standard['kept'].max():.0f}% of their accuracy, "
-                f"unfolded encoders {100 * unfolded['kept'].min():.0f}-{100 * unfolded['kept'].max():.0f}%. The unfolded "
-                f"updates shrink (relative update at 4L {unfolded['update_at_max'].min():.3f}-"
-                f"{unfolded['update_at_max'].max():.3f}) and the mean energy at 4L is below its value at L for {lower} of "
-                f"{len(unfolded)} (dataset, model) pairs. `hypothesis` Energy descent past L moves the state away from "
-                f"the one the classifier was trained on.")
-            lines.append("")
+        max_epochs = (provenance.get("config") or {}).get("train", {}).get("max_epochs")
+    lines.append("What the runs support (difference of means, Welch's t-test over seeds at the picked learning rates; "
+                 "only the best-variant test is corrected for the number of variants):")
+    lines.append("")
+    lines += [f"- {line}" for line in study_verdicts(runs)]
+    convergence = convergence_sentence(summary, max_epochs)
+    if convergence:
+        lines += ["", convergence]
+    if not depth.empty:
+        lines.append("")
+        for sentence in depth_sentences(depth, summary):
+            lines += [sentence, ""]
         lines.append("Depth extrapolation (tied encoders trained at depth L, run at 1 to 4L; mean over seeds):")
         lines.append("")
-        stats = stats.drop(columns=["kept"], errors="ignore")
+        stats = _relative_depth_stats(depth)
         table = stats.assign(**{column: stats[column].map(lambda v: _fmt(v, 3)) for column in stats.columns
                                 if column.startswith(("accuracy", "update", "energy"))})
         lines.append(table.to_markdown(index=False))
     return "\n".join(lines) + "\n"
+
+
+def welch_p(first: pd.Series, second: pd.Series) -> float:
+    """Two-sided p-value of Welch's t-test (unequal variances) between two sets of per-seed scores;
+    NaN with fewer than two values in either set."""
+    from scipy.stats import ttest_ind
+
+    first, second = first.dropna().astype(float), second.dropna().astype(float)
+    if len(first) < 2 or len(second) < 2:
+        return math.nan
+    if first.std(ddof=1) == 0 and second.std(ddof=1) == 0:
+        return 1.0 if first.mean() == second.mean() else 0.0
+    return float(ttest_ind(first, second, equal_var=False).pvalue)
+
+
+def _p(value: float) -> str:
+    if math.isnan(value):
+        return "p n/a"
+    return "p < 0.001" if value < 0.001 else f"p = {value:.3f}"
+
+
+def study_verdicts(runs: pd.DataFrame, level: float = 0.05) -> list[str]:
+    """One generated sentence per dataset: does ``unfolded_tied`` use token interactions (against
+    ``bag_of_embeddings``), how far is it from ``standard_tied``, and does any unfolded variant
+    help, each with the difference of means and Welch's p over seeds at the picked learning rates
+    (uncorrected for the number of comparisons)."""
+    runs = select_learning_rates(runs.drop(columns=["selected"], errors="ignore"))
+    picked = runs[runs["selected"]]
+    lines = []
+    for dataset, group in picked.groupby("dataset", sort=True):
+        def scores(model: str, group: pd.DataFrame = group) -> pd.Series:
+            return group.loc[group["model"] == model, "test_accuracy"]
+
+        unfolded = scores("unfolded_tied")
+        if unfolded.empty:
+            continue
+        facts = []
+        first = group.iloc[0]
+        ceilings = [f"{name} {first[column]:.3f}" for column, name in
+                    (("bag_of_words_ceiling", "best bag of words"), ("oracle_ceiling", "oracle"))
+                    if column in group and not pd.isna(first[column])]
+        bag = scores("bag_of_embeddings")
+        if not bag.empty:
+            diff, p = unfolded.mean() - bag.mean(), welch_p(unfolded, bag)
+            answer = "yes" if diff > 0 and p < level else "no evidence"
+            facts.append(f"token interactions: {answer} (unfolded_tied {unfolded.mean():.3f} vs bag_of_embeddings "
+                         f"{bag.mean():.3f}, {diff:+.3f}, {_p(p)})")
+        standard = scores("standard_tied")
+        gap = math.nan
+        if not standard.empty:
+            gap, p = standard.mean() - unfolded.mean(), welch_p(standard, unfolded)
+            if p < level:
+                facts.append(f"{'standard_tied' if gap > 0 else 'unfolded_tied'} ahead by {abs(gap):.3f} ({_p(p)})")
+            else:
+                facts.append(f"no difference from standard_tied shown ({-gap:+.3f}, {_p(p)})")
+        variants = sorted(m for m in group["model"].unique() if m.startswith("unfolded_tied-"))
+        if variants:
+            # the variant is picked on validation; testing the best of several: Bonferroni over the variants
+            best = max(variants, key=lambda m: group.loc[group["model"] == m, "val_accuracy"].mean())
+            delta = scores(best).mean() - unfolded.mean()
+            p = min(1.0, welch_p(scores(best), unfolded) * len(variants))
+            share = (f", {100 * delta / gap:.0f}% of the gap to standard_tied"
+                     if not math.isnan(gap) and gap > 0 and delta > 0 else "")
+            corrected = f", Bonferroni over {len(variants)} variants" if len(variants) > 1 else ""
+            name, detail = best.split("-", 1)[1], f"{delta:+.3f}{share}; {_p(p)}{corrected}"
+            facts.append(f"variant {name} helps ({detail})" if delta > 0 and p < level
+                         else f"no variant helps significantly (best on validation: {name}, {detail})")
+        head = f"**{dataset}**" + (f" ({', '.join(ceilings)})" if ceilings else "")
+        lines.append(f"{head}: " + "; ".join(facts) + ".")
+    return lines
 
 
 def _sha256(path: Path) -> str:
@@ -339,5 +471,8 @@ def load_archive(directory: Path) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFr
                         f"config/study.yaml) and archive it (python -m unfolded archive), or pick another study.id")
     provenance = json.loads((directory / "provenance.json").read_text())
     runs = pd.read_csv(directory / "accuracy.csv")
+    if "max_epochs" not in runs:  # archives record the epoch cap once, in their config
+        cap = provenance.get("config", {}).get("train", {}).get("max_epochs")
+        runs["max_epochs"] = [math.nan if cap is None or pd.isna(lr) else float(cap) for lr in runs["lr"]]
     # the archive keeps every run; the summary is recomputed from them, by the current code
     return runs, summarise_accuracy(runs.drop(columns=["selected"])), pd.read_csv(directory / "depth.csv"), provenance
