@@ -310,3 +310,35 @@ def test_each_variant_reaches_the_encoder_a_train_job_builds():
     assert heads.energy_heads == VARIANTS["multihead"]["energy_heads"] > 1
     # the depth prose groups variants by their feed-forward step size
     assert set(FFN_STEP_BELOW_ONE) == {name for name, v in VARIANTS.items() if v.get("alpha_ffn", 1.0) < 1}
+
+
+def test_a_follow_up_check_is_reported_beside_its_study(tmp_path):
+    """An archive whose provenance names check_of is found by the README renderer and reported with
+    its own picks, caps and verdicts next to the study's numbers."""
+    import json
+    import shutil
+    from pathlib import Path
+
+    from unfolded.readme import default_study_id, study_checks
+
+    archive = tmp_path / "results" / "archive"
+    shutil.copytree(Path("results/archive") / default_study_id(), archive / default_study_id())
+    check = archive / "digits-check"
+    check.mkdir()
+    runs = _study_runs(unfolded=[0.95, 0.96, 0.94, 0.95, 0.96], standard=[0.93, 0.94, 0.92, 0.93, 0.94],
+                       bag=[], variants={})
+    runs = runs[runs["model"] != "bag_of_embeddings"].assign(dataset="digits", seed=lambda f: f["seed"] + 5,
+                                                             epochs=[40, 12, 13, 14, 15, 40, 40, 20, 21, 22])
+    runs["selected"] = True
+    runs.to_csv(check / "accuracy.csv", index=False)
+    for name in ("accuracy_summary.csv", "depth.csv", "timings.csv"):
+        (check / name).write_text("dataset,model\n")
+    json.dump({"study_id": "digits-check", "check_of": default_study_id(), "job_hours": 0.25, "runs": 10,
+               "config": {"train": {"max_epochs": 40, "learning_rates": {"unfolded": [0.01, 0.03],
+                                                                         "standard": [0.003, 0.01]}}}},
+              (check / "provenance.json").open("w"))
+    (paragraph,) = study_checks(tmp_path / "results" / "tables")
+    assert paragraph.startswith(f"Follow-up check `digits-check` of `{default_study_id()}`: seeds 5-9, up to 40 epochs")
+    assert "digits unfolded_tied 0.952 ± 0.008 at lr 0.01 (0.01); 1/5 at the epoch cap, study 0.929" in paragraph
+    assert "digits standard_tied 0.932 ± 0.008 at lr 0.01 (0.01); 2/5 at the epoch cap, study 0.917" in paragraph
+    assert "On these seeds: **digits**" in paragraph and "unfolded_tied ahead by 0.020" in paragraph

@@ -450,8 +450,10 @@ def run_archive(args: argparse.Namespace) -> None:
     if missing:
         raise ConfigError(f"archive: {args.tables} lacks {missing}; run the study first "
                           "(snakemake --cores all --configfile config/study.yaml)")
+    if args.check_of is not None and not (Path(args.out) / args.check_of / "provenance.json").is_file():
+        raise ConfigError(f"archive: --check-of {args.check_of}: no archived study in {Path(args.out) / args.check_of}")
     meta = archive_study(args.study_id, Path(args.tables), Path(args.runs), Path(args.benchmarks),
-                         Path(args.out) / args.study_id, config)
+                         Path(args.out) / args.study_id, config, check_of=args.check_of)
     print(f"archived {meta['runs']} runs ({meta['cpu_hours']:.2f} CPU-hours) in {Path(args.out) / args.study_id}",
           file=sys.stderr)
 
@@ -535,6 +537,9 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--runs", default="results/runs", help="where the study's runs are (checkpoints)")
     archive.add_argument("--benchmarks", default="results/benchmarks/train", help="the train jobs' benchmark files")
     archive.add_argument("--out", default="results/archive", help="archive root")
+    archive.add_argument("--check-of", default=None, metavar="STUDY_ID",
+                         help="mark this archive as a follow-up check of an archived study (its README section "
+                              "then reports the check beside the study)")
     archive.set_defaults(run=run_archive)
 
     study_figures = stages.add_parser(

@@ -210,13 +210,27 @@ def study_cost(tables: Path) -> str:
             f"16 per submission).")
 
 
+def study_checks(tables: Path) -> list[str]:
+    """Generated paragraphs for every archived follow-up check of the README's study."""
+    from .study import check_markdown, load_archive
+
+    root = tables.parent / "archive"
+    _, study, _, _ = load_archive(root / default_study_id())
+    paragraphs = []
+    for path in sorted(root.glob("*/provenance.json")):
+        if json.loads(path.read_text()).get("check_of") == default_study_id():
+            paragraphs.append(check_markdown(load_archive(path.parent), study))
+    return paragraphs
+
+
 def study_block(tables: Path) -> str:
     """The archived study (results/archive/<study.id>/): generated prose, the accuracy tables and the
     depth-extrapolation summary, from the archive alone."""
     from .study import accuracy_markdown, load_archive, study_markdown
 
     runs, summary, depth, provenance = load_archive(tables.parent / "archive" / default_study_id())
-    return (study_markdown(runs, summary, depth, provenance).strip() + "\n\n" + study_cost(tables)
+    checks = "".join(f"\n\n{paragraph}" for paragraph in study_checks(tables))
+    return (study_markdown(runs, summary, depth, provenance).strip() + checks + "\n\n" + study_cost(tables)
             + "\n\n<details><summary>Every model of the study</summary>\n\n" + accuracy_markdown(summary).strip()
             + "\n\n</details>")
 
@@ -274,9 +288,9 @@ def runtime_block(tables: Path) -> str:
             f"`--cores 2` two jobs run at a time).{measured} Measured on the machine that produced the README's numbers.")
 
 
-def last_full_run(logs: Path, min_jobs: int = 40) -> tuple[int, float] | None:
-    """(jobs, wall seconds) of the newest Snakemake log that finished all of at least ``min_jobs`` jobs:
-    from its first to its last timestamp."""
+def last_full_run(logs: Path, min_jobs: int = 40) -> tuple[int, float, int | None] | None:
+    """(jobs, wall seconds, cores) of the newest Snakemake log that finished all of at least
+    ``min_jobs`` jobs: from its first to its last timestamp."""
     import re
     from datetime import datetime
 
@@ -288,7 +302,9 @@ def last_full_run(logs: Path, min_jobs: int = 40) -> tuple[int, float] | None:
         times = stamp.findall(text)
         if finished and int(finished.group(2)) >= min_jobs and len(times) >= 2 and "--dry-run" not in text:
             parse = lambda value: datetime.strptime(" ".join(value.split()), "%a %b %d %H:%M:%S %Y")  # noqa: E731
-            return int(finished.group(2)), (parse(times[-1]) - parse(times[0])).total_seconds()
+            cores = re.search(r"^Provided cores: (\d+)$", text, re.MULTILINE)
+            return (int(finished.group(2)), (parse(times[-1]) - parse(times[0])).total_seconds(),
+                    int(cores.group(1)) if cores else None)
     return None
 
 
@@ -297,6 +313,17 @@ def last_full_run(logs: Path, min_jobs: int = 40) -> tuple[int, float] | None:
 # ------------------------------------------------------------------------------------------------
 # Headline blocks of the README (the full tables live in docs/results.md and docs/performance.md)
 # ------------------------------------------------------------------------------------------------
+
+
+def runtime_headline(tables: Path) -> str:
+    """One sentence: how long the last complete default run took, from its Snakemake log."""
+    wall = last_full_run(tables.parent.parent / ".snakemake" / "log")
+    if wall is None:
+        return "(no complete run logged yet in .snakemake/log)"
+    jobs, seconds, cores = wall
+    machine = json.loads((tables / "claims.provenance.json").read_text()).get("device", "?")
+    return (f"The last complete default run here took {seconds / 60:.1f} min wall for {jobs} jobs on "
+            f"{cores if cores else '?'} cores (`{machine}`, no GPU), from its log in `.snakemake/log`.")
 
 
 def claims_headline(tables: Path) -> str:
@@ -388,8 +415,9 @@ def study_headline(tables: Path) -> str:
             f"t-test over seeds; only the best-variant test is corrected for the number of variants):")
     verdicts = "\n".join(f"- {line}" for line in study_verdicts(runs))
     cap = (provenance.get("config") or {}).get("train", {}).get("max_epochs")
+    checks = "".join(f"\n\n{paragraph}" for paragraph in study_checks(tables))
     return (f"{pd.DataFrame(rows).to_markdown(index=False)}\n\n{note}\n\n{verdicts}\n\n"
-            f"{convergence_sentence(summary, cap, detail=False)} {study_cost(tables)}")
+            f"{convergence_sentence(summary, cap, detail=False)}{checks}\n\n{study_cost(tables)}")
 
 
 def performance_block(tables: Path) -> str:
@@ -437,6 +465,7 @@ BLOCKS: dict[str, tuple[str, Callable[[Path], str]]] = {
     "figures": ("../data/alternating.parquet", figures_block),
     "runtime": ("../benchmarks", runtime_block),
     "provenance": ("claims.provenance.json", provenance_block),
+    "runtime-headline": ("claims.csv", runtime_headline),
     "claims-headline": ("claims.csv", claims_headline),
     "energy-headline": ("energy_summary.csv", energy_headline),
     "study-headline": (f"../archive/{default_study_id()}/provenance.json", study_headline),

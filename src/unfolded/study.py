@@ -27,6 +27,7 @@ __all__ = [
     "select_learning_rates",
     "study_markdown",
     "study_verdicts",
+    "check_markdown",
     "welch_p",
     "summarise_accuracy",
 ]
@@ -417,6 +418,30 @@ def study_verdicts(runs: pd.DataFrame, level: float = 0.05) -> list[str]:
     return lines
 
 
+def check_markdown(check: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict], study: pd.DataFrame) -> str:
+    """A follow-up check of an archived study (an archive whose provenance has ``check_of``): each
+    model at its picked rate beside the study's number, convergence, and the verdicts on the check's
+    own seeds."""
+    runs, summary, _, provenance = check
+    train = (provenance.get("config") or {}).get("train", {})
+    seeds = sorted(int(seed) for seed in runs["seed"].dropna().unique())
+    before = {(r.dataset, r.model): r.test_accuracy_mean for r in study.itertuples()}
+    cells = []
+    for r in summary[summary["lr"].notna()].itertuples():
+        cap = "" if pd.isna(r.epochs_at_cap) else f"; {int(r.epochs_at_cap)}/{r.seeds} at the epoch cap"
+        was = before.get((r.dataset, r.model))
+        cells.append(f"{r.dataset} {r.model} {_fmt(r.test_accuracy_mean)} ± {_fmt(r.test_accuracy_sd)} at lr "
+                     f"{_lr_cell(r.lr, r.lr_grid)}{cap}" + ("" if was is None else f", study {_fmt(was)}"))
+    head = (f"Follow-up check `{provenance.get('study_id')}` of `{provenance.get('check_of')}`: seeds "
+            f"{seeds[0]}-{seeds[-1]}, up to {train.get('max_epochs')} epochs, learning rates "
+            + ", ".join(f"{family} {'/'.join(f'{lr:g}' for lr in grid)}" for family, grid in
+                        sorted((train.get("learning_rates") or {}).items())
+                        if family in set(summary["family"].dropna()))
+            + f" ({provenance.get('job_hours', math.nan):.2f} job-hours). ")
+    verdicts = " ".join(study_verdicts(runs))
+    return head + "; ".join(cells) + ". On these seeds: " + verdicts
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
@@ -426,7 +451,7 @@ def _sha256(path: Path) -> str:
 
 
 def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path, destination: Path,
-                  config: dict) -> dict:
+                  config: dict, check_of: str | None = None) -> dict:
     """Copy the study's result tables into ``destination`` with provenance: the config, commit, machine,
     CPU-hours (sum of the train jobs' measured seconds), job count and the SHA-256 of the checkpoints
     behind each picked (dataset, model). Returns the provenance."""
@@ -455,7 +480,7 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
                       machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                               f"{__import__('os').cpu_count()} cores, {platform.system()}",
                       cpu_hours=seconds / 3600.0, job_hours=wall / 3600.0, train_jobs=jobs, runs_git_commit=commits,
-                      checkpoint_sha256=checkpoints)
+                      checkpoint_sha256=checkpoints, **({"check_of": check_of} if check_of else {}))
     write_json(destination / "provenance.json", meta)
     return meta
 
