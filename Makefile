@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install lock test test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study study-figures gpu-check
+.PHONY: all install lock test test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study study-check study-figures gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -74,6 +74,16 @@ STUDY_ID ?= cpu-2026-11
 study: $(STAMP)
 	$(BIN)/snakemake --cores all --configfile config/study.yaml config/study-cpu.yaml
 	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-cpu.yaml --study-id $(STUDY_ID)
+
+# A follow-up check of the archived study (config/study-digits-check.yaml), run in its own working
+# directory so that it leaves results/ alone, then archived as a check of $(STUDY_ID)
+CHECK_ID ?= $(STUDY_ID)-digits-check
+CHECK_DIR ?= .study-check
+study-check: $(STAMP)
+	$(BIN)/snakemake --cores all --directory $(CHECK_DIR) --configfile config/study.yaml config/study-digits-check.yaml
+	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-digits-check.yaml --study-id $(CHECK_ID) \
+		--check-of $(STUDY_ID) --tables $(CHECK_DIR)/results/tables --runs $(CHECK_DIR)/results/runs \
+		--benchmarks $(CHECK_DIR)/results/benchmarks/train
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)

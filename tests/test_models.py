@@ -112,3 +112,21 @@ def test_a_tied_encoder_computes_its_parametrised_weight_once_and_keeps_the_grad
     assert torch.equal(out.hidden, Z)
     for ours, reference in zip(cached, (p.grad for p in encoder.parameters()), strict=True):
         assert (ours - reference).abs().max() <= 1e-10 * (1 + reference.abs().max())
+
+
+@pytest.mark.parametrize("encoder", [
+    lambda: UnfoldedTransformer(8, 3, tied=True, learned_step_sizes=True, alpha_ffn=0.5),
+    lambda: UnfoldedTransformer(8, 3, tied=True, energy_heads=2),
+    lambda: StandardTransformer(8, 3, tied=True, num_heads=2),
+    lambda: StandardTransformer(8, 3, tied=True, num_heads=2, norm_first=True),
+])
+def test_states_are_the_outputs_at_every_depth(encoder, generator):
+    """Depth extrapolation reads every depth from one pass: state t equals forward at depth t."""
+    torch.manual_seed(0)
+    model = encoder().eval()
+    Y, mask = random_batch(generator, b=2, n=6, d=8, dtype=torch.float32)
+    with torch.no_grad():
+        states = model.states(Y, mask, num_layers=7)
+        assert len(states) == 7
+        for depth, state in enumerate(states, start=1):
+            assert torch.equal(state, model(Y, mask, num_layers=depth, return_energies=False).hidden), depth

@@ -289,13 +289,14 @@ def depth_rows(module: SequenceClassifier, data: PreparedData, depth_factor: int
         if batch["inputs"].is_floating_point():
             batch["inputs"] = batch["inputs"].float()
         mask = batch["mask"]
-        trace = encoder.trace(module.embed(batch), mask, num_layers=max_depth)
+        embedded = module.embed(batch)
+        trace = encoder.trace(embedded, mask, num_layers=max_depth)
         updates[1:] += trace.update.double().sum(0)
         if unfolded:
             energies += trace.energies.double().sum(0)
-        for depth in range(1, max_depth + 1):
-            logits, _ = module(batch, num_layers=depth)
-            correct[depth] += (logits.argmax(-1) == batch["labels"]).sum()
+        # one pass: the state after layer t is what the encoder returns when run at depth t
+        for depth, hidden in enumerate(encoder.states(embedded, mask, num_layers=max_depth), start=1):
+            correct[depth] += (module.head(hidden, mask).argmax(-1) == batch["labels"]).sum()
     count = len(labels)
     rows = [{"depth": depth, "test_accuracy": int(correct[depth]) / count, "update": float(updates[depth] / count),
              "energy": float(energies[depth] / count) if unfolded else math.nan}

@@ -256,6 +256,16 @@ class UnfoldedTransformer(nn.Module):
                     energies.append(layer.energy(Y, mask))
         return EncoderOutput(Y, torch.stack(energies, -1) if return_energies else None)
 
+    @parametrize.cached()
+    def states(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> list[Tensor]:
+        """The hidden state after each of ``num_layers`` layers: element ``t - 1`` is what
+        ``forward(..., num_layers=t).hidden`` returns, from one pass."""
+        states = []
+        for t in range(self._depth(num_layers)):
+            Y = self.layer(t)(Y, mask, self.step_sizes(t))
+            states.append(Y)
+        return states
+
     @torch.no_grad()
     @parametrize.cached()
     def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> LayerTrace:
@@ -357,8 +367,20 @@ class StandardTransformer(nn.Module):
                 energies.append(self.probe_energy(Y, mask))
         return EncoderOutput(self.final_norm(Y), torch.stack(energies, -1) if return_energies else None)
 
+    def states(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> list[Tensor]:
+        """The hidden state after each of ``num_layers`` layers: element ``t - 1`` is what
+        ``forward(..., num_layers=t).hidden`` returns, from one pass."""
+        padding = None if mask is None else ~mask
+        depth = self.num_layers if num_layers is None else num_layers
+        if not self.tied and depth > self.num_layers:
+            raise ValueError(f"num_layers: an untied model has {self.num_layers} layers, got {depth}")
+        states = []
+        for t in range(depth):
+            Y = self.layers[0 if self.tied else t](Y, src_key_padding_mask=padding)
+            states.append(self.final_norm(Y))
+        return states
+
     @torch.no_grad()
-    @parametrize.cached()
     def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> LayerTrace:
         """:class:`LayerTrace` with the probe energy (one fixed function for every layer, so
         ``before``/``after`` are consecutive points of the curve); ``middle`` is NaN."""

@@ -246,9 +246,13 @@ class SequenceClassifier(L.LightningModule):
         """Logits and (optionally) energies; ``num_layers`` runs a tied encoder at another depth."""
         mask = batch["mask"]
         out = self.encoder(self.embed(batch), mask, return_energies=return_energies, num_layers=num_layers)
-        weights = mask.unsqueeze(-1).to(out.hidden.dtype)
-        pooled = (out.hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (b, d)
-        return self.classifier(pooled), out.energies
+        return self.head(out.hidden, mask), out.energies
+
+    def head(self, hidden: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """Logits from hidden states: the masked mean over tokens, then the classifier."""
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        pooled = (hidden * weights).sum(1) / weights.sum(1).clamp_min(1.0)  # (b, d)
+        return self.classifier(pooled)
 
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         logits, _ = self(batch)
