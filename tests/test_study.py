@@ -273,12 +273,12 @@ def test_study_verdicts_follow_the_seed_statistics():
     (line,) = study_verdicts(clear)
     assert line.startswith("**order** (best bag of words 0.500, oracle 1.000)")
     assert "token interactions: yes" in line and "standard_tied ahead by 0.104" in line
-    assert "variant multihead helps (+0.044, 42% of the gap" in line and "Bonferroni over 2 variants" in line
+    assert "variant multihead helps (+0.044, 42% of the gap; p < 0.001, Bonferroni over 2)" in line
     tied = _study_runs(unfolded=[0.51, 0.53, 0.50, 0.52, 0.49], standard=[0.50, 0.52, 0.51, 0.49, 0.53],
                        bag=[0.52, 0.50, 0.51, 0.53, 0.49], variants={"residual": [0.52, 0.50, 0.49, 0.51, 0.53]})
     (line,) = study_verdicts(tied)
     assert "token interactions: no evidence" in line and "no difference from standard_tied shown" in line
-    assert "no variant helps significantly (best on validation: residual, +0.000; p = 1.000)." in line
+    assert "no variant helps (best on validation: residual +0.000; p = 1.000)." in line
 
 
 def test_each_variant_reaches_the_encoder_a_train_job_builds():
@@ -342,3 +342,34 @@ def test_a_follow_up_check_is_reported_beside_its_study(tmp_path):
     assert "digits unfolded_tied 0.952 ± 0.008 at lr 0.01 (0.01); 1/5 at the epoch cap, study 0.929" in paragraph
     assert "digits standard_tied 0.932 ± 0.008 at lr 0.01 (0.01); 2/5 at the epoch cap, study 0.917" in paragraph
     assert "On these seeds: **digits**" in paragraph and "unfolded_tied ahead by 0.020" in paragraph
+
+
+def test_slurm_group_submissions_ask_for_one_train_job_at_a_time():
+    """Snakemake sums the resources of grouped jobs that could run side by side; the SLURM profile's
+    per-submission limits (scope local) stack the 16 train jobs of a group in series instead: one GPU,
+    4 CPUs and one job's memory, for 16 times one job's runtime."""
+    from pathlib import Path
+    from types import SimpleNamespace
+
+    import yaml
+    from snakemake.resources import GroupResources, Resources
+
+    profile = yaml.safe_load(Path("profiles/slurm/config.yaml").read_text())
+    pairs = lambda items: dict(item.split("=", 1) for item in items)  # noqa: E731
+    limits, scopes = pairs(profile["resources"]), pairs(profile["set-resource-scopes"])
+    assert {scopes[name] for name in limits} == {"local"}  # per submission, not across the workflow
+    train = {**pairs(profile["default-resources"]),
+             **{key.split(":", 1)[1]: value for key, value in pairs(profile["set-resources"]).items()
+                if key.startswith("train:")}}
+    job = {name: int(value) for name, value in train.items()}
+    group = [[SimpleNamespace(resources=dict(job), pipe_group=None) for _ in range(16)]]
+
+    def request(constraints):
+        return GroupResources.basic_layered(group, constraints, run_local=False, additive_resources=["runtime"],
+                                            sortby=["runtime"])
+
+    limited = request(Resources.parse(profile["resources"], allow_expressions=False))
+    assert (limited["gpu"], limited["cpus_per_task"], limited["mem_mb"]) == (1, 4, job["mem_mb"])
+    assert limited["runtime"] == 16 * job["runtime"]
+    unlimited = request(Resources.parse([], allow_expressions=False))
+    assert unlimited["gpu"] == 16  # what a group asked for without the limits

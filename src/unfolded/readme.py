@@ -194,7 +194,7 @@ def default_study_id() -> str:
     return schema()["properties"]["study"]["properties"]["id"]["default"]
 
 
-def study_cost(tables: Path) -> str:
+def study_cost(tables: Path, short: bool = False) -> str:
     """The full grid's job count (from config/study.yaml, as a dry run lists it) and its cost at the
     archived study's measured wall time per train job."""
     from .config import load_config
@@ -204,13 +204,16 @@ def study_cost(tables: Path) -> str:
     full = len(run_specs(load_config(str(tables.parent.parent / "config" / "study.yaml"))))
     hours = provenance.get("job_hours", provenance["cpu_hours"])
     per_job = hours * 3600.0 / max(1, provenance.get("train_jobs") or provenance["runs"])
+    if short:
+        return (f"Full grid: {full} train jobs (`snakemake -n --configfile config/study.yaml`), about "
+                f"{full * per_job / 3600:.1f} core-hours at the archived {per_job:.0f} s per job.")
     return (f"The full grid (`snakemake -n --configfile config/study.yaml`) is {full} train jobs; at the archived "
             f"study's measured {per_job:.0f} s of wall time per job (one core each), about {full * per_job / 3600:.1f} "
             f"core-hours (`derived`: untied encoders do the same arithmetic per layer as tied ones; on SLURM the jobs go "
             f"16 per submission).")
 
 
-def study_checks(tables: Path) -> list[str]:
+def study_checks(tables: Path, short: bool = False) -> list[str]:
     """Generated paragraphs for every archived follow-up check of the README's study."""
     from .study import check_markdown, load_archive
 
@@ -219,7 +222,7 @@ def study_checks(tables: Path) -> list[str]:
     paragraphs = []
     for path in sorted(root.glob("*/provenance.json")):
         if json.loads(path.read_text()).get("check_of") == default_study_id():
-            paragraphs.append(check_markdown(load_archive(path.parent), study))
+            paragraphs.append(check_markdown(load_archive(path.parent), study, short=short))
     return paragraphs
 
 
@@ -326,6 +329,18 @@ def runtime_headline(tables: Path) -> str:
             f"{cores if cores else '?'} cores (`{machine}`, no GPU), from its log in `.snakemake/log`.")
 
 
+def compact_table(frame: pd.DataFrame) -> str:
+    """A Markdown pipe table without column padding (the README's headline blocks: GitHub renders it
+    the same, and it keeps the README short); numbers right-aligned."""
+    def cell(value) -> str:
+        return str(value).replace("|", "\\|")
+
+    align = ["---:" if pd.api.types.is_numeric_dtype(frame[column]) else ":--" for column in frame.columns]
+    lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "|".join(align) + "|"]
+    lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
+    return "\n".join(lines)
+
+
 def claims_headline(tables: Path) -> str:
     """How the claims were checked, then one row per kind of claim: how many, and what the checks found."""
     from .claims import TOLERANCE
@@ -353,7 +368,7 @@ def claims_headline(tables: Path) -> str:
             found = f"{len(rising)} of {len(group)} see rises (" + ", ".join(
                 f"{r.claim} {int(r.violations):,}/{int(r.trials):,}" for r in rising.itertuples()) + ")"
         rows.append({"kind": kind, "meaning": meaning, "claims": len(group), "found": found})
-    return intro + pd.DataFrame(rows).to_markdown(index=False)
+    return intro + compact_table(pd.DataFrame(rows))
 
 
 def energy_headline(tables: Path) -> str:
@@ -383,7 +398,7 @@ def energy_headline(tables: Path) -> str:
         "test acc. (majority)": [f"{a:.3f} ({m:.3f})" for a, m in zip(curves["test_accuracy"], curves["chance_accuracy"],
                                                                        strict=True)],
     })
-    return intro + table.to_markdown(index=False)
+    return intro + compact_table(table)
 
 
 def study_headline(tables: Path) -> str:
@@ -409,15 +424,15 @@ def study_headline(tables: Path) -> str:
     seeds = int(picked["seeds"].max())
     commits = provenance.get("runs_git_commit") or [provenance.get("git_commit", "?")]
     commits = commits if isinstance(commits, list) else [commits]
-    note = (f"Test accuracy, mean ± sd over {seeds} seeds, learning rate picked per (dataset, model) on validation; "
-            f"study `{default_study_id()}`, {provenance['runs']} runs, trained by commit "
-            f"{', '.join(f'`{str(c)[:7]}`' for c in commits)}. What the runs support (difference of means, Welch's "
-            f"t-test over seeds; only the best-variant test is corrected for the number of variants):")
+    note = (f"Mean ± sd over {seeds} seeds at the learning rate picked per (dataset, model) on validation; study "
+            f"`{default_study_id()}` ({provenance['runs']} runs, commit "
+            f"{', '.join(f'`{str(c)[:7]}`' for c in commits)}). Welch's t-test over seeds, only the best-variant test "
+            f"corrected:")
     verdicts = "\n".join(f"- {line}" for line in study_verdicts(runs))
     cap = (provenance.get("config") or {}).get("train", {}).get("max_epochs")
-    checks = "".join(f"\n\n{paragraph}" for paragraph in study_checks(tables))
-    return (f"{pd.DataFrame(rows).to_markdown(index=False)}\n\n{note}\n\n{verdicts}\n\n"
-            f"{convergence_sentence(summary, cap, detail=False)}{checks}\n\n{study_cost(tables)}")
+    checks = "".join(f"\n\n{paragraph}" for paragraph in study_checks(tables, short=True))
+    return (f"{compact_table(pd.DataFrame(rows))}\n\n{note}\n\n{verdicts}\n\n"
+            f"{convergence_sentence(summary, cap, detail=False)}{checks}\n\n{study_cost(tables, short=True)}")
 
 
 def performance_block(tables: Path) -> str:
@@ -440,7 +455,7 @@ def performance_headline(tables: Path) -> str:
         worst = group.loc[group["ratio"].idxmin() if at_least else group["ratio"].idxmax()]
         rows.append({"target": target, "goal": worst["goal"], "worst ratio": f"{worst['ratio']:.2f}",
                      "at": worst["shape"], "met": f"{int(group['met'].sum())} of {len(group)} shapes"})
-    return (pd.DataFrame(rows).to_markdown(index=False) + f"\n\n{frame['machine'].iloc[0]}, median of "
+    return (compact_table(pd.DataFrame(rows)) + f"\n\n{frame['machine'].iloc[0]}, median of "
             f"{int(frame['repeats'].iloc[0])} interleaved repeats (`python benchmarks/ratios.py`).")
 
 

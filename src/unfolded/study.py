@@ -391,8 +391,7 @@ def study_verdicts(runs: pd.DataFrame, level: float = 0.05) -> list[str]:
         if not bag.empty:
             diff, p = unfolded.mean() - bag.mean(), welch_p(unfolded, bag)
             answer = "yes" if diff > 0 and p < level else "no evidence"
-            facts.append(f"token interactions: {answer} (unfolded_tied {unfolded.mean():.3f} vs bag_of_embeddings "
-                         f"{bag.mean():.3f}, {diff:+.3f}, {_p(p)})")
+            facts.append(f"token interactions: {answer}, {diff:+.3f} over bag_of_embeddings ({_p(p)})")
         standard = scores("standard_tied")
         gap = math.nan
         if not standard.empty:
@@ -407,21 +406,22 @@ def study_verdicts(runs: pd.DataFrame, level: float = 0.05) -> list[str]:
             best = max(variants, key=lambda m: group.loc[group["model"] == m, "val_accuracy"].mean())
             delta = scores(best).mean() - unfolded.mean()
             p = min(1.0, welch_p(scores(best), unfolded) * len(variants))
-            share = (f", {100 * delta / gap:.0f}% of the gap to standard_tied"
+            share = (f", {100 * delta / gap:.0f}% of the gap"
                      if not math.isnan(gap) and gap > 0 and delta > 0 else "")
-            corrected = f", Bonferroni over {len(variants)} variants" if len(variants) > 1 else ""
+            corrected = f", Bonferroni over {len(variants)}" if len(variants) > 1 else ""
             name, detail = best.split("-", 1)[1], f"{delta:+.3f}{share}; {_p(p)}{corrected}"
             facts.append(f"variant {name} helps ({detail})" if delta > 0 and p < level
-                         else f"no variant helps significantly (best on validation: {name}, {detail})")
+                         else f"no variant helps (best on validation: {name} {detail})")
         head = f"**{dataset}**" + (f" ({', '.join(ceilings)})" if ceilings else "")
         lines.append(f"{head}: " + "; ".join(facts) + ".")
     return lines
 
 
-def check_markdown(check: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict], study: pd.DataFrame) -> str:
+def check_markdown(check: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict], study: pd.DataFrame,
+                   short: bool = False) -> str:
     """A follow-up check of an archived study (an archive whose provenance has ``check_of``): each
     model at its picked rate beside the study's number, convergence, and the verdicts on the check's
-    own seeds."""
+    own seeds; ``short`` keeps the settings and the verdicts only."""
     runs, summary, _, provenance = check
     train = (provenance.get("config") or {}).get("train", {})
     seeds = sorted(int(seed) for seed in runs["seed"].dropna().unique())
@@ -439,6 +439,8 @@ def check_markdown(check: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict],
                         if family in set(summary["family"].dropna()))
             + f" ({provenance.get('job_hours', math.nan):.2f} job-hours). ")
     verdicts = " ".join(study_verdicts(runs))
+    if short:
+        return head + "On these seeds: " + verdicts
     return head + "; ".join(cells) + ". On these seeds: " + verdicts
 
 
