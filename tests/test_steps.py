@@ -100,3 +100,20 @@ def test_attention_step_is_differentiable(generator):
     W = torch.randn(8, 8, generator=generator, requires_grad=True)
     attention_step(Y, W, torch.ones(2, 5, dtype=torch.bool), 0.5).sum().backward()
     assert torch.isfinite(W.grad).all() and W.grad.abs().sum() > 0
+
+
+def test_the_feed_forward_step_at_size_one_flips_the_state_along_positive_eigenvectors(generator):
+    """docs/theory.md §2.2: the deviation from the minimiser is multiplied by 1 - alpha (1 + lambda)
+    along each eigenvector of Wf: at alpha = 1 it changes sign where lambda > 0 (the energy still falls);
+    below 1 / (1 + s) it keeps its sign everywhere."""
+    d, s = 6, 0.9
+    Q, _ = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
+    lambdas = torch.linspace(-s, s, d, dtype=torch.float64)
+    Wf, B = (Q * lambdas) @ Q.T, torch.randn(d, generator=generator, dtype=torch.float64)
+    minimiser = torch.linalg.solve(Wf + torch.eye(d, dtype=torch.float64), B)  # grad E_ff = Y Wf + Y - B = 0
+    Y = minimiser + torch.randn(5, d, generator=generator, dtype=torch.float64)
+    for alpha, flips in ((1.0, lambdas > 0), (0.99 / (1 + s), torch.zeros(d, dtype=torch.bool))):
+        before, after = (Y - minimiser) @ Q, (ffn_step(Y, Wf, B, alpha) - minimiser) @ Q
+        torch.testing.assert_close(after, before * (1 - alpha * (1 + lambdas)), rtol=1e-12, atol=1e-12)
+        assert torch.equal((after * before < 0).all(0), flips)
+        assert (ffn_energy(ffn_step(Y, Wf, B, alpha), Wf, B) < ffn_energy(Y, Wf, B)).all()

@@ -404,9 +404,9 @@ def energy_headline(tables: Path) -> str:
 def study_headline(tables: Path) -> str:
     """Per dataset of the archived study: each family's test accuracy (mean +- sd over seeds) beside the
     baselines and the best unfolded variant."""
-    from .study import convergence_sentence, load_archive, study_verdicts
+    from .study import convergence_sentence, depth_sentences, load_archive, study_verdicts
 
-    runs, summary, _, provenance = load_archive(tables.parent / "archive" / default_study_id())
+    runs, summary, depth, provenance = load_archive(tables.parent / "archive" / default_study_id())
     picked = summary
     cell = lambda r: (f"{r['test_accuracy_mean']:.3f} ± {r['test_accuracy_sd']:.3f}" if r["seeds"] > 1  # noqa: E731
                       else f"{r['test_accuracy_mean']:.3f}")
@@ -431,8 +431,10 @@ def study_headline(tables: Path) -> str:
     verdicts = "\n".join(f"- {line}" for line in study_verdicts(runs))
     cap = (provenance.get("config") or {}).get("train", {}).get("max_epochs")
     checks = "".join(f"\n\n{paragraph}" for paragraph in study_checks(tables, short=True))
+    extrapolation = "".join(f"\n\n{sentence}" for sentence in depth_sentences(depth, summary)[:1])
     return (f"{compact_table(pd.DataFrame(rows))}\n\n{note}\n\n{verdicts}\n\n"
-            f"{convergence_sentence(summary, cap, detail=False)}{checks}\n\n{study_cost(tables, short=True)}")
+            f"{convergence_sentence(summary, cap, detail=False)}{checks}{extrapolation}\n\n"
+            f"{study_cost(tables, short=True)}")
 
 
 def performance_block(tables: Path) -> str:

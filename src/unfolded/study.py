@@ -285,8 +285,8 @@ def depth_sentences(depth: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     one, small = unfolded[~below], unfolded[below]
     chance = summary.groupby("dataset")["chance_accuracy"].first()
     lines = []
-    text = (f"One layer past the trained depth L, standard encoders keep {_range(standard['next'])} of their accuracy "
-            f"at L.")
+    text = (f"Depth extrapolation (tied encoders trained at depth L, run deeper): one layer past L, standard "
+            f"encoders keep {_range(standard['next'])} of their accuracy at L.")
     if not one.empty:
         under = int((one["accuracy_at_L+1"] < one["dataset"].map(chance)).sum())
         text += (f" Unfolded encoders with feed-forward step size 1 ({', '.join(sorted(one['model'].unique()))}) keep "
