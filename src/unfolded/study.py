@@ -393,13 +393,15 @@ def study_verdicts(runs: pd.DataFrame, level: float = 0.05) -> list[str]:
             answer = "yes" if diff > 0 and p < level else "no evidence"
             facts.append(f"token interactions: {answer}, {diff:+.3f} over bag_of_embeddings ({_p(p)})")
         standard = scores("standard_tied")
-        gap = math.nan
+        gap = math.nan  # the gap to standard_tied, where one is shown
         if not standard.empty:
-            gap, p = standard.mean() - unfolded.mean(), welch_p(standard, unfolded)
+            difference, p = standard.mean() - unfolded.mean(), welch_p(standard, unfolded)
+            gap = difference if p < level else math.nan
             if p < level:
-                facts.append(f"{'standard_tied' if gap > 0 else 'unfolded_tied'} ahead by {abs(gap):.3f} ({_p(p)})")
+                facts.append(f"{'standard_tied' if difference > 0 else 'unfolded_tied'} ahead by {abs(difference):.3f} "
+                             f"({_p(p)})")
             else:
-                facts.append(f"no difference from standard_tied shown ({-gap:+.3f}, {_p(p)})")
+                facts.append(f"no difference from standard_tied shown ({-difference:+.3f}, {_p(p)})")
         variants = sorted(m for m in group["model"].unique() if m.startswith("unfolded_tied-"))
         if variants:
             # the variant is picked on validation; testing the best of several: Bonferroni over the variants
@@ -424,7 +426,7 @@ def check_markdown(check: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict],
     own seeds; ``short`` keeps the settings and the verdicts only."""
     runs, summary, _, provenance = check
     train = (provenance.get("config") or {}).get("train", {})
-    seeds = sorted(int(seed) for seed in runs["seed"].dropna().unique())
+    seeds = sorted(int(seed) for seed in runs.loc[runs["lr"].notna(), "seed"].dropna().unique())
     before = {(r.dataset, r.model): r.test_accuracy_mean for r in study.itertuples()}
     cells = []
     for r in summary[summary["lr"].notna()].itertuples():
