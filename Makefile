@@ -75,13 +75,14 @@ study: $(STAMP)
 	$(BIN)/snakemake --cores all --configfile config/study.yaml config/study-cpu.yaml
 	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-cpu.yaml --study-id $(STUDY_ID)
 
-# A follow-up check of the archived study (config/study-digits-check.yaml), run in its own working
-# directory so that it leaves results/ alone, then archived as a check of $(STUDY_ID)
-CHECK_ID ?= $(STUDY_ID)-digits-check
-CHECK_DIR ?= .study-check
+# A follow-up check of the archived study (config/study-$(CHECK)-check.yaml: digits or order), run in
+# its own working directory so that it leaves results/ alone, then archived as a check of $(STUDY_ID)
+CHECK ?= digits
+CHECK_ID ?= $(STUDY_ID)-$(CHECK)-check
+CHECK_DIR ?= .study-check-$(CHECK)
 study-check: $(STAMP)
-	$(BIN)/snakemake --cores all --directory $(CHECK_DIR) --configfile config/study.yaml config/study-digits-check.yaml
-	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-digits-check.yaml --study-id $(CHECK_ID) \
+	$(BIN)/snakemake --cores all --directory $(CHECK_DIR) --configfile config/study.yaml config/study-$(CHECK)-check.yaml
+	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-$(CHECK)-check.yaml --study-id $(CHECK_ID) \
 		--check-of $(STUDY_ID) --tables $(CHECK_DIR)/results/tables --runs $(CHECK_DIR)/results/runs \
 		--benchmarks $(CHECK_DIR)/results/benchmarks/train
 
