@@ -291,9 +291,10 @@ def runtime_block(tables: Path) -> str:
             f"`--cores 2` two jobs run at a time).{measured} Measured on the machine that produced the README's numbers.")
 
 
-def last_full_run(logs: Path, min_jobs: int = 40) -> tuple[int, float, int | None] | None:
+def last_full_run(logs: Path, min_jobs: int = 40, rule: str = "regime_search") -> tuple[int, float, int | None] | None:
     """(jobs, wall seconds, cores) of the newest Snakemake log that finished all of at least
-    ``min_jobs`` jobs: from its first to its last timestamp."""
+    ``min_jobs`` jobs, among them ``rule`` (only the default configuration runs the regime search,
+    so a study's log is not taken for it): from its first to its last timestamp."""
     import re
     from datetime import datetime
 
@@ -303,7 +304,8 @@ def last_full_run(logs: Path, min_jobs: int = 40) -> tuple[int, float, int | Non
         text = log.read_text(errors="replace")
         finished = done.search(text)
         times = stamp.findall(text)
-        if finished and int(finished.group(2)) >= min_jobs and len(times) >= 2 and "--dry-run" not in text:
+        ran_rule = re.search(rf"^(local)?rule {rule}:$", text, re.MULTILINE)
+        if finished and ran_rule and int(finished.group(2)) >= min_jobs and len(times) >= 2 and "--dry-run" not in text:
             parse = lambda value: datetime.strptime(" ".join(value.split()), "%a %b %d %H:%M:%S %Y")  # noqa: E731
             cores = re.search(r"^Provided cores: (\d+)$", text, re.MULTILINE)
             return (int(finished.group(2)), (parse(times[-1]) - parse(times[0])).total_seconds(),
@@ -326,7 +328,7 @@ def runtime_headline(tables: Path) -> str:
     jobs, seconds, cores = wall
     machine = json.loads((tables / "claims.provenance.json").read_text()).get("device", "?")
     return (f"The last complete default run here took {seconds / 60:.1f} min wall for {jobs} jobs on "
-            f"{cores if cores else '?'} cores (`{machine}`, no GPU), from its log in `.snakemake/log`.")
+            f"{cores if cores else '?'} cores (`{machine}`), from its log in `.snakemake/log`.")
 
 
 def compact_table(frame: pd.DataFrame) -> str:

@@ -2,9 +2,24 @@
 # (dataset, model, learning rate, seed): the study grid (config/study.yaml) is these wildcards.
 # Checkpoints live outside the declared outputs (results/checkpoints/<run>/<settings hash>), so a
 # killed job resumes from last.ckpt instead of restarting, and changed settings never resume from a
-# stale checkpoint. On SLURM the jobs of rule train form group "runs" (profiles/slurm), so a study of
-# hundreds of short runs is submitted as a few dozen jobs.
+# stale checkpoint. On SLURM the short runs (SHORT_RUN_DATASETS) form group "runs" (profiles/slurm
+# puts 16 in one submission, run one after another), so a study of hundreds of short runs is
+# submitted as a few dozen jobs; runs on the paper's data are long and go one per submission.
 TRAIN_SETTINGS = (("train",), ("data",), ("energy_curves", "samples"))
+#: datasets whose runs take minutes on a CPU core (generated tasks and digits)
+SHORT_RUN_DATASETS = ("polarity", "order", "digits")
+
+
+def run_group(wildcards):
+    """Group "runs" for short runs; long runs are not grouped."""
+    return "runs" if wildcards.dataset in SHORT_RUN_DATASETS else None
+
+
+def run_minutes(wildcards):
+    """The time a run may take (minutes): a group's request is the sum over its runs."""
+    return 15 if wildcards.dataset in SHORT_RUN_DATASETS else 240
+
+
 # settings that decide which runs exist, not how one run trains: changing them reruns nothing
 RUN_LIST_KEYS = (
     "datasets",
@@ -39,13 +54,13 @@ rule train:
         lr=r"[0-9.e+-]+",
         seed=r"\d+",
     group:
-        "runs"
+        run_group
     conda:
         "../../environment.yml"
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=120,
+        runtime=run_minutes,
     params:
         code=code("train"),
         config=inline_config(*TRAIN_SETTINGS, exclude=RUN_LIST_KEYS),
@@ -71,13 +86,13 @@ rule probe:
     log:
         "results/logs/probe/{dataset}.log",
     group:
-        "runs"
+        run_group
     conda:
         "../../environment.yml"
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=30,
+        runtime=run_minutes,
     params:
         code=code("train"),
         config=inline_config(("data",), ("train", "probe_C")),
