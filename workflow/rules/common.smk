@@ -162,3 +162,19 @@ def probe_runs():
     return [
         rules.probe.output[0].format(dataset=dataset) for dataset in config["train"]["datasets"] or config["datasets"]
     ]
+
+
+# On SLURM, short train/probe runs travel in group "runs" (profiles/slurm: 16 per submission, one
+# after another); runs on the paper's data are long and go one per submission.
+#: datasets whose runs take minutes on a CPU core (generated tasks and digits)
+SHORT_RUN_DATASETS = ("polarity", "order", "digits")
+
+
+def run_group(wildcards):
+    """Group "runs" for short runs; long runs are not grouped."""
+    return "runs" if wildcards.dataset in SHORT_RUN_DATASETS else None
+
+
+def run_minutes(wildcards):
+    """The time a run may take (minutes): a group's request is the sum over its runs."""
+    return 15 if wildcards.dataset in SHORT_RUN_DATASETS else 240

@@ -6,19 +6,6 @@
 # puts 16 in one submission, run one after another), so a study of hundreds of short runs is
 # submitted as a few dozen jobs; runs on the paper's data are long and go one per submission.
 TRAIN_SETTINGS = (("train",), ("data",), ("energy_curves", "samples"))
-#: datasets whose runs take minutes on a CPU core (generated tasks and digits)
-SHORT_RUN_DATASETS = ("polarity", "order", "digits")
-
-
-def run_group(wildcards):
-    """Group "runs" for short runs; long runs are not grouped."""
-    return "runs" if wildcards.dataset in SHORT_RUN_DATASETS else None
-
-
-def run_minutes(wildcards):
-    """The time a run may take (minutes): a group's request is the sum over its runs."""
-    return 15 if wildcards.dataset in SHORT_RUN_DATASETS else 240
-
 
 # settings that decide which runs exist, not how one run trains: changing them reruns nothing
 RUN_LIST_KEYS = (
