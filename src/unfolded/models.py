@@ -121,6 +121,7 @@ class UnfoldedLayer(nn.Module):
         use_sdpa: bool | None = None,
         w_scale: float = 1.0,
         energy_heads: int = 1,
+        attention: bool = True,
     ):
         super().__init__()
         if attention_variant not in ATTENTION_VARIANTS:
@@ -131,6 +132,8 @@ class UnfoldedLayer(nn.Module):
         self.alpha_attention, self.alpha_ffn = alpha_attention, alpha_ffn
         self.relu, self.layer_norm, self.layer_norm_eps = relu, layer_norm, layer_norm_eps
         self.regularise_energy, self.use_sdpa = regularise_energy, use_sdpa
+        # attention=False: the ablation without the attention step (no token mixing; W is unused)
+        self.attention = attention
         # w_scale multiplies the Xavier-normal init of W: a larger scale sharpens the kernel
         # exp(-1/2 |(y_i - y_j) W|^2), so tokens attract only near neighbours.
         # energy_heads > 1: the multi-head energy, one W_h (k, k) per block of k = d / H features
@@ -156,7 +159,10 @@ class UnfoldedLayer(nn.Module):
         return Wf if parametrize.is_parametrized(self, "Wf") else 0.5 * (Wf + Wf.T)
 
     def attend(self, Y: Tensor, mask: Tensor | None = None, alpha: float | Tensor | None = None) -> Tensor:
-        """The attention sub-step (the MM step on the pairwise term); ``alpha`` overrides the step size."""
+        """The attention sub-step (the MM step on the pairwise term); ``alpha`` overrides the step size.
+        Without attention (the ablation) the state passes unchanged."""
+        if not self.attention:
+            return Y
         return attention_step(
             Y, self.W, mask, self.alpha_attention if alpha is None else alpha, variant=self.attention_variant,
             use_sdpa=self.use_sdpa,

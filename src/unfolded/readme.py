@@ -406,7 +406,7 @@ def energy_headline(tables: Path) -> str:
 def study_headline(tables: Path) -> str:
     """Per dataset of the archived study: each family's test accuracy (mean +- sd over seeds) beside the
     baselines and the best unfolded variant."""
-    from .study import convergence_sentence, depth_sentences, load_archive, study_verdicts
+    from .study import NO_ATTENTION, convergence_sentence, depth_sentences, load_archive, study_verdicts
 
     runs, summary, depth, provenance = load_archive(tables.parent / "archive" / default_study_id())
     picked = summary
@@ -415,7 +415,7 @@ def study_headline(tables: Path) -> str:
     rows = []
     for dataset, group in picked.groupby("dataset", sort=True):
         by = {r["model"]: r for _, r in group.iterrows()}
-        variants = group[group["model"].str.startswith("unfolded_tied-")]
+        variants = group[group["model"].str.startswith("unfolded_tied-") & (group["model"] != NO_ATTENTION)]
         best = variants.loc[variants["val_accuracy_mean"].idxmax()] if not variants.empty else None  # picked on validation
         rows.append({
             "dataset": dataset,

@@ -39,6 +39,8 @@ KEYS = ["dataset", "model"]
 #: keeps the two in step). With step size 1 the feed-forward step is ``Y -> B - Y Wf``, which flips
 #: the sign of the state along every eigenvector of ``Wf`` with a positive eigenvalue (docs/theory.md §2.2).
 FFN_STEP_BELOW_ONE = ("residual", "learned_steps")
+#: The ablation without the attention step: the control for token interactions, not a variant to pick.
+NO_ATTENTION = "unfolded_tied-no_attention"
 
 
 def lr_tag(lr: float) -> str:
@@ -393,6 +395,11 @@ def study_verdicts(runs: pd.DataFrame, level: float = 0.05) -> list[str]:
             diff, p = unfolded.mean() - bag.mean(), welch_p(unfolded, bag)
             where = "above" if diff > 0 and p < level else ("below" if p < level else "not separated from")
             facts.append(f"unfolded_tied {where} bag_of_embeddings ({diff:+.3f}, {_p(p)})")
+        ablation = scores(NO_ATTENTION)
+        if not ablation.empty:
+            diff, p = unfolded.mean() - ablation.mean(), welch_p(unfolded, ablation)
+            answer = "yes" if diff > 0 and p < level else "no evidence"
+            facts.append(f"token interactions: {answer}, {diff:+.3f} over the same model without attention ({_p(p)})")
         standard = scores("standard_tied")
         gap = math.nan  # the gap to standard_tied, where one is shown
         if not standard.empty:
@@ -403,7 +410,7 @@ def study_verdicts(runs: pd.DataFrame, level: float = 0.05) -> list[str]:
                              f"({_p(p)})")
             else:
                 facts.append(f"no difference from standard_tied shown ({-difference:+.3f}, {_p(p)})")
-        variants = sorted(m for m in group["model"].unique() if m.startswith("unfolded_tied-"))
+        variants = sorted(m for m in group["model"].unique() if m.startswith("unfolded_tied-") and m != NO_ATTENTION)
         if variants:
             # the variant is picked on validation; testing the best of several: Bonferroni over the variants
             best = max(variants, key=lambda m: group.loc[group["model"] == m, "val_accuracy"].mean())

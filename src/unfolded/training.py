@@ -47,6 +47,9 @@ VARIANTS = {
     "residual": {"alpha_attention": 0.5, "alpha_ffn": 0.5},
     "learned_steps": {"learned_step_sizes": True, "alpha_attention": 1.0, "alpha_ffn": 0.5},
     "multihead": {"energy_heads": 4},
+    # an ablation, not a descent variant: the same layers without the attention step, so tokens never
+    # mix; what unfolded_tied gains over it is what token interactions add
+    "no_attention": {"attention": False},
 }
 POSITIONS = ("none", "learned", "sinusoidal")
 
@@ -132,6 +135,7 @@ def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
             regularise_energy=options.get("regularise_energy", True),
             learned_step_sizes=options.get("learned_step_sizes", False),
             energy_heads=options.get("energy_heads", 1),
+            attention=options.get("attention", True),
         )
     heads = cfg.get("num_heads", 4)
     while d % heads:
