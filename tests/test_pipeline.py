@@ -30,8 +30,8 @@ def test_dry_run(tmp_path, configfile):
     output = result.stdout + result.stderr
     counts = job_counts(output)
     assert counts["synthetic"] == 3 and counts["claims"] == 1 and counts["fig1_apollonius"] == 1
-    # default: 3 datasets x (3 models x 3 seeds + 3 variants x 1 seed); paper: 2 datasets x the same
-    assert counts["train"] == (24 if configfile else 36) and counts["energy_curves"] == 2 and counts["energy_figure"] == 4
+    # default: 3 datasets x (3 models x 3 seeds + 4 variants x 1 seed); paper: 2 datasets x the same
+    assert counts["train"] == (26 if configfile else 39) and counts["energy_curves"] == 2 and counts["energy_figure"] == 4
     assert counts["probe"] == (2 if configfile else 3) and counts["depth"] == 1
     if configfile:  # the paper's data: IMDB, SST-2 and GloVe are fetched first
         assert counts["fetch"] == 3
