@@ -398,8 +398,13 @@ def study_verdicts(runs: pd.DataFrame, level: float = 0.05) -> list[str]:
         ablation = scores(NO_ATTENTION)
         if not ablation.empty:
             diff, p = unfolded.mean() - ablation.mean(), welch_p(unfolded, ablation)
-            answer = "yes" if diff > 0 and p < level else "no evidence"
-            facts.append(f"token interactions: {answer}, {diff:+.3f} over the same model without attention ({_p(p)})")
+            if p < level and diff > 0:
+                facts.append(f"token interactions: yes, {diff:+.3f} over the same model without attention ({_p(p)})")
+            elif p < level:
+                facts.append(f"token interactions: no, the same model without attention is ahead by {-diff:.3f} ({_p(p)})")
+            else:
+                facts.append(f"token interactions: no evidence, {diff:+.3f} against the same model without attention "
+                             f"({_p(p)})")
         standard = scores("standard_tied")
         gap = math.nan  # the gap to standard_tied, where one is shown
         if not standard.empty:
