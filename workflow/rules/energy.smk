@@ -11,6 +11,8 @@ rule energy_curves:
         "results/logs/energy_curves/{dataset}.log",
     benchmark:
         "results/benchmarks/energy_curves/{dataset}.tsv"
+    # the longest jobs of the default run start first, so the short ones fill in around them
+    priority: 10
     conda:
         "../../environment.yml"
     threads: 1
@@ -86,6 +88,8 @@ rule regime_search:
         "results/logs/regime_search.log",
     benchmark:
         "results/benchmarks/regime_search.tsv"
+    # the longest jobs of the default run start first, so the short ones fill in around them
+    priority: 10
     conda:
         "../../environment.yml"
     threads: 1
