@@ -459,7 +459,8 @@ def check_markdown(check: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict],
             + f" ({provenance.get('job_hours', math.nan):.2f} job-hours). ")
     verdicts = " ".join(study_verdicts(runs))
     if short:
-        return head + "On these seeds: " + verdicts
+        return (f"Check `{provenance.get('study_id')}` (fresh seeds {seeds[0]}-{seeds[-1]}, up to "
+                f"{train.get('max_epochs')} epochs): {verdicts}")
     return head + "; ".join(cells) + ". On these seeds: " + verdicts
 
 
