@@ -74,31 +74,32 @@ def test_outputs_are_valid(smoke_run):
     assert len(claims) == len(CLAIMS) and (claims["trials"] >= 5).all()
     assert (smoke_run / "results/benchmarks/claims.tsv").exists()
     accuracy = pd.read_csv(smoke_run / "results/tables/accuracy.csv")
-    # 3 datasets x (3 models + 3 variants + the linear probe), one seed
-    assert len(accuracy) == 3 * 7 and accuracy["test_accuracy"].between(0, 1).all()
+    # 3 datasets x (3 models + 4 variants + the linear probe), one seed
+    assert len(accuracy) == 3 * 8 and accuracy["test_accuracy"].between(0, 1).all()
     assert {"dataset", "model", "variant", "lr", "seed", "val_accuracy", "selected", "parameters", "positions",
             "energy_monotone_fraction", "bag_of_words_ceiling", "oracle_ceiling"} <= set(accuracy.columns)
     assert set(accuracy["model"]) == {"unfolded_tied", "standard_untied", "bag_of_embeddings", "linear_probe",
-                                      "unfolded_tied-residual", "unfolded_tied-learned_steps", "unfolded_tied-multihead"}
+                                      "unfolded_tied-residual", "unfolded_tied-learned_steps", "unfolded_tied-multihead",
+                                      "unfolded_tied-no_attention"}
     order = accuracy[accuracy["dataset"] == "order"]
     assert (order["bag_of_words_ceiling"] == 0.5).all() and (order["oracle_ceiling"] == 1.0).all()
     assert accuracy[accuracy["dataset"] != "order"]["bag_of_words_ceiling"].isna().all()
     summary_table = pd.read_csv(smoke_run / "results/tables/accuracy_summary.csv")
-    assert len(summary_table) == 3 * 7 and {"lr_grid", "ci95_low", "test_accuracy_sd"} <= set(summary_table.columns)
+    assert len(summary_table) == 3 * 8 and {"lr_grid", "ci95_low", "test_accuracy_sd"} <= set(summary_table.columns)
     depth = pd.read_csv(smoke_run / "results/tables/depth.csv")
     assert list(depth.columns) == ["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update",
                                    "energy"]
     # tied encoders only (no untied, no baselines), each at depths 1 to 4 x 2
     assert set(depth["model"]) == {"unfolded_tied", "unfolded_tied-residual", "unfolded_tied-learned_steps",
-                                   "unfolded_tied-multihead"}
-    assert len(depth) == 3 * 4 * 8 and depth["energy"].notna().all()
+                                   "unfolded_tied-multihead", "unfolded_tied-no_attention"}
+    assert len(depth) == 3 * 5 * 8 and depth["energy"].notna().all()
     assert not {"train_seconds", "samples_per_second", "resumed"} & set(accuracy.columns)  # timings apart
     timings = pd.read_csv(smoke_run / "results/tables/timings.csv")
     assert len(timings) == len(accuracy) - 3 and (timings["samples_per_second"] > 0).all()  # no probe timings
     curves = pd.read_parquet(smoke_run / "results/data/energy_curves.parquet")
     assert len(curves) == 2 * 3 * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
     summary = pd.read_csv(smoke_run / "results/tables/energy_summary.csv")
-    assert len(summary) == 2 * 3 * 3 + 3 * 5  # the energy curves, then one trained curve per encoder run
+    assert len(summary) == 2 * 3 * 3 + 3 * 6  # the energy curves, then one trained curve per encoder run
     assert {"monotone_fraction", "strict_fraction", "active_fraction", "monotone_fraction_active",
             "strict_fraction_active", "median_decrease", "collapse_layer", "attention_share", "test_accuracy",
             "test_loss", "chance_accuracy", "change_W", "change_Wf", "change_B"} <= set(summary.columns)
@@ -166,7 +167,7 @@ def test_editing_a_module_reruns_exactly_its_dependants(smoke_run, tmp_path, mod
         assert counts["synthetic"] == 3 and counts["claims"] == 1
         assert "train" not in counts and "energy_curves" not in counts and "regime_search" not in counts
     else:  # the energies: claims, energy curves, training and everything downstream
-        assert counts["claims"] == 1 and counts["energy_curves"] == 2 and counts["train"] == 18
+        assert counts["claims"] == 1 and counts["energy_curves"] == 2 and counts["train"] == 21
         assert counts["regime_search"] == 1 and counts["energy_summary"] == 1 and counts["accuracy"] == 1
         assert "synthetic" not in counts
 
@@ -241,9 +242,9 @@ def test_archive_and_rebuild_the_study_without_training(smoke_run, tmp_path):
     assert result.returncode == 0, result.stderr[-2000:]
     archive = smoke_run / "results/archive/smoke"
     provenance = json.loads((archive / "provenance.json").read_text())
-    assert provenance["runs"] == 3 * 7 and provenance["train_jobs"] == 3 * 6 and provenance["cpu_hours"] > 0
+    assert provenance["runs"] == 3 * 8 and provenance["train_jobs"] == 3 * 7 and provenance["cpu_hours"] > 0
     picked = provenance["checkpoint_sha256"]
-    assert len(picked) == 3 * 6 and all(len(digest) == 64 for digest in picked.values())
+    assert len(picked) == 3 * 7 and all(len(digest) == 64 for digest in picked.values())
     assert "git_commit" in provenance and provenance["config"]["train"]["seeds"] == [0]
 
     clone = copy_workflow(tmp_path / "fresh")  # no results at all, only the archive
