@@ -402,8 +402,8 @@ def test_verdicts_test_token_interactions_against_the_ablation():
     runs = _study_runs(unfolded=[0.86, 0.87, 0.88, 0.87, 0.86], standard=[], bag=[],
                        variants={"no_attention": [0.50, 0.52, 0.51, 0.53, 0.50], "residual": [0.86, 0.88, 0.87, 0.86, 0.88]})
     (line,) = study_verdicts(runs)
-    assert "token interactions: yes, +0.356 over the same model without attention (p < 0.001)" in line
+    assert "the attention step helps: +0.356 over the same model without it (p < 0.001)" in line
     assert "best on validation: residual" in line and "no_attention helps" not in line  # a control, not a variant
     runs.loc[runs["model"] == "unfolded_tied-no_attention", "test_accuracy"] += 0.45  # the ablation ahead
     (line,) = study_verdicts(runs)
-    assert "token interactions: no, the same model without attention is ahead by 0.094 (p < 0.001)" in line
+    assert "the attention step hurts: the same model without it is ahead by 0.094 (p < 0.001)" in line

@@ -36,8 +36,8 @@ __all__ = [
 ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")
 KEYS = ["dataset", "model"]
 #: Unfolded variants whose feed-forward step size is below 1 (unfolded.training.VARIANTS; a test
-#: keeps the two in step). With step size 1 the feed-forward step is ``Y -> B - Y Wf``, which flips
-#: the sign of the state along every eigenvector of ``Wf`` with a positive eigenvalue (docs/theory.md §2.2).
+#: keeps the two in step). With step size 1 the feed-forward step multiplies the state's distance to
+#: its minimiser by ``-lambda`` along each eigenvector of ``Wf`` (docs/theory.md §2.2).
 FFN_STEP_BELOW_ONE = ("residual", "learned_steps")
 #: The ablation without the attention step: the control for token interactions, not a variant to pick.
 NO_ATTENTION = "unfolded_tied-no_attention"
@@ -399,11 +399,11 @@ def study_verdicts(runs: pd.DataFrame, level: float = 0.05) -> list[str]:
         if not ablation.empty:
             diff, p = unfolded.mean() - ablation.mean(), welch_p(unfolded, ablation)
             if p < level and diff > 0:
-                facts.append(f"token interactions: yes, {diff:+.3f} over the same model without attention ({_p(p)})")
+                facts.append(f"the attention step helps: {diff:+.3f} over the same model without it ({_p(p)})")
             elif p < level:
-                facts.append(f"token interactions: no, the same model without attention is ahead by {-diff:.3f} ({_p(p)})")
+                facts.append(f"the attention step hurts: the same model without it is ahead by {-diff:.3f} ({_p(p)})")
             else:
-                facts.append(f"token interactions: no evidence, {diff:+.3f} against the same model without attention "
+                facts.append(f"the attention step is not shown to help: {diff:+.3f} against the same model without it "
                              f"({_p(p)})")
         standard = scores("standard_tied")
         gap = math.nan  # the gap to standard_tied, where one is shown
@@ -441,6 +441,10 @@ def check_markdown(check: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict],
     runs, summary, _, provenance = check
     train = (provenance.get("config") or {}).get("train", {})
     seeds = sorted(int(seed) for seed in runs.loc[runs["lr"].notna(), "seed"].dropna().unique())
+    verdicts = " ".join(study_verdicts(runs))
+    if short:
+        return (f"Check `{provenance.get('study_id')}` (fresh seeds {seeds[0]}-{seeds[-1]}, up to "
+                f"{train.get('max_epochs')} epochs): {verdicts}")
     before = {(r.dataset, r.model): r.test_accuracy_mean for r in study.itertuples()}
     cells = []
     for r in summary[summary["lr"].notna()].itertuples():
@@ -457,10 +461,6 @@ def check_markdown(check: tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame, dict],
                         sorted((train.get("learning_rates") or {}).items())
                         if family in set(summary["family"].dropna()))
             + f" ({provenance.get('job_hours', math.nan):.2f} job-hours). ")
-    verdicts = " ".join(study_verdicts(runs))
-    if short:
-        return (f"Check `{provenance.get('study_id')}` (fresh seeds {seeds[0]}-{seeds[-1]}, up to "
-                f"{train.get('max_epochs')} epochs): {verdicts}")
     return head + "; ".join(cells) + ". On these seeds: " + verdicts
 
 

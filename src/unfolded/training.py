@@ -36,8 +36,8 @@ __all__ = [
     "paper_encoder",
 ]
 
-#: Encoders trained with Lightning (``bag_of_embeddings``: no token mixing, the baseline that shows
-#: whether an encoder uses token interactions at all).
+#: Encoders trained with Lightning (``bag_of_embeddings``: no token mixing, the pooled-token-identity
+#: baseline; the control for the attention step itself is the variant ``no_attention``).
 MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied", "bag_of_embeddings")
 #: Unfolded variants that keep a descent theorem, as encoder options (a run's model is
 #: ``<model>-<variant>``, e.g. ``unfolded_tied-multihead``). ``residual``: step sizes below 1, a
