@@ -56,7 +56,7 @@ def glove_rate(lines: int = 20_000) -> float:
 
 def seconds_per_sample(model: str, n: int, batch: int, steps: int = 3) -> float:
     """Forward, backward and an AdamW step of the 12-layer encoder with a linear head, per sample."""
-    from unfolded.training import build_encoder
+    from unfolded.encoders import build_encoder
 
     torch.manual_seed(0)
     encoder = build_encoder(model, 300, 12, {"num_heads": 6})
@@ -85,7 +85,7 @@ def trace_memory(n: int) -> dict:
     before it (a fresh subprocess)."""
     code = f"""
 import resource, torch, json
-from unfolded.training import build_encoder
+from unfolded.encoders import build_encoder
 torch.manual_seed(0)
 encoder = build_encoder("unfolded_tied", 300, 12, {{}}).double().eval()
 Y = torch.randn(1, {n}, 300, dtype=torch.float64) / 300 ** 0.5

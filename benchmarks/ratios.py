@@ -29,10 +29,10 @@ from pathlib import Path
 
 import torch
 
+from unfolded.encoders import build_encoder
 from unfolded.energy import attention_energy
 from unfolded.reference import pair_index_lists, pairwise_energy_index_lists, plain_softmax_attention
 from unfolded.steps import attention_step
-from unfolded.training import build_encoder
 
 Case = Callable[[], object]
 

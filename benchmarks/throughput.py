@@ -17,7 +17,7 @@ import time
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from unfolded.training import build_encoder
+from unfolded.encoders import build_encoder
 
 
 def make_step(encoder: torch.nn.Module, d: int, device: str, dtype: torch.dtype):

@@ -15,7 +15,6 @@ from unfolded.diagnostics import (
     strict_decrease,
     token_spread,
 )
-from unfolded.experiments import monotone_fraction
 from unfolded.models import StandardTransformer, UnfoldedTransformer
 
 BEFORE = torch.tensor([10.0, -3.0, 0.0], dtype=torch.float64)
@@ -29,10 +28,10 @@ def test_a_rise_just_above_the_tolerance_counts_and_one_just_below_does_not():
     above, below = BEFORE + 1.01 * margin(BEFORE), BEFORE + 0.99 * margin(BEFORE)
     assert not non_increasing(BEFORE, above).any()
     assert non_increasing(BEFORE, below).all()
-    # the same through the curve summaries
-    energies = torch.stack([BEFORE, above], 1)
-    assert monotone_fraction(energies) == 0.0
-    assert monotone_fraction(torch.stack([BEFORE, below], 1)) == 1.0
+    # the same through the curve summaries (one step per sample, no collapse)
+    spread = torch.ones(3, 2, dtype=torch.float64)
+    assert curve_summary_row(BEFORE[:, None], above[:, None], spread)["monotone_fraction"] == 0.0
+    assert curve_summary_row(BEFORE[:, None], below[:, None], spread)["monotone_fraction"] == 1.0
 
 
 def test_strict_decrease_needs_more_than_the_tolerance():
@@ -146,8 +145,8 @@ def _trace_table(variant="exact", seed=0, collapse_at=None, rise_at=None, sample
     import numpy as np
     import pandas as pd
 
-    from unfolded.experiments import trace_rows
     from unfolded.models import LayerTrace
+    from unfolded.traces import trace_rows
 
     energies = torch.tensor([[10.0 - t for t in range(layers + 1)]] * samples, dtype=torch.float64)
     if rise_at is not None:
@@ -170,7 +169,7 @@ def _trace_table(variant="exact", seed=0, collapse_at=None, rise_at=None, sample
 def test_curve_summary_and_layer_decomposition_of_a_known_table():
     import pandas as pd
 
-    from unfolded.experiments import curve_summary, layer_decomposition
+    from unfolded.summaries import curve_summary, layer_decomposition
 
     table = pd.concat([_trace_table("exact", collapse_at=2), _trace_table("authors", rise_at=3)], ignore_index=True)
     assert len(table) == 2 * 3 * 5 and table["step_before"].isna().sum() == 2 * 3
@@ -193,7 +192,7 @@ def test_curve_summary_and_layer_decomposition_of_a_known_table():
 def test_select_regime_prefers_the_setting_closest_to_the_paper():
     import pandas as pd
 
-    from unfolded.experiments import select_regime
+    from unfolded.curves import select_regime
 
     rows = []
     for phase in ("selection", "confirmation"):
@@ -218,11 +217,11 @@ def test_select_regime_prefers_the_setting_closest_to_the_paper():
 def test_parameter_changes_and_chance_accuracy():
     from types import SimpleNamespace
 
-    from unfolded.experiments import _energy_parameters, chance_accuracy, parameter_changes
+    from unfolded.traces import chance_accuracy, energy_parameters, parameter_changes
 
     torch.manual_seed(0)
     module = SimpleNamespace(encoder=UnfoldedTransformer(4, 2, tied=False))
-    start = _energy_parameters(module)
+    start = energy_parameters(module)
     with torch.no_grad():
         module.encoder.layers[0].W.mul_(1.5)  # layer 1: |dW| / |W| = 0.5; layer 2 unchanged
         module.encoder.layers[1].B.add_(module.encoder.layers[1].B)  # layer 2: |dB| / |B| = 1
@@ -230,7 +229,7 @@ def test_parameter_changes_and_chance_accuracy():
     assert changes["change_W"] == pytest.approx(0.25) and changes["change_B"] == pytest.approx(0.5)
     assert changes["change_Wf"] == 0.0
     standard = SimpleNamespace(encoder=StandardTransformer(4, 1, num_heads=2))
-    changes = parameter_changes(_energy_parameters(standard), standard)
+    changes = parameter_changes(energy_parameters(standard), standard)
     assert set(changes) == {"change_W", "change_Wf", "change_B"} and all(math.isnan(v) for v in changes.values())
     assert chance_accuracy(torch.tensor([0, 1, 1, 2])) == 0.5
 
@@ -250,7 +249,7 @@ def test_a_step_exactly_at_the_tolerance_is_not_a_rise():
 def test_summaries_sort_their_curves_name_missing_seeds_and_carry_curve_attributes():
     import pandas as pd
 
-    from unfolded.experiments import curve_summary, layer_decomposition
+    from unfolded.summaries import curve_summary, layer_decomposition
 
     unfolded = _trace_table("exact")
     unfolded.loc[:, ["test_accuracy", "chance_accuracy", "change_W"]] = [0.7, 0.5, 0.01]
@@ -284,13 +283,9 @@ def test_attention_share_over_active_steps_and_its_empty_cases():
     assert collapse_layer(torch.tensor([[1.0, COLLAPSE_THRESHOLD]], dtype=torch.float64)) is None
 
 
-def test_monotone_fraction_compares_consecutive_points():
-    assert monotone_fraction(torch.tensor([[3.0, 2.0, 3.0, 2.5]], dtype=torch.float64)) == pytest.approx(2 / 3)
-
-
 def test_trace_rows_divide_the_spread_by_its_first_layer():
-    from unfolded.experiments import trace_rows
     from unfolded.models import LayerTrace
+    from unfolded.traces import trace_rows
 
     energies = torch.tensor([[2.0, 1.0]], dtype=torch.float64)
     trace = LayerTrace(energies, energies[:, :1], energies[:, :1], energies[:, 1:],
@@ -314,7 +309,7 @@ def test_relu_indicator_shapes_zero_entries_and_padding():
 def test_select_regime_never_passes_a_curve_without_active_steps():
     import pandas as pd
 
-    from unfolded.experiments import select_regime
+    from unfolded.curves import select_regime
 
     table = pd.DataFrame([{"phase": phase, "alpha_attention": 1.0, "w_scale": 1.0, "active_fraction": 0.9,
                            "strict_fraction_active": float("nan")} for phase in ("selection", "confirmation")])
@@ -353,7 +348,7 @@ def test_counting_rules_compare_plain_python_numbers_in_float64():
 def test_summary_of_curves_without_an_attention_split_holds_nan_shares():
     """A standard model's curve has no attention sub-step: its shares are NaN floats, also when it is
     the only curve in the table; a missing curve attribute column reads as NaN."""
-    from unfolded.experiments import curve_summary
+    from unfolded.summaries import curve_summary
 
     standard = _trace_table("standard_tied").drop(columns="test_loss")
     standard["step_middle"] = float("nan")
@@ -367,7 +362,7 @@ def test_curves_with_a_missing_learning_rate_are_kept_and_judged_per_sample():
     read from the same sample's previous layer."""
     import pandas as pd
 
-    from unfolded.experiments import curve_summary, layer_decomposition
+    from unfolded.summaries import curve_summary, layer_decomposition
 
     collapsed = _trace_table("exact", collapse_at=2).assign(lr=float("nan"))
     trained = _trace_table("exact", seed=1).assign(lr=0.01)
@@ -383,18 +378,18 @@ def test_curves_with_a_missing_learning_rate_are_kept_and_judged_per_sample():
 def test_parameter_changes_refuse_models_of_different_depth():
     from types import SimpleNamespace
 
-    from unfolded.experiments import _energy_parameters, parameter_changes
+    from unfolded.traces import energy_parameters, parameter_changes
 
     two = SimpleNamespace(encoder=UnfoldedTransformer(4, 2, tied=False))
     three = SimpleNamespace(encoder=UnfoldedTransformer(4, 3, tied=False))
     with pytest.raises(ValueError):
-        parameter_changes(_energy_parameters(two), three)
+        parameter_changes(energy_parameters(two), three)
 
 
 def test_select_regime_passes_a_strict_share_exactly_at_its_threshold():
     import pandas as pd
 
-    from unfolded.experiments import select_regime
+    from unfolded.curves import select_regime
 
     table = pd.DataFrame([{"phase": phase, "alpha_attention": 1.0, "w_scale": 1.0, "active_fraction": 0.9,
                            "strict_fraction_active": 0.5} for phase in ("selection", "confirmation")])
@@ -413,7 +408,7 @@ def test_the_energy_before_a_step_is_read_in_float64_too():
 def test_curve_summary_orders_its_rows_by_curve_whatever_the_input_order():
     import pandas as pd
 
-    from unfolded.experiments import curve_summary
+    from unfolded.summaries import curve_summary
 
     table = pd.concat([_trace_table("z_last"), _trace_table("a_first"), _trace_table("m_middle")], ignore_index=True)
     assert list(curve_summary(table)["variant"]) == ["a_first", "m_middle", "z_last"]
@@ -424,7 +419,7 @@ def test_select_regime_with_zero_minimums_passes_a_curve_without_active_steps():
     passes; the missing share counts as 0, not as a failure."""
     import pandas as pd
 
-    from unfolded.experiments import select_regime
+    from unfolded.curves import select_regime
 
     table = pd.DataFrame([{"phase": phase, "alpha_attention": 1.0, "w_scale": 1.0, "active_fraction": 0.0,
                            "strict_fraction_active": float("nan")} for phase in ("selection", "confirmation")])

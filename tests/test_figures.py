@@ -6,7 +6,7 @@ from PIL import Image
 
 from unfolded.artifacts import provenance, save_figure
 from unfolded.config import AlternatingConfig, ApolloniusConfig, KappaConfig, load_config
-from unfolded.figures import FIGURES
+from unfolded.figures import DRAW as FIGURES
 from unfolded.synthetic import alternating_table, apollonius_table, kappa_table
 
 SMOKE = load_config("config/smoke.yaml")

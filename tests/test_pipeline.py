@@ -10,6 +10,7 @@ import pytest
 from PIL import Image
 
 from unfolded.claims import CLAIMS
+from unfolded.config import load_config_files
 
 from helpers.workflow import SNAKEMAKE, copy_workflow, job_counts, snakemake, workflow_env
 
@@ -29,10 +30,14 @@ def test_dry_run(tmp_path, configfile):
     assert result.returncode == 0, result.stderr[-2000:]
     output = result.stdout + result.stderr
     counts = job_counts(output)
+    config = load_config_files([name for name in ("config.yaml", configfile) if name])
+    train, datasets = config["train"], config["train"]["datasets"] or config["datasets"]
+    runs = len(train["models"]) * len(train["seeds"])
+    runs += len(train["variant_models"]) * len(train["variants"]) * len(train["variant_seeds"] or train["seeds"])
     assert counts["synthetic"] == 3 and counts["claims"] == 1 and counts["fig1_apollonius"] == 1
-    # default: 3 datasets x (3 models x 3 seeds + 4 variants x 1 seed); paper: 2 datasets x the same
-    assert counts["train"] == (26 if configfile else 39) and counts["energy_curves"] == 2 and counts["energy_figure"] == 4
-    assert counts["probe"] == (2 if configfile else 3) and counts["depth"] == 1
+    assert counts["train"] == len(datasets) * runs  # one learning rate per family in both configs
+    assert counts["energy_curves"] == len(config["datasets"]) and counts["energy_figure"] == 2 * len(config["datasets"])
+    assert counts["probe"] == len(datasets) and counts["depth"] == 1 and counts["documents"] == 1
     if configfile:  # the paper's data: IMDB, SST-2 and GloVe are fetched first
         assert counts["fetch"] == 3
         assert "downloads glove-840B (about 2 GB) into" in output  # said before anything runs
@@ -122,8 +127,9 @@ def test_rerun_is_a_no_op_and_a_change_reruns_only_dependants(smoke_run):
     result = snakemake(smoke_run, "--configfile", "config/smoke.yaml", "-n", "--config", 'synthetic={"kappa": {"alpha": 0.3}}')
     assert job_counts(result.stdout + result.stderr) == {"synthetic": 1, "fig4_kappa_regions": 1, "all": 1, "total": 3}
     result = snakemake(smoke_run, "--configfile", "config/smoke.yaml", "-n", "--config", 'claims={"trials": 6}')
-    # the claims table, and the report's landing page that quotes its verdicts
-    assert job_counts(result.stdout + result.stderr) == {"claims": 1, "report_pages": 1, "all": 1, "total": 3}
+    # the claims table, and the report's landing page and the documents that quote it
+    assert job_counts(result.stdout + result.stderr) == {"claims": 1, "report_pages": 1, "documents": 1, "all": 1,
+                                                         "total": 4}
 
 
 def _clone(smoke_run, destination):
@@ -146,30 +152,58 @@ def test_a_copied_clone_reruns_nothing(smoke_run, tmp_path):
     assert "Nothing to be done" in result.stdout + result.stderr, result.stdout[-3000:]
 
 
-FIGURE_JOBS = {"fig1_apollonius": 1, "fig2_alternating_trace": 1, "fig3_alternating_energy": 1, "fig4_kappa_regions": 1,
-               "energy_figure": 4, "training_figure": 3, "all": 1}
+#: The jobs that compute results from data: editing presentation code must rerun none of them.
+COMPUTING = {"train", "energy_curves", "regime_search", "synthetic", "claims", "probe"}
 
 
-@pytest.mark.parametrize("module,expected", [
-    # the figures, and the report's pages (their generator states Figure 3's trend with figures.py's code)
-    ("figures.py", {**FIGURE_JOBS, "report_pages": 1, "total": 13}),
-    ("synthetic.py", None),  # checked below: the synthetic tables, the claims (which use its quadratics) and figures
-    ("energy.py", None),
-])
-def test_editing_a_module_reruns_exactly_its_dependants(smoke_run, tmp_path, module, expected):
+def _edited(smoke_run, tmp_path, relative, edit=lambda text: text + "\n# an edit\n"):
+    """Job counts of a dry run after editing ``relative`` (a path in the clone) with ``edit``."""
     clone = _clone(smoke_run, tmp_path / "clone")
-    source = clone / "src" / "unfolded" / module
-    source.write_text(source.read_text() + "\n# an edit\n")
-    counts = job_counts(snakemake(clone, "--configfile", "config/smoke.yaml", "-n").stdout)
-    if expected is not None:
-        assert counts == expected
-    elif module == "synthetic.py":
-        assert counts["synthetic"] == 3 and counts["claims"] == 1
-        assert "train" not in counts and "energy_curves" not in counts and "regime_search" not in counts
-    else:  # the energies: claims, energy curves, training and everything downstream
-        assert counts["claims"] == 1 and counts["energy_curves"] == 2 and counts["train"] == 21
-        assert counts["regime_search"] == 1 and counts["energy_summary"] == 1 and counts["accuracy"] == 1
-        assert "synthetic" not in counts
+    source = clone / relative
+    source.write_text(edit(source.read_text()))
+    result = snakemake(clone, "--configfile", "config/smoke.yaml", "-n")
+    assert result.returncode == 0, result.stderr[-2000:]
+    return job_counts(result.stdout + result.stderr), result.stdout + result.stderr
+
+
+@pytest.mark.parametrize("module,reruns", [
+    ("summaries.py", {"accuracy", "energy_summary"}),
+    ("stats.py", {"accuracy", "documents"}),
+    ("report/study.py", {"documents"}),
+    ("report/accuracy.py", {"accuracy", "documents"}),
+    ("figures.py", {"fig1_apollonius", "energy_figure", "training_figure", "documents"}),
+])
+def test_editing_presentation_code_retrains_nothing(smoke_run, tmp_path, module, reruns):
+    counts, _ = _edited(smoke_run, tmp_path, f"src/unfolded/{module}")
+    assert reruns <= set(counts), counts
+    assert not COMPUTING & set(counts), counts
+
+
+def test_editing_the_encoders_reruns_every_train_job(smoke_run, tmp_path):
+    counts, _ = _edited(smoke_run, tmp_path, "src/unfolded/encoders.py")
+    runs = len(list((smoke_run / "results/runs").glob("*/*/lr*/seed*/provenance.json")))
+    assert counts["train"] == runs and counts["energy_curves"] == 2 and counts["regime_search"] == 1
+    assert "synthetic" not in counts and "claims" not in counts
+
+
+def test_editing_the_energies_reruns_what_computes_them(smoke_run, tmp_path):
+    counts, _ = _edited(smoke_run, tmp_path, "src/unfolded/energy.py")
+    assert counts["claims"] == 1 and counts["energy_curves"] == 2 and counts["regime_search"] == 1
+    assert counts["train"] == len(list((smoke_run / "results/runs").glob("*/*/lr*/seed*/provenance.json")))
+    assert "synthetic" not in counts
+
+
+def test_editing_the_synthetic_experiments_retrains_nothing(smoke_run, tmp_path):
+    counts, _ = _edited(smoke_run, tmp_path, "src/unfolded/synthetic.py")
+    assert counts["synthetic"] == 3 and counts["claims"] == 1  # the claims use its quadratics
+    assert not {"train", "energy_curves", "regime_search"} & set(counts)
+
+
+def test_editing_a_schema_description_reruns_nothing(smoke_run, tmp_path):
+    schema = "src/unfolded/schemas/config.schema.yaml"
+    counts, output = _edited(smoke_run, tmp_path, schema,
+                             lambda text: text.replace("test sequences per curve", "test sequences drawn per curve", 1))
+    assert "Nothing to be done" in output, counts
 
 
 def test_one_figure_by_name(smoke_run):

@@ -3,7 +3,10 @@
 import re
 from pathlib import Path
 
-from unfolded.readme import BLOCKS
+import pandas as pd
+import pytest
+
+from unfolded.report.blocks import BLOCKS
 
 ROOT = Path(__file__).resolve().parents[1]
 DOCUMENTS = [ROOT / "README.md", *(ROOT / "docs" / page for page in ("results.md", "performance.md", "paper-run.md"))]
@@ -66,3 +69,41 @@ def test_the_readme_prose_types_no_result_by_hand():
     prose = re.sub(r"```.*?```", "", prose, flags=re.S)
     typed = [line for line in prose.splitlines() if re.search(r"\d", CITED.sub("", line))]
     assert not typed, typed
+
+
+def _block(text: str, name: str) -> str:
+    return text.split(f"<!-- {name}:start -->\n", 1)[1].split(f"\n<!-- {name}:end -->", 1)[0]
+
+
+@pytest.mark.parametrize("name,document", [("study-headline", "README.md"), ("study", "docs/results.md")])
+def test_the_committed_study_blocks_are_what_the_renderer_makes_of_the_committed_archive(name, document):
+    """The study blocks quote the archive alone: rendered now from results/archive, they equal the
+    committed text, so a change of the archive or of the study prose that was not regenerated fails."""
+    from unfolded.config import load_config
+    from unfolded.grid import run_specs
+    from unfolded.report.blocks import Sources, render
+
+    config = load_config(None)
+    sources = Sources(tables=ROOT / "results/tables", data=ROOT / "results/data", archive=ROOT / "results/archive",
+                      study_id=config["study"]["id"], study_grid_jobs=len(run_specs(load_config("config/study.yaml"))),
+                      kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=0.0)
+    assert render([name], sources)[name] == _block((ROOT / document).read_text(), name)
+
+
+def test_the_claims_prose_names_only_registered_claims():
+    """The prose quotes claims by id: rendered from a table holding exactly the registry's claims (any
+    counts), it must not miss one, so renaming or removing a quoted claim fails here."""
+    from unfolded.claims import CLAIMS
+    from unfolded.report.claims import claims_headline, claims_markdown, claims_prose
+
+    rows = [{"claim": claim_id, "kind": claim.kind, "source": claim.source, "conditions": claim.conditions,
+             "trials": 10, "violations": 0, "explicit_trials": 1, "explicit_violations": 1, "search_trials": 9,
+             "search_violations": 0, "active_trials": 5, "active_violations": 0, "max_increase": 0.0,
+             "verdict": "holds"} for claim_id, claim in CLAIMS.items()]
+    table = pd.DataFrame(rows)
+    prose = claims_prose(table)
+    assert prose.count("\n") >= 5
+    assert claims_markdown(table).count("\n") == len(CLAIMS) + 1
+    assert "hold" in claims_headline(table, {"trials": 10, "seed": 0}, 1e-10)
+    with pytest.raises(KeyError, match="claims table has no row"):
+        claims_prose(table[table["claim"] != "attention_descent"])

@@ -1,14 +1,13 @@
 import pytest
 import torch
 
-from unfolded.energy import ffn_energy, pairwise_energy
+from unfolded.energy import ffn_energy, layernorm_projection, pairwise_energy
 from unfolded.reference import plain_softmax_attention
 from unfolded.steps import (
     ATTENTION_VARIANTS,
     attention_step,
     attention_weights,
     ffn_step,
-    layernorm_step,
     relu_step,
 )
 
@@ -91,7 +90,7 @@ def test_batched_equals_per_sample(generator):
 def test_relu_and_layernorm_steps(generator):
     Y = torch.randn(4, 6, generator=generator, dtype=torch.float64)
     assert torch.equal(relu_step(Y), torch.where(Y > 0, Y, torch.zeros_like(Y)))
-    Z = layernorm_step(Y)
+    Z = layernorm_projection(Y)
     assert torch.allclose(Z.pow(2).sum(-1), torch.full((4,), 6.0, dtype=torch.float64))
 
 

@@ -5,9 +5,12 @@ import pytest
 import torch
 
 from unfolded.config import load_config
+from unfolded.curves import energy_curves
 from unfolded.data import prepare
-from unfolded.experiments import curve_summary, energy_curves, layer_decomposition, train_run
-from unfolded.training import MODELS, VARIANTS, DivergenceError, SequenceClassifier, fit
+from unfolded.registry import MODELS, VARIANTS
+from unfolded.runs import train_run
+from unfolded.summaries import curve_summary, layer_decomposition
+from unfolded.training import DivergenceError, SequenceClassifier, fit
 
 SMOKE = load_config("config/smoke.yaml")
 

@@ -38,14 +38,13 @@ SCOPE = [
     "unfolded.claims.xǁClaimResultǁ*",
     "unfolded.claims.xǁClaimǁ*",
     "unfolded.claims.x_run_all__*",
-    "unfolded.experiments.x_monotone_fraction__*",
-    "unfolded.experiments.x_curve_summary__*",
-    "unfolded.experiments.x__curve_tensors__*",
-    "unfolded.experiments.x_layer_decomposition__*",
-    "unfolded.experiments.x_select_regime__*",
-    "unfolded.experiments.x_parameter_changes__*",
-    "unfolded.experiments.x_chance_accuracy__*",
-    "unfolded.experiments.x_trace_rows__*",
+    "unfolded.summaries.x_curve_summary__*",
+    "unfolded.summaries.x__curve_tensors__*",
+    "unfolded.summaries.x_layer_decomposition__*",
+    "unfolded.curves.x_select_regime__*",
+    "unfolded.traces.x_parameter_changes__*",
+    "unfolded.traces.x_chance_accuracy__*",
+    "unfolded.traces.x_trace_rows__*",
 ]
 
 if __name__ == "__main__":

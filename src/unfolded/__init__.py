@@ -13,7 +13,8 @@ __all__ = ["claims", "energy", "models", "steps"]
 
 
 def __getattr__(name: str):
-    if name in {"artifacts", "claims", "cli", "config", "data", "energy", "experiments", "figures", "models",
-                "reference", "steps", "synthetic", "training"}:
+    if name in {"archive", "artifacts", "claims", "cli", "config", "curves", "data", "encoders", "energy", "figures",
+                "grid", "models", "reference", "registry", "report", "runs", "stats", "steps", "summaries", "synthetic",
+                "traces", "training"}:
         return importlib.import_module(f"{__name__}.{name}")
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

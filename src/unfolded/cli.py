@@ -11,15 +11,10 @@ import argparse
 import sys
 from pathlib import Path
 
-from .config import FIGURE_TABLES, ConfigError, load_config
+from .config import ConfigError, load_config
+from .registry import FIGURES, MODELS, VARIANTS, data_names
 
 SYNTHETIC_EXPERIMENTS = ("apollonius", "alternating", "kappa")
-TRAINED_FIGURES = ("fig5_energy_untrained", "fig6_energy_trained", "fig_accuracy", "fig_training_curves",
-                   "fig_depth_extrapolation")
-#: the stages whose tables the trained figures read (from the parquet provenance)
-FIGURE_STAGES = {"fig5_energy_untrained": ("energy-curves", "combine"), "fig6_energy_trained": ("energy-curves", "combine"),
-                 "fig_accuracy": ("accuracy",), "fig_training_curves": ("accuracy",),
-                 "fig_depth_extrapolation": ("depth",)}
 
 
 def _config_argument(parser: argparse.ArgumentParser) -> None:
@@ -36,38 +31,26 @@ def run_claims(args: argparse.Namespace) -> None:
 
     from .artifacts import atomic_path, provenance, write_json, write_text
     from .claims import CLAIMS, run_all
+    from .report.claims import claims_footer, claims_markdown
 
     config = load_config(args.config)
     settings = config["claims"]
     trials = settings["trials"] if args.trials is None else args.trials
     seed = settings["seed"] if args.seed is None else args.seed
-    if args.update_readme and not Path(args.update_readme).is_file():
-        raise ConfigError(f"claims: --update-readme {args.update_readme} does not exist")
     if trials < 1 or seed < 0:
         raise ConfigError(f"claims: --trials must be a positive integer and --seed non-negative, got {trials} and {seed}")
-    ids = list(CLAIMS)
     results = []
-    for claim_id in tqdm(ids, desc="claims", unit="claim", file=sys.stderr):
+    for claim_id in tqdm(list(CLAIMS), desc="claims", unit="claim", file=sys.stderr):
         results.extend(run_all(trials, seed, ids=[claim_id]))
     frame = pd.DataFrame([r.as_row() for r in results])
     meta = provenance("claims", {"trials": trials, "seed": seed}, seed)
     with atomic_path(args.csv) as temporary:
         frame.to_csv(temporary, index=False, float_format="%.6g")
     write_json(Path(args.csv).with_suffix(".provenance.json"), meta)
-    from .readme import claims_markdown, replace_block
-
-    markdown = claims_markdown(frame)
     failed = [r.claim for r in results if r.failed]
     if args.markdown:
-        footer = (
-            f"\n\n{len(results)} claims, {trials} trials each, seed {seed}; "
-            f"failed (a theorem or identity violated, or an explicit counter-example without its increase): "
-            f"{failed or 'none'}. Config hash {meta['config_hash']}, commit {meta['git_commit'][:12]}.\n"
-        )
-        write_text(args.markdown, markdown + footer)
-    if args.update_readme:
-        readme = Path(args.update_readme)
-        write_text(readme, replace_block(readme.read_text(), "claims", markdown))
+        write_text(args.markdown, claims_markdown(frame)
+                   + claims_footer(len(results), failed, trials, seed, meta["config_hash"], meta["git_commit"]))
     print(f"{len(results)} claims checked; failed: {failed or 'none'}", file=sys.stderr)
     if failed and not args.allow_failures:
         details = "; ".join(f"{r.claim} ({r.kind}): {r.verdict}" for r in results if r.failed)
@@ -99,8 +82,8 @@ def run_figure(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from .artifacts import provenance, read_provenance, save_figure
-    from .config import FIGURE_TABLES, FiguresConfig
-    from .figures import FIGURES
+    from .config import FiguresConfig
+    from .figures import DRAW
 
     config = load_config(args.config)
     figures = FiguresConfig.from_config(config)
@@ -109,21 +92,21 @@ def run_figure(args: argparse.Namespace) -> None:
         if suffix not in ("png", "pdf", "svg"):
             raise ConfigError(f"figure {args.name}: cannot write {out}: the format comes from the suffix, "
                               f"one of .png, .pdf, .svg (got {'.' + suffix if suffix else 'none'})")
-    expected = FIGURE_TABLES.get(args.name, ("table",))
+    registered = FIGURES[args.name]
+    expected = registered.experiments or ("table",)
     if len(args.data) != len(expected):
         raise ConfigError(f"figure {args.name}: expected {len(expected)} table(s) ({', '.join(expected)}), "
                           f"got {len(args.data)}")
     for path in args.data:
         if not Path(path).exists():
             raise ConfigError(f"figure {args.name}: table {path} does not exist; build it first (snakemake {path})")
-    stages = FIGURE_STAGES.get(args.name)
     for path, table_name in zip(args.data, expected, strict=True):
         try:
             stage = read_provenance(path).get("stage", "")
         except Exception:  # noqa: BLE001 - a foreign parquet file without our metadata
             stage = ""
-        wanted = (f"synthetic/{table_name}",) if args.name in FIGURE_TABLES else stages
-        if wanted and stage not in wanted:
+        wanted = (f"synthetic/{table_name}",) if registered.experiments else registered.tables
+        if stage not in wanted:
             raise ConfigError(f"figure {args.name}: {path} is not the right table: it was written by stage "
                               f"'{stage or 'unknown'}', the figure needs the table of stage '{wanted[0]}'")
     tables = [pd.read_parquet(path) for path in args.data]
@@ -131,30 +114,28 @@ def run_figure(args: argparse.Namespace) -> None:
         if table.empty:
             raise SystemExit(f"figure {args.name}: table {path} has no rows")
     options = {}
-    if args.name in ("fig5_energy_untrained", "fig6_energy_trained"):
+    if registered.per_dataset:
         if not args.dataset:
             raise SystemExit(f"figure {args.name}: --dataset is required")
         options["dataset"] = args.dataset
     if args.name == "fig4_kappa_regions":
         options["kappas"] = config["synthetic"]["kappa"]["kappas"]
-    figure = FIGURES[args.name](*tables, **options)
+    figure = DRAW[args.name](*tables, **options)
     sources = {Path(p).name: read_provenance(p)["config_hash"] for p in args.data}
     meta = provenance(f"figure/{args.name}", {"figures": config["figures"], **options}, None, tables=sources)
     save_figure(figure, args.out, meta, dpi=figures.dpi)
     print(f"{args.name}: wrote {', '.join(args.out)}", file=sys.stderr)
 
 
-DATA_NAMES = ("polarity", "order", "digits", "imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B")
-
-
 def _check_data_names(names: list[str]) -> None:
     import difflib
 
+    known = data_names()
     for name in names:
-        if name not in DATA_NAMES:
-            close = difflib.get_close_matches(name, DATA_NAMES, n=1)
+        if name not in known:
+            close = difflib.get_close_matches(name, known, n=1)
             hint = f" Did you mean {close[0]}?" if close else ""
-            raise ConfigError(f"unknown dataset {name}; known: {', '.join(DATA_NAMES)}.{hint}")
+            raise ConfigError(f"unknown dataset {name}; known: {', '.join(known)}.{hint}")
 
 
 def _human_bytes(count: int) -> str:
@@ -172,7 +153,7 @@ def run_data(args: argparse.Namespace) -> None:
     _check_data_names(args.names)
     if args.action == "fetch":
         if not args.names:
-            raise ConfigError(f"data fetch: name at least one dataset or vector archive ({', '.join(DATA_NAMES)})")
+            raise ConfigError(f"data fetch: name at least one dataset or vector archive ({', '.join(data_names())})")
         try:
             lines = [fetch(name, config) for name in args.names]
         except DataUnavailable as error:
@@ -211,8 +192,9 @@ def run_data(args: argparse.Namespace) -> None:
 
 def run_train(args: argparse.Namespace) -> None:
     from .artifacts import provenance, write_parquet
-    from .experiments import train_run
-    from .training import split_model, write_run
+    from .registry import split_model
+    from .runs import train_run
+    from .training import write_run
 
     config = load_config(args.config)
     if args.seed < 0:
@@ -220,7 +202,7 @@ def run_train(args: argparse.Namespace) -> None:
     _check_data_names([args.dataset])
     checkpoint_dir = Path(args.checkpoint_dir)
     try:
-        split_model(args.model)
+        _, variant = split_model(args.model)
     except ValueError as error:
         raise ConfigError(f"train: {error}") from None
     if args.lr is not None and args.lr <= 0:
@@ -228,7 +210,11 @@ def run_train(args: argparse.Namespace) -> None:
     module, summary, energies, depth = train_run(config, args.dataset, args.model, args.seed, checkpoint_dir,
                                                  progress=not args.no_progress, lr=args.lr)
     settings = {"train": config["train"], "data": config["data"]}
-    meta = provenance("train", settings, args.seed, dataset=args.dataset, model=args.model, lr=summary["lr"])
+    # a variant overrides settings of section train: the run says which, and with what
+    overrides = {key: {"config": config["train"].get(key), "variant": value}
+                 for key, value in VARIANTS.get(variant, {}).items()}
+    meta = provenance("train", settings, args.seed, dataset=args.dataset, model=args.model, lr=summary["lr"],
+                      variant_overrides=overrides)
     run_dir = Path(args.run_dir)
     write_parquet(energies, run_dir / "energies.parquet", meta)
     write_parquet(depth, run_dir / "depth.parquet", meta)
@@ -240,7 +226,7 @@ def run_train(args: argparse.Namespace) -> None:
 def run_probe(args: argparse.Namespace) -> None:
     from .artifacts import provenance, write_json
     from .data import prepare
-    from .experiments import linear_probe
+    from .runs import linear_probe
 
     config = load_config(args.config)
     _check_data_names([args.dataset])
@@ -253,7 +239,7 @@ def run_probe(args: argparse.Namespace) -> None:
 
 def run_energy_curves(args: argparse.Namespace) -> None:
     from .artifacts import provenance, write_parquet
-    from .experiments import energy_curves
+    from .curves import energy_curves
 
     config = load_config(args.config)
     table = energy_curves(config, args.dataset, Path(args.checkpoint_dir), progress=not args.no_progress)
@@ -266,11 +252,12 @@ def run_energy_summary(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from .artifacts import atomic_path, write_text
-    from .experiments import curve_summary, layer_decomposition
+    from .report.energy import energy_summary_markdown
+    from .summaries import curve_summary, layer_decomposition
 
     missing = [p for p in args.data if not Path(p).exists()]
     if missing:
-        raise SystemExit(f"energy-summary: table(s) {missing} do not exist; build them first (snakemake <path>)")
+        raise ConfigError(f"energy-summary: table(s) {missing} do not exist; build them first (snakemake <path>)")
     table = pd.concat([pd.read_parquet(p) for p in args.data], ignore_index=True)
     summary = curve_summary(table)
     with atomic_path(args.csv) as temporary:
@@ -283,28 +270,10 @@ def run_energy_summary(args: argparse.Namespace) -> None:
     print(f"{args.csv}: {len(summary)} curves", file=sys.stderr)
 
 
-def energy_summary_markdown(summary) -> str:
-    """The energy summary as a Markdown table with readable shares."""
-    table = summary.copy()
-    percent = ["monotone_fraction", "strict_fraction", "active_fraction", "monotone_fraction_active",
-               "strict_fraction_active", "attention_share", "attention_share_active"]
-    for column in percent:
-        table[column] = table[column].map(lambda v: "" if v != v else f"{100 * v:.1f}%")
-    for column in ("test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B"):
-        table[column] = table[column].map(lambda v: "" if v != v else f"{v:.3g}")
-    table["collapse_layer"] = table["collapse_layer"].map(lambda v: "never" if v != v or v is None else str(int(v)))
-    columns = ["dataset", "variant", "relu", "state", "seed", "lr", "steps", *percent[:5], "collapse_layer",
-               "attention_share_active", "test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B"]
-    note = ("\n\nShares count (sample, layer) steps, each judged on the energy of the layer that takes it "
-            "(tolerance: unfolded.diagnostics.DESCENT_TOLERANCE). Active: the step starts from a state whose "
-            "relative token spread is at least unfolded.diagnostics.COLLAPSE_THRESHOLD. For standard models the "
-            "energy is a fixed probe, not an energy they descend.\n")
-    return table[columns].to_markdown(index=False) + note
-
-
 def run_regime_search(args: argparse.Namespace) -> None:
     from .artifacts import atomic_path, provenance, write_json, write_text
-    from .experiments import regime_search, select_regime
+    from .curves import regime_search, select_regime
+    from .report.energy import regime_markdown
 
     config = load_config(args.config)
     search = config["energy_curves"]["regime_search"]
@@ -321,29 +290,8 @@ def run_regime_search(args: argparse.Namespace) -> None:
     meta = provenance("regime-search", settings, None, pick=pick)
     write_json(Path(args.csv).with_suffix(".provenance.json"), meta)
     if args.markdown:
-        write_text(args.markdown, _regime_markdown(table, pick, search, configured))
+        write_text(args.markdown, regime_markdown(table, pick, search, configured))
     print(f"regime search: pick {pick}", file=sys.stderr)
-
-
-def _regime_markdown(table, pick: dict, search: dict, configured: dict) -> str:
-    columns = ["active_fraction", "strict_fraction_active", "monotone_fraction_active", "attention_share_active"]
-    summary = (table.groupby(["phase", "dataset", "alpha_attention", "w_scale", "relu"])[columns]
-               .agg(["min", "max"]).round(3))
-    summary.columns = [f"{a} {b}" for a, b in summary.columns]
-    if pick["alpha_attention"] is None:
-        verdict = "No setting of the grid passes on every selection seed."
-    else:
-        verdict = (f"Pick: alpha_attention = {pick['alpha_attention']:g}, w_scale = {pick['w_scale']:g} "
-                   f"({pick['candidates']} of the grid's settings pass on the selection seeds); on the fresh "
-                   f"confirmation seeds it {'passes' if pick['confirmed'] else 'FAILS'}. The configured "
-                   f"active_regime ({configured['alpha_attention']:g}, {configured['w_scale']:g}) "
-                   f"{'matches' if pick['matches_config'] else 'does NOT match'} the pick.")
-    rule = (f"Rule (fixed before the search): a setting passes when every untrained curve (each dataset, seed, with "
-            f"and without ReLU) has active_fraction >= {search['min_active']} and strict_fraction_active >= "
-            f"{search['min_strict']}; among passing settings the largest alpha_attention, then the smallest w_scale, "
-            f"wins. Selection seeds {search['selection_seeds']}, confirmation seeds {search['confirmation_seeds']}, "
-            f"{search['samples']} test sequences per curve.")
-    return f"# Regime search\n\n{rule}\n\n{verdict}\n\nMin and max over seeds:\n\n{summary.to_markdown()}\n"
 
 
 def run_combine(args: argparse.Namespace) -> None:
@@ -357,31 +305,14 @@ def run_combine(args: argparse.Namespace) -> None:
 
 
 def run_accuracy(args: argparse.Namespace) -> None:
-    import json
-
     import pandas as pd
 
     from .artifacts import atomic_path, provenance, write_parquet, write_text
-    from .experiments import curve_summary, summarise_runs
-    from .study import accuracy_markdown, select_learning_rates, summarise_accuracy
+    from .report.accuracy import accuracy_page
+    from .summaries import collect_runs, curve_summary, summarise_accuracy, training_curves
 
-    runs = summarise_runs([Path(p) for p in args.runs])
-    # the position code each run's inputs had (config train.positions; patches always have learned positions)
-    records = [json.loads((Path(p) / "provenance.json").read_text()) for p in args.runs]
-    positions = {(r["dataset"], r["model"], r["summary"]["lr"], r["seed"]): r["config"]["train"]["positions"] for r in records}
-    runs["positions"] = [positions[key] for key in runs[["dataset", "model", "lr", "seed"]].itertuples(index=False, name=None)]
-    # and its epoch cap, so the tables can say which runs early stopping did not end
-    caps = {(r["dataset"], r["model"], r["summary"]["lr"], r["seed"]): r["config"]["train"]["max_epochs"] for r in records}
-    runs["max_epochs"] = [caps[key] for key in runs[["dataset", "model", "lr", "seed"]].itertuples(index=False, name=None)]
-    probes = [json.loads(Path(p).read_text()) for p in args.probes or []]
-    if probes:
-        runs = pd.concat([runs, pd.DataFrame([{"dataset": r["dataset"], "model": "linear_probe", "seed": r["seed"],
-                                               **r["summary"]} for r in probes])], ignore_index=True)
-    runs = select_learning_rates(runs)
+    runs, timings = collect_runs(args.runs, args.probes or [])
     # results (reproduced byte for byte by a rerun) and timings (which are not) go in separate tables
-    timing_columns = [c for c in ("train_seconds", "samples_per_second", "resumed") if c in runs]
-    timings = runs[runs["lr"].notna()][["dataset", "model", "lr", "seed", *timing_columns]]  # Lightning runs
-    runs = runs.drop(columns=[*timing_columns, "C_grid", "learned_alpha_attention", "learned_alpha_ffn"], errors="ignore")
     with atomic_path(args.csv) as temporary:
         runs.to_csv(temporary, index=False, float_format="%.6g")
     summary = summarise_accuracy(runs)
@@ -394,32 +325,19 @@ def run_accuracy(args: argparse.Namespace) -> None:
     if args.table:
         write_parquet(runs[runs["selected"]].reset_index(drop=True), args.table,
                       provenance("accuracy", {"runs": len(runs)}, None))
-    text = "# Accuracy\n\n" + accuracy_markdown(summary)
-    text += ("\nEnergy non-increasing (accuracy_summary.csv): share of (test sample, layer) steps that did not raise the "
-             "energy of the layer taking them; for unfolded models their own energy, for standard models the fixed probe "
-             "energy (see README). Every run: results/tables/accuracy.csv; timings: results/tables/timings.csv.\n")
+    curves = None
     if args.energy_curves:
         curves = curve_summary(pd.concat([pd.read_parquet(p) for p in args.energy_curves], ignore_index=True))
-        text += "\n## Energy curves (Figures 5-6)\n\n" + curves.to_markdown(index=False, floatfmt=".4f") + "\n"
-    write_text(args.markdown, text)
+    write_text(args.markdown, accuracy_page(summary, curves))
     if args.training_curves:
-        frames = []
-        for run, record in zip(args.runs, records, strict=True):
-            metrics = pd.read_csv(Path(run) / "metrics.csv")
-            metrics = metrics.assign(dataset=record["dataset"], model=record["model"], seed=record["seed"],
-                                     lr=record["summary"]["lr"])
-            frames.append(metrics)
-        curves = pd.concat(frames, ignore_index=True)
-        picked = set(map(tuple, summary[["dataset", "model", "lr"]].dropna().to_numpy().tolist()))
-        curves = curves[[(d, m, lr) in picked for d, m, lr in curves[["dataset", "model", "lr"]].itertuples(index=False)]]
-        write_parquet(curves.reset_index(drop=True), args.training_curves, provenance("accuracy", {}, None))
+        write_parquet(training_curves(args.runs, summary), args.training_curves, provenance("accuracy", {}, None))
 
 
 def run_depth(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from .artifacts import atomic_path, provenance, write_parquet
-    from .study import depth_table
+    from .summaries import depth_table
 
     frames = [frame for frame in (pd.read_parquet(p) for p in args.data) if not frame.empty]
     columns = ["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update", "energy"]
@@ -432,16 +350,10 @@ def run_depth(args: argparse.Namespace) -> None:
 
 
 def run_archive(args: argparse.Namespace) -> None:
-    import yaml
+    from .archive import archive_study
+    from .config import load_config_files
 
-    from .study import archive_study
-
-    merged: dict = {}
-    for path in args.config:  # later files override earlier ones, key by key, as Snakemake merges --configfile
-        if not Path(path).is_file():
-            raise ConfigError(f"archive: config file {path} does not exist")
-        _deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
-    config = load_config(merged)
+    config = load_config_files(args.config)
     config["config_files"] = list(args.config)
     if not args.study_id or "/" in args.study_id:
         raise ConfigError(f"archive: --study-id must be a plain name, got {args.study_id!r}")
@@ -458,20 +370,12 @@ def run_archive(args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
-def _deep_merge(target: dict, update: dict) -> dict:
-    for key, value in update.items():
-        if isinstance(value, dict) and isinstance(target.get(key), dict):
-            _deep_merge(target[key], value)
-        else:
-            target[key] = value
-    return target
-
-
 def run_study_figures(args: argparse.Namespace) -> None:
+    from .archive import load_archive
     from .artifacts import provenance, save_figure, write_text
     from .config import FiguresConfig
     from .figures import fig_accuracy, fig_depth_extrapolation
-    from .study import load_archive, study_markdown
+    from .report.study import study_markdown
 
     config = load_config(args.config)
     figures = FiguresConfig.from_config(config)
@@ -483,20 +387,46 @@ def run_study_figures(args: argparse.Namespace) -> None:
         write_text(args.markdown, study_markdown(runs, summary, depth, archived))
 
 
-def run_readme(args: argparse.Namespace) -> None:
-    from .readme import update_readme
+def run_documents(args: argparse.Namespace) -> None:
+    from .artifacts import write_text
+    from .report.blocks import BENCHMARK_BLOCKS, RUN_BLOCKS, Sources, render
 
-    documents = [Path(args.readme), *(Path(page) for page in args.pages)]
+    config = load_config(args.config)
+    grid_jobs = 0
+    if args.study_config:
+        from .grid import run_specs
+
+        grid_jobs = len(run_specs(load_config(args.study_config)))
+    from .claims import TOLERANCE
+
+    sources = Sources(
+        tables=Path(args.tables), data=Path(args.data), archive=Path(args.archive), study_id=config["study"]["id"],
+        study_grid_jobs=grid_jobs, kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=TOLERANCE,
+        benchmarks=tuple(Path(p) for p in args.benchmarks), benchmarks_root=Path(args.benchmarks_root),
+        energy_curves=tuple(Path(p) for p in args.energy_curves),
+        ratios=Path(args.ratios) if args.ratios else None,
+        paper_estimate=Path(args.paper_estimate) if args.paper_estimate else None)
+    names = args.blocks or list(BENCHMARK_BLOCKS if args.ratios else RUN_BLOCKS)
+    out = Path(args.out)
+    for name, body in render(names, sources).items():
+        write_text(out / f"{name}.md", body + "\n")
+    print(f"{out}: rendered {', '.join(names)}", file=sys.stderr)
+
+
+def run_readme(args: argparse.Namespace) -> None:
+    from .report.blocks import splice
+
+    documents = [Path(document) for document in args.documents]
     missing = [str(page) for page in documents if not page.is_file()]
     if missing:
         raise ConfigError(f"readme: {', '.join(missing)} does not exist")
-    updated, skipped = update_readme(documents, Path(args.tables))
-    print(f"{', '.join(map(str, documents))}: updated blocks {updated}" + (f"; skipped {skipped}" if skipped else ""),
-          file=sys.stderr)
+    replaced, kept = splice(documents, Path(args.blocks))
+    print(f"{', '.join(map(str, documents))}: replaced blocks {replaced}"
+          + (f"; kept (nothing rendered in {args.blocks}) {kept}" if kept else ""), file=sys.stderr)
 
 
 def run_report_pages(args: argparse.Namespace) -> None:
-    from .readme import write_report_pages
+    from .report.pages import write_report_pages
 
     pages = write_report_pages(Path(args.tables), Path(args.landing))
     print(f"report pages: {', '.join(map(str, pages))}", file=sys.stderr)
@@ -563,7 +493,6 @@ def build_parser() -> argparse.ArgumentParser:
     claims.add_argument("--markdown", help="output Markdown table")
     claims.add_argument("--trials", type=int, help="override config claims.trials")
     claims.add_argument("--seed", type=int, help="override config claims.seed")
-    claims.add_argument("--update-readme", metavar="README", help="replace the table between the claims markers")
     claims.add_argument("--allow-failures", action="store_true",
                         help="exit 0 even when a theorem or identity is violated or an explicit counter-example "
                              "does not raise its energy (for exploration)")
@@ -582,7 +511,7 @@ def build_parser() -> argparse.ArgumentParser:
         "figure", help="draw one figure from its table(s)",
         description="Draw one figure from the tidy table(s) its stage wrote; the table's provenance is checked, so "
                     "a wrong table is named instead of failing inside the plot.")
-    figure.add_argument("name", choices=sorted(FIGURE_TABLES) + sorted(TRAINED_FIGURES), help="the figure to draw")
+    figure.add_argument("name", choices=list(FIGURES), help="the figure to draw")
     figure.add_argument("--dataset", help="dataset of fig5_energy_untrained / fig6_energy_trained")
     _config_argument(figure)
     figure.add_argument("--data", nargs="+", required=True, help="input parquet table(s)")
@@ -595,7 +524,7 @@ def build_parser() -> argparse.ArgumentParser:
                     "or ~/.cache/unfolded). info: without names, list every dataset and vector archive with its cache "
                     "status, size and path; with names, also load each and describe its splits.")
     data.add_argument("action", choices=("fetch", "info"), help="fetch into the cache, or show what is there")
-    data.add_argument("names", nargs="*", metavar="name", help=f"any of: {', '.join(DATA_NAMES)}")
+    data.add_argument("names", nargs="*", metavar="name", help=f"any of: {', '.join(data_names())}")
     _config_argument(data)
     data.add_argument("--marker", help="fetch: also write this file (the Snakemake target of the fetch rule)")
     data.set_defaults(run=run_data)
@@ -606,10 +535,10 @@ def build_parser() -> argparse.ArgumentParser:
                     "per-layer energy trace of test sequences, final checkpoint and provenance. A rerun resumes from "
                     "the checkpoint directory when the checkpoints there were made by the same code.")
     _config_argument(train)
-    train.add_argument("--dataset", required=True, help="polarity, order, digits, imdb, sst2, mnist or cifar10")
+    train.add_argument("--dataset", required=True, help=f"one of: {', '.join(data_names()[:-2])}")
     train.add_argument("--model", required=True,
-                       help="unfolded_tied, unfolded_untied, standard_tied, standard_untied or bag_of_embeddings; an "
-                            "unfolded model may carry a variant: unfolded_tied-residual, -learned_steps, -multihead")
+                       help=f"one of: {', '.join(MODELS)}; an unfolded model may carry a variant "
+                            f"(<model>-<variant>, variants: {', '.join(VARIANTS)})")
     train.add_argument("--lr", type=float,
                        help="learning rate (default: the first of train.learning_rates for the model's family)")
     train.add_argument("--seed", type=int, required=True, help="seed of the initialisation and the batch order (>= 0)")
@@ -691,15 +620,31 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--training-curves", help="output parquet: every run's logged metrics")
     accuracy.set_defaults(run=run_accuracy)
 
+    documents = stages.add_parser(
+        "documents", help="render the generated blocks of the README and the docs pages into a folder",
+        description="Render every generated block (rule documents: the default run's tables and the study archive; "
+                    "with --ratios: the benchmark blocks) into <out>/<block>.md; `readme` splices them in.")
+    _config_argument(documents)
+    documents.add_argument("--tables", default="results/tables", help="the default run's tables")
+    documents.add_argument("--data", default="results/data", help="the default run's data tables (Figures 1-4)")
+    documents.add_argument("--archive", default="results/archive", help="the study archives (study.id names one)")
+    documents.add_argument("--study-config", help="config/study.yaml: the full grid whose cost the study block states")
+    documents.add_argument("--benchmarks", nargs="*", default=[], help="the jobs' Snakemake benchmark files")
+    documents.add_argument("--benchmarks-root", default="results/benchmarks", help="folder of the benchmark files")
+    documents.add_argument("--energy-curves", nargs="*", default=[], help="the energy-curve tables (their settings)")
+    documents.add_argument("--ratios", help="benchmarks/ratios.py's table: render the benchmark blocks instead")
+    documents.add_argument("--paper-estimate", help="benchmarks/paper_estimate.py's page")
+    documents.add_argument("--blocks", nargs="*", help="only these blocks")
+    documents.add_argument("--out", required=True, help="folder of the rendered blocks")
+    documents.set_defaults(run=run_documents)
+
     readme = stages.add_parser(
-        "readme", help="rewrite the generated blocks of the README and the docs pages from the result tables",
-        description="Rewrite every <!-- NAME:start --> ... <!-- NAME:end --> block of the README and of the docs "
-                    "pages from the tables under --tables (claims, energy summary, regime search, accuracy, study "
-                    "archive, benchmarks).")
-    readme.add_argument("--readme", default="README.md", help="the README to update (default README.md)")
-    readme.add_argument("--pages", nargs="*", default=["docs/results.md", "docs/performance.md", "docs/paper-run.md"],
-                        help="docs pages with generated blocks (default: results, performance, paper-run)")
-    readme.add_argument("--tables", default="results/tables", help="folder of the result tables (default results/tables)")
+        "readme", help="splice rendered blocks into the README and the docs pages",
+        description="Replace every <!-- NAME:start --> ... <!-- NAME:end --> block of the documents whose rendered "
+                    "body <blocks>/NAME.md exists (`make readme` renders them first with rule documents).")
+    readme.add_argument("documents", nargs="*", default=["README.md", "docs/results.md", "docs/performance.md",
+                                                         "docs/paper-run.md"], help="the documents to update")
+    readme.add_argument("--blocks", default="results/documents", help="folder of the rendered blocks")
     readme.set_defaults(run=run_readme)
 
     pages = stages.add_parser(
@@ -730,11 +675,10 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         args.run(args)
-    except (UserError, KeyError) as error:
+    except UserError as error:  # the project's own errors; anything else is a bug and keeps its traceback
         if os.environ.get("UNFOLDED_DEBUG"):
             raise
-        message = error.args[0] if isinstance(error, KeyError) and error.args else error
-        print(f"error: {message}", file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)
         return 3 if type(error).__name__ == "DataUnavailable" else 2
     return 0
 

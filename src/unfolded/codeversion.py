@@ -1,16 +1,18 @@
 """Content digests of the package code a stage runs: the workflow's rerun key and the checkpoint key.
 
-A stage's digest covers the source files of its entry modules and every package module they import,
-directly or inside functions (found by parsing the source, not by importing it, so this module stays
-cheap enough for the Snakefile to call at parse time). Only file contents enter the digest: a copied,
-moved or re-checked-out clone, or another interpreter running the same code, gives the same digest.
+A stage is a subcommand of ``python -m unfolded`` (``train``, ``energy-curves``, ``accuracy``, ...), and its
+entry is the function ``run_<stage>`` of ``unfolded/cli.py``, which imports what it runs inside its body.
+A stage's digest covers the source of that function and every package module it imports, directly or
+through other modules, transitively (found by parsing the source, not by importing it, so this module
+stays cheap enough for the Snakefile to call at parse time). Only file contents enter the digest: a
+copied, moved or re-checked-out clone, or another interpreter running the same code, gives the same
+digest. The configuration schema is not part of it: the settings reach every rule with their defaults
+filled in, so a changed default reruns the rules whose settings change, and a changed description
+reruns nothing.
 
-This module is never part of a digest: it decides what reruns but computes no result.
-
-Policy: the command-line glue ``unfolded/cli.py`` imports every stage lazily, so its imports are never
-followed. The stages whose outputs are cheap to rebuild (claims, figures, summaries) add the file
-``cli.py`` itself to their digest; the expensive ones (training, energy curves, synthetic tables)
-depend on their computing modules only, so a change of an option's help text retrains nothing.
+So editing the summaries, statistics or report code reruns no train, energy-curve or regime-search
+job; editing the encoders reruns training. This module is never part of a digest: it decides what
+reruns but computes no result.
 """
 
 from __future__ import annotations
@@ -20,26 +22,11 @@ import hashlib
 from functools import cache
 from pathlib import Path
 
-__all__ = ["STAGE_MODULES", "code_digest", "module_closure", "stage_digest"]
+__all__ = ["code_digest", "entry_point", "module_closure", "stage_digest", "stages"]
 
 PACKAGE = "unfolded"
 ROOT = Path(__file__).resolve().parent
 
-#: Entry modules of each pipeline stage (see the module docstring for the policy).
-STAGE_MODULES: dict[str, tuple[str, ...]] = {
-    "claims": ("unfolded.claims", "unfolded.artifacts"),
-    "synthetic": ("unfolded.synthetic", "unfolded.artifacts"),
-    "figure": ("unfolded.figures", "unfolded.artifacts"),
-    "data": ("unfolded.data", "unfolded.artifacts"),
-    "train": ("unfolded.experiments", "unfolded.artifacts"),
-    "energy-curves": ("unfolded.experiments", "unfolded.artifacts"),
-    "regime-search": ("unfolded.experiments", "unfolded.artifacts"),
-    "summary": ("unfolded.experiments", "unfolded.study", "unfolded.artifacts"),
-    "study": ("unfolded.study", "unfolded.figures", "unfolded.artifacts"),
-    "report": ("unfolded.readme", "unfolded.artifacts"),
-}
-#: Stages whose digest also covers the file cli.py (without following its imports).
-WITH_CLI = ("claims", "figure", "summary", "report", "study")
 GLUE = "unfolded.cli"
 #: This module: the keying machinery itself, not part of any result (editing it must not retrain).
 KEYING = "unfolded.codeversion"
@@ -65,12 +52,13 @@ def _module_name(path: Path) -> str:
     return ".".join([PACKAGE, *parts])
 
 
-def _imports(path: Path) -> set[str]:
-    """Package modules imported anywhere in ``path`` (top level or inside functions)."""
+def _imports(path: Path, tree: ast.AST | None = None) -> set[str]:
+    """Package modules imported anywhere in ``path`` (top level or inside functions), or only inside
+    ``tree`` (a node of ``path``'s syntax tree) when given."""
     name = _module_name(path)
     package = name if path.name == "__init__.py" else name.rsplit(".", 1)[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+    for node in ast.walk(tree if tree is not None else ast.parse(path.read_text(), str(path))):
         if isinstance(node, ast.Import):
             found.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom):
@@ -110,19 +98,48 @@ def module_closure(entries: tuple[str, ...]) -> tuple[Path, ...]:
     return tuple(sorted(seen))
 
 
-def code_digest(entries: tuple[str, ...] | list[str], extra_files: tuple[Path, ...] = ()) -> str:
-    """16 hex digits of the SHA-256 over the relative paths and contents of :func:`module_closure`,
-    the packaged config schema (its defaults shape every stage's settings) and ``extra_files``."""
+@cache
+def _glue() -> tuple[ast.Module, str]:
+    path = _module_file(GLUE)
+    text = path.read_text()
+    return ast.parse(text, str(path)), text
+
+
+def stages() -> tuple[str, ...]:
+    """Every stage: the subcommands whose entry ``run_<stage>`` the CLI defines."""
+    tree, _ = _glue()
+    return tuple(node.name.removeprefix("run_").replace("_", "-") for node in tree.body
+                 if isinstance(node, ast.FunctionDef) and node.name.startswith("run_"))
+
+
+@cache
+def entry_point(stage: str) -> tuple[str, tuple[str, ...]]:
+    """The source of stage ``stage``'s entry function and the package modules it runs: those imported in its
+    body and at the top of ``cli.py`` (the CLI's own imports are used by every entry)."""
+    tree, text = _glue()
+    name = "run_" + stage.replace("-", "_")
+    function = next((node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == name), None)
+    if function is None:
+        raise KeyError(f"unknown stage {stage!r}; known: {sorted(stages())}")
+    glue = _module_file(GLUE)
+    top = ast.Module(body=[node for node in tree.body if isinstance(node, ast.Import | ast.ImportFrom)],
+                     type_ignores=[])
+    modules = (_imports(glue, function) | _imports(glue, top)) - {GLUE, KEYING}
+    return ast.get_source_segment(text, function), tuple(sorted(modules))
+
+
+def code_digest(entries: tuple[str, ...] | list[str], extra_text: str = "") -> str:
+    """16 hex digits of the SHA-256 over the relative paths and contents of :func:`module_closure` and
+    ``extra_text``."""
     digest = hashlib.sha256()
-    files = [*module_closure(tuple(entries)), ROOT / "schemas" / "config.schema.yaml", *extra_files]
-    for path in files:
+    for path in module_closure(tuple(entries)):
         digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes() + b"\0")
+    digest.update(extra_text.encode())
     return digest.hexdigest()[:16]
 
 
+@cache
 def stage_digest(stage: str) -> str:
-    """:func:`code_digest` of a pipeline stage (:data:`STAGE_MODULES`)."""
-    if stage not in STAGE_MODULES:
-        raise KeyError(f"unknown stage {stage!r}; known: {sorted(STAGE_MODULES)}")
-    extra = (_module_file(GLUE),) if stage in WITH_CLI else ()
-    return code_digest(STAGE_MODULES[stage], extra)
+    """:func:`code_digest` of a pipeline stage: its entry function's source and the modules it runs."""
+    source, modules = entry_point(stage)
+    return code_digest(modules, source)

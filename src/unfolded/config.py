@@ -20,7 +20,6 @@ import yaml
 from .errors import UserError
 
 __all__ = [
-    "FIGURE_TABLES",
     "AlternatingConfig",
     "ApolloniusConfig",
     "ConfigError",
@@ -28,28 +27,45 @@ __all__ = [
     "KappaConfig",
     "config_hash",
     "load_config",
+    "load_config_files",
     "schema",
     "validate_config",
 ]
-
-
-#: which experiment tables each figure reads (results/data/<table>.parquet)
-FIGURE_TABLES: dict[str, tuple[str, ...]] = {
-    "fig1_apollonius": ("apollonius",),
-    "fig2_alternating_trace": ("alternating",),
-    "fig3_alternating_energy": ("alternating",),
-    "fig4_kappa_regions": ("kappa",),
-}
 
 
 class ConfigError(UserError, ValueError):
     """A configuration value is invalid; the message names the key and what was expected."""
 
 
+#: Where the schema takes a list of names from a registry (``x-registry: NAME`` in the YAML): the
+#: registry's names become the ``enum`` there, so the schema, the CLI and the Snakefile share one list.
+def _registries() -> dict[str, tuple[str, ...]]:
+    from . import registry
+
+    return {"datasets": tuple(registry.DATASETS), "figures": registry.figure_names(),
+            "curve_models": registry.CURVE_MODELS, "models": registry.MODELS, "variants": tuple(registry.VARIANTS),
+            "unfolded_models": tuple(m for m in registry.MODELS if m.startswith("unfolded"))}
+
+
+def _fill_registries(node, registries: dict) -> None:
+    if isinstance(node, dict):
+        name = node.pop("x-registry", None)
+        if name is not None:
+            node["enum"] = list(registries[name])
+        for value in node.values():
+            _fill_registries(value, registries)
+    elif isinstance(node, list):
+        for value in node:
+            _fill_registries(value, registries)
+
+
 @cache
 def schema() -> dict:
+    """The configuration schema, with the registries' names filled in as enums."""
     text = resources.files("unfolded").joinpath("schemas/config.schema.yaml").read_text()
-    return yaml.safe_load(text)
+    loaded = yaml.safe_load(text)
+    _fill_registries(loaded, _registries())
+    return loaded
 
 
 def _validator_with_defaults():
@@ -198,6 +214,29 @@ def load_config(source: str | Path | dict | None) -> dict:
             "(for example 'claims: {trials: 7}')"
         )
     return validate_config(data)
+
+
+def load_config_files(paths: list[str]) -> dict:
+    """Several YAML files merged in order, key by key (as ``snakemake --configfile a b`` merges them), then
+    validated as :func:`load_config` does."""
+    merged: dict = {}
+    for path in paths:
+        if not Path(path).is_file():
+            raise ConfigError(f"config file {path} does not exist")
+        try:
+            _deep_merge(merged, yaml.safe_load(Path(path).read_text()) or {})
+        except yaml.YAMLError as error:
+            raise _yaml_error(error, f"config file {path}") from None
+    return validate_config(merged)
+
+
+def _deep_merge(target: dict, update: dict) -> dict:
+    for key, value in update.items():
+        if isinstance(value, dict) and isinstance(target.get(key), dict):
+            _deep_merge(target[key], value)
+        else:
+            target[key] = value
+    return target
 
 
 def config_hash(settings: Any) -> str:

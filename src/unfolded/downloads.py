@@ -6,8 +6,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-__all__ = ["CACHE_PATHS", "DOWNLOAD_GB", "cache_root", "needed_downloads", "pending_downloads",
-           "use_this_interpreter_for_jobs"]
+from .registry import fetch_names
+
+__all__ = ["CACHE_PATHS", "DOWNLOAD_GB", "cache_root", "pending_downloads", "use_this_interpreter_for_jobs"]
 
 #: name -> path inside the cache of what ``python -m unfolded data fetch <name>`` writes
 CACHE_PATHS = {
@@ -28,24 +29,13 @@ def cache_root(configured: str | os.PathLike | None = None) -> Path:
     return Path(path).expanduser()
 
 
-def needed_downloads(datasets: list[str], glove: str) -> list[str]:
-    """What the datasets need fetched: the text datasets need their GloVe archive too."""
-    names = []
-    for dataset in datasets:
-        if dataset in ("imdb", "sst2", "mnist", "cifar10"):
-            names.append(dataset)
-        if dataset in ("imdb", "sst2") and f"glove-{glove}" not in names:
-            names.append(f"glove-{glove}")
-    return names
-
-
 def pending_downloads(datasets: list[str], data_config: dict) -> list[tuple[str, float, Path]]:
     """(name, GB, destination) of every needed download not yet in the cache and not given as a
     local source."""
     cache = cache_root(data_config.get("cache_dir"))
     sources = data_config.get("sources", {})
     pending = []
-    for name in needed_downloads(datasets, data_config.get("glove", "840B")):
+    for name in fetch_names(datasets, data_config.get("glove", "840B")):
         source_key = "glove" if name.startswith("glove-") else name
         destination = cache / CACHE_PATHS[name]
         if source_key in sources or destination.exists():

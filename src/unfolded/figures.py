@@ -17,11 +17,8 @@ import seaborn as sns  # noqa: E402
 from matplotlib.colors import ListedColormap  # noqa: E402
 from matplotlib.patches import Circle, ConnectionPatch, Rectangle  # noqa: E402
 
-from .config import FIGURE_TABLES  # noqa: E402
-
 __all__ = [
-    "FIGURES",
-    "FIGURE_TABLES",
+    "DRAW",
     "fig1_apollonius",
     "fig2_alternating_trace",
     "fig3_alternating_energy",
@@ -267,7 +264,8 @@ def fig4_kappa_regions(frame: pd.DataFrame, kappas: list[float]) -> plt.Figure:
     return figure
 
 
-FIGURES = {
+#: name (:data:`unfolded.registry.FIGURES`) -> the function that draws it
+DRAW = {
     "fig1_apollonius": fig1_apollonius,
     "fig2_alternating_trace": fig2_alternating_trace,
     "fig3_alternating_energy": fig3_alternating_energy,
@@ -502,7 +500,7 @@ def fig_training_curves(frame: pd.DataFrame) -> plt.Figure:
     return figure
 
 
-FIGURES.update({
+DRAW.update({
     "fig5_energy_untrained": fig5_energy_untrained,
     "fig6_energy_trained": fig6_energy_trained,
     "fig_accuracy": fig_accuracy,

@@ -12,7 +12,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from .bounds import ATTENTION_STEP_BOUND, ffn_step_bound
-from .energy import head_blocks, layernorm_projection, merge_heads
+from .energy import head_blocks, merge_heads
 
 __all__ = [
     "ATTENTION_STEP_BOUND",
@@ -21,7 +21,6 @@ __all__ = [
     "attention_weights",
     "ffn_step",
     "ffn_step_bound",
-    "layernorm_step",
     "relu_step",
 ]
 
@@ -173,8 +172,3 @@ def ffn_step(Y: Tensor, Wf: Tensor, B: Tensor, alpha: float = 1.0) -> Tensor:
 def relu_step(Y: Tensor) -> Tensor:
     """Proximal step of the indicator of ``Y >= 0``: ``max(Y, 0)`` (docs/theory.md §2.3)."""
     return torch.clamp_min(Y, 0.0)
-
-
-def layernorm_step(Y: Tensor) -> Tensor:
-    """Projection of each token onto ``{z : sum(z) = 0, |z|^2 = d}`` (docs/theory.md §2.4)."""
-    return layernorm_projection(Y)

@@ -1,7 +1,9 @@
-"""Training with Lightning: an embedding, an encoder (unfolded or standard) and a classifier.
+"""Training with Lightning: the LightningModule (embedding, encoder, masked-mean head), the Trainer,
+fitting with resumable checkpoints, and writing a run.
 
 The LightningModule holds the what (model, loss, metrics); :func:`build_trainer` the how
 (device, precision, checkpoints, logging); :class:`unfolded.data.SequenceDataModule` the data.
+The encoders come from :mod:`unfolded.encoders`.
 """
 
 from __future__ import annotations
@@ -18,56 +20,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .encoders import BagOfEmbeddings, build_encoder, sinusoidal_positions
 from .errors import UserError
-from .models import StandardTransformer, UnfoldedTransformer, authors_ffn_normalisation
 
-__all__ = [
-    "MODELS",
-    "VARIANTS",
-    "BagOfEmbeddings",
-    "family",
-    "split_model",
-    "sinusoidal_positions",
-    "DivergenceError",
-    "SequenceClassifier",
-    "build_encoder",
-    "build_trainer",
-    "fit",
-    "paper_encoder",
-]
+__all__ = ["POSITIONS", "CheckpointRefused", "DivergenceError", "SequenceClassifier", "build_trainer", "fit",
+           "precision_for", "write_run"]
 
-#: Encoders trained with Lightning (``bag_of_embeddings``: no token mixing, the pooled-token-identity
-#: baseline; the control for the attention step itself is the variant ``no_attention``).
-MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied", "bag_of_embeddings")
-#: Unfolded variants that keep a descent theorem, as encoder options (a run's model is
-#: ``<model>-<variant>``, e.g. ``unfolded_tied-multihead``). ``residual``: step sizes below 1, a
-#: convex combination with the current state; ``learned_steps``: per-layer step sizes learned inside
-#: their descent ranges; ``multihead``: the multi-head energy, whose MM step is multi-head attention.
-VARIANTS = {
-    "residual": {"alpha_attention": 0.5, "alpha_ffn": 0.5},
-    "learned_steps": {"learned_step_sizes": True, "alpha_attention": 1.0, "alpha_ffn": 0.5},
-    "multihead": {"energy_heads": 4},
-    # an ablation, not a descent variant: the same layers without the attention step, so tokens never
-    # mix; what unfolded_tied gains over it is what token interactions add
-    "no_attention": {"attention": False},
-}
 POSITIONS = ("none", "learned", "sinusoidal")
-
-
-def split_model(name: str) -> tuple[str, str]:
-    """``"unfolded_tied-multihead"`` -> ``("unfolded_tied", "multihead")``; ``"standard_tied"`` -> ``(.., "base")``."""
-    model, _, variant = name.partition("-")
-    if model not in MODELS:
-        raise ValueError(f"model: expected one of {MODELS} (optionally -<variant>), got {name!r}")
-    if variant and (variant not in VARIANTS or not model.startswith("unfolded")):
-        raise ValueError(f"model {name!r}: variants {sorted(VARIANTS)} apply to unfolded models only")
-    return model, variant or "base"
-
-
-def family(name: str) -> str:
-    """The learning-rate family of a model name: unfolded, standard or bag_of_embeddings."""
-    model, _ = split_model(name)
-    return model.split("_")[0] if model != "bag_of_embeddings" else model
 
 
 class CheckpointRefused(UserError, RuntimeError):
@@ -100,84 +59,6 @@ def _discard_stale_checkpoints(checkpoint_dir: Path) -> None:
 
 class DivergenceError(UserError, RuntimeError):
     """Training produced a non-finite loss or energy; diagnostics were saved next to the run."""
-
-
-class BagOfEmbeddings(nn.Module):
-    """No token mixing: the encoder returns its input (the classifier pools and applies an MLP)."""
-
-    num_layers = 0
-
-    def forward(self, Y: torch.Tensor, mask: torch.Tensor | None = None, *, return_energies: bool = False,
-                num_layers: int | None = None):
-        from .models import EncoderOutput
-
-        return EncoderOutput(Y, None)
-
-
-def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
-    """``unfolded_{tied,untied}[-variant]``, ``standard_{tied,untied}`` or ``bag_of_embeddings`` at width
-    ``d`` and depth ``num_layers``; a variant's options (:data:`VARIANTS`) override ``cfg``."""
-    name, variant = split_model(model)
-    if name == "bag_of_embeddings":
-        return BagOfEmbeddings()
-    family, tying = name.split("_")
-    tied = tying == "tied"
-    if family == "unfolded":
-        options = {**cfg, **VARIANTS[variant]} if variant != "base" else cfg
-        return UnfoldedTransformer(
-            d, num_layers, tied=tied,
-            attention_variant=options.get("attention_variant", "exact"),
-            alpha_attention=options.get("alpha_attention", 1.0),
-            alpha_ffn=options.get("alpha_ffn", 1.0),
-            relu=options.get("relu", True),
-            layer_norm=options.get("layer_norm", False),
-            spectral_bound=options.get("spectral_bound", 0.95),
-            regularise_energy=options.get("regularise_energy", True),
-            learned_step_sizes=options.get("learned_step_sizes", False),
-            energy_heads=options.get("energy_heads", 1),
-            attention=options.get("attention", True),
-        )
-    heads = cfg.get("num_heads", 4)
-    while d % heads:
-        heads -= 1  # the largest head count <= num_heads that divides d
-    return StandardTransformer(d, num_layers, num_heads=heads, tied=tied)
-
-
-ENERGY_CURVE_VARIANTS = ("authors", "exact", "exact_active")
-
-
-def paper_encoder(d: int, num_layers: int, relu: bool, variant: str, *, alpha_attention: float = 1.0,
-                  w_scale: float = 1.0) -> UnfoldedTransformer:
-    """The encoders of Figures 5-6 (docs/theory.md §4.4, 8b).
-
-    ``paper``: the authors' model: tied layers, their bias-free ``W^T W`` attention, no residual,
-    their energy (with the regulariser), feed-forward weight normalised once by their
-    ``normalize_weight`` and unconstrained during training. ``exact``: tied layers, attention with
-    the key bias, the pairwise energy without the regulariser, and ``Wf`` kept symmetric with its
-    spectrum in [-0.95, 0.95] by a parametrisation throughout training. ``exact_active``: the exact
-    model with the attention step size ``alpha_attention`` and W initialised ``w_scale`` times the
-    Xavier scale: a regime in which the attention step keeps acting over the layers instead of
-    collapsing every sequence to one point (chosen by ``python -m unfolded regime-search``).
-    """
-    if variant == "authors":
-        encoder = UnfoldedTransformer(d, num_layers, tied=True, attention_variant="authors", relu=relu,
-                                      spectral_bound=None, regularise_energy=True)
-        authors_normalise_(encoder)
-        return encoder
-    if variant in ("exact", "exact_active"):
-        if variant == "exact":
-            alpha_attention, w_scale = 1.0, 1.0
-        return UnfoldedTransformer(d, num_layers, tied=True, attention_variant="exact", relu=relu,
-                                   spectral_bound=0.95, regularise_energy=False, alpha_attention=alpha_attention,
-                                   w_scale=w_scale)
-    raise ValueError(f"energy-curve variant: expected one of {ENERGY_CURVE_VARIANTS}, got {variant!r}")
-
-
-@torch.no_grad()
-def authors_normalise_(encoder: UnfoldedTransformer) -> None:
-    """Apply the authors' ``normalize_weight`` to every unconstrained ``Wf`` (docs/theory.md §5, item 5)."""
-    for layer in encoder.layers:
-        layer.Wf.copy_(authors_ffn_normalisation(layer.Wf))
 
 
 class SequenceClassifier(L.LightningModule):
@@ -309,16 +190,6 @@ class SequenceClassifier(L.LightningModule):
         return optimiser
 
 
-def sinusoidal_positions(length: int, d: int) -> torch.Tensor:
-    """The fixed sine/cosine position code of Vaswani et al., ``(length, d)``, entries in [-1, 1]."""
-    position = torch.arange(length, dtype=torch.float64).unsqueeze(1)
-    frequency = torch.exp(torch.arange(0, d, 2, dtype=torch.float64) * (-math.log(10000.0) / d))
-    code = torch.zeros(length, d, dtype=torch.float64)
-    code[:, 0::2] = torch.sin(position * frequency)
-    code[:, 1::2] = torch.cos(position * frequency)[:, : d // 2]
-    return code.float()
-
-
 def precision_for(accelerator: str) -> str:
     """One precision policy: bf16-mixed on GPU, 32-bit on CPU."""
     on_gpu = accelerator == "gpu" or (accelerator == "auto" and torch.cuda.is_available())
@@ -434,47 +305,6 @@ def fit(
         "parameters": sum(p.numel() for p in module.parameters() if p.requires_grad),
         "metrics_csv": str(Path(trainer.logger.log_dir) / "metrics.csv"),
     }
-
-
-def _chunks(sequences, indices: list[int], budget: float = 2.5e7) -> list[list[int]]:
-    """Batches of ``indices`` whose ``(b, n, n)`` Gram matrices stay below ``budget`` entries."""
-    chunks, chunk, longest = [], [], 0
-    for i in indices:
-        longest_if_added = max(longest, len(sequences[i]))
-        if chunk and (len(chunk) + 1) * longest_if_added**2 > budget:
-            chunks.append(chunk)
-            chunk, longest_if_added = [], len(sequences[i])
-        chunk.append(i)
-        longest = longest_if_added
-    chunks.append(chunk)
-    return chunks
-
-
-@torch.no_grad()
-def layer_trace(module: SequenceClassifier, data, split: str, indices: list[int], num_layers: int | None = None):
-    """:class:`unfolded.models.LayerTrace` of the chosen sequences, evaluated in float64 on the CPU."""
-    from .data import collate
-    from .models import LayerTrace
-
-    module = module.eval().cpu().double()
-    sequences, labels = data.splits[split]
-    traces = []
-    for chunk in _chunks(sequences, indices):
-        batch = collate([(sequences[i], labels[i]) for i in chunk])
-        if batch["inputs"].is_floating_point():
-            batch["inputs"] = batch["inputs"].double()
-        traces.append(module.encoder.trace(module.embed(batch), batch["mask"], num_layers=num_layers))
-    trace = LayerTrace(*(torch.cat([getattr(t, f) for t in traces]) for f in LayerTrace.__dataclass_fields__))
-    for name in ("energies", "before", "after", "spread"):
-        values = getattr(trace, name)
-        if not torch.isfinite(values).all():
-            raise DivergenceError(f"non-finite {name} in {int((~torch.isfinite(values)).sum())} entries")
-    return trace
-
-
-def layer_energies(module: SequenceClassifier, data, split: str, indices: list[int]) -> torch.Tensor:
-    """``(len(indices), num_layers + 1)`` energies of the chosen sequences, evaluated in float64."""
-    return layer_trace(module, data, split, indices).energies
 
 
 def write_run(run_dir: Path, summary: dict, module: SequenceClassifier, checkpoint_dir: Path, meta: dict) -> None:

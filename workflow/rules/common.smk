@@ -7,10 +7,13 @@ import sys
 import yaml
 from snakemake.utils import update_config, validate
 
+from unfolded.archive import ARCHIVE_TABLES
 from unfolded.codeversion import stage_digest
-from unfolded.study import run_specs
+from unfolded.config import ConfigError, config_hash, validate_config
 from unfolded.downloads import pending_downloads, use_this_interpreter_for_jobs
-from unfolded.config import FIGURE_TABLES, ConfigError, config_hash, validate_config
+from unfolded.grid import run_minutes, run_specs, short_runs
+from unfolded.registry import FIGURES, fetch_names, figure_names
+from unfolded.report.blocks import RUN_BLOCKS
 
 
 def _typed(value):
@@ -74,8 +77,9 @@ def inline_config(*paths, exclude=()):
 
 
 def code(stage):
-    """Content digest of the package modules a stage runs (unfolded.codeversion): a rule's params
-    carry it, so editing a module reruns exactly the rules whose stages import it."""
+    """Content digest of the code a stage (a subcommand of python -m unfolded) runs: its entry function
+    and the package modules it imports (unfolded.codeversion). A rule's params carry it, so editing a
+    module reruns exactly the rules whose stages import it."""
     return stage_digest(stage)
 
 
@@ -101,28 +105,32 @@ def all_targets():
             "results/tables/study.md",
         ]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]
-    for name in config["figures"]["include"]:
-        if name in FIGURE_TABLES:
-            targets += figure_outputs(name)
-        elif name in ("fig5_energy_untrained", "fig6_energy_trained"):
+    included = config["figures"]["include"]
+    for name in included:
+        if FIGURES[name].per_dataset:
             for dataset in config["datasets"]:
                 targets += figure_outputs(f"{name}_{dataset}")
         else:
             targets += figure_outputs(name)
-    if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
+    trained = any(name in included for name in ("fig_accuracy", "fig_training_curves"))
+    curves = any(name in included for name in ("fig5_energy_untrained", "fig6_energy_trained"))
+    if trained:
         targets += [
             "results/tables/accuracy.csv",
             "results/tables/accuracy.md",
             "results/tables/accuracy_summary.csv",
             "results/tables/depth.csv",
         ]
-        targets += figure_outputs("fig_depth_extrapolation")
-    if any(name in config["figures"]["include"] for name in ("fig5_energy_untrained", "fig6_energy_trained")):
+        if "fig_depth_extrapolation" not in included:
+            targets += figure_outputs("fig_depth_extrapolation")
+    if curves:
         targets += ["results/tables/energy_summary.csv", "results/tables/energy_summary.md"]
-        if any(name in config["figures"]["include"] for name in ("fig_accuracy", "fig_training_curves")):
+        if trained:
             targets += [LANDING_PAGE]
         if "exact_active" in config["energy_curves"]["variants"]:
             targets += ["results/tables/regime_search.csv", "results/tables/regime_search.md"]
+    if trained and curves and "exact_active" in config["energy_curves"]["variants"]:
+        targets += DOCUMENTS  # the generated blocks quote every table of the default run
     return targets
 
 
@@ -133,12 +141,7 @@ def fetched(wildcards):
 
 def fetched_for(dataset):
     """Fetch markers (outputs of rule fetch) a dataset needs before it can load offline."""
-    marker = rules.fetch.output[0]
-    if dataset in ("imdb", "sst2"):
-        return [marker.format(name=dataset), marker.format(name=f"glove-{config['data']['glove']}")]
-    if dataset in ("mnist", "cifar10"):
-        return [marker.format(name=dataset)]
-    return []
+    return [rules.fetch.output[0].format(name=name) for name in fetch_names([dataset], config["data"]["glove"])]
 
 
 def run_outputs(pattern, energy_only=False, tied_only=False):
@@ -164,17 +167,14 @@ def probe_runs():
     ]
 
 
-# On SLURM, short train/probe runs travel in group "runs" (profiles/slurm: 16 per submission, one
-# after another); runs on the paper's data are long and go one per submission.
-#: datasets whose runs take minutes on a CPU core (generated tasks and digits)
-SHORT_RUN_DATASETS = ("polarity", "order", "digits")
-
-
+# On SLURM, short train/probe runs (unfolded.registry.DATASETS: short_runs) travel in group "runs"
+# (profiles/slurm: 16 per submission, one after another); runs on the paper's data are long and go one
+# per submission.
 def run_group(wildcards):
     """Group "runs" for short runs; long runs are not grouped."""
-    return "runs" if wildcards.dataset in SHORT_RUN_DATASETS else None
+    return "runs" if short_runs(wildcards.dataset) else None
 
 
-def run_minutes(wildcards):
+def job_minutes(wildcards):
     """The time a run may take (minutes): a group's request is the sum over its runs."""
-    return 15 if wildcards.dataset in SHORT_RUN_DATASETS else 240
+    return run_minutes(wildcards.dataset)

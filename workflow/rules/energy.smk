@@ -38,11 +38,13 @@ rule energy_curves_table:
         "results/data/energy_curves.parquet",
     log:
         "results/logs/energy_curves/combine.log",
+    benchmark:
+        "results/benchmarks/combine.tsv"
     conda:
         "../../environment.yml"
     threads: 1
     params:
-        code=code("summary"),
+        code=code("combine"),
     shell:
         "python -m unfolded combine --data {input} --out {output} > {log} 2>&1"
 
@@ -63,6 +65,8 @@ rule energy_summary:
         layers="results/tables/energy_layers.csv",
     log:
         "results/logs/energy_summary.log",
+    benchmark:
+        "results/benchmarks/energy_summary.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -70,7 +74,7 @@ rule energy_summary:
         mem_mb=4000,
         runtime=10,
     params:
-        code=code("summary"),
+        code=code("energy-summary"),
     shell:
         "python -m unfolded energy-summary --data {input.curves} {input.runs}"
         " --csv {output.csv} --markdown {output.markdown} --layers-csv {output.layers} > {log} 2>&1"

@@ -1,11 +1,11 @@
 # One named rule per figure (`snakemake fig1_apollonius` works too); figures read tables only.
-for _name, _tables in FIGURE_TABLES.items():
+for _name in figure_names(synthetic=True):
 
     rule:
         name:
             _name
         input:
-            [rules.synthetic.output[0].format(experiment=table) for table in _tables],
+            [rules.synthetic.output[0].format(experiment=table) for table in FIGURES[_name].experiments],
         output:
             [
                 (
@@ -53,8 +53,10 @@ rule energy_figure:
         ],
     log:
         "results/logs/figures/{figure}_{dataset}.log",
+    benchmark:
+        "results/benchmarks/figures/{figure}_{dataset}.tsv"
     wildcard_constraints:
-        figure="fig5_energy_untrained|fig6_energy_trained",
+        figure="|".join(name for name in FIGURES if FIGURES[name].per_dataset),
     conda:
         "../../environment.yml"
     threads: 1
@@ -83,8 +85,10 @@ rule training_figure:
         ],
     log:
         "results/logs/figures/{figure}.log",
+    benchmark:
+        "results/benchmarks/figures/{figure}.tsv"
     wildcard_constraints:
-        figure="fig_accuracy|fig_training_curves|fig_depth_extrapolation",
+        figure="|".join(name for name in figure_names(synthetic=False) if not FIGURES[name].per_dataset),
     conda:
         "../../environment.yml"
     threads: 1
@@ -116,7 +120,7 @@ rule study_figures:
         "../../environment.yml"
     threads: 1
     params:
-        code=code("study"),
+        code=code("study-figures"),
         archive=lambda wildcards: ARCHIVE,
         config=inline_config(("figures",), exclude=("include",)),
     shell:

@@ -5,20 +5,11 @@
 # stale checkpoint. On SLURM the short runs (SHORT_RUN_DATASETS) form group "runs" (profiles/slurm
 # puts 16 in one submission, run one after another), so a study of hundreds of short runs is
 # submitted as a few dozen jobs; runs on the paper's data are long and go one per submission.
-TRAIN_SETTINGS = (("train",), ("data",), ("energy_curves", "samples"))
+# Settings that decide which runs exist, not how one run trains (unfolded.grid.RUN_LIST_KEYS), stay
+# out of the params: changing them reruns no existing run.
+from unfolded.grid import RUN_LIST_KEYS
 
-# settings that decide which runs exist, not how one run trains: changing them reruns nothing
-RUN_LIST_KEYS = (
-    "datasets",
-    "seeds",
-    "models",
-    "variants",
-    "variant_models",
-    "variant_seeds",
-    "linear_probe",
-    "probe_C",
-    "learning_rates",
-)
+TRAIN_SETTINGS = (("train",), ("data",), ("energy_curves", "samples"))
 
 
 rule train:
@@ -47,7 +38,7 @@ rule train:
     threads: 1
     resources:
         mem_mb=8000,
-        runtime=run_minutes,
+        runtime=job_minutes,
     params:
         code=code("train"),
         config=inline_config(*TRAIN_SETTINGS, exclude=RUN_LIST_KEYS),
@@ -72,6 +63,8 @@ rule probe:
         "results/runs/{dataset}/linear_probe/provenance.json",
     log:
         "results/logs/probe/{dataset}.log",
+    benchmark:
+        "results/benchmarks/probe/{dataset}.tsv"
     group:
         run_group
     conda:
@@ -79,9 +72,9 @@ rule probe:
     threads: 1
     resources:
         mem_mb=4000,
-        runtime=run_minutes,
+        runtime=job_minutes,
     params:
-        code=code("train"),
+        code=code("probe"),
         config=inline_config(("data",), ("train", "probe_C")),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded probe --config {params.config} --dataset {wildcards.dataset} --out {output} > {log} 2>&1"
@@ -109,6 +102,8 @@ rule accuracy:
         curves="results/data/training_curves.parquet",
     log:
         "results/logs/accuracy.log",
+    benchmark:
+        "results/benchmarks/accuracy.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -116,7 +111,7 @@ rule accuracy:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code("summary"),
+        code=code("accuracy"),
         runs=run_dirs(),
     shell:
         "python -m unfolded accuracy --runs {params.runs} --probes {input.probes} --csv {output.csv}"
@@ -134,6 +129,8 @@ rule depth:
         table="results/data/depth.parquet",
     log:
         "results/logs/depth.log",
+    benchmark:
+        "results/benchmarks/depth.tsv"
     conda:
         "../../environment.yml"
     threads: 1
@@ -141,7 +138,7 @@ rule depth:
         mem_mb=2000,
         runtime=10,
     params:
-        code=code("summary"),
+        code=code("depth"),
     shell:
         "python -m unfolded depth --data {input.depth} --selection {input.selection} --csv {output.csv}"
         " --table {output.table} > {log} 2>&1"

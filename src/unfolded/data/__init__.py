@@ -32,9 +32,14 @@ __all__ = [
     "prepare",
 ]
 
-DATASETS = ("polarity", "order", "digits", "imdb", "sst2", "mnist", "cifar10")
-GENERATED = ("polarity", "order", "digits")  # offline: generated or bundled with scikit-learn
-FETCHABLE = ("imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B")
+from ..registry import DATASETS as _REGISTRY
+from ..registry import VECTORS, data_names
+
+DATASETS = tuple(_REGISTRY)
+#: offline: generated or bundled with scikit-learn
+GENERATED = tuple(name for name, dataset in _REGISTRY.items() if dataset.fetch is None)
+#: fetched once into the cache: the datasets' downloads, then the vector archives
+FETCHABLE = (*(dataset.fetch for dataset in _REGISTRY.values() if dataset.fetch), *VECTORS.values())
 
 
 @dataclass
@@ -141,7 +146,7 @@ def cache_location(name: str, cache: Path) -> Path | None:
     if name in GENERATED:
         return None
     if name not in CACHE_PATHS:
-        raise KeyError(f"unknown dataset {name}; known: {', '.join(DATASETS + FETCHABLE[4:])}")
+        raise KeyError(f"unknown dataset {name}; known: {', '.join(data_names())}")
     return cache / CACHE_PATHS[name]
 
 
@@ -159,7 +164,7 @@ def catalogue(config: dict, names: list[str] | None = None) -> list[dict]:
 
     cache = cache_dir(config["data"]["cache_dir"])
     records = []
-    for name in names or [*DATASETS, *FETCHABLE[4:]]:
+    for name in names or data_names():
         path = cache_location(name, cache)
         if path is None:
             status = "bundled with scikit-learn" if name == "digits" else "generated"

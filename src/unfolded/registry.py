@@ -1,0 +1,147 @@
+"""The project's registries: one per concept, each the single list that the schema's enums, the CLI's
+choices and the Snakefile read. Plain data only: no torch, no pandas (the Snakefile imports this
+module at parse time).
+
+- :data:`DATASETS`: every dataset a run can name, where it comes from and what it needs fetched;
+- :data:`VECTORS`: the GloVe archives the text datasets need;
+- :data:`FIGURES`: every figure, the tables it reads and whether it is drawn per dataset;
+- :data:`CURVE_MODELS`: the encoders of Figures 5-6 (the energy-curve stage);
+- :data:`MODELS`, :data:`FAMILIES`, :data:`VARIANTS`: the trained encoders, their learning-rate
+  families and the unfolded variants with the settings each one overrides.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+__all__ = [
+    "CURVE_MODELS",
+    "DATASETS",
+    "FAMILIES",
+    "FIGURES",
+    "MODELS",
+    "VARIANTS",
+    "VECTORS",
+    "Dataset",
+    "Figure",
+    "data_names",
+    "family",
+    "fetch_names",
+    "figure_names",
+    "split_model",
+]
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """``source``: generated (offline), scikit-learn (bundled), huggingface or torchvision (fetched once);
+    ``fetch``: the download it needs besides vectors; ``vectors``: whether it needs GloVe vectors;
+    ``short_runs``: a run takes minutes on one CPU core (SLURM groups such runs)."""
+
+    source: str
+    fetch: str | None = None
+    vectors: bool = False
+    short_runs: bool = False
+
+
+DATASETS: dict[str, Dataset] = {
+    "polarity": Dataset("generated", short_runs=True),
+    "order": Dataset("generated", short_runs=True),
+    "digits": Dataset("scikit-learn", short_runs=True),
+    "imdb": Dataset("huggingface", fetch="imdb", vectors=True),
+    "sst2": Dataset("huggingface", fetch="sst2", vectors=True),
+    "mnist": Dataset("torchvision", fetch="mnist"),
+    "cifar10": Dataset("torchvision", fetch="cifar10"),
+}
+#: GloVe archives, by the value of config ``data.glove``
+VECTORS = {"840B": "glove-840B", "6B": "glove-6B"}
+
+
+def fetch_names(datasets: list[str] | tuple[str, ...], glove: str) -> list[str]:
+    """What ``python -m unfolded data fetch`` must have fetched before ``datasets`` load offline, in order:
+    each dataset's own download and, for the text datasets, the GloVe archive ``glove``."""
+    names: list[str] = []
+    for name in datasets:
+        dataset = DATASETS[name]
+        wanted = [dataset.fetch] if dataset.fetch else []
+        wanted += [VECTORS[glove]] if dataset.vectors else []
+        names += [item for item in wanted if item not in names]
+    return names
+
+
+def data_names() -> tuple[str, ...]:
+    """Every name ``python -m unfolded data`` knows: the datasets, then the vector archives."""
+    return (*DATASETS, *VECTORS.values())
+
+
+@dataclass(frozen=True)
+class Figure:
+    """``tables``: what the figure reads, as the stage that writes each table (``synthetic/<experiment>``
+    for Figures 1-4); ``per_dataset``: one figure per dataset (``<name>_<dataset>``)."""
+
+    tables: tuple[str, ...]
+    per_dataset: bool = False
+    #: the synthetic experiment tables (results/data/<experiment>.parquet) of Figures 1-4
+    experiments: tuple[str, ...] = field(default=())
+
+
+FIGURES: dict[str, Figure] = {
+    "fig1_apollonius": Figure(("synthetic/apollonius",), experiments=("apollonius",)),
+    "fig2_alternating_trace": Figure(("synthetic/alternating",), experiments=("alternating",)),
+    "fig3_alternating_energy": Figure(("synthetic/alternating",), experiments=("alternating",)),
+    "fig4_kappa_regions": Figure(("synthetic/kappa",), experiments=("kappa",)),
+    "fig5_energy_untrained": Figure(("energy-curves", "combine"), per_dataset=True),
+    "fig6_energy_trained": Figure(("energy-curves", "combine"), per_dataset=True),
+    "fig_accuracy": Figure(("accuracy",)),
+    "fig_training_curves": Figure(("accuracy",)),
+    "fig_depth_extrapolation": Figure(("depth",)),
+}
+
+
+def figure_names(synthetic: bool | None = None) -> tuple[str, ...]:
+    """Figure names; ``synthetic=True``: Figures 1-4 only (drawn from synthetic tables), ``False``: the others."""
+    return tuple(name for name, figure in FIGURES.items()
+                 if synthetic is None or bool(figure.experiments) == synthetic)
+
+
+#: The encoders of Figures 5-6 (docs/theory.md §4.4): the authors' model, the exact model, and the
+#: exact model in the regime picked by the regime search (attention step and W scale from config).
+CURVE_MODELS = ("authors", "exact", "exact_active")
+
+#: Encoders trained with Lightning (``bag_of_embeddings``: no token mixing, the pooled-token-identity
+#: baseline; the control for the attention step itself is the variant ``no_attention``).
+MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied", "bag_of_embeddings")
+#: Learning-rate families (config ``train.learning_rates``): a model's family is the part of its name
+#: before the tying (``unfolded_tied`` -> ``unfolded``).
+FAMILIES = ("unfolded", "standard", "bag_of_embeddings")
+#: Unfolded variants, as the settings of config section ``train`` each one overrides (a run's model is
+#: ``<model>-<variant>``, e.g. ``unfolded_tied-multihead``; the overrides go into the run's provenance).
+#: ``residual``: step sizes below 1, a convex combination with the current state; ``learned_steps``:
+#: per-layer step sizes learned inside their descent ranges; ``multihead``: the multi-head energy, whose
+#: MM step is multi-head attention; ``no_attention``: an ablation, the same layers without the
+#: attention step.
+VARIANTS: dict[str, dict] = {
+    "residual": {"alpha_attention": 0.5, "alpha_ffn": 0.5},
+    "learned_steps": {"learned_step_sizes": True, "alpha_attention": 1.0, "alpha_ffn": 0.5},
+    "multihead": {"energy_heads": 4},
+    "no_attention": {"attention": False},
+}
+
+
+def split_model(name: str) -> tuple[str, str]:
+    """``"unfolded_tied-multihead"`` -> ``("unfolded_tied", "multihead")``; ``"standard_tied"`` -> ``(.., "base")``."""
+    model, _, variant = name.partition("-")
+    if model not in MODELS:
+        raise ValueError(f"model: expected one of {MODELS} (optionally -<variant>), got {name!r}")
+    if variant and (variant not in VARIANTS or not model.startswith("unfolded")):
+        raise ValueError(f"model {name!r}: variants {sorted(VARIANTS)} apply to unfolded models only")
+    return model, variant or "base"
+
+
+def family(name: str) -> str:
+    """The learning-rate family of a model name (a variant keeps its model's family):
+    ``unfolded_tied-residual`` -> ``unfolded``; ``linear_probe`` (no learning rate) -> ``linear_probe``."""
+    if name == "linear_probe":
+        return name
+    model, _ = split_model(name)
+    return model if model == "bag_of_embeddings" else model.split("_")[0]

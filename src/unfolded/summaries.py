@@ -1,0 +1,238 @@
+"""Summaries of finished stages as tidy tables: the runs' accuracy (learning-rate pick on validation,
+seed statistics beside the baselines and ceilings), depth extrapolation, and the energy curves
+(one row per curve, and per layer).
+
+Protocol (fixed before any model was trained): for each (dataset, model) the learning rate with
+the best mean validation accuracy over seeds is picked (ties: the smaller rate); the test accuracy
+at that rate is reported as mean, sample standard deviation (ddof = 1) and a 95% confidence
+interval from Student's t over seeds. Baselines (bag_of_embeddings, linear probe) and the known
+ceilings of the generated tasks sit in the same table.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+
+from .columns import CURVE_ATTRIBUTES, CURVE_KEYS
+from .diagnostics import COLLAPSE_THRESHOLD, curve_summary_row
+from .stats import confidence_interval
+
+__all__ = [
+    "KEYS",
+    "collect_runs",
+    "curve_summary",
+    "depth_table",
+    "layer_decomposition",
+    "relative_depth_stats",
+    "select_learning_rates",
+    "summarise_accuracy",
+    "summarise_runs",
+    "training_curves",
+]
+
+#: A row of the accuracy summary: one (dataset, model).
+KEYS = ["dataset", "model"]
+#: Columns of accuracy.csv that are timings, not results: they go to timings.csv.
+TIMING_COLUMNS = ("train_seconds", "samples_per_second", "resumed")
+
+
+def _curve_tensors(group: pd.DataFrame):
+    steps = group[group["layer"] > 0]
+    wide = lambda column, frame: torch.tensor(  # noqa: E731
+        frame.pivot(index="sample", columns="layer", values=column).to_numpy(), dtype=torch.float64)
+    return (wide("step_before", steps), wide("step_after", steps), wide("relative_spread", group),
+            wide("step_middle", steps))
+
+
+def _with_keys(table: pd.DataFrame) -> pd.DataFrame:
+    """A copy with every curve key present (seed -1 and lr NaN where a table has none)."""
+    table = table.copy()
+    if "seed" not in table:
+        table["seed"] = -1
+    if "lr" not in table:
+        table["lr"] = math.nan
+    return table
+
+
+def curve_summary(table: pd.DataFrame) -> pd.DataFrame:
+    """One row per curve (dataset, variant, relu, state, seed) with the shares of
+    :func:`unfolded.diagnostics.curve_summary_row` and, for trained curves, accuracy and weight change."""
+    table = _with_keys(table)
+    rows = []
+    for key, group in table.groupby(CURVE_KEYS, sort=True, dropna=False):
+        before, after, relative_spread, middle = _curve_tensors(group)
+        attention = middle - before if torch.isfinite(middle).all() else None
+        row = dict(zip(CURVE_KEYS, key, strict=True))
+        row.update(curve_summary_row(before, after, relative_spread, attention))
+        row.setdefault("attention_share", math.nan)
+        row.setdefault("attention_share_active", math.nan)
+        for column in CURVE_ATTRIBUTES:
+            row[column] = group[column].iloc[0] if column in group else math.nan
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def summarise_runs(run_dirs: list[Path]) -> pd.DataFrame:
+    """Tidy accuracy table: one row per (dataset, model, seed) from each run's provenance.json."""
+    rows = []
+    for run_dir in run_dirs:
+        record = json.loads((Path(run_dir) / "provenance.json").read_text())
+        summary = record["summary"]
+        rows.append({"dataset": record["dataset"], "model": record["model"], "seed": record["seed"], **summary})
+    return pd.DataFrame(rows).sort_values(["dataset", "model", "seed"], ignore_index=True)
+
+
+def layer_decomposition(table: pd.DataFrame) -> pd.DataFrame:
+    """Per curve and layer: how much of the step's energy decrease comes from the attention sub-step
+    (``step_before - step_middle``) and how much from the feed-forward sub-step with its ReLU/LN
+    (``step_middle - step_after``), as means over samples, and the share of samples whose state
+    was active (relative spread >= COLLAPSE_THRESHOLD) before the step. Curves without a split
+    (standard models) are left out."""
+    table = _with_keys(table).sort_values([*CURVE_KEYS, "sample", "layer"])
+    table["active_before"] = table.groupby([*CURVE_KEYS, "sample"], dropna=False)["relative_spread"].shift(1) \
+        >= COLLAPSE_THRESHOLD
+    steps = table[(table["layer"] > 0) & table["step_middle"].notna()]
+    steps = steps.assign(attention_decrease=steps["step_before"] - steps["step_middle"],
+                         ffn_decrease=steps["step_middle"] - steps["step_after"],
+                         total_decrease=steps["step_before"] - steps["step_after"])
+    grouped = steps.groupby([*CURVE_KEYS, "layer"], sort=True, dropna=False)
+    return grouped.agg(samples=("sample", "count"), active_share=("active_before", "mean"),
+                       attention_decrease=("attention_decrease", "mean"), ffn_decrease=("ffn_decrease", "mean"),
+                       total_decrease=("total_decrease", "mean")).reset_index()
+
+
+def _clip(value: float) -> float:
+    """Accuracies are in [0, 1]; so are the reported ends of their intervals."""
+    return value if math.isnan(value) else min(1.0, max(0.0, value))
+
+
+def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
+    """``runs`` with a boolean ``selected`` column: per (dataset, model) the learning rate with the
+    best mean validation accuracy over seeds (ties: the smaller rate). Runs without a learning rate
+    (the linear probe) are always selected."""
+    runs = runs.copy()
+    runs["selected"] = runs["lr"].isna()
+    trained = runs[runs["lr"].notna()]
+    if trained.empty:
+        return runs
+    means = trained.groupby([*KEYS, "lr"])["val_accuracy"].mean().reset_index()
+    means = means.sort_values([*KEYS, "val_accuracy", "lr"], ascending=[True, True, False, True])
+    picks = means.groupby(KEYS).head(1)[[*KEYS, "lr"]]
+    picked = set(map(tuple, picks.to_numpy().tolist()))
+    chosen = [(d, m, lr) in picked for d, m, lr in runs[[*KEYS, "lr"]].itertuples(index=False)]
+    runs["selected"] = runs["selected"] | pd.Series(chosen, index=runs.index, dtype=bool)
+    return runs
+
+
+def summarise_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
+    """One row per (dataset, model) at its picked learning rate: the grid, the pick, seeds, mean,
+    sd and 95% CI of test accuracy, mean validation accuracy, parameters, the majority class and the
+    dataset's known ceilings."""
+    runs = select_learning_rates(runs)
+    rows = []
+    for (dataset, model), group in runs.groupby(KEYS, sort=True):
+        picked = group[group["selected"]]
+        grid = sorted(group["lr"].dropna().unique())
+        low, high = confidence_interval(picked["test_accuracy"])
+        first = picked.iloc[0]
+        rows.append({
+            "dataset": dataset, "model": model, "variant": first.get("variant", "base"),
+            "family": first.get("family", ""),
+            "lr_grid": "/".join(f"{lr:g}" for lr in grid) if grid else "",
+            "lr": first["lr"], "seeds": int(picked["seed"].nunique()),
+            "test_accuracy_mean": float(picked["test_accuracy"].mean()),
+            "test_accuracy_sd": float(picked["test_accuracy"].std(ddof=1)) if len(picked) > 1 else math.nan,
+            "ci95_low": _clip(low), "ci95_high": _clip(high),
+            "val_accuracy_mean": float(picked["val_accuracy"].mean()),
+            "epochs_mean": float(picked["epochs"].mean()) if "epochs" in picked else math.nan,
+            "epochs_at_cap": _at_cap(picked),
+            "parameters": int(first["parameters"]),
+            "energy_monotone_fraction": float(picked["energy_monotone_fraction"].mean())
+            if "energy_monotone_fraction" in picked else math.nan,
+            "chance_accuracy": float(first["chance_accuracy"]),
+            "bag_of_words_ceiling": float(first.get("bag_of_words_ceiling", math.nan)),
+            "oracle_ceiling": float(first.get("oracle_ceiling", math.nan)),
+        })
+    return pd.DataFrame(rows)
+
+
+def _at_cap(picked: pd.DataFrame) -> float:
+    """How many runs trained until their ``max_epochs`` (early stopping did not end them); NaN when
+    the runs do not record their epoch cap (the linear probe, older tables)."""
+    if "epochs" not in picked or "max_epochs" not in picked or picked["max_epochs"].isna().all():
+        return math.nan
+    return float((picked["epochs"] >= picked["max_epochs"]).sum())
+
+
+def depth_table(depth: pd.DataFrame, summary: pd.DataFrame) -> pd.DataFrame:
+    """Depth rows of the runs at each model's picked learning rate, in the published column order."""
+    picks = summary[[*KEYS, "lr"]]
+    merged = depth.merge(picks, on=[*KEYS, "lr"], how="inner")
+    columns = ["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update", "energy"]
+    return merged[columns].sort_values(["dataset", "model", "seed", "depth"], ignore_index=True)
+
+
+def relative_depth_stats(depth: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, model): accuracy at the trained depth L, one and two layers past it and at the
+    deepest depth; the relative update and the energy at L and at the deepest depth."""
+    rows = []
+    for (dataset, model), group in depth.groupby(KEYS, sort=True):
+        trained = int(group["trained_depth"].iloc[0])
+        deepest = int(group["depth"].max())
+
+        def at(d: int, column: str, group: pd.DataFrame = group) -> float:
+            return float(group[group["depth"] == d][column].mean())
+
+        rows.append({"dataset": dataset, "model": model, "trained_depth": trained, "max_depth": deepest,
+                     "accuracy_at_L": at(trained, "test_accuracy"),
+                     "accuracy_at_L+1": at(trained + 1, "test_accuracy"),
+                     "accuracy_at_L+2": at(trained + 2, "test_accuracy"),
+                     "accuracy_at_max": at(deepest, "test_accuracy"),
+                     "update_at_L": at(trained, "update"), "update_at_max": at(deepest, "update"),
+                     "energy_at_L": at(trained, "energy"), "energy_at_max": at(deepest, "energy")})
+    return pd.DataFrame(rows)
+
+
+
+
+def collect_runs(run_dirs: list[Path], probes: list[Path]) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """Every run of ``run_dirs`` (their provenance.json) and every linear probe (its provenance.json) as
+    one row each, with the position code and epoch cap each run trained with and the learning-rate
+    pick (``selected``); returns (runs, timings): results, which a rerun reproduces byte for byte, and
+    the training times, which it does not."""
+    runs = summarise_runs([Path(p) for p in run_dirs])
+    records = [json.loads((Path(p) / "provenance.json").read_text()) for p in run_dirs]
+    keys = list(runs[["dataset", "model", "lr", "seed"]].itertuples(index=False, name=None))
+    by_run = {(r["dataset"], r["model"], r["summary"]["lr"], r["seed"]): r["config"]["train"] for r in records}
+    # the position code each run's inputs had (config train.positions; patches always have learned positions)
+    runs["positions"] = [by_run[key]["positions"] for key in keys]
+    # and its epoch cap, so the tables can say which runs early stopping did not end
+    runs["max_epochs"] = [by_run[key]["max_epochs"] for key in keys]
+    probe_records = [json.loads(Path(p).read_text()) for p in probes]
+    if probe_records:
+        runs = pd.concat([runs, pd.DataFrame([{"dataset": r["dataset"], "model": "linear_probe", "seed": r["seed"],
+                                               **r["summary"]} for r in probe_records])], ignore_index=True)
+    runs = select_learning_rates(runs)
+    timing_columns = [c for c in TIMING_COLUMNS if c in runs]
+    timings = runs[runs["lr"].notna()][["dataset", "model", "lr", "seed", *timing_columns]]  # Lightning runs
+    runs = runs.drop(columns=[*timing_columns, "C_grid", "learned_alpha_attention", "learned_alpha_ffn"], errors="ignore")
+    return runs, timings
+
+
+def training_curves(run_dirs: list[Path], summary: pd.DataFrame) -> pd.DataFrame:
+    """Every logged metric of the runs at their (dataset, model)'s picked learning rate, one row per log line."""
+    frames = []
+    for run in run_dirs:
+        record = json.loads((Path(run) / "provenance.json").read_text())
+        metrics = pd.read_csv(Path(run) / "metrics.csv")
+        frames.append(metrics.assign(dataset=record["dataset"], model=record["model"], seed=record["seed"],
+                                     lr=record["summary"]["lr"]))
+    curves = pd.concat(frames, ignore_index=True)
+    picked = set(map(tuple, summary[["dataset", "model", "lr"]].dropna().to_numpy().tolist()))
+    curves = curves[[(d, m, lr) in picked for d, m, lr in curves[["dataset", "model", "lr"]].itertuples(index=False)]]
+    return curves.reset_index(drop=True)

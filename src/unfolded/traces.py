@@ -1,0 +1,119 @@
+"""Layer traces of trained or untrained encoders on chosen test sequences, as tensors and as tidy rows:
+what the energy-curve stage (:mod:`unfolded.curves`) and the train stage (:mod:`unfolded.runs`) record.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+
+import numpy as np
+import pandas as pd
+import torch
+
+from .diagnostics import relative_spread
+from .models import LayerTrace
+from .training import DivergenceError, SequenceClassifier
+
+__all__ = ["chance_accuracy", "energy_parameters", "layer_trace", "parameter_changes", "sample_indices", "trace_rows"]
+
+
+def sample_indices(count: int, population: int, seed: int) -> list[int]:
+    """The authors draw test samples with ``random.sample`` under a fixed seed (docs/theory.md §4.4)."""
+    return sorted(random.Random(seed).sample(range(population), min(count, population)))
+
+
+def trace_rows(trace: LayerTrace, indices: list[int], **columns) -> pd.DataFrame:
+    """Tidy rows, one per (sample, layer), of a :class:`unfolded.models.LayerTrace`.
+
+    ``energy`` is the plotted curve; ``step_before``/``step_middle``/``step_after`` are the energies of
+    the layer that produced this state, at its input, after its attention sub-step and at its
+    output (NaN at layer 0); ``spread`` is the token spread and ``relative_spread`` the same divided
+    by its layer-0 value; ``update`` the relative change of the state."""
+    samples, layers = trace.energies.shape
+    nan_column = torch.full((samples, 1), float("nan"), dtype=torch.float64)
+
+    def padded(values: torch.Tensor) -> np.ndarray:
+        return torch.cat([nan_column, values.double()], 1).reshape(-1).numpy()
+
+    spread = trace.spread.double()
+    relative = relative_spread(spread)
+    return pd.DataFrame({
+        **columns,
+        "sample": np.repeat(np.asarray(indices), layers),
+        "layer": np.tile(np.arange(layers), samples),
+        "energy": trace.energies.double().reshape(-1).numpy(),
+        "step_before": padded(trace.before),
+        "step_middle": padded(trace.middle),
+        "step_after": padded(trace.after),
+        "spread": spread.reshape(-1).numpy(),
+        "relative_spread": relative.reshape(-1).numpy(),
+        "update": padded(trace.update),
+    })
+
+
+def energy_parameters(module: torch.nn.Module) -> dict[str, list[torch.Tensor]]:
+    """The effective W, Wf (after its parametrisation) and B of every unfolded layer; {} otherwise."""
+    layers = getattr(module.encoder, "layers", [])
+    if not layers or not hasattr(layers[0], "ffn_weight"):
+        return {}
+    with torch.no_grad():
+        return {
+            "W": [layer.W.detach().cpu().double().clone() for layer in layers],
+            "Wf": [layer.ffn_weight().detach().cpu().double().clone() for layer in layers],
+            "B": [layer.B.detach().cpu().double().clone() for layer in layers],
+        }
+
+
+def parameter_changes(before: dict[str, list[torch.Tensor]], module: torch.nn.Module) -> dict[str, float]:
+    """``|p_after - p_before| / |p_before|`` (Frobenius) of the effective W, Wf and B, averaged over
+    layers (one layer when tied); NaN for models without an energy (standard Transformers)."""
+    after = energy_parameters(module)
+    changes = {}
+    for name in ("W", "Wf", "B"):
+        if name not in before:
+            changes[f"change_{name}"] = math.nan
+            continue
+        ratios = [float((a - b).norm() / b.norm().clamp_min(1e-300)) for a, b in zip(after[name], before[name], strict=True)]
+        changes[f"change_{name}"] = float(np.mean(ratios))
+    return changes
+
+
+def chance_accuracy(labels: torch.Tensor) -> float:
+    """Accuracy of always predicting the most frequent class of ``labels``."""
+    return float(torch.bincount(labels).max()) / len(labels)
+
+
+def _chunks(sequences, indices: list[int], budget: float = 2.5e7) -> list[list[int]]:
+    """Batches of ``indices`` whose ``(b, n, n)`` Gram matrices stay below ``budget`` entries."""
+    chunks, chunk, longest = [], [], 0
+    for i in indices:
+        longest_if_added = max(longest, len(sequences[i]))
+        if chunk and (len(chunk) + 1) * longest_if_added**2 > budget:
+            chunks.append(chunk)
+            chunk, longest_if_added = [], len(sequences[i])
+        chunk.append(i)
+        longest = longest_if_added
+    chunks.append(chunk)
+    return chunks
+
+
+@torch.no_grad()
+def layer_trace(module: SequenceClassifier, data, split: str, indices: list[int], num_layers: int | None = None):
+    """:class:`unfolded.models.LayerTrace` of the chosen sequences, evaluated in float64 on the CPU."""
+    from .data import collate
+
+    module = module.eval().cpu().double()
+    sequences, labels = data.splits[split]
+    traces = []
+    for chunk in _chunks(sequences, indices):
+        batch = collate([(sequences[i], labels[i]) for i in chunk])
+        if batch["inputs"].is_floating_point():
+            batch["inputs"] = batch["inputs"].double()
+        traces.append(module.encoder.trace(module.embed(batch), batch["mask"], num_layers=num_layers))
+    trace = LayerTrace(*(torch.cat([getattr(t, f) for t in traces]) for f in LayerTrace.__dataclass_fields__))
+    for name in ("energies", "before", "after", "spread"):
+        values = getattr(trace, name)
+        if not torch.isfinite(values).all():
+            raise DivergenceError(f"non-finite {name} in {int((~torch.isfinite(values)).sum())} entries")
+    return trace
