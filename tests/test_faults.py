@@ -35,6 +35,7 @@ def wait_for(predicate, timeout: float) -> bool:
     return False
 
 
+@pytest.mark.workflow
 def test_killed_training_resumes_with_the_same_final_metrics(tmp_path):
     target = f"{RUN}/provenance.json"
     args = (target, "--configfile", "config/smoke.yaml", "--config", LONG_TRAINING, "--rerun-incomplete")
@@ -63,6 +64,7 @@ def test_killed_training_resumes_with_the_same_final_metrics(tmp_path):
     assert resumed["test_loss"] == pytest.approx(expected["test_loss"], abs=1e-6)
 
 
+@pytest.mark.workflow
 def test_killed_stage_leaves_no_complete_looking_output(tmp_path):
     workdir = copy_workflow(tmp_path / "w")
     target = "results/tables/claims.csv"
@@ -115,6 +117,7 @@ def run_stages(directory: Path) -> list[Path]:
             directory / "accuracy.csv", directory / "accuracy.md"]
 
 
+@pytest.mark.workflow
 def test_same_config_twice_gives_byte_identical_tables(tmp_path):
     first, second = run_stages(tmp_path / "a"), run_stages(tmp_path / "b")
     for a, b in zip(first, second, strict=True):

@@ -14,6 +14,8 @@ from unfolded.config import load_config_files
 
 from helpers.workflow import SNAKEMAKE, copy_workflow, job_counts, snakemake, workflow_env
 
+pytestmark = pytest.mark.workflow
+
 
 @pytest.fixture(scope="module")
 def smoke_run(tmp_path_factory):

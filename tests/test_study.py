@@ -190,6 +190,7 @@ def test_model_names_with_variants():
             split_model(bad)
 
 
+@pytest.mark.workflow
 def test_study_config_lists_the_whole_grid(tmp_path):
     """`snakemake -n --configfile config/study.yaml` in a fresh copy: per dataset, every model on every
     seed and every variant on the variant seeds, each at every learning rate of its family; one probe per
@@ -214,6 +215,7 @@ def test_study_config_lists_the_whole_grid(tmp_path):
     assert counts.get("probe") == len(datasets) and counts.get("accuracy") == 1 and counts.get("depth") == 1
 
 
+@pytest.mark.workflow
 def test_slurm_profile_groups_the_study_into_few_submissions(tmp_path):
     """On SLURM, the short train/probe jobs of the study go 16 per submission (group "runs")."""
     from helpers.workflow import copy_workflow, job_counts, snakemake

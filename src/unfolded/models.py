@@ -15,8 +15,8 @@ from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .bounds import ATTENTION_STEP_BOUND, ffn_step_bound
-from .energy import total_energy
-from .steps import ATTENTION_VARIANTS, attention_step, ffn_step, layernorm_projection, relu_step
+from .energy import layernorm_projection, total_energy
+from .steps import ATTENTION_VARIANTS, attention_step, ffn_step, relu_step
 
 __all__ = [
     "EncoderOutput",
