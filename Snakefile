@@ -16,6 +16,7 @@ include: "workflow/rules/train.smk"
 include: "workflow/rules/energy.smk"
 include: "workflow/rules/figures.smk"
 include: "workflow/rules/report.smk"
+include: "workflow/rules/benchmarks.smk"
 
 
 # The report's landing page is generated from the results (rule report_pages); before that rule

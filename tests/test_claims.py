@@ -194,3 +194,21 @@ def test_registering_a_claim_twice_or_with_an_unknown_kind_fails():
         claim("theorem", "derived", "s", "c", "§2.1")(CLAIMS["attention_descent"].run)
     with pytest.raises(ValueError, match="claim kind"):
         claim("lemma", "derived", "s", "c", "§2.1")
+
+
+def test_the_claims_page_lists_exactly_the_failed_claims():
+    """The page decides failure from the table's rows as ClaimResult.failed does from a result."""
+    import pandas as pd
+
+    from unfolded.report.claims import claims_page
+
+    results = [CLAIMS[claim_id].check(3, 0) for claim_id in ("attention_descent", "ffn_large_step",
+                                                             "attention_authors_variant")]
+    table = pd.DataFrame([r.as_row() for r in results])
+    meta = {"config": {"trials": 3, "seed": 0}, "config_hash": "h", "git_commit": "c" * 40}
+    assert "failed (a theorem or identity violated, or an explicit counter-example without its increase): none" \
+        in claims_page(table, meta)
+    table.loc[0, "violations"] = 1  # a theorem violated
+    table.loc[1, "explicit_violations"] = 0  # a counter-example whose explicit instance did not rise
+    table.loc[2, "violations"] = 3  # a report may rise: never a failure
+    assert "increase): ['attention_descent', 'ffn_large_step']." in claims_page(table, meta)

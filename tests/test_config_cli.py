@@ -106,7 +106,7 @@ def test_cli_help_lists_stages():
 
 def test_claims_stage_writes_table_and_provenance(tmp_path):
     csv, markdown = tmp_path / "claims.csv", tmp_path / "claims.md"
-    result = run_cli("claims", "--config", '{"claims": {"trials": 3, "seed": 1}}', "--csv", str(csv), "--markdown", str(markdown))
+    result = run_cli("claims", "--config", '{"claims": {"trials": 3, "seed": 1}}', "--csv", str(csv))
     assert result.returncode == 0, result.stderr
     table = pd.read_csv(csv)
     assert list(table["claim"]) == list(CLAIMS)
@@ -114,7 +114,10 @@ def test_claims_stage_writes_table_and_provenance(tmp_path):
     assert (table.loc[table["kind"].isin(["identity", "theorem"]), "violations"] == 0).all()
     meta = json.loads((tmp_path / "claims.provenance.json").read_text())
     assert meta["seed"] == 1 and meta["config"] == {"trials": 3, "seed": 1} and meta["versions"]["torch"]
-    assert "| attention_descent" in markdown.read_text()
+    result = run_cli("page", "claims", "--csv", str(csv), "--markdown", str(markdown))
+    assert result.returncode == 0, result.stderr
+    page = markdown.read_text()
+    assert "| attention_descent" in page and "3 trials each, seed 1; failed" in page and "): none." in page
 
 
 def test_synthetic_stage_provenance(tmp_path):

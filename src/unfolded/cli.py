@@ -29,9 +29,8 @@ def run_claims(args: argparse.Namespace) -> None:
     import pandas as pd
     from tqdm import tqdm
 
-    from .artifacts import atomic_path, provenance, write_json, write_text
+    from .artifacts import atomic_path, provenance, write_json
     from .claims import CLAIMS, run_all
-    from .report.claims import claims_footer, claims_markdown
 
     config = load_config(args.config)
     settings = config["claims"]
@@ -48,9 +47,6 @@ def run_claims(args: argparse.Namespace) -> None:
         frame.to_csv(temporary, index=False, float_format="%.6g")
     write_json(Path(args.csv).with_suffix(".provenance.json"), meta)
     failed = [r.claim for r in results if r.failed]
-    if args.markdown:
-        write_text(args.markdown, claims_markdown(frame)
-                   + claims_footer(len(results), failed, trials, seed, meta["config_hash"], meta["git_commit"]))
     print(f"{len(results)} claims checked; failed: {failed or 'none'}", file=sys.stderr)
     if failed and not args.allow_failures:
         details = "; ".join(f"{r.claim} ({r.kind}): {r.verdict}" for r in results if r.failed)
@@ -271,9 +267,8 @@ def run_energy_summary(args: argparse.Namespace) -> None:
 
 
 def run_regime_search(args: argparse.Namespace) -> None:
-    from .artifacts import atomic_path, provenance, write_json, write_text
+    from .artifacts import atomic_path, provenance, write_json
     from .curves import regime_search, select_regime
-    from .report.energy import regime_markdown
 
     config = load_config(args.config)
     search = config["energy_curves"]["regime_search"]
@@ -289,9 +284,28 @@ def run_regime_search(args: argparse.Namespace) -> None:
                 "width": config["train"]["width"]}
     meta = provenance("regime-search", settings, None, pick=pick)
     write_json(Path(args.csv).with_suffix(".provenance.json"), meta)
-    if args.markdown:
-        write_text(args.markdown, regime_markdown(table, pick, search, configured))
     print(f"regime search: pick {pick}", file=sys.stderr)
+
+
+def run_page(args: argparse.Namespace) -> None:
+    import json
+
+    import pandas as pd
+
+    from .artifacts import write_text
+
+    table = pd.read_csv(args.csv)
+    meta = json.loads(Path(args.csv).with_suffix(".provenance.json").read_text())
+    if args.table == "claims":
+        from .report.claims import claims_page
+
+        text = claims_page(table, meta)
+    else:
+        from .report.energy import regime_page
+
+        text = regime_page(table, meta)
+    write_text(args.markdown, text)
+    print(f"{args.markdown}: the {args.table} page", file=sys.stderr)
 
 
 def run_combine(args: argparse.Namespace) -> None:
@@ -490,7 +504,6 @@ def build_parser() -> argparse.ArgumentParser:
                     "identity is violated or a counter-example's explicit instance does not raise its energy.")
     _config_argument(claims)
     claims.add_argument("--csv", required=True, help="output CSV (a .provenance.json sidecar is written next to it)")
-    claims.add_argument("--markdown", help="output Markdown table")
     claims.add_argument("--trials", type=int, help="override config claims.trials")
     claims.add_argument("--seed", type=int, help="override config claims.seed")
     claims.add_argument("--allow-failures", action="store_true",
@@ -581,7 +594,6 @@ def build_parser() -> argparse.ArgumentParser:
     _config_argument(regime)
     regime.add_argument("--datasets", nargs="+", help="datasets to search on (default: config datasets)")
     regime.add_argument("--csv", required=True, help="output CSV, one row per curve (a .provenance.json is written beside it)")
-    regime.add_argument("--markdown", help="output Markdown summary with the pick")
     regime.add_argument("--no-progress", action="store_true", help="no progress bar")
     regime.set_defaults(run=run_regime_search)
 
@@ -596,6 +608,16 @@ def build_parser() -> argparse.ArgumentParser:
     summary.add_argument("--layers-csv", help="output CSV: per curve and layer, the attention and feed-forward "
                                               "sub-steps' mean energy decrease (results/tables/energy_layers.csv)")
     summary.set_defaults(run=run_energy_summary)
+
+    page = stages.add_parser(
+        "page", help="the Markdown page of a computing stage's table (claims, regime search)",
+        description="Render the Markdown page of the claims table or of the regime search from the CSV and its "
+                    ".provenance.json sidecar; kept apart from the computing stage, so editing the prose reruns no "
+                    "computation.")
+    page.add_argument("table", choices=("claims", "regime-search"), help="which table")
+    page.add_argument("--csv", required=True, help="the stage's CSV (its .provenance.json sidecar is read too)")
+    page.add_argument("--markdown", required=True, help="output Markdown page")
+    page.set_defaults(run=run_page)
 
     combine = stages.add_parser("combine", help="concatenate tidy parquet tables",
                                 description="Concatenate tidy parquet tables with the same columns into one.")

@@ -6,14 +6,16 @@ torch and no pandas.
 
 from __future__ import annotations
 
+from .config import schema
 from .registry import DATASETS, family
 
 __all__ = ["RUN_LIST_KEYS", "lr_tag", "run_minutes", "run_specs", "short_runs"]
 
-#: Settings of config section ``train`` that decide which runs exist, not how one run trains: the
-#: train rule leaves them out of its params, so changing them reruns no existing run.
-RUN_LIST_KEYS = ("datasets", "seeds", "models", "variants", "variant_models", "variant_seeds", "linear_probe",
-                 "probe_C", "learning_rates")
+#: Settings of config section ``train`` that decide which runs exist, not how one run trains (marked
+#: ``x-run-list`` in the schema): the train rule leaves them out of its params, so changing them reruns
+#: no existing run.
+RUN_LIST_KEYS = tuple(key for key, setting in schema()["properties"]["train"]["properties"].items()
+                      if setting.get("x-run-list"))
 
 
 def lr_tag(lr: float) -> str:

@@ -12,8 +12,8 @@ from unfolded.codeversion import stage_digest
 from unfolded.config import ConfigError, config_hash, validate_config
 from unfolded.downloads import pending_downloads, use_this_interpreter_for_jobs
 from unfolded.grid import run_minutes, run_specs, short_runs
-from unfolded.registry import FIGURES, fetch_names, figure_names
-from unfolded.report.blocks import RUN_BLOCKS
+from unfolded.registry import DATASETS, FIGURES, VECTORS, fetch_names, figure_names
+from unfolded.report.blocks import BENCHMARK_BLOCKS, RUN_BLOCKS
 
 
 def _typed(value):

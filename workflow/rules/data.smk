@@ -11,7 +11,7 @@ rule fetch:
     log:
         "results/logs/fetch/{name}.log",
     wildcard_constraints:
-        name="imdb|sst2|mnist|cifar10|glove-840B|glove-6B",
+        name="|".join([*(dataset.fetch for dataset in DATASETS.values() if dataset.fetch), *VECTORS.values()]),
     retries: 2
     conda:
         "../../environment.yml"

@@ -86,7 +86,6 @@ rule regime_search:
         [path for dataset in config["datasets"] for path in fetched_for(dataset)],
     output:
         csv="results/tables/regime_search.csv",
-        markdown="results/tables/regime_search.md",
         provenance="results/tables/regime_search.provenance.json",
     log:
         "results/logs/regime_search.log",
@@ -105,4 +104,24 @@ rule regime_search:
         config=inline_config(*ENERGY_SETTINGS, ("datasets",)),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded regime-search --config {params.config} --csv {output.csv}"
-        " --markdown {output.markdown} --no-progress > {log} 2>&1"
+        " --no-progress > {log} 2>&1"
+
+
+rule regime_page:
+    """The regime search as Markdown: the rule, the pick, and each share's range over seeds."""
+    input:
+        csv=rules.regime_search.output.csv,
+        provenance=rules.regime_search.output.provenance,
+    output:
+        "results/tables/regime_search.md",
+    log:
+        "results/logs/regime_page.log",
+    benchmark:
+        "results/benchmarks/regime_page.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        code=code("page"),
+    shell:
+        "python -m unfolded page regime-search --csv {input.csv} --markdown {output} > {log} 2>&1"

@@ -71,6 +71,8 @@ def timed_jobs():
         rules.energy_curves_table.benchmark,
         rules.energy_summary.benchmark,
         rules.regime_search.benchmark,
+        rules.regime_page.benchmark,
+        rules.claims_page.benchmark,
         rules.accuracy.benchmark,
         rules.depth.benchmark,
         rules.report_pages.benchmark,

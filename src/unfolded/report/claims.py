@@ -8,7 +8,7 @@ import pandas as pd
 
 from .format import compact_table
 
-__all__ = ["claims_footer", "claims_headline", "claims_markdown", "claims_prose"]
+__all__ = ["claims_headline", "claims_markdown", "claims_page", "claims_prose"]
 
 
 def _row(claims: pd.DataFrame, claim: str) -> pd.Series:
@@ -100,8 +100,19 @@ def claims_headline(c: pd.DataFrame, settings: dict, tolerance: float) -> str:
     return intro + compact_table(pd.DataFrame(rows))
 
 
-def claims_footer(count: int, failed: list[str], trials: int, seed: int, config_hash: str, commit: str) -> str:
-    """The line under the stage's claims table: what was run and which claims failed."""
-    return (f"\n\n{count} claims, {trials} trials each, seed {seed}; failed (a theorem or identity violated, "
-            f"or an explicit counter-example without its increase): {failed or 'none'}. Config hash {config_hash}, "
-            f"commit {commit[:12]}.\n")
+def claims_page(frame: pd.DataFrame, meta: dict) -> str:
+    """The claims stage's page (results/tables/claims.md): the table, then what was run (``meta``: the
+    table's provenance) and which claims failed."""
+    failed = _failed(frame)
+    settings = meta["config"]
+    return (claims_markdown(frame) + f"\n\n{len(frame)} claims, {settings['trials']} trials each, seed {settings['seed']}; "
+            f"failed (a theorem or identity violated, or an explicit counter-example without its increase): "
+            f"{failed or 'none'}. Config hash {meta['config_hash']}, commit {meta['git_commit'][:12]}.\n")
+
+
+def _failed(frame: pd.DataFrame) -> list[str]:
+    """The claims whose check failed, as :attr:`unfolded.claims.ClaimResult.failed` decides it from a row."""
+    theorems = frame["kind"].isin(["identity", "theorem"]) & (frame["violations"] > 0)
+    counter = (frame["kind"] == "counterexample") & (frame["explicit_trials"] > 0) \
+        & (frame["explicit_violations"] < frame["explicit_trials"])
+    return frame.loc[theorems | counter, "claim"].tolist()

@@ -9,7 +9,7 @@ from ..diagnostics import NEAR_CHANCE_MARGIN, WEIGHTS_MOVED
 from ..registry import CURVE_MODELS
 from .format import compact_table, pct
 
-__all__ = ["energy_block", "energy_headline", "energy_summary_markdown", "regime_block", "regime_markdown"]
+__all__ = ["energy_block", "energy_headline", "energy_summary_markdown", "regime_block", "regime_page"]
 
 #: The energy-curve models in the order the tables list them, and their names in prose.
 SUMMARY_ORDER = {name: index for index, name in enumerate(CURVE_MODELS)}
@@ -53,8 +53,12 @@ def _regime_verdict(pick: dict, configured: dict) -> str:
             f"{'matches' if pick['matches_config'] else 'does NOT match'} the pick.")
 
 
-def regime_markdown(table: pd.DataFrame, pick: dict, search: dict, configured: dict) -> str:
-    """The regime search's page: the rule, the pick and the min and max of each share over seeds."""
+def regime_page(table: pd.DataFrame, meta: dict) -> str:
+    """The regime search's page: the rule, the pick and the min and max of each share over seeds
+    (``meta``: the table's provenance, with the settings and the pick)."""
+    search = meta["config"]["energy_curves"]["regime_search"]
+    configured = meta["config"]["energy_curves"]["active_regime"]
+    pick = meta["pick"]
     columns = ["active_fraction", "strict_fraction_active", "monotone_fraction_active", "attention_share_active"]
     summary = (table.groupby(["phase", "dataset", "alpha_attention", "w_scale", "relu"])[columns]
                .agg(["min", "max"]).round(3))
