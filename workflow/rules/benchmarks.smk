@@ -8,6 +8,8 @@ rule benchmark_ratios:
         "results/benchmarks/ratios.csv",
     log:
         "results/logs/benchmarks/ratios.log",
+    conda:
+        "../../environment.yml"
     threads: 1
     shell:
         "python benchmarks/ratios.py --out {output} > {log} 2>&1"
@@ -19,6 +21,8 @@ rule paper_estimate:
         "results/benchmarks/paper_estimate.md",
     log:
         "results/logs/benchmarks/paper_estimate.log",
+    conda:
+        "../../environment.yml"
     threads: 1
     shell:
         "python benchmarks/paper_estimate.py --out {output} > {log} 2>&1"
@@ -33,6 +37,8 @@ rule benchmark_documents:
         [f"results/documents/{name}.md" for name in BENCHMARK_BLOCKS],
     log:
         "results/logs/benchmarks/documents.log",
+    conda:
+        "../../environment.yml"
     params:
         code=code("documents"),
     shell:

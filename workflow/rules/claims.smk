@@ -21,8 +21,7 @@ rule claims:
         code=code("claims"),
         config=inline_config(("claims",)),
     shell:
-        "python -m unfolded claims --config {params.config}"
-        " --csv {output.csv} > {log} 2>&1"
+        "python -m unfolded claims --config {params.config}" " --csv {output.csv} > {log} 2>&1"
 
 
 rule claims_page:

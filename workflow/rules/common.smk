@@ -178,3 +178,56 @@ def run_group(wildcards):
 def job_minutes(wildcards):
     """The time a run may take (minutes): a group's request is the sum over its runs."""
     return run_minutes(wildcards.dataset)
+
+
+# The generated blocks of rule documents (unfolded.report.blocks). The study blocks need the study
+# archive (results/archive/<study.id>), and are left out where it is absent.
+STUDY_BLOCKS = ("study", "study-headline")
+
+
+def document_blocks():
+    have_archive = os.path.exists(f"{ARCHIVE}/provenance.json")
+    return [name for name in RUN_BLOCKS if have_archive or name not in STUDY_BLOCKS]
+
+
+DOCUMENTS = [f"results/documents/{name}.md" for name in document_blocks()]
+
+
+def archive_files():
+    """The study archive and its follow-up checks (every archive folder: a check names its study inside)."""
+    if not os.path.exists(f"{ARCHIVE}/provenance.json"):
+        return []
+    return sorted(
+        f"results/archive/{folder}/{name}"
+        for folder in os.listdir("results/archive")
+        if os.path.exists(f"results/archive/{folder}/provenance.json")
+        for name in ("provenance.json", *ARCHIVE_TABLES)
+    )
+
+
+def timed_jobs():
+    """The benchmark file of every timed job the default run makes: the runtime blocks quote them."""
+    per_dataset = {"fig5_energy_untrained", "fig6_energy_trained"} & set(config["figures"]["include"])
+    files = [
+        rules.claims.benchmark,
+        *expand(rules.synthetic.benchmark, experiment=("apollonius", "alternating", "kappa")),
+        *[f"results/benchmarks/figures/{name}.tsv" for name in figure_names(synthetic=True)],
+        *expand(rules.energy_figure.benchmark, figure=sorted(per_dataset), dataset=config["datasets"]),
+        *expand(
+            rules.training_figure.benchmark,
+            figure=("fig_accuracy", "fig_training_curves", "fig_depth_extrapolation"),
+        ),
+        *run_outputs(rules.train.benchmark),
+        *expand(rules.energy_curves.benchmark, dataset=config["datasets"]),
+        rules.energy_curves_table.benchmark,
+        rules.energy_summary.benchmark,
+        rules.regime_search.benchmark,
+        rules.regime_page.benchmark,
+        rules.claims_page.benchmark,
+        rules.accuracy.benchmark,
+        rules.depth.benchmark,
+        rules.report_pages.benchmark,
+    ]
+    if config["train"]["linear_probe"]:
+        files += expand(rules.probe.benchmark, dataset=config["train"]["datasets"] or config["datasets"])
+    return files
