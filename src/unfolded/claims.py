@@ -34,7 +34,7 @@ from .steps import attention_step, ffn_step, relu_step
 from .synthetic import AlternatingQuadratics, QuadraticPair, kappa_ratio
 from .synthetic import apollonius_circle as circle_geometry
 
-__all__ = ["CLAIMS", "Claim", "ClaimResult", "claim", "claim_offset", "run_all"]
+__all__ = ["CLAIMS", "Claim", "ClaimResult", "claim", "claim_offset", "energy_claims", "run_all"]
 
 DTYPE = torch.float64
 #: Relative tolerance of every claims tally: a violation is ``after - (before - slack) > TOLERANCE (1 + |before|)``,
@@ -913,6 +913,181 @@ def full_layer_residual(trials: int, gen: torch.Generator) -> Tally:
                        alpha_attention=0.5, alpha_ffn=0.5)
 
 
+
+
+# --------------------------------------------------------------------------------------------
+# The plug-in energies (unfolded.energies, docs/energies.md): claims generated from each plug-in
+# --------------------------------------------------------------------------------------------
+
+
+def _oriented(plugin, values: Tensor) -> Tensor:
+    from .energies.base import sense_oriented
+
+    return sense_oriented(plugin.sense, values)
+
+
+def _draw(plugin, gen: torch.Generator, guarantee=None):
+    """A random instance and tokens inside ``guarantee``'s conditions (the plug-in's defaults otherwise)."""
+    d = _integer(gen, 2, 8)
+    instance = (guarantee.instance if guarantee is not None and guarantee.instance else plugin.random_instance)(d, gen)
+    tokens = guarantee.tokens if guarantee is not None and guarantee.tokens else type(instance).random_tokens
+    Y, mask = tokens(instance, gen, _integer(gen, 1, 3), _integer(gen, 2, 10))
+    return instance, Y, mask
+
+
+def _margins_hold(tally: Tally, instance, Y: Tensor, mask: Tensor, names: tuple[str, ...]) -> None:
+    """Record, as one condition trial, that the named margins of ``instance.conditions`` are all >= 0."""
+    margins = instance.conditions(Y, mask)
+    smallest = min((float(torch.as_tensor(margins[name]).min()) for name in names), default=0.0)
+    tally.condition(smallest >= 0, max(0.0, -smallest))
+
+
+def _guarantee_check(plugin, guarantee, step, energy):
+    """The check of a monotone or Fejer guarantee of ``step`` on ``energy`` (``(instance, Y, mask[, ref])``)."""
+
+    def check(trials: int, gen: torch.Generator) -> Tally:
+        tally = Tally()
+        for _ in range(trials):
+            instance, Y, mask = _draw(plugin, gen, guarantee)
+            if guarantee.margins:
+                _margins_hold(tally, instance, Y, mask, guarantee.margins)
+            after = step(instance, Y, mask)
+            if guarantee.kind == "fejer":
+                target = instance.minimiser(Y, mask)
+                tally.descent((Y - target).pow(2).sum((1, 2)), (after - target).pow(2).sum((1, 2)))
+            else:
+                tally.descent(_oriented(plugin, energy(instance, Y, mask, Y)),
+                              _oriented(plugin, energy(instance, after, mask, Y)))
+        return tally
+
+    return check
+
+
+def _continuous_check(plugin, low: float, high: float):
+    """Steps whose relative size is drawn log-uniformly in ``[low, high]`` times the stated bound."""
+
+    def check(trials: int, gen: torch.Generator) -> Tally:
+        tally = Tally()
+        for _ in range(trials):
+            instance, Y, mask = _draw(plugin, gen)
+            size = instance.relative_step(Y, mask).max()
+            target = plugin.relative_step_bound * math.exp(_uniform(gen, math.log(low), math.log(high)))
+            instance = instance.scaled(target / float(size))
+            after = instance.step(Y, mask)
+            tally.descent(_oriented(plugin, instance.energy(Y, mask)), _oriented(plugin, instance.energy(after, mask)))
+        return tally
+
+    return check
+
+
+def _wrong_way_check(plugin, trial, explicit: bool):
+    """Counter-examples (an explicit instance first) and reports (random draws only)."""
+
+    def check(trials: int, gen: torch.Generator) -> Tally:
+        tally = Tally()
+        if explicit:
+            before, after = trial(gen, True)
+            tally.descent(before, after, explicit=True)
+        for _ in range(trials - int(explicit)):
+            before, after = trial(gen, False)
+            tally.descent(before, after)
+        return tally
+
+    return check
+
+
+def _layer_check(plugin):
+    """How often the whole layer moves its energy the wrong way (a plug-in without a guarantee)."""
+
+    def check(trials: int, gen: torch.Generator) -> Tally:
+        tally = Tally()
+        for _ in range(trials):
+            instance, Y, mask = _draw(plugin, gen)
+            tally.descent(_oriented(plugin, instance.energy(Y, mask, Y)),
+                          _oriented(plugin, instance.energy(instance.step(Y, mask), mask, Y)))
+        return tally
+
+    return check
+
+
+def _identity_check(identity):
+    def check(trials: int, gen: torch.Generator) -> Tally:
+        tally = Tally()
+        for _ in range(trials):
+            tally.identity(*identity.trial(gen))
+        return tally
+
+    return check
+
+
+def energy_claims(plugin) -> list[Claim]:
+    """The claims of a plug-in energy (:class:`unfolded.energies.base.Energy`), ids prefixed by its name:
+    its guarantee (a theorem for monotone and Fejer steps; for continuous-time ones a theorem at relative
+    steps up to the stated bound and reports of the rate ten and a hundred times above it; a report of
+    the layer for "none"), every sub-step's guarantees, its identities, counter-examples and reports."""
+    name = plugin.name
+    section = f"docs/energies.md ({name})"
+    direction = "lowers" if plugin.sense == "max" else "raises"
+    claims = []
+
+    def add(suffix, kind, source, statement, conditions, check):
+        claims.append(Claim(f"{name}_{suffix}", kind, statement, conditions, source, section, check))
+
+    def step(instance, Y, mask):
+        return instance.step(Y, mask)
+
+    def energy(instance, Y, mask, ref):
+        return instance.energy(Y, mask, ref)
+
+    if plugin.guarantee in ("monotone", "fejer"):
+        from .energies.base import Guarantee
+
+        guarantee = Guarantee(plugin.guarantee, plugin.guarantee_conditions, plugin.guarantee_source)
+        add(plugin.guarantee, "theorem", plugin.guarantee_source, f"{name} step never {direction} its energy"
+            if plugin.guarantee == "monotone" else f"{name} step never moves away from the minimiser",
+            plugin.guarantee_conditions, _guarantee_check(plugin, guarantee, step, energy))
+    elif plugin.guarantee == "continuous-time":
+        bound = plugin.relative_step_bound
+        add("small_steps", "theorem", "derived",
+            f"{name} step never {direction} its energy at a relative step up to {bound:g} (the discretised flow)",
+            plugin.guarantee_conditions, _continuous_check(plugin, 1e-3, 1.0))
+        for factor in (10, 100):
+            add(f"steps_x{factor}", "report", "derived",
+                f"{name} step at a relative step {factor // 10 if factor > 10 else 1}-{factor} times {bound:g}",
+                f"relative step in ({bound:g}, {factor * bound:g}]"
+                if factor == 10 else f"relative step in ({10 * bound:g}, {factor * bound:g}]",
+                _continuous_check(plugin, factor / 10, float(factor)))
+    else:
+        add("layer", "report", plugin.guarantee_source, f"{name} layer on its energy (no guarantee)",
+            plugin.guarantee_conditions, _layer_check(plugin))
+    for substep in plugin.substeps:
+        for guarantee in substep.guarantees:
+            add(f"{substep.name}_{guarantee.kind}", "theorem", guarantee.source,
+                f"{name} sub-step {substep.name} never {direction} the energy it acts on"
+                if guarantee.kind == "monotone" else f"{name} sub-step {substep.name} never moves away from the minimiser",
+                guarantee.conditions, _guarantee_check(plugin, guarantee, substep.step, substep.energy))
+    for identity in plugin.identities:
+        add(identity.name, "identity", identity.source, identity.statement, "random draws with padding",
+            _identity_check(identity))
+    for counterexample in plugin.counterexamples:
+        add(counterexample.name, "counterexample", counterexample.source, counterexample.statement,
+            f"without: {counterexample.drops}", _wrong_way_check(plugin, counterexample.trial, True))
+    for report in plugin.reports:
+        add(report.name, "report", report.source, report.statement, "random draws", _wrong_way_check(plugin, report.trial, False))
+    return claims
+
+
+def _register_energy_claims() -> None:
+    from .energies import REGISTRY
+
+    for plugin in REGISTRY.values():
+        for entry in energy_claims(plugin):
+            if entry.id in CLAIMS:
+                raise ValueError(f"claim {entry.id!r} is registered twice")
+            CLAIMS[entry.id] = entry
+
+
+_register_energy_claims()
 
 
 def claim_offset(claim_id: str) -> int:

@@ -244,6 +244,19 @@ def run_energy_curves(args: argparse.Namespace) -> None:
     print(f"{args.out}: {len(table)} rows", file=sys.stderr)
 
 
+def run_energy_plugins(args: argparse.Namespace) -> None:
+    from .artifacts import provenance, write_parquet
+    from .energy_plugins import plugin_curves
+
+    config = load_config(args.config)
+    _check_data_names([args.dataset])
+    table = plugin_curves(config, args.dataset, progress=not args.no_progress)
+    settings = {"energy_plugins": config["energy_plugins"], "data": config["data"], "width": config["train"]["width"]}
+    write_parquet(table, args.out, provenance("energy-plugins", settings, config["energy_plugins"]["seed"],
+                                              dataset=args.dataset))
+    print(f"{args.out}: {len(table)} rows", file=sys.stderr)
+
+
 def run_energy_summary(args: argparse.Namespace) -> None:
     import pandas as pd
 
@@ -418,6 +431,7 @@ def run_documents(args: argparse.Namespace) -> None:
         study_grid_jobs=grid_jobs, kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=TOLERANCE,
         benchmarks=tuple(Path(p) for p in args.benchmarks), benchmarks_root=Path(args.benchmarks_root),
         energy_curves=tuple(Path(p) for p in args.energy_curves),
+        plugin_curves=tuple(Path(p) for p in args.plugin_curves),
         ratios=Path(args.ratios) if args.ratios else None,
         paper_estimate=Path(args.paper_estimate) if args.paper_estimate else None)
     names = args.blocks or list(BENCHMARK_BLOCKS if args.ratios else RUN_BLOCKS)
@@ -584,6 +598,17 @@ def build_parser() -> argparse.ArgumentParser:
     curves.add_argument("--no-progress", action="store_true", help="no progress bar")
     curves.set_defaults(run=run_energy_curves)
 
+    plugins = stages.add_parser(
+        "energy-plugins", help="untrained energy curves of the plug-in energies on one dataset (docs/energies.md)",
+        description="Apply each plug-in energy's layer (unfolded.energies.REGISTRY, or energy_plugins.energies) "
+                    "num_layers times to embedded test sequences: per layer its energy, each step on the layer's own "
+                    "energy, the token spread and the effective rank.")
+    _config_argument(plugins)
+    plugins.add_argument("--dataset", required=True, help="dataset to draw test sequences from")
+    plugins.add_argument("--out", required=True, help="output parquet table, one row per (energy, sample, layer)")
+    plugins.add_argument("--no-progress", action="store_true", help="no progress bar")
+    plugins.set_defaults(run=run_energy_plugins)
+
     regime = stages.add_parser(
         "regime-search",
         help="pick the exact_active regime: untrained curves over (alpha_attention, w_scale) on selection seeds, "
@@ -654,6 +679,7 @@ def build_parser() -> argparse.ArgumentParser:
     documents.add_argument("--benchmarks", nargs="*", default=[], help="the jobs' Snakemake benchmark files")
     documents.add_argument("--benchmarks-root", default="results/benchmarks", help="folder of the benchmark files")
     documents.add_argument("--energy-curves", nargs="*", default=[], help="the energy-curve tables (their settings)")
+    documents.add_argument("--plugin-curves", nargs="*", default=[], help="the plug-in energies' curve tables")
     documents.add_argument("--ratios", help="benchmarks/ratios.py's table: render the benchmark blocks instead")
     documents.add_argument("--paper-estimate", help="benchmarks/paper_estimate.py's page")
     documents.add_argument("--blocks", nargs="*", help="only these blocks")

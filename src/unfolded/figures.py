@@ -500,7 +500,43 @@ def fig_training_curves(frame: pd.DataFrame) -> plt.Figure:
     return figure
 
 
+def fig_energies(frame: pd.DataFrame) -> plt.Figure:
+    """The plug-in energies side by side (untrained, one random instance each): per layer, the median over
+    sequences of the energy's change since layer 0 relative to its size there, ``(E_t - E_0) / |E_0|``
+    (each energy oriented so that its dynamics descend it), and the median relative token spread. One
+    column per dataset; the line style says whether the energy's step has a guarantee."""
+    set_style()
+    datasets = sorted(frame["dataset"].unique())
+    figure, axes = plt.subplots(2, len(datasets), figsize=(5.2 * len(datasets), 7.4), squeeze=False)
+    names = list(dict.fromkeys(frame["variant"]))
+    palette = dict(zip(names, sns.color_palette("tab10", max(10, len(names)))[: len(names)], strict=True))
+    for column, dataset in enumerate(datasets):
+        data = frame[frame["dataset"] == dataset]
+        for name in names:
+            group = data[data["variant"] == name]
+            if group.empty:
+                continue
+            energy = group.pivot(index="sample", columns="layer", values="energy")
+            start = energy[0]
+            change = energy.sub(start, axis=0).div(start.abs().clip(lower=1e-300), axis=0).median(axis=0)
+            spread = group.pivot(index="sample", columns="layer", values="relative_spread").median(axis=0)
+            style = "-" if group["guarantee"].iloc[0] != "none" else ":"
+            axes[0][column].plot(change.index, change.to_numpy(), color=palette[name], ls=style, lw=1.5, label=name)
+            axes[1][column].plot(spread.index, spread.to_numpy(), color=palette[name], ls=style, lw=1.5, label=name)
+        axes[0][column].set_title(f"{dataset}: median over {data['sample'].nunique()} test sequences", fontsize=10)
+        axes[0][column].set_ylabel("(E_t - E_0) / |E_0|  (oriented to descend)")
+        axes[0][column].set_yscale("symlog", linthresh=1e-3)
+        axes[1][column].set_ylabel("relative token spread")
+        axes[1][column].set_yscale("log")
+        axes[1][column].set_xlabel("layer")
+    handles, labels = axes[0][0].get_legend_handles_labels()
+    figure.legend(handles, labels, loc="lower center", ncol=5, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.08, 1, 1))
+    return figure
+
+
 DRAW.update({
+    "fig_energies": fig_energies,
     "fig5_energy_untrained": fig5_energy_untrained,
     "fig6_energy_trained": fig6_energy_trained,
     "fig_accuracy": fig_accuracy,

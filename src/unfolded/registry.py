@@ -95,6 +95,7 @@ FIGURES: dict[str, Figure] = {
     "fig_accuracy": Figure(("accuracy",)),
     "fig_training_curves": Figure(("accuracy",)),
     "fig_depth_extrapolation": Figure(("depth",)),
+    "fig_energies": Figure(("combine",)),
 }
 
 

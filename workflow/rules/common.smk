@@ -212,6 +212,7 @@ def timed_jobs():
         rules.claims.benchmark,
         *expand(rules.synthetic.benchmark, experiment=("apollonius", "alternating", "kappa")),
         *[f"results/benchmarks/figures/{name}.tsv" for name in figure_names(synthetic=True)],
+        *(["results/benchmarks/figures/fig_energies.tsv"] if "fig_energies" in config["figures"]["include"] else []),
         *expand(rules.energy_figure.benchmark, figure=sorted(per_dataset), dataset=config["datasets"]),
         *expand(
             rules.training_figure.benchmark,
@@ -220,6 +221,8 @@ def timed_jobs():
         *run_outputs(rules.train.benchmark),
         *expand(rules.energy_curves.benchmark, dataset=config["datasets"]),
         rules.energy_curves_table.benchmark,
+        *expand(rules.energy_plugins.benchmark, dataset=config["datasets"]),
+        rules.energy_plugins_table.benchmark,
         rules.energy_summary.benchmark,
         rules.regime_search.benchmark,
         rules.regime_page.benchmark,

@@ -49,11 +49,55 @@ rule energy_curves_table:
         "python -m unfolded combine --data {input} --out {output} > {log} 2>&1"
 
 
+rule energy_plugins:
+    """Untrained energy curves of the plug-in energies (unfolded.energies) on one dataset."""
+    input:
+        fetched,
+    output:
+        "results/data/energy_plugins_{dataset}.parquet",
+    log:
+        "results/logs/energy_plugins/{dataset}.log",
+    benchmark:
+        "results/benchmarks/energy_plugins/{dataset}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        code=code("energy-plugins"),
+        config=inline_config(("energy_plugins",), ("data",), ("train", "width")),
+    shell:
+        "OMP_NUM_THREADS={threads} python -m unfolded energy-plugins --config {params.config} --dataset {wildcards.dataset}"
+        " --out {output} --no-progress > {log} 2>&1"
+
+
+rule energy_plugins_table:
+    """All datasets' plug-in curves in one tidy table (the comparison figure reads it)."""
+    input:
+        expand(rules.energy_plugins.output[0], dataset=config["datasets"]),
+    output:
+        "results/data/energy_plugins.parquet",
+    log:
+        "results/logs/energy_plugins/combine.log",
+    benchmark:
+        "results/benchmarks/energy_plugins_table.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        code=code("combine"),
+    shell:
+        "python -m unfolded combine --data {input} --out {output} > {log} 2>&1"
+
+
 rule energy_summary:
     """One row per energy curve (Figures 5-6 and every trained run): monotone, strict and active shares,
     collapse layer, the attention step's share of the decrease, and trained models' accuracy and weight change."""
     input:
         curves=rules.energy_curves_table.output[0],
+        plugins=expand(rules.energy_plugins.output[0], dataset=config["datasets"]),
         runs=run_outputs(rules.train.output.energies, energy_only=True),
     output:
         csv=report(
@@ -76,7 +120,7 @@ rule energy_summary:
     params:
         code=code("energy-summary"),
     shell:
-        "python -m unfolded energy-summary --data {input.curves} {input.runs}"
+        "python -m unfolded energy-summary --data {input.curves} {input.plugins} {input.runs}"
         " --csv {output.csv} --markdown {output.markdown} --layers-csv {output.layers} > {log} 2>&1"
 
 

@@ -88,7 +88,7 @@ rule training_figure:
     benchmark:
         "results/benchmarks/figures/{figure}.tsv"
     wildcard_constraints:
-        figure="|".join(name for name in figure_names(synthetic=False) if not FIGURES[name].per_dataset),
+        figure="|".join(name for name in FIGURES if FIGURES[name].tables in (("accuracy",), ("depth",))),
     conda:
         "../../environment.yml"
     threads: 1
@@ -101,6 +101,36 @@ rule training_figure:
     shell:
         "python -m unfolded figure {wildcards.figure} --config {params.config}"
         " --data {input} --out {output} > {log} 2>&1"
+
+
+rule energies_figure:
+    """The plug-in energies side by side: energy change since layer 0 and relative token spread per layer."""
+    input:
+        rules.energy_plugins_table.output[0],
+    output:
+        [
+            (
+                report(path, caption="../report/fig_energies.rst", category="Energies")
+                if path.endswith(".png")
+                else path
+            )
+            for path in figure_outputs("fig_energies")
+        ],
+    log:
+        "results/logs/figures/fig_energies.log",
+    benchmark:
+        "results/benchmarks/figures/fig_energies.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    params:
+        code=code("figure"),
+        config=inline_config(("figures",), exclude=("include",)),
+    shell:
+        "python -m unfolded figure fig_energies --config {params.config} --data {input} --out {output} > {log} 2>&1"
 
 
 rule study_figures:

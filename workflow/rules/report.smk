@@ -38,6 +38,7 @@ rule documents:
         claims_provenance=rules.claims.output.provenance,
         energy=rules.energy_summary.output.csv,
         curves=expand(rules.energy_curves.output[0], dataset=config["datasets"]),
+        plugins=expand(rules.energy_plugins.output[0], dataset=config["datasets"]),
         regime=rules.regime_search.output.csv,
         regime_provenance=rules.regime_search.output.provenance,
         accuracy=rules.accuracy.output.summary,
@@ -59,4 +60,4 @@ rule documents:
     shell:
         "python -m unfolded documents --config {params.config} --tables results/tables --data results/data"
         " --archive results/archive --study-config {input.study_config} --benchmarks {input.benchmarks}"
-        " --energy-curves {input.curves} --blocks {params.blocks} --out results/documents > {log} 2>&1"
+        " --energy-curves {input.curves} --plugin-curves {input.plugins} --blocks {params.blocks} --out results/documents > {log} 2>&1"

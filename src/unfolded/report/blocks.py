@@ -32,6 +32,7 @@ class Sources:
     benchmarks: tuple[Path, ...] = ()
     benchmarks_root: Path = Path("results/benchmarks")
     energy_curves: tuple[Path, ...] = ()
+    plugin_curves: tuple[Path, ...] = ()
     ratios: Path | None = None
     paper_estimate: Path | None = None
 
@@ -88,6 +89,16 @@ def _claims_headline(s: Sources) -> str:
     from .claims import claims_headline
 
     return claims_headline(s.claims(), s.claims_provenance()["config"], s.claims_tolerance)
+
+
+def _energies(s: Sources) -> str:
+    import pandas as pd
+
+    from .energies import energies_block
+
+    curves = pd.concat([pd.read_parquet(path) for path in s.plugin_curves], ignore_index=True)
+    names = list(dict.fromkeys(curves["variant"]))
+    return energies_block(s.claims(), s.energy_summary(), curves, names)
 
 
 def _energy(s: Sources) -> str:
@@ -182,6 +193,7 @@ RUN_BLOCKS: dict[str, Callable[[Sources], str]] = {
     "claims-headline": _claims_headline,
     "energy": _energy,
     "energy-headline": _energy_headline,
+    "energies": _energies,
     "regime": _regime,
     "accuracy": _accuracy,
     "study": _study,

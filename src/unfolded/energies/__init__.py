@@ -1,0 +1,41 @@
+"""Published energies as plug-ins (docs/energies.md): one file each, one entry in :data:`REGISTRY`.
+
+``REGISTRY`` maps a name to its plug-in class (:class:`unfolded.energies.base.Energy`). The claims
+(:mod:`unfolded.claims`), the energy curves of the plug-ins (:mod:`unfolded.energy_plugins`) and the
+comparison figure read it, so adding an energy needs its file and its entry here, nothing else;
+:func:`register` adds one at run time (a test registers a toy energy this way).
+"""
+
+from __future__ import annotations
+
+from .base import GUARANTEES, Counterexample, Energy, Guarantee, SubStep
+from .crate import CrateISTA, CrateMSSA
+from .energy_transformer import EnergyTransformer, EnergyTransformerCode
+from .hopfield import Hopfield
+from .token_clustering import TokenClustering
+from .yang import YangAuthors, YangExact, YangMultihead
+
+__all__ = ["GUARANTEES", "REGISTRY", "Counterexample", "Energy", "Guarantee", "SubStep", "register"]
+
+#: name -> plug-in class, in the order the tables list them
+REGISTRY: dict[str, type[Energy]] = {
+    "yang_exact": YangExact,
+    "yang_authors": YangAuthors,
+    "yang_multihead": YangMultihead,
+    "hopfield": Hopfield,
+    "energy_transformer": EnergyTransformer,
+    "energy_transformer_code": EnergyTransformerCode,
+    "crate_ista": CrateISTA,
+    "crate_mssa": CrateMSSA,
+    "token_clustering": TokenClustering,
+}
+
+
+def register(plugin: type[Energy]) -> type[Energy]:
+    """Add ``plugin`` to :data:`REGISTRY` under its ``name`` (usable as a class decorator)."""
+    if not plugin.name:
+        raise ValueError(f"{plugin.__name__}: a plug-in needs a name")
+    if plugin.sense not in ("min", "max") or plugin.guarantee not in GUARANTEES:
+        raise ValueError(f"{plugin.name}: sense must be min or max and guarantee one of {GUARANTEES}")
+    REGISTRY[plugin.name] = plugin
+    return plugin

@@ -1,0 +1,59 @@
+"""The plug-in energies in tables (docs/energies.md's generated block): every claim of every plug-in, and
+their untrained curves on the default datasets."""
+
+from __future__ import annotations
+
+import pandas as pd
+
+from .format import compact_table, pct
+
+__all__ = ["energies_block"]
+
+
+def _claims_table(claims: pd.DataFrame, names: list[str]) -> str:
+    def owner(claim: str) -> str | None:
+        """The longest registered name the claim id starts with (energy_transformer_code before energy_transformer)."""
+        matches = [name for name in names if claim.startswith(f"{name}_")]
+        return max(matches, key=len) if matches else None
+
+    owners = claims["claim"].map(owner)
+    rows = []
+    for name in names:
+        for row in claims[owners == name].itertuples():
+            rows.append({"energy": name, "claim": row.claim.removeprefix(f"{name}_"), "kind": row.kind,
+                         "source": row.source, "conditions": row.conditions, "trials": int(row.trials),
+                         "wrong-way steps": int(row.violations), "verdict": row.verdict})
+    return compact_table(pd.DataFrame(rows))
+
+
+def _curves_table(summary: pd.DataFrame, layers: pd.DataFrame, names: list[str]) -> str:
+    curves = summary[summary["variant"].isin(names) & (summary["state"] == "untrained")].copy()
+    curves["order"] = curves["variant"].map({name: index for index, name in enumerate(names)})
+    last = layers.sort_values("layer").groupby(["dataset", "variant"]).tail(1).set_index(["dataset", "variant"])
+    rows = []
+    for row in curves.sort_values(["dataset", "order"]).itertuples():
+        final = last.loc[(row.dataset, row.variant)]
+        rows.append({"dataset": row.dataset, "energy": row.variant, "steps": int(row.steps),
+                     "not the wrong way": pct(row.monotone_fraction), "active": pct(row.active_fraction),
+                     "not the wrong way (active)": pct(row.monotone_fraction_active),
+                     "collapse layer": "never" if pd.isna(row.collapse_layer) else str(int(row.collapse_layer)),
+                     "spread at the end": f"{final['relative_spread']:.2g}",
+                     "effective rank (start → end)": f"{final['rank_start']:.1f} → {final['effective_rank']:.1f}"})
+    return compact_table(pd.DataFrame(rows))
+
+
+def energies_block(claims: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataFrame, names: list[str]) -> str:
+    """The claims of each plug-in and its untrained curves (``curves``: the plug-in curve tables; ``summary``:
+    energy_summary.csv), with the settings of the curves."""
+    medians = (curves.groupby(["dataset", "variant", "layer"])[["relative_spread", "effective_rank"]].median()
+               .reset_index())
+    start = medians[medians["layer"] == 0].set_index(["dataset", "variant"])["effective_rank"]
+    medians["rank_start"] = [start[(d, v)] for d, v in zip(medians["dataset"], medians["variant"], strict=True)]
+    samples = int(curves["sample"].nunique())
+    depth = int(curves["layer"].max())
+    return ("Every claim of every plug-in (`results/tables/claims.csv`; a wrong-way step raises an energy the "
+            "dynamics descend, or lowers one they ascend):\n\n" + _claims_table(claims, names)
+            + f"\n\nUntrained curves, one random instance per energy, {depth} tied layers on {samples} test sequences "
+            "per dataset (`results/tables/energy_summary.csv`; active: the step starts from a state whose relative "
+            "token spread is at least 1e-3; spread and effective rank: medians over the sequences at the last "
+            "layer):\n\n" + _curves_table(summary, medians, names))
