@@ -1039,7 +1039,10 @@ def energy_claims(plugin) -> list[Claim]:
     def energy(instance, Y, mask, ref):
         return instance.energy(Y, mask, ref)
 
-    if plugin.guarantee in ("monotone", "fejer"):
+    covered = {guarantee.kind for substep in plugin.substeps for guarantee in substep.guarantees}
+    if plugin.guarantee in ("monotone", "fejer") and plugin.guarantee in covered and len(plugin.substeps) == 1:
+        pass  # the layer is its one sub-step, whose rows below state the guarantee
+    elif plugin.guarantee in ("monotone", "fejer"):
         from .energies.base import Guarantee
 
         guarantee = Guarantee(plugin.guarantee, plugin.guarantee_conditions, plugin.guarantee_source)

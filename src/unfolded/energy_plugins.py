@@ -1,8 +1,9 @@
 """Untrained energy curves of the plug-in energies (:data:`unfolded.energies.REGISTRY`) on a dataset's
-embedded test sequences: each plug-in's layer applied ``num_layers`` times (tied, one random instance per
-plug-in and seed), with each step judged on the energy of the layer that takes it, the token spread and
-the effective rank per layer. One tidy table, in the layout of the Figures 5-6 curves
-(:mod:`unfolded.columns`), so the energy summary counts its steps by the same collapse-aware rules.
+embedded test sequences: each plug-in's layer applied ``num_layers`` times (tied; one instance per
+plug-in and seed, :meth:`unfolded.energies.base.Energy.curve_instance`), with each step judged on the
+energy of the layer that takes it, the token spread and the effective rank per layer. One tidy table,
+in the layout of the Figures 5-6 curves (:mod:`unfolded.columns`), so the energy summary counts its
+steps by the same collapse-aware rules.
 
 Energies are oriented so that the dynamics descend them: a plug-in whose dynamics ascend its energy
 (``sense = "max"``) has its energy negated in ``energy``, ``step_before`` and ``step_after`` (column ``sense``
@@ -120,7 +121,7 @@ def plugin_curves(config: dict, dataset: str, progress: bool = True) -> pd.DataF
     frames = []
     for name in tqdm(names, desc=f"energy plug-ins {dataset}", disable=not progress):
         plugin = REGISTRY[name]
-        instance = plugin.random_instance(Y.shape[-1], torch.Generator().manual_seed(cfg["seed"]))
+        instance = plugin.curve_instance(Y.shape[-1], torch.Generator().manual_seed(cfg["seed"]))
         trace = plugin_trace(instance, Y, mask, cfg["num_layers"])
         frames.append(_rows(trace, indices, dataset=dataset, variant=name, relu=False, state="untrained",
                             seed=cfg["seed"], sense=plugin.sense, guarantee=plugin.guarantee))

@@ -137,6 +137,12 @@ class Energy:
         """An instance of width ``d`` with random parameters inside the guarantee's conditions."""
         raise NotImplementedError
 
+    @classmethod
+    def curve_instance(cls, d: int, generator: torch.Generator) -> Energy:
+        """The instance the energy curves run: the published code's default settings where it has them, random
+        weights otherwise (:meth:`random_instance` by default)."""
+        return cls.random_instance(d, generator)
+
     def energy(self, Y: Tensor, mask: Tensor | None = None, ref: Tensor | None = None) -> Tensor:
         """The energy of each sequence, ``(b,)``. ``ref``: the layer's input, for energies that depend on
         it (an ISTA step's target); ignored by the others."""

@@ -58,6 +58,11 @@ class CrateISTA(Energy):
         lipschitz = float(torch.linalg.matrix_norm(D, 2)) ** 2
         return cls(D, _uniform(generator, *eta_share) / lipschitz, _uniform(generator, 0.01, 0.5))
 
+    @classmethod
+    def curve_instance(cls, d: int, generator: torch.Generator) -> CrateISTA:
+        """The code's settings, ``eta = lambda = 0.1``, with a random well-conditioned ``D``."""
+        return cls(cls.random_instance(d, generator).D, 0.1, 0.1)
+
     def energy(self, Y: Tensor, mask: Tensor | None = None, ref: Tensor | None = None) -> Tensor:
         """``F_ref(Y)``: the LASSO objective with target ``ref`` (the layer's input; ``Y`` itself by default)."""
         ref = Y if ref is None else ref
@@ -138,16 +143,19 @@ CrateISTA.counterexamples = (
 
 
 def coding_rate(Y: Tensor, U: Tensor, mask: Tensor | None = None, eps: float = 1.0, normalise: bool = False) -> Tensor:
-    """``R^c = sum_k 1/2 logdet(I_p + a (Y U_k)^T (Y U_k))`` over the real tokens, ``a = p / (N eps^2)``
-    with ``N`` real tokens; ``U (K, d, p)``; ``normalise``: tokens scaled to unit norm first (CRATE's
-    measurement, with its 0.01 guard). ``(b,)``."""
+    """``R^c = sum_k 1/2 logdet(I_p + a (Y U_k)^T (Y U_k))`` over the real tokens, ``a = p / (N eps^2)`` with
+    ``N`` real tokens, ``U (K, d, p)``, ``(b,)``. ``normalise``: CRATE's own measurement
+    (``vis_utils/coding_rate.py``): each projected token ``y U_k`` scaled to unit norm, and ``a = p / (N 0.01)``."""
     weights = masked(mask, Y).to(Y.dtype).unsqueeze(-1)
-    if normalise:
-        Y = Y / (Y.norm(dim=-1, keepdim=True) + 0.01)
     p = U.shape[-1]
     count = weights.sum((1, 2)).clamp_min(1.0)  # (b,)
-    a = p / (count * eps**2)
-    projected = torch.einsum("bnd,kdp->bknp", Y * weights, U.to(Y.dtype))  # (b, K, n, p)
+    projected = torch.einsum("bnd,kdp->bknp", Y, U.to(Y.dtype))  # (b, K, n, p)
+    if normalise:
+        projected = projected / projected.norm(dim=-1, keepdim=True).clamp_min(torch.finfo(Y.dtype).tiny)
+        a = p / (count * 0.01)
+    else:
+        a = p / (count * eps**2)
+    projected = projected * weights.unsqueeze(1)
     gram = projected.transpose(-1, -2) @ projected  # (b, K, p, p)
     eye = torch.eye(p, dtype=Y.dtype, device=Y.device)
     return 0.5 * torch.logdet(eye + a[:, None, None, None] * gram).sum(-1)
@@ -246,7 +254,7 @@ def _form_trial(form: str, normalise: bool):
 #: report rows: how often each form of the step raises R^c, measured on raw and on normalised tokens
 CrateMSSA.reports = tuple(
     Counterexample(f"{form}_form{'_normalised' if normalise else ''}", "",
-                   f"MSSA in the {form}'s form on R^c" + (" of unit-normalised tokens (CRATE's measurement)" if normalise
+                   f"MSSA in the {form}'s form on R^c" + (" as CRATE measures it (unit-norm projected tokens)" if normalise
                                                            else ""), "paper" if form == "paper" else "code",
                    _form_trial(form, normalise))
     for form in ("paper", "code") for normalise in (False, True)

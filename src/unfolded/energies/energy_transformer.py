@@ -59,6 +59,12 @@ class EnergyTransformer(Energy):
         return cls(W_K, W_Q, memories, uniform(0.5, 2.0) if gamma is None else gamma, delta,
                    alpha=math.exp(uniform(math.log(1e-3), math.log(0.1))))
 
+    @classmethod
+    def curve_instance(cls, d: int, generator: torch.Generator) -> EnergyTransformer:
+        """The published block's settings: ``alpha = 0.1``, ``gamma = 1``, ``delta = 0``, random weights."""
+        instance = cls.random_instance(d, generator, gamma=1.0)
+        return cls(instance.W_K, instance.W_Q, instance.memories, 1.0, torch.zeros(d, dtype=torch.float64), alpha=0.1)
+
     def scaled(self, factor: float) -> EnergyTransformer:
         """The same instance with its step size multiplied by ``factor``."""
         return type(self)(self.W_K, self.W_Q, self.memories, self.gamma, self.delta, self.alpha * factor, self.eps)

@@ -53,6 +53,11 @@ class Hopfield(Energy):
         patterns = torch.randn(count, d, generator=generator, dtype=torch.float64) * scale
         return cls(patterns, beta)
 
+    @classmethod
+    def curve_instance(cls, d: int, generator: torch.Generator) -> Hopfield:
+        """Eight stored patterns of the tokens' scale, ``beta = 1 / sqrt(d)`` (the ``Hopfield`` layer's default)."""
+        return cls(torch.randn(8, d, generator=generator, dtype=torch.float64) / math.sqrt(d), 1.0 / math.sqrt(d))
+
     def energy(self, Y: Tensor, mask: Tensor | None = None, ref: Tensor | None = None) -> Tensor:
         return hopfield_energy(Y, self.patterns.to(Y.dtype), self.beta, mask)
 

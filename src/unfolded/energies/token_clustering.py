@@ -31,9 +31,10 @@ __all__ = ["TokenClustering", "clustering_energy"]
 
 def clustering_energy(Y: Tensor, beta: float, mask: Tensor | None = None) -> Tensor:
     """``E_beta`` over the real tokens of each sequence (``n`` their count), ``(b,)``."""
-    weights = masked(mask, Y).to(Y.dtype)
-    count = weights.sum(-1).clamp_min(1.0)
-    kernel = torch.exp(beta * Y @ Y.transpose(-1, -2)) * weights.unsqueeze(-1) * weights.unsqueeze(-2)
+    mask = masked(mask, Y)
+    count = mask.to(Y.dtype).sum(-1).clamp_min(1.0)
+    pairs = mask.unsqueeze(-1) & mask.unsqueeze(-2)
+    kernel = torch.exp((beta * Y @ Y.transpose(-1, -2)).masked_fill(~pairs, float("-inf")))  # padding: exp(-inf) = 0
     return kernel.sum((1, 2)) / (2 * beta * count**2)
 
 
@@ -55,6 +56,13 @@ class TokenClustering(Energy):
         beta = math.exp(float(torch.empty(()).uniform_(math.log(0.25), math.log(9.0), generator=generator)))
         share = math.exp(float(torch.empty(()).uniform_(math.log(1e-3), 0.0, generator=generator)))
         instance = cls(beta, share * cls.relative_step_bound / beta)
+        instance._d = d
+        return instance
+
+    @classmethod
+    def curve_instance(cls, d: int, generator: torch.Generator) -> TokenClustering:
+        """``beta = 1`` and a step at the stated bound, ``h beta = relative_step_bound``."""
+        instance = cls(1.0, cls.relative_step_bound)
         instance._d = d
         return instance
 

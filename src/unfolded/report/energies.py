@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..diagnostics import COLLAPSE_THRESHOLD
 from .format import compact_table, pct
 
 __all__ = ["energies_block"]
@@ -38,7 +39,8 @@ def _curves_table(summary: pd.DataFrame, layers: pd.DataFrame, names: list[str])
                      "not the wrong way (active)": pct(row.monotone_fraction_active),
                      "collapse layer": "never" if pd.isna(row.collapse_layer) else str(int(row.collapse_layer)),
                      "spread at the end": f"{final['relative_spread']:.2g}",
-                     "effective rank (start → end)": f"{final['rank_start']:.1f} → {final['effective_rank']:.1f}"})
+                     "effective rank (start → end)": f"{final['rank_start']:.1f} → "
+                     + ("collapsed" if final["relative_spread"] < COLLAPSE_THRESHOLD else f"{final['effective_rank']:.1f}")})
     return compact_table(pd.DataFrame(rows))
 
 
@@ -54,6 +56,6 @@ def energies_block(claims: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataF
     return ("Every claim of every plug-in (`results/tables/claims.csv`; a wrong-way step raises an energy the "
             "dynamics descend, or lowers one they ascend):\n\n" + _claims_table(claims, names)
             + f"\n\nUntrained curves, one random instance per energy, {depth} tied layers on {samples} test sequences "
-            "per dataset (`results/tables/energy_summary.csv`; active: the step starts from a state whose relative "
-            "token spread is at least 1e-3; spread and effective rank: medians over the sequences at the last "
-            "layer):\n\n" + _curves_table(summary, medians, names))
+            f"per dataset (`results/tables/energy_summary.csv`; active: the step starts from a state whose relative "
+            f"token spread is at least {COLLAPSE_THRESHOLD:g}; spread and effective rank: medians over the sequences at "
+            "the last layer, collapsed below that spread):\n\n" + _curves_table(summary, medians, names))
