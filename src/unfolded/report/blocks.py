@@ -101,6 +101,15 @@ def _energies(s: Sources) -> str:
     return energies_block(s.claims(), s.energy_summary(), curves, names)
 
 
+def _energies_headline(s: Sources) -> str:
+    import pandas as pd
+
+    from .energies import energies_headline
+
+    curves = pd.concat([pd.read_parquet(path) for path in s.plugin_curves], ignore_index=True)
+    return energies_headline(s.claims(), s.energy_summary(), list(dict.fromkeys(curves["variant"])))
+
+
 def _energy(s: Sources) -> str:
     from .energy import energy_block
 
@@ -194,6 +203,7 @@ RUN_BLOCKS: dict[str, Callable[[Sources], str]] = {
     "energy": _energy,
     "energy-headline": _energy_headline,
     "energies": _energies,
+    "energies-headline": _energies_headline,
     "regime": _regime,
     "accuracy": _accuracy,
     "study": _study,

@@ -8,7 +8,7 @@ import pandas as pd
 from ..diagnostics import COLLAPSE_THRESHOLD
 from .format import compact_table, pct
 
-__all__ = ["energies_block"]
+__all__ = ["energies_block", "energies_headline"]
 
 
 def _claims_table(claims: pd.DataFrame, names: list[str]) -> str:
@@ -59,3 +59,19 @@ def energies_block(claims: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataF
             f"per dataset (`results/tables/energy_summary.csv`; active: the step starts from a state whose relative "
             f"token spread is at least {COLLAPSE_THRESHOLD:g}; spread and effective rank: medians over the sequences at "
             "the last layer, collapsed below that spread):\n\n" + _curves_table(summary, medians, names))
+
+
+def energies_headline(claims: pd.DataFrame, summary: pd.DataFrame, names: list[str]) -> str:
+    """One paragraph for the README: how many plug-in energies, what their claims found, and which of their
+    untrained curves move the energy the wrong way."""
+    own = claims[claims["section"].astype(str).str.startswith("docs/energies.md")]
+    theorems = own[own["kind"].isin(["theorem", "identity"])]
+    counter = own[own["kind"] == "counterexample"]
+    shown = int(((counter["explicit_violations"] == counter["explicit_trials"]) & (counter["explicit_trials"] > 0)).sum())
+    curves = summary[summary["variant"].isin(names) & (summary["state"] == "untrained")]
+    wrong = curves[curves["monotone_fraction"] < 1]
+    listed = ", ".join(f"{r.variant} on {r.dataset} ({pct(1 - r.monotone_fraction)} of steps)" for r in wrong.itertuples())
+    return (f"{len(names)} energies behind one interface: {len(theorems) - int((theorems['violations'] > 0).sum())} of "
+            f"{len(theorems)} theorem and identity rows hold, {shown} of {len(counter)} counter-examples show their "
+            f"wrong-way step. Untrained curves on {curves['dataset'].nunique()} datasets: "
+            + (f"the energy moves the wrong way for {listed}." if listed else "no curve moves its energy the wrong way."))

@@ -65,8 +65,9 @@ def convergence_sentence(summary: pd.DataFrame, max_epochs: int | None, detail: 
     return text
 
 
-def depth_sentences(depth: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
-    """Generated prose on depth extrapolation: one layer past the trained depth, and at the deepest depth."""
+def depth_sentences(depth: pd.DataFrame, summary: pd.DataFrame, explain: bool = True) -> list[str]:
+    """Generated prose on depth extrapolation: one layer past the trained depth, and at the deepest depth;
+    ``explain``: with the derived reading of the drop at L+1 (docs/results.md) or a pointer to it (README)."""
     stats = relative_depth_stats(depth)
     stats["next"] = stats["accuracy_at_L+1"] / stats["accuracy_at_L"]
     stats["after_next"] = stats["accuracy_at_L+2"] / stats["accuracy_at_L"]
@@ -90,7 +91,9 @@ def depth_sentences(depth: pd.DataFrame, summary: pd.DataFrame) -> list[str]:
     if not small.empty:
         text += (f" With a feed-forward step size that starts below 1 ({', '.join(sorted(small['model'].unique()))}; "
                  f"learned_steps then learns its own) they keep {range_text(small['next'])} at L+1.")
-    if not one.empty:
+    if not one.empty and not explain:
+        text += " Why: docs/results.md."
+    elif not one.empty:
         text += (" `derived` With step size 1 the feed-forward step multiplies the state's distance to its minimiser "
                  "by `-lambda` along each eigenvector of `Wf`, so it changes sign wherever `lambda > 0`; a step size "
                  "below `1 / (1 + s)` changes no sign (docs/theory.md §2.2). `hypothesis` This sign change, through "
@@ -307,7 +310,7 @@ def study_headline(study: ArchivedStudy) -> str:
     verdicts = "\n".join(f"- {line}" for line in study_verdicts(runs))
     cap = (provenance.get("config") or {}).get("train", {}).get("max_epochs")
     checks = "".join(f"\n\n{paragraph}" for paragraph in study_checks(study, short=True))
-    extrapolation = "".join(f"\n\n{sentence}" for sentence in depth_sentences(depth, summary)[:1])
+    extrapolation = "".join(f"\n\n{sentence}" for sentence in depth_sentences(depth, summary, explain=False)[:1])
     return (f"{compact_table(pd.DataFrame(rows))}\n\n{note}\n\n{verdicts}\n\n"
             f"{convergence_sentence(summary, cap, detail=False)}{checks}{extrapolation}\n\n"
             f"{study_cost(study, short=True)}")
