@@ -103,7 +103,7 @@ gpu-check:
 # Render every generated block (rule documents: the default run and the study archive; it runs what is
 # missing) and splice the blocks into the README and the docs pages; the benchmark blocks are spliced
 # where `make benchmark` rendered them
-DOCUMENTS := README.md docs/results.md docs/performance.md docs/paper-run.md
+DOCUMENTS := README.md docs/results.md docs/performance.md docs/paper-run.md docs/energies.md
 readme: $(STAMP)
 	$(BIN)/snakemake --cores all documents
 	$(BIN)/python -m unfolded readme $(DOCUMENTS) --blocks results/documents

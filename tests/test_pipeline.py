@@ -11,6 +11,7 @@ from PIL import Image
 
 from unfolded.claims import CLAIMS
 from unfolded.config import load_config_files
+from unfolded.energies import REGISTRY
 
 from helpers.workflow import SNAKEMAKE, copy_workflow, job_counts, snakemake, workflow_env
 
@@ -106,7 +107,13 @@ def test_outputs_are_valid(smoke_run):
     curves = pd.read_parquet(smoke_run / "results/data/energy_curves.parquet")
     assert len(curves) == 2 * 3 * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
     summary = pd.read_csv(smoke_run / "results/tables/energy_summary.csv")
-    assert len(summary) == 2 * 3 * 3 + 3 * 6  # the energy curves, then one trained curve per encoder run
+    # the energy curves, the plug-in energies' curves, then one trained curve per encoder run
+    assert len(summary) == 2 * 3 * 3 + 2 * len(REGISTRY) + 3 * 6
+    assert set(REGISTRY) <= set(summary["variant"])
+    plugins = pd.read_parquet(smoke_run / "results/data/energy_plugins.parquet")
+    assert {"effective_rank", "sense", "guarantee"} <= set(plugins.columns)
+    assert Image.open(smoke_run / "results/figures/fig_energies.png").format == "PNG"
+    assert "| hopfield" in (smoke_run / "results/documents/energies.md").read_text()
     assert {"monotone_fraction", "strict_fraction", "active_fraction", "monotone_fraction_active",
             "strict_fraction_active", "median_decrease", "collapse_layer", "attention_share", "test_accuracy",
             "test_loss", "chance_accuracy", "change_W", "change_Wf", "change_B"} <= set(summary.columns)

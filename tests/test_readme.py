@@ -9,7 +9,8 @@ import pytest
 from unfolded.report.blocks import BLOCKS
 
 ROOT = Path(__file__).resolve().parents[1]
-DOCUMENTS = [ROOT / "README.md", *(ROOT / "docs" / page for page in ("results.md", "performance.md", "paper-run.md"))]
+DOCUMENTS = [ROOT / "README.md", *(ROOT / "docs" / page for page in ("results.md", "performance.md", "paper-run.md",
+                                                                     "energies.md"))]
 MARKER = re.compile(r"<!-- ([a-z-]+):start -->")
 
 
@@ -97,6 +98,7 @@ def test_the_claims_prose_names_only_registered_claims():
     from unfolded.report.claims import claims_headline, claims_markdown, claims_prose
 
     rows = [{"claim": claim_id, "kind": claim.kind, "source": claim.source, "conditions": claim.conditions,
+             "section": claim.section,
              "trials": 10, "violations": 0, "explicit_trials": 1, "explicit_violations": 1, "search_trials": 9,
              "search_violations": 0, "active_trials": 5, "active_violations": 0, "max_increase": 0.0,
              "verdict": "holds"} for claim_id, claim in CLAIMS.items()]

@@ -691,7 +691,8 @@ def build_parser() -> argparse.ArgumentParser:
         description="Replace every <!-- NAME:start --> ... <!-- NAME:end --> block of the documents whose rendered "
                     "body <blocks>/NAME.md exists (`make readme` renders them first with rule documents).")
     readme.add_argument("documents", nargs="*", default=["README.md", "docs/results.md", "docs/performance.md",
-                                                         "docs/paper-run.md"], help="the documents to update")
+                                                         "docs/paper-run.md", "docs/energies.md"],
+                        help="the documents to update")
     readme.add_argument("--blocks", default="results/documents", help="folder of the rendered blocks")
     readme.set_defaults(run=run_readme)
 

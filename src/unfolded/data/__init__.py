@@ -42,6 +42,11 @@ GENERATED = tuple(name for name, dataset in _REGISTRY.items() if dataset.fetch i
 FETCHABLE = (*(dataset.fetch for dataset in _REGISTRY.values() if dataset.fetch), *VECTORS.values())
 
 
+def _source(name: str) -> str | None:
+    """Where a dataset comes from (:data:`unfolded.registry.DATASETS`); None for a vector archive."""
+    return _REGISTRY[name].source if name in _REGISTRY else None
+
+
 @dataclass
 class PreparedData:
     """Splits of sequences: token ids ``(n,)`` with ``vectors (V, d)``, or features ``(n, p)``."""
@@ -122,9 +127,9 @@ def prepare(name: str, config: dict) -> PreparedData:
         p = data_cfg["digits"]
         split = digits(p["patch"], p["test_fraction"], p["seed"])
         prepared = PreparedData(name, "features", {"train": split["train"], "test": split["test"]}, 10)
-    elif name in ("imdb", "sst2"):
+    elif _source(name) == "huggingface":
         prepared = _text(name, data_cfg, cache)
-    elif name in ("mnist", "cifar10"):
+    elif _source(name) == "torchvision":
         from .images import torchvision_split
 
         p = data_cfg[name]
@@ -170,7 +175,7 @@ def catalogue(config: dict, names: list[str] | None = None) -> list[dict]:
             status = "bundled with scikit-learn" if name == "digits" else "generated"
             records.append({"name": name, "status": status, "bytes": 0, "path": "", "download_gb": 0.0})
             continue
-        if name in ("mnist", "cifar10"):
+        if _source(name) == "torchvision":
             present = path.exists() and any(path.iterdir())
         else:
             present = entry_ok(path, full_hash=False)
@@ -184,7 +189,7 @@ def fetch(name: str, config: dict) -> str:
     data_cfg = config["data"]
     cache = cache_dir(data_cfg["cache_dir"])
     sources = data_cfg["sources"]
-    if name in ("imdb", "sst2"):
+    if _source(name) == "huggingface":
         from .text import fetch_hf_dataset
 
         path = fetch_hf_dataset(name, cache, sources.get(name))
@@ -192,7 +197,7 @@ def fetch(name: str, config: dict) -> str:
         from .text import fetch_glove
 
         path = fetch_glove(name.split("-", 1)[1], cache, sources.get("glove"))
-    elif name in ("mnist", "cifar10"):
+    elif _source(name) == "torchvision":
         from .images import fetch_torchvision
 
         path = fetch_torchvision(name, cache)

@@ -235,7 +235,7 @@ def _small_gradient_step(model: CrateMSSA, Y: Tensor, mask: Tensor | None) -> Te
 
 CrateMSSA.substeps = (
     SubStep("gradient_step", _small_gradient_step, lambda model, Y, mask, ref: model.energy(Y, mask),
-            (Guarantee("monotone", "exact gradient step, kappa <= 1/(a K) (R^c is a K-smooth)", "derived"),)),
+            (Guarantee("monotone", "exact gradient step, kappa <= 1/(a K) (R^c is (a K)-smooth)", "derived"),)),
 )
 
 

@@ -51,7 +51,7 @@ def energies_block(claims: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataF
                .reset_index())
     start = medians[medians["layer"] == 0].set_index(["dataset", "variant"])["effective_rank"]
     medians["rank_start"] = [start[(d, v)] for d, v in zip(medians["dataset"], medians["variant"], strict=True)]
-    samples = int(curves["sample"].nunique())
+    samples = int(curves.groupby("dataset")["sample"].nunique().max())
     depth = int(curves["layer"].max())
     return ("Every claim of every plug-in (`results/tables/claims.csv`; a wrong-way step raises an energy the "
             "dynamics descend, or lowers one they ascend):\n\n" + _claims_table(claims, names)
