@@ -6,7 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..diagnostics import COLLAPSE_THRESHOLD
-from .format import compact_table, pct
+from .format import compact_table, pct, range_text
 
 __all__ = ["energies_block", "energies_headline"]
 
@@ -69,8 +69,9 @@ def energies_headline(claims: pd.DataFrame, summary: pd.DataFrame, names: list[s
     counter = own[own["kind"] == "counterexample"]
     shown = int(((counter["explicit_violations"] == counter["explicit_trials"]) & (counter["explicit_trials"] > 0)).sum())
     curves = summary[summary["variant"].isin(names) & (summary["state"] == "untrained")]
-    wrong = curves[curves["monotone_fraction"] < 1]
-    listed = ", ".join(f"{r.variant} on {r.dataset} ({pct(1 - r.monotone_fraction)} of steps)" for r in wrong.itertuples())
+    wrong = curves[curves["monotone_fraction"] < 1].assign(share=lambda f: 1 - f["monotone_fraction"])
+    listed = ", ".join(f"{name} ({range_text(group['share'])} of steps)"
+                       for name, group in wrong.groupby("variant", sort=False))
     return (f"{len(names)} energies behind one interface: {len(theorems) - int((theorems['violations'] > 0).sum())} of "
             f"{len(theorems)} theorem and identity rows hold, {shown} of {len(counter)} counter-examples show their "
             f"wrong-way step. Untrained curves on {curves['dataset'].nunique()} datasets: "
