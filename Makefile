@@ -42,7 +42,7 @@ test: $(STAMP)
 
 # Units and properties only (no Snakemake run): under a minute on 2 cores
 test-fast: $(STAMP)
-	$(BIN)/python -m pytest -q -m "not workflow and not slurm and not paper"
+	$(BIN)/python -m pytest -q -m "not workflow and not cli and not slurm and not paper"
 
 # config/paper.yaml end to end, offline, on IMDB / SST-2 / GloVe fixtures in the real layouts
 test-paper: $(STAMP)

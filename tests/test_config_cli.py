@@ -76,6 +76,7 @@ def test_step_size_bounds_are_one_constant():
         validate_config({"train": {"alpha_ffn": ffn_step_bound(0.5), "spectral_bound": 0.5}})
 
 
+@pytest.mark.cli
 def test_defaults_fill_and_files_load(tmp_path):
     config = validate_config({})
     assert config["claims"]["trials"] == 200 and config["synthetic"]["alternating"]["n"] == 500
@@ -89,6 +90,7 @@ def run_cli(*args, cwd=None):
     return subprocess.run([sys.executable, "-m", "unfolded", *args], capture_output=True, text=True, cwd=cwd)
 
 
+@pytest.mark.cli
 def test_cli_rejects_bad_config_fast():
     start = time.perf_counter()
     result = run_cli("synthetic", "kappa", "--config", '{"synthetic": {"kappa": {"alpha": "big"}}}', "--out", "x.parquet")
@@ -97,6 +99,7 @@ def test_cli_rejects_bad_config_fast():
     assert time.perf_counter() - start < 10
 
 
+@pytest.mark.cli
 def test_cli_help_lists_stages():
     result = run_cli("--help")
     assert result.returncode == 0
@@ -104,6 +107,7 @@ def test_cli_help_lists_stages():
         assert stage in result.stdout
 
 
+@pytest.mark.cli
 def test_claims_stage_writes_table_and_provenance(tmp_path):
     csv, markdown = tmp_path / "claims.csv", tmp_path / "claims.md"
     result = run_cli("claims", "--config", '{"claims": {"trials": 3, "seed": 1}}', "--csv", str(csv))
@@ -120,6 +124,7 @@ def test_claims_stage_writes_table_and_provenance(tmp_path):
     assert "| attention_descent" in page and "3 trials each, seed 1; failed" in page and "): none." in page
 
 
+@pytest.mark.cli
 def test_synthetic_stage_provenance(tmp_path):
     out = tmp_path / "kappa.parquet"
     result = run_cli("synthetic", "kappa", "--config", "config/smoke.yaml", "--out", str(out))
@@ -152,6 +157,7 @@ def kappa_table(tmp_path_factory):
     (["data", "info", "imbd"], "unknown dataset imbd"),
     (["data", "fetch"], "name at least one dataset"),
 ])
+@pytest.mark.cli
 def test_bad_cli_input_gives_one_line_error(tmp_path, args, needle):
     result = _cli(*[str(tmp_path / a) if a in ("c.csv", "r", "k") else a for a in args])
     assert result.returncode in (2, 3)
@@ -161,6 +167,7 @@ def test_bad_cli_input_gives_one_line_error(tmp_path, args, needle):
     assert "'" not in errors[0].split("error:", 1)[1][:2]  # no stray quotes around the message
 
 
+@pytest.mark.cli
 def test_figure_rejects_a_wrong_table_and_an_unknown_format(tmp_path, kappa_table):
     result = _cli("figure", "fig1_apollonius", "--data", str(kappa_table), "--out", str(tmp_path / "f.png"))
     assert result.returncode == 2 and "Traceback" not in result.stderr
@@ -170,6 +177,7 @@ def test_figure_rejects_a_wrong_table_and_an_unknown_format(tmp_path, kappa_tabl
     assert not (tmp_path / "f.jpg").exists()
 
 
+@pytest.mark.cli
 def test_malformed_yaml_file_is_named_with_line_and_column(tmp_path):
     broken = tmp_path / "broken.yaml"
     broken.write_text("claims:\n  trials: [1\n")
@@ -178,6 +186,7 @@ def test_malformed_yaml_file_is_named_with_line_and_column(tmp_path):
     assert f"config file {broken} is not valid YAML at line 3, column 1" in result.stderr
 
 
+@pytest.mark.cli
 def test_data_info_lists_every_dataset_and_carries_on(tmp_path):
     result = _cli("data", "info", "--config", json.dumps({"data": {"cache_dir": str(tmp_path)}}))
     assert result.returncode == 0, result.stderr

@@ -111,6 +111,7 @@ def _slow_build(target: str, log: str) -> None:
     cached(Path(target), build)
 
 
+@pytest.mark.cli
 def test_concurrent_fetch_builds_once(tmp_path):
     target, log = tmp_path / "shared.bin", tmp_path / "builds.log"
     context = multiprocessing.get_context("spawn")
@@ -125,6 +126,7 @@ def test_concurrent_fetch_builds_once(tmp_path):
     assert not list(tmp_path.glob(".*partial*"))
 
 
+@pytest.mark.cli
 def test_offline_error_is_fast_and_says_what_to_do(tmp_path):
     env = {**os.environ, "UNFOLDED_CACHE": str(tmp_path / "empty"), "UNFOLDED_OFFLINE": "1"}
     start = time.perf_counter()
@@ -251,6 +253,7 @@ def test_a_malicious_pickle_in_the_cache_is_refused_and_runs_nothing(tmp_path, i
     assert not marker.exists()
 
 
+@pytest.mark.cli
 def test_the_data_module_is_a_top_level_class_and_importing_the_data_layer_stays_light():
     code = ("import sys, unfolded.data as d; assert 'lightning' not in sys.modules; "
             "from unfolded.data.datamodule import SequenceDataModule as S; assert d.SequenceDataModule is S; "

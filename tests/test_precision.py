@@ -75,6 +75,7 @@ def test_cuda_bf16_forward_matches_fp32(model):
     assert (energies16 - energies32).abs().max() <= BF16_TOLERANCE * energies32.abs().max()
 
 
+@pytest.mark.cli
 def test_gpu_check_script_runs_at_toy_sizes_on_cpu():
     """benchmarks/gpu_check.py --dry-run: every part of the GPU script, on the CPU, and one summary table."""
     import subprocess

@@ -943,7 +943,8 @@ def _margins_hold(tally: Tally, instance, Y: Tensor, mask: Tensor, names: tuple[
 
 
 def _guarantee_check(plugin, guarantee, step, energy):
-    """The check of a monotone or Fejer guarantee of ``step`` on ``energy`` (``(instance, Y, mask[, ref])``)."""
+    """The check of a guarantee of ``step`` on ``energy`` (``(instance, Y, mask[, ref])``): the distance to the
+    minimiser for a Fejer guarantee, the oriented energy otherwise (for ``none``: only counted, a report)."""
 
     def check(trials: int, gen: torch.Generator) -> Tally:
         tally = Tally()
@@ -996,20 +997,6 @@ def _wrong_way_check(plugin, trial, explicit: bool):
     return check
 
 
-def _layer_check(plugin):
-    """How often the whole layer moves its energy the wrong way (a plug-in without a guarantee)."""
-
-    def check(trials: int, gen: torch.Generator) -> Tally:
-        tally = Tally()
-        for _ in range(trials):
-            instance, Y, mask = _draw(plugin, gen)
-            tally.descent(_oriented(plugin, instance.energy(Y, mask, Y)),
-                          _oriented(plugin, instance.energy(instance.step(Y, mask), mask, Y)))
-        return tally
-
-    return check
-
-
 def _identity_check(identity):
     def check(trials: int, gen: torch.Generator) -> Tally:
         tally = Tally()
@@ -1039,13 +1026,13 @@ def energy_claims(plugin) -> list[Claim]:
     def energy(instance, Y, mask, ref):
         return instance.energy(Y, mask, ref)
 
+    from .energies.base import Guarantee
+
     covered = {guarantee.kind for substep in plugin.substeps for guarantee in substep.guarantees}
+    guarantee = Guarantee(plugin.guarantee, plugin.guarantee_conditions, plugin.guarantee_source)
     if plugin.guarantee in ("monotone", "fejer") and plugin.guarantee in covered and len(plugin.substeps) == 1:
         pass  # the layer is its one sub-step, whose rows below state the guarantee
     elif plugin.guarantee in ("monotone", "fejer"):
-        from .energies.base import Guarantee
-
-        guarantee = Guarantee(plugin.guarantee, plugin.guarantee_conditions, plugin.guarantee_source)
         add(plugin.guarantee, "theorem", plugin.guarantee_source, f"{name} step never {direction} its energy"
             if plugin.guarantee == "monotone" else f"{name} step never moves away from the minimiser",
             plugin.guarantee_conditions, _guarantee_check(plugin, guarantee, step, energy))
@@ -1062,7 +1049,7 @@ def energy_claims(plugin) -> list[Claim]:
                 _continuous_check(plugin, factor / 10, float(factor)))
     else:
         add("layer", "report", plugin.guarantee_source, f"{name} layer on its energy (no guarantee)",
-            plugin.guarantee_conditions, _layer_check(plugin))
+            plugin.guarantee_conditions, _guarantee_check(plugin, guarantee, step, energy))
     for substep in plugin.substeps:
         for guarantee in substep.guarantees:
             add(f"{substep.name}_{guarantee.kind}", "theorem", guarantee.source,
