@@ -34,6 +34,7 @@ def test_every_rule_stage_has_an_entry_and_an_unknown_one_is_named():
         entry_point("trian")
 
 
+@pytest.mark.cli
 def test_what_the_snakefile_imports_at_parse_time_loads_neither_torch_nor_pandas():
     code = ("import sys, unfolded.archive, unfolded.codeversion, unfolded.config, unfolded.downloads, unfolded.grid, "
             "unfolded.registry, unfolded.report.blocks; import unfolded.codeversion as c; c.stage_digest('train'); "
@@ -42,3 +43,8 @@ def test_what_the_snakefile_imports_at_parse_time_loads_neither_torch_nor_pandas
     result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_the_plugin_curves_run_no_training_code():
+    assert not {"training.py", "encoders.py", "runs.py", "curves.py"} & _files("energy-plugins")
+    assert "energy_plugins.py" in _files("energy-plugins")

@@ -164,7 +164,7 @@ def test_a_copied_clone_reruns_nothing(smoke_run, tmp_path):
 
 
 #: The jobs that compute results from data: editing presentation code must rerun none of them.
-COMPUTING = {"train", "energy_curves", "regime_search", "synthetic", "claims", "probe"}
+COMPUTING = {"train", "energy_curves", "regime_search", "synthetic", "claims", "probe", "energy_plugins"}
 
 
 def _edited(smoke_run, tmp_path, relative, edit=lambda text: text + "\n# an edit\n"):
@@ -179,6 +179,7 @@ def _edited(smoke_run, tmp_path, relative, edit=lambda text: text + "\n# an edit
 
 @pytest.mark.parametrize("module,reruns", [
     ("summaries.py", {"accuracy", "energy_summary"}),
+    ("thresholds.py", {"documents"}),
     ("stats.py", {"accuracy", "documents"}),
     ("report/study.py", {"documents"}),
     ("report/accuracy.py", {"accuracy", "documents"}),

@@ -23,9 +23,9 @@ import sys  # noqa: E402
 from mutmut.__main__ import cli  # noqa: E402
 
 #: The scope: every function of the maths modules (in models.py the energy-descent model, not the
-#: standard Transformer built from torch's own layers), and the counting code of claims.py and
-#: experiments.py (the tallies, verdicts and summaries; not the instance generators, the
-#: statement strings or the pipeline drivers). mutmut matches these names with fnmatch.
+#: standard Transformer built from torch's own layers), and the counting code of claims.py,
+#: summaries.py, curves.py and traces.py (the tallies, verdicts and summaries; not the instance
+#: generators, the statement strings or the pipeline drivers). mutmut matches these names with fnmatch.
 SCOPE = [
     "unfolded.energy.*",
     "unfolded.steps.*",

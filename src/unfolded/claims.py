@@ -936,10 +936,13 @@ def _draw(plugin, gen: torch.Generator, guarantee=None):
 
 
 def _margins_hold(tally: Tally, instance, Y: Tensor, mask: Tensor, names: tuple[str, ...]) -> None:
-    """Record, as one condition trial, that the named margins of ``instance.conditions`` are all >= 0."""
+    """Count a violation (without a trial of its own) when a draw falls outside the guarantee's conditions:
+    the named margins of ``instance.conditions`` must all be >= 0."""
     margins = instance.conditions(Y, mask)
     smallest = min((float(torch.as_tensor(margins[name]).min()) for name in names), default=0.0)
-    tally.condition(smallest >= 0, max(0.0, -smallest))
+    if smallest < 0:
+        tally.violations += 1
+        tally.max_error = max(tally.max_error, -smallest)
 
 
 def _guarantee_check(plugin, guarantee, step, energy):
@@ -974,6 +977,7 @@ def _continuous_check(plugin, low: float, high: float):
             size = instance.relative_step(Y, mask).max()
             target = plugin.relative_step_bound * math.exp(_uniform(gen, math.log(low), math.log(high)))
             instance = instance.scaled(target / float(size))
+            _margins_hold(tally, instance, Y, mask, plugin.guarantee_margins)
             after = instance.step(Y, mask)
             tally.descent(_oriented(plugin, instance.energy(Y, mask)), _oriented(plugin, instance.energy(after, mask)))
         return tally
@@ -1029,7 +1033,8 @@ def energy_claims(plugin) -> list[Claim]:
     from .energies.base import Guarantee
 
     covered = {guarantee.kind for substep in plugin.substeps for guarantee in substep.guarantees}
-    guarantee = Guarantee(plugin.guarantee, plugin.guarantee_conditions, plugin.guarantee_source)
+    guarantee = Guarantee(plugin.guarantee, plugin.guarantee_conditions, plugin.guarantee_source,
+                          plugin.guarantee_margins)
     if plugin.guarantee in ("monotone", "fejer") and plugin.guarantee in covered and len(plugin.substeps) == 1:
         pass  # the layer is its one sub-step, whose rows below state the guarantee
     elif plugin.guarantee in ("monotone", "fejer"):

@@ -238,6 +238,7 @@ def run_energy_curves(args: argparse.Namespace) -> None:
     from .curves import energy_curves
 
     config = load_config(args.config)
+    _check_data_names([args.dataset])
     table = energy_curves(config, args.dataset, Path(args.checkpoint_dir), progress=not args.no_progress)
     settings = {"energy_curves": config["energy_curves"], "data": config["data"], "width": config["train"]["width"]}
     write_parquet(table, args.out, provenance("energy-curves", settings, config["energy_curves"]["seed"], dataset=args.dataset))
@@ -286,6 +287,7 @@ def run_regime_search(args: argparse.Namespace) -> None:
     config = load_config(args.config)
     search = config["energy_curves"]["regime_search"]
     datasets = args.datasets or config["datasets"]
+    _check_data_names(datasets)
     table = regime_search(config, datasets, progress=not args.no_progress)
     pick = select_regime(table, search["min_active"], search["min_strict"])
     configured = config["energy_curves"]["active_regime"]
@@ -435,6 +437,16 @@ def run_documents(args: argparse.Namespace) -> None:
         ratios=Path(args.ratios) if args.ratios else None,
         paper_estimate=Path(args.paper_estimate) if args.paper_estimate else None)
     names = args.blocks or list(BENCHMARK_BLOCKS if args.ratios else RUN_BLOCKS)
+    unknown = sorted(set(names) - set(RUN_BLOCKS) - set(BENCHMARK_BLOCKS))
+    if unknown:
+        raise ConfigError(f"documents: unknown block(s) {unknown}; known: {sorted({**RUN_BLOCKS, **BENCHMARK_BLOCKS})}")
+    needs = {"energies": args.plugin_curves, "energies-headline": args.plugin_curves,
+             "energy-headline": args.energy_curves, "performance": args.ratios, "performance-headline": args.ratios,
+             "paper-estimate": args.paper_estimate}
+    missing = [name for name in names if name in needs and not needs[name]]
+    if missing:
+        raise ConfigError(f"documents: block(s) {missing} need their tables (--plugin-curves, --energy-curves, --ratios "
+                          "or --paper-estimate); rule documents passes them")
     out = Path(args.out)
     for name, body in render(names, sources).items():
         write_text(out / f"{name}.md", body + "\n")

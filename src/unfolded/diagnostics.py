@@ -25,9 +25,6 @@ from torch import Tensor
 __all__ = [
     "COLLAPSE_THRESHOLD",
     "DESCENT_TOLERANCE",
-    "NEAR_CHANCE_MARGIN",
-    "SIGNIFICANCE_LEVEL",
-    "WEIGHTS_MOVED",
     "active_steps",
     "collapse_layer",
     "curve_summary_row",
@@ -41,13 +38,8 @@ __all__ = [
 DESCENT_TOLERANCE = 1e-9
 #: Relative token spread below which a sequence counts as collapsed to one point.
 COLLAPSE_THRESHOLD = 1e-3
-#: A trained model is "no better than the majority class" when its test accuracy is at most the
-#: majority-class accuracy plus this margin.
-NEAR_CHANCE_MARGIN = 0.02
-#: A weight "barely moved" in training when its relative change (Frobenius) stays below this.
-WEIGHTS_MOVED = 0.01
-#: Significance level of the study's verdicts (two-sided p-values).
-SIGNIFICANCE_LEVEL = 0.05
+# The thresholds of the written verdicts (near chance, weights that barely moved, significance) are
+# in unfolded.thresholds: they judge results, so editing them reruns no computation.
 
 
 def _margin(before: Tensor) -> Tensor:

@@ -20,11 +20,10 @@ import torch
 from tqdm import tqdm
 
 from .columns import CURVE_ATTRIBUTES
-from .data import collate, prepare
+from .data import collate, prepare, sample_indices
 from .diagnostics import relative_spread, token_spread
 from .energies import REGISTRY
 from .energies.base import sense_oriented
-from .traces import sample_indices
 
 __all__ = ["effective_rank", "plugin_curves", "plugin_trace"]
 
@@ -123,7 +122,7 @@ def plugin_curves(config: dict, dataset: str, progress: bool = True) -> pd.DataF
         plugin = REGISTRY[name]
         instance = plugin.curve_instance(Y.shape[-1], torch.Generator().manual_seed(cfg["seed"]))
         trace = plugin_trace(instance, Y, mask, cfg["num_layers"])
-        frames.append(_rows(trace, indices, dataset=dataset, variant=name, relu=False, state="untrained",
+        frames.append(_rows(trace, indices, dataset=dataset, variant=name, relu=plugin.relu, state="untrained",
                             seed=cfg["seed"], sense=plugin.sense, guarantee=plugin.guarantee))
     table = pd.concat(frames, ignore_index=True)
     for column in CURVE_ATTRIBUTES:

@@ -13,10 +13,10 @@ import pandas as pd
 import torch
 
 from .config import TrainConfig
-from .data import PreparedData, prepare
+from .data import PreparedData, prepare, sample_indices
 from .diagnostics import non_increasing
 from .registry import family, split_model
-from .traces import chance_accuracy, energy_parameters, layer_trace, parameter_changes, sample_indices, trace_rows
+from .traces import chance_accuracy, energy_parameters, layer_trace, parameter_changes, trace_rows
 from .training import SequenceClassifier, fit
 
 __all__ = ["dataset_ceilings", "depth_rows", "linear_probe", "train_run"]

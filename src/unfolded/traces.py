@@ -5,7 +5,6 @@ what the energy-curve stage (:mod:`unfolded.curves`) and the train stage (:mod:`
 from __future__ import annotations
 
 import math
-import random
 
 import numpy as np
 import pandas as pd
@@ -15,12 +14,7 @@ from .diagnostics import relative_spread
 from .models import LayerTrace
 from .training import DivergenceError, SequenceClassifier
 
-__all__ = ["chance_accuracy", "energy_parameters", "layer_trace", "parameter_changes", "sample_indices", "trace_rows"]
-
-
-def sample_indices(count: int, population: int, seed: int) -> list[int]:
-    """The authors draw test samples with ``random.sample`` under a fixed seed (docs/theory.md §4.4)."""
-    return sorted(random.Random(seed).sample(range(population), min(count, population)))
+__all__ = ["chance_accuracy", "energy_parameters", "layer_trace", "parameter_changes", "trace_rows"]
 
 
 def trace_rows(trace: LayerTrace, indices: list[int], **columns) -> pd.DataFrame:

@@ -30,6 +30,7 @@ __all__ = [
     "collate",
     "fetch",
     "prepare",
+    "sample_indices",
 ]
 
 from ..registry import DATASETS as _REGISTRY
@@ -256,3 +257,10 @@ def __getattr__(name: str):
         globals()[name] = SequenceDataModule
         return SequenceDataModule
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def sample_indices(count: int, population: int, seed: int) -> list[int]:
+    """The authors draw test samples with ``random.sample`` under a fixed seed (docs/theory.md §4.4)."""
+    import random
+
+    return sorted(random.Random(seed).sample(range(population), min(count, population)))

@@ -8,7 +8,7 @@ comparison figure read it, so adding an energy needs its file and its entry here
 
 from __future__ import annotations
 
-from .base import GUARANTEES, Counterexample, Energy, Guarantee, SubStep
+from .base import GUARANTEES, SENSES, Counterexample, Energy, Guarantee, SubStep
 from .crate import CrateISTA, CrateMSSA
 from .energy_transformer import EnergyTransformer, EnergyTransformerCode
 from .hopfield import Hopfield
@@ -32,10 +32,23 @@ REGISTRY: dict[str, type[Energy]] = {
 
 
 def register(plugin: type[Energy]) -> type[Energy]:
-    """Add ``plugin`` to :data:`REGISTRY` under its ``name`` (usable as a class decorator)."""
+    """Add ``plugin`` to :data:`REGISTRY` under its ``name`` (usable as a class decorator, from code outside
+    this package: a file inside it is listed in ``REGISTRY`` instead)."""
     if not plugin.name:
         raise ValueError(f"{plugin.__name__}: a plug-in needs a name")
-    if plugin.sense not in ("min", "max") or plugin.guarantee not in GUARANTEES:
-        raise ValueError(f"{plugin.name}: sense must be min or max and guarantee one of {GUARANTEES}")
+    if plugin.sense not in SENSES or plugin.guarantee not in GUARANTEES:
+        raise ValueError(f"{plugin.name}: sense must be one of {SENSES} and guarantee one of {GUARANTEES}")
+    if plugin.guarantee == "continuous-time" and plugin.relative_step_bound is None:
+        raise ValueError(f"{plugin.name}: a continuous-time guarantee needs relative_step_bound, relative_step and scaled")
+    for substep in plugin.substeps:
+        for guarantee in substep.guarantees:
+            if guarantee.kind not in ("monotone", "fejer"):
+                raise ValueError(f"{plugin.name}: sub-step {substep.name} can only carry monotone or fejer guarantees")
+    if REGISTRY.get(plugin.name, plugin) is not plugin:
+        raise ValueError(f"an energy named {plugin.name!r} is registered already ({REGISTRY[plugin.name].__name__})")
     REGISTRY[plugin.name] = plugin
     return plugin
+
+
+for _plugin in list(REGISTRY.values()):  # the package's own entries pass the same checks
+    register(_plugin)

@@ -122,6 +122,11 @@ class Energy:
     guarantee_conditions: ClassVar[str] = ""
     #: where the guarantee is stated: paper, code or derived (docs/theory.md's tags)
     guarantee_source: ClassVar[str] = "paper"
+    #: the margins of :meth:`conditions` that must be ``>= 0`` for :attr:`guarantee`; the claims check them on
+    #: every draw
+    guarantee_margins: ClassVar[tuple[str, ...]] = ()
+    #: whether the layer ends with a ReLU (the ``relu`` column of the energy-curve tables)
+    relu: ClassVar[bool] = False
     substeps: ClassVar[tuple[SubStep, ...]] = ()
     counterexamples: ClassVar[tuple[Counterexample, ...]] = ()
     #: rows that only report how often a step moves the energy the wrong way (no expectation); the
@@ -165,6 +170,10 @@ class Energy:
 
     def relative_step(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
         """How large the step is relative to the state, ``(b,)`` (continuous-time guarantees)."""
+        raise NotImplementedError
+
+    def scaled(self, factor: float) -> Energy:
+        """The same instance with its step size multiplied by ``factor`` (``continuous-time`` guarantees)."""
         raise NotImplementedError
 
     def minimiser(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:

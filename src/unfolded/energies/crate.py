@@ -69,7 +69,7 @@ class CrateISTA(Energy):
         weights = masked(mask, Y).to(Y.dtype)
         residual = ref - Y @ self.D.to(Y.dtype).T
         per_token = 0.5 * residual.pow(2).sum(-1) + self.lam * Y.abs().sum(-1)
-        return (per_token * weights).sum(-1)
+        return torch.where(weights > 0, per_token, torch.zeros_like(per_token)).sum(-1)
 
     def ista(self, Z: Tensor, target: Tensor, eta: float | None = None) -> Tensor:
         """One proximal-gradient step on ``F_target + indicator(Z >= 0)`` from ``Z``."""
@@ -223,8 +223,6 @@ class CrateMSSA(Energy):
         out = Y - (self.kappa if kappa is None else kappa) * grad
         return torch.where(masked(mask, Y).unsqueeze(-1), out, Y)
 
-    def conditions(self, Y: Tensor, mask: Tensor | None = None) -> dict[str, Tensor]:
-        return {"gradient_step": 1.0 / (self.a(Y, mask) * self.U.shape[0]) - self.kappa}
 
 
 def _small_gradient_step(model: CrateMSSA, Y: Tensor, mask: Tensor | None) -> Tensor:

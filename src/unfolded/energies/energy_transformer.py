@@ -34,6 +34,7 @@ class EnergyTransformer(Energy):
     guarantee = "continuous-time"
     guarantee_conditions = "gamma >= 0; a discrete step of relative size at most relative_step_bound"
     guarantee_source = "paper"
+    guarantee_margins = ("gamma",)
     relative_step_bound = 0.1
     #: the paper's E_ATT sums over B != C; the published code keeps B = C
     include_diagonal = False
@@ -86,9 +87,9 @@ class EnergyTransformer(Energy):
             allowed = allowed & ~torch.eye(g.shape[1], dtype=torch.bool, device=g.device)
         lse = torch.logsumexp(logits.masked_fill(~allowed, float("-inf")), -1)  # (b, H, n)
         lse = torch.where(allowed.any(-1), lse, torch.zeros_like(lse))  # a query without a key adds nothing
-        attention = -(lse * mask[:, None, :]).sum((1, 2)) / self.beta
+        attention = -torch.where(mask[:, None, :], lse, torch.zeros_like(lse)).sum((1, 2)) / self.beta
         overlaps = torch.relu(g @ self.memories.to(g.dtype).T)  # (b, n, M)
-        hopfield = -0.5 * (overlaps.pow(2).sum(-1) * mask).sum(-1)
+        hopfield = -0.5 * torch.where(mask, overlaps.pow(2).sum(-1), torch.zeros_like(overlaps[..., 0])).sum(-1)
         return attention + hopfield
 
     def energy(self, Y: Tensor, mask: Tensor | None = None, ref: Tensor | None = None) -> Tensor:

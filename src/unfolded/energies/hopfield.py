@@ -31,7 +31,7 @@ def hopfield_energy(Y: Tensor, X: Tensor, beta: float, mask: Tensor | None = Non
     count = patterns.shape[-2]
     per_token = (-torch.logsumexp(scores, -1) / beta + 0.5 * Y.pow(2).sum(-1)
                  + math.log(count) / beta + 0.5 * largest.unsqueeze(-1) ** 2)
-    return (per_token * mask).sum(-1)
+    return torch.where(mask, per_token, torch.zeros_like(per_token)).sum(-1)
 
 
 class Hopfield(Energy):
@@ -41,6 +41,7 @@ class Hopfield(Energy):
     guarantee = "monotone"
     guarantee_conditions = "any beta > 0, stored patterns fixed (CCCP)"
     guarantee_source = "paper"
+    guarantee_margins = ("beta",)
 
     def __init__(self, patterns: Tensor, beta: float):
         self.patterns, self.beta, self._d = patterns, float(beta), patterns.shape[-1]

@@ -45,31 +45,25 @@ class TokenClustering(Energy):
     guarantee = "continuous-time"
     guarantee_conditions = "tokens on the unit sphere; a discrete step with h beta at most relative_step_bound"
     guarantee_source = "paper"
+    guarantee_margins = ("on_sphere",)
     relative_step_bound = 0.1
 
-    def __init__(self, beta: float, h: float):
-        self.beta, self.h = float(beta), float(h)
-        self._d = 0
+    def __init__(self, beta: float, h: float, d: int = 0):
+        self.beta, self.h, self._d = float(beta), float(h), d
 
     @classmethod
     def random_instance(cls, d: int, generator: torch.Generator) -> TokenClustering:
         beta = math.exp(float(torch.empty(()).uniform_(math.log(0.25), math.log(9.0), generator=generator)))
         share = math.exp(float(torch.empty(()).uniform_(math.log(1e-3), 0.0, generator=generator)))
-        instance = cls(beta, share * cls.relative_step_bound / beta)
-        instance._d = d
-        return instance
+        return cls(beta, share * cls.relative_step_bound / beta, d)
 
     @classmethod
     def curve_instance(cls, d: int, generator: torch.Generator) -> TokenClustering:
         """``beta = 1`` and a step at the stated bound, ``h beta = relative_step_bound``."""
-        instance = cls(1.0, cls.relative_step_bound)
-        instance._d = d
-        return instance
+        return cls(1.0, cls.relative_step_bound, d)
 
     def scaled(self, factor: float) -> TokenClustering:
-        instance = TokenClustering(self.beta, self.h * factor)
-        instance._d = self._d
-        return instance
+        return TokenClustering(self.beta, self.h * factor, self._d)
 
     def energy(self, Y: Tensor, mask: Tensor | None = None, ref: Tensor | None = None) -> Tensor:
         return clustering_energy(Y, self.beta, mask)

@@ -29,6 +29,7 @@ class YangExact(Energy):
     guarantee = "none"
     guarantee_conditions = "none for the whole layer; each sub-step descends its own term"
     guarantee_source = "derived"
+    relu = True
     options: dict = {"attention_variant": "exact", "regularise_energy": False, "spectral_bound": 0.95}
 
     def __init__(self, layer: UnfoldedLayer):
@@ -36,8 +37,10 @@ class YangExact(Energy):
 
     @classmethod
     def random_instance(cls, d: int, generator: torch.Generator) -> Energy:
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
-        layer = UnfoldedLayer(d, relu=True, **cls.options).double()
+        seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
+        with torch.random.fork_rng(devices=[]):  # the layer's init draws from the global RNG: leave it as it was
+            torch.manual_seed(seed)
+            layer = UnfoldedLayer(d, relu=True, **cls.options).double()
         return cls(layer)
 
     def energy(self, Y: Tensor, mask: Tensor | None = None, ref: Tensor | None = None) -> Tensor:
@@ -104,5 +107,7 @@ class YangMultihead(YangExact):
     @classmethod
     def random_instance(cls, d: int, generator: torch.Generator) -> Energy:
         heads = cls.heads if d % cls.heads == 0 else 1
-        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=generator)))
-        return cls(UnfoldedLayer(d, relu=True, energy_heads=heads, **cls.options).double())
+        seed = int(torch.randint(0, 2**31 - 1, (), generator=generator))
+        with torch.random.fork_rng(devices=[]):
+            torch.manual_seed(seed)
+            return cls(UnfoldedLayer(d, relu=True, energy_heads=heads, **cls.options).double())

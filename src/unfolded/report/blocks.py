@@ -234,7 +234,9 @@ def replace_block(text: str, name: str, body: str) -> str:
     """``text`` with the body between the markers of block ``name`` replaced by ``body``."""
     start, end = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
     if start not in text or end not in text:
-        raise KeyError(f"markers {start} / {end} not found")
+        from ..errors import UserError
+
+        raise UserError(f"block {name}: the markers {start} and {end} must both be there")
     head, rest = text.split(start, 1)
     _, tail = rest.split(end, 1)
     return f"{head}{start}\n{body}\n{end}{tail}"

@@ -64,7 +64,7 @@ def energies_block(claims: pd.DataFrame, summary: pd.DataFrame, curves: pd.DataF
 def energies_headline(claims: pd.DataFrame, summary: pd.DataFrame, names: list[str]) -> str:
     """One paragraph for the README: how many plug-in energies, what their claims found, and which of their
     untrained curves move the energy the wrong way."""
-    own = claims[claims["section"].astype(str).str.startswith("docs/energies.md")]
+    own = claims[claims["section"].astype(str).isin([f"docs/energies.md ({name})" for name in names])]
     theorems = own[own["kind"].isin(["theorem", "identity"])]
     counter = own[own["kind"] == "counterexample"]
     shown = int(((counter["explicit_violations"] == counter["explicit_trials"]) & (counter["explicit_trials"] > 0)).sum())

@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..diagnostics import NEAR_CHANCE_MARGIN, WEIGHTS_MOVED
 from ..registry import CURVE_MODELS
+from ..thresholds import NEAR_CHANCE_MARGIN, WEIGHTS_MOVED
 from .format import compact_table, pct
 
 __all__ = ["energy_block", "energy_headline", "energy_summary_markdown", "regime_block", "regime_page"]

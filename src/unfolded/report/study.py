@@ -9,9 +9,9 @@ from dataclasses import dataclass
 
 import pandas as pd
 
-from ..diagnostics import SIGNIFICANCE_LEVEL
 from ..stats import welch_p
 from ..summaries import KEYS, relative_depth_stats, select_learning_rates
+from ..thresholds import SIGNIFICANCE_LEVEL
 from .accuracy import accuracy_markdown
 from .format import compact_table, fmt, lr_cell, p_text, range_text
 

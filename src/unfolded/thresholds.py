@@ -1,0 +1,14 @@
+"""The thresholds of the written verdicts: the scientific constants that judge results rather than
+compute them. The counting tolerances that compute the shares (``DESCENT_TOLERANCE``,
+``COLLAPSE_THRESHOLD``) are in :mod:`unfolded.diagnostics`; these live apart so that editing a verdict's
+threshold reruns no train or energy-curve job, only the documents that state verdicts."""
+
+__all__ = ["NEAR_CHANCE_MARGIN", "SIGNIFICANCE_LEVEL", "WEIGHTS_MOVED"]
+
+#: A trained model is "no better than the majority class" when its test accuracy is at most the
+#: majority-class accuracy plus this margin.
+NEAR_CHANCE_MARGIN = 0.02
+#: A weight "barely moved" in training when its relative change (Frobenius) stays below this.
+WEIGHTS_MOVED = 0.01
+#: Significance level of the study's verdicts (two-sided p-values).
+SIGNIFICANCE_LEVEL = 0.05
