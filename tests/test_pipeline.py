@@ -114,6 +114,13 @@ def test_outputs_are_valid(smoke_run):
     assert {"effective_rank", "sense", "guarantee"} <= set(plugins.columns)
     assert Image.open(smoke_run / "results/figures/fig_energies.png").format == "PNG"
     assert "| hopfield" in (smoke_run / "results/documents/energies.md").read_text()
+    # a variant run says which settings of section train it overrides, and with what
+    import json
+
+    residual = json.loads((smoke_run / "results/runs/polarity/unfolded_tied-residual/lr0.01/seed0/provenance.json")
+                          .read_text())
+    assert residual["variant_overrides"] == {"alpha_attention": {"config": 1.0, "variant": 0.5},
+                                             "alpha_ffn": {"config": 1.0, "variant": 0.5}}
     assert {"monotone_fraction", "strict_fraction", "active_fraction", "monotone_fraction_active",
             "strict_fraction_active", "median_decrease", "collapse_layer", "attention_share", "test_accuracy",
             "test_loss", "chance_accuracy", "change_W", "change_Wf", "change_B"} <= set(summary.columns)
