@@ -145,8 +145,8 @@ def _trace_table(variant="exact", seed=0, collapse_at=None, rise_at=None, sample
     import numpy as np
     import pandas as pd
 
+    from unfolded.columns import trace_rows
     from unfolded.models import LayerTrace
-    from unfolded.traces import trace_rows
 
     energies = torch.tensor([[10.0 - t for t in range(layers + 1)]] * samples, dtype=torch.float64)
     if rise_at is not None:
@@ -284,8 +284,8 @@ def test_attention_share_over_active_steps_and_its_empty_cases():
 
 
 def test_trace_rows_divide_the_spread_by_its_first_layer():
+    from unfolded.columns import trace_rows
     from unfolded.models import LayerTrace
-    from unfolded.traces import trace_rows
 
     energies = torch.tensor([[2.0, 1.0]], dtype=torch.float64)
     trace = LayerTrace(energies, energies[:, :1], energies[:, :1], energies[:, 1:],

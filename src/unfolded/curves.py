@@ -11,11 +11,11 @@ from pathlib import Path
 import lightning as L
 import pandas as pd
 
-from .columns import CURVE_ATTRIBUTES
+from .columns import CURVE_ATTRIBUTES, trace_rows
 from .data import PreparedData, prepare, sample_indices
 from .diagnostics import curve_summary_row, relative_spread
 from .encoders import authors_normalise_, paper_encoder
-from .traces import chance_accuracy, energy_parameters, layer_trace, parameter_changes, trace_rows
+from .traces import chance_accuracy, energy_parameters, layer_trace, parameter_changes
 from .training import SequenceClassifier, fit
 
 __all__ = ["energy_curves", "regime_search", "select_regime", "variant_options"]

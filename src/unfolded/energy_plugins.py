@@ -14,16 +14,16 @@ from __future__ import annotations
 
 import math
 
-import numpy as np
 import pandas as pd
 import torch
 from tqdm import tqdm
 
-from .columns import CURVE_ATTRIBUTES
+from .columns import CURVE_ATTRIBUTES, trace_rows
 from .data import collate, prepare, sample_indices
-from .diagnostics import relative_spread, token_spread
+from .diagnostics import token_spread
 from .energies import REGISTRY
 from .energies.base import sense_oriented
+from .models import LayerTrace, _relative_update
 
 __all__ = ["effective_rank", "plugin_curves", "plugin_trace"]
 
@@ -41,55 +41,32 @@ def effective_rank(Y: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def plugin_trace(instance, Y: torch.Tensor, mask: torch.Tensor, num_layers: int) -> dict[str, torch.Tensor]:
-    """The trace of ``num_layers`` steps of one plug-in instance from ``Y (b, n, d)``: per layer the energy
-    (oriented), each step's energy before and after on the layer's own energy (``ref`` = the step's
-    input), the token spread, the relative update and the effective rank."""
+def plugin_trace(instance, Y: torch.Tensor, mask: torch.Tensor, num_layers: int) -> tuple[LayerTrace, torch.Tensor]:
+    """The trace of ``num_layers`` steps of one plug-in instance from ``Y (b, n, d)``, as a
+    :class:`unfolded.models.LayerTrace` (energies oriented; each step judged on the layer's own energy with
+    ``ref`` = the step's input; no attention split), and the effective rank of each state ``(b, L + 1)``."""
     sense = type(instance).sense
     Y = instance.project(Y, mask)
     energies, before, after = [sense_oriented(sense, instance.energy(Y, mask))], [], []
     spread, rank, update = [token_spread(Y, mask)], [effective_rank(Y, mask)], []
-    weights = mask.unsqueeze(-1).to(Y.dtype)
     for _ in range(num_layers):
         following = instance.step(Y, mask)
         before.append(sense_oriented(sense, instance.energy(Y, mask, Y)))
         after.append(sense_oriented(sense, instance.energy(following, mask, Y)))
-        moved = ((following - Y) * weights).norm(dim=(1, 2)) / (Y * weights).norm(dim=(1, 2)).clamp_min(1e-300)
-        update.append(moved)
+        update.append(_relative_update(Y, following, mask))
         Y = following
         energies.append(sense_oriented(sense, instance.energy(Y, mask)))
         spread.append(token_spread(Y, mask))
         rank.append(effective_rank(Y, mask))
     stack = lambda values: torch.stack(values, 1).double()  # noqa: E731
-    trace = {"energy": stack(energies), "before": stack(before), "after": stack(after), "spread": stack(spread),
-             "rank": stack(rank), "update": stack(update)}
-    for name, values in trace.items():
+    trace = LayerTrace(energies=stack(energies), before=stack(before), middle=torch.full_like(stack(before), math.nan),
+                       after=stack(after), spread=stack(spread), update=stack(update))
+    for name in ("energies", "before", "after", "spread", "update"):
+        values = getattr(trace, name)
         if not torch.isfinite(values).all():
             raise FloatingPointError(f"{type(instance).name}: non-finite {name} in {int((~torch.isfinite(values)).sum())} "
                                      "entries")
-    return trace
-
-
-def _rows(trace: dict[str, torch.Tensor], indices: list[int], **columns) -> pd.DataFrame:
-    samples, layers = trace["energy"].shape
-    nan = torch.full((samples, 1), math.nan, dtype=torch.float64)
-
-    def padded(values: torch.Tensor) -> np.ndarray:
-        return torch.cat([nan, values], 1).reshape(-1).numpy()
-
-    return pd.DataFrame({
-        **columns,
-        "sample": np.repeat(np.asarray(indices), layers),
-        "layer": np.tile(np.arange(layers), samples),
-        "energy": trace["energy"].reshape(-1).numpy(),
-        "step_before": padded(trace["before"]),
-        "step_middle": np.full(samples * layers, math.nan),
-        "step_after": padded(trace["after"]),
-        "spread": trace["spread"].reshape(-1).numpy(),
-        "relative_spread": relative_spread(trace["spread"]).reshape(-1).numpy(),
-        "update": padded(trace["update"]),
-        "effective_rank": trace["rank"].reshape(-1).numpy(),
-    })
+    return trace, stack(rank)
 
 
 def _embedded(data, indices: list[int], width: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
@@ -121,9 +98,10 @@ def plugin_curves(config: dict, dataset: str, progress: bool = True) -> pd.DataF
     for name in tqdm(names, desc=f"energy plug-ins {dataset}", disable=not progress):
         plugin = REGISTRY[name]
         instance = plugin.curve_instance(Y.shape[-1], torch.Generator().manual_seed(cfg["seed"]))
-        trace = plugin_trace(instance, Y, mask, cfg["num_layers"])
-        frames.append(_rows(trace, indices, dataset=dataset, variant=name, relu=plugin.relu, state="untrained",
-                            seed=cfg["seed"], sense=plugin.sense, guarantee=plugin.guarantee))
+        trace, rank = plugin_trace(instance, Y, mask, cfg["num_layers"])
+        rows = trace_rows(trace, indices, dataset=dataset, variant=name, relu=plugin.relu, state="untrained",
+                          seed=cfg["seed"], sense=plugin.sense, guarantee=plugin.guarantee)
+        frames.append(rows.assign(effective_rank=rank.reshape(-1).numpy()))
     table = pd.concat(frames, ignore_index=True)
     for column in CURVE_ATTRIBUTES:
         table[column] = math.nan

@@ -12,11 +12,12 @@ import numpy as np
 import pandas as pd
 import torch
 
+from .columns import trace_rows
 from .config import TrainConfig
 from .data import PreparedData, prepare, sample_indices
 from .diagnostics import non_increasing
 from .registry import family, split_model
-from .traces import chance_accuracy, energy_parameters, layer_trace, parameter_changes, trace_rows
+from .traces import chance_accuracy, energy_parameters, layer_trace, parameter_changes
 from .training import SequenceClassifier, fit
 
 __all__ = ["dataset_ceilings", "depth_rows", "linear_probe", "train_run"]

@@ -7,43 +7,12 @@ from __future__ import annotations
 import math
 
 import numpy as np
-import pandas as pd
 import torch
 
-from .diagnostics import relative_spread
 from .models import LayerTrace
 from .training import DivergenceError, SequenceClassifier
 
-__all__ = ["chance_accuracy", "energy_parameters", "layer_trace", "parameter_changes", "trace_rows"]
-
-
-def trace_rows(trace: LayerTrace, indices: list[int], **columns) -> pd.DataFrame:
-    """Tidy rows, one per (sample, layer), of a :class:`unfolded.models.LayerTrace`.
-
-    ``energy`` is the plotted curve; ``step_before``/``step_middle``/``step_after`` are the energies of
-    the layer that produced this state, at its input, after its attention sub-step and at its
-    output (NaN at layer 0); ``spread`` is the token spread and ``relative_spread`` the same divided
-    by its layer-0 value; ``update`` the relative change of the state."""
-    samples, layers = trace.energies.shape
-    nan_column = torch.full((samples, 1), float("nan"), dtype=torch.float64)
-
-    def padded(values: torch.Tensor) -> np.ndarray:
-        return torch.cat([nan_column, values.double()], 1).reshape(-1).numpy()
-
-    spread = trace.spread.double()
-    relative = relative_spread(spread)
-    return pd.DataFrame({
-        **columns,
-        "sample": np.repeat(np.asarray(indices), layers),
-        "layer": np.tile(np.arange(layers), samples),
-        "energy": trace.energies.double().reshape(-1).numpy(),
-        "step_before": padded(trace.before),
-        "step_middle": padded(trace.middle),
-        "step_after": padded(trace.after),
-        "spread": spread.reshape(-1).numpy(),
-        "relative_spread": relative.reshape(-1).numpy(),
-        "update": padded(trace.update),
-    })
+__all__ = ["chance_accuracy", "energy_parameters", "layer_trace", "parameter_changes"]
 
 
 def energy_parameters(module: torch.nn.Module) -> dict[str, list[torch.Tensor]]:

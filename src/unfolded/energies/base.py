@@ -30,7 +30,7 @@ import torch
 from torch import Tensor
 
 __all__ = ["GUARANTEES", "SENSES", "Counterexample", "Energy", "Guarantee", "Identity", "SubStep", "masked",
-           "sense_oriented"]
+           "sense_oriented", "uniform"]
 
 #: ``monotone``: the step never moves the energy the wrong way; ``fejer``: the step never moves away
 #: from a minimiser of the energy; ``continuous-time``: the gradient flow is monotone, and a step is
@@ -94,6 +94,11 @@ class Identity:
     statement: str
     source: str
     trial: Callable[[torch.Generator], tuple[Tensor, Tensor]]
+
+
+def uniform(generator: torch.Generator, low: float, high: float) -> float:
+    """One draw from ``U(low, high)`` with ``generator``."""
+    return float(torch.empty(()).uniform_(low, high, generator=generator))
 
 
 def masked(mask: Tensor | None, Y: Tensor) -> Tensor:

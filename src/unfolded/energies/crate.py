@@ -29,13 +29,9 @@ import math
 import torch
 from torch import Tensor
 
-from .base import Counterexample, Energy, Guarantee, SubStep, masked
+from .base import Counterexample, Energy, Guarantee, SubStep, masked, uniform
 
 __all__ = ["CrateISTA", "CrateMSSA", "coding_rate"]
-
-
-def _uniform(generator: torch.Generator, low: float, high: float) -> float:
-    return float(torch.empty(()).uniform_(low, high, generator=generator))
 
 
 class CrateISTA(Energy):
@@ -56,7 +52,7 @@ class CrateISTA(Energy):
         Q, _ = torch.linalg.qr(torch.randn(d, d, generator=generator, dtype=torch.float64))
         D = Q * (0.5 + torch.rand(d, generator=generator, dtype=torch.float64))
         lipschitz = float(torch.linalg.matrix_norm(D, 2)) ** 2
-        return cls(D, _uniform(generator, *eta_share) / lipschitz, _uniform(generator, 0.01, 0.5))
+        return cls(D, uniform(generator, *eta_share) / lipschitz, uniform(generator, 0.01, 0.5))
 
     @classmethod
     def curve_instance(cls, d: int, generator: torch.Generator) -> CrateISTA:
@@ -181,7 +177,7 @@ class CrateMSSA(Energy):
                          for _ in range(heads)])
         W_out = torch.randn(heads * p, d, generator=generator, dtype=torch.float64) / math.sqrt(heads * p)
         b_out = 0.1 * torch.randn(d, generator=generator, dtype=torch.float64)
-        return cls(U, _uniform(generator, 0.05, 1.0), W_out, b_out)
+        return cls(U, uniform(generator, 0.05, 1.0), W_out, b_out)
 
     def a(self, Y: Tensor, mask: Tensor | None) -> Tensor:
         count = masked(mask, Y).to(Y.dtype).sum(-1).clamp_min(1.0)
@@ -242,7 +238,7 @@ def _form_trial(form: str, normalise: bool):
         d = int(torch.randint(2, 9, (), generator=generator))
         model = CrateMSSA.random_instance(d, generator)
         Y = torch.randn(1, int(torch.randint(2, 13, (), generator=generator)), d, generator=generator,
-                        dtype=torch.float64) * math.exp(_uniform(generator, -1.0, 1.0))
+                        dtype=torch.float64) * math.exp(uniform(generator, -1.0, 1.0))
         after = model.paper_step(Y) if form == "paper" else model.step(Y)
         return model.energy(Y, normalise=normalise), model.energy(after, normalise=normalise)
 

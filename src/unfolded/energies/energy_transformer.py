@@ -22,7 +22,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import Counterexample, Energy, masked
+from .base import Counterexample, Energy, masked, uniform
 
 __all__ = ["EnergyTransformer", "EnergyTransformerCode"]
 
@@ -48,17 +48,14 @@ class EnergyTransformer(Energy):
 
     @classmethod
     def random_instance(cls, d: int, generator: torch.Generator, gamma: float | None = None) -> EnergyTransformer:
-        def uniform(low: float, high: float) -> float:
-            return float(torch.empty(()).uniform_(low, high, generator=generator))
-
         heads, k = int(torch.randint(1, 3, (), generator=generator)), int(torch.randint(1, d + 1, (), generator=generator))
         W_K = torch.randn(heads, k, d, generator=generator, dtype=torch.float64) / math.sqrt(d)
         W_Q = torch.randn(heads, k, d, generator=generator, dtype=torch.float64) / math.sqrt(d)
         memories = torch.randn(int(torch.randint(2, 7, (), generator=generator)), d, generator=generator,
                                dtype=torch.float64) / math.sqrt(d)
         delta = 0.1 * torch.randn(d, generator=generator, dtype=torch.float64)
-        return cls(W_K, W_Q, memories, uniform(0.5, 2.0) if gamma is None else gamma, delta,
-                   alpha=math.exp(uniform(math.log(1e-3), math.log(0.1))))
+        return cls(W_K, W_Q, memories, uniform(generator, 0.5, 2.0) if gamma is None else gamma, delta,
+                   alpha=math.exp(uniform(generator, math.log(1e-3), math.log(0.1))))
 
     @classmethod
     def curve_instance(cls, d: int, generator: torch.Generator) -> EnergyTransformer:
@@ -138,7 +135,7 @@ def _negative_gamma_trial(generator: torch.Generator, explicit: bool) -> tuple[T
     (seed 7) at ``gamma = -1`` and a small step."""
     source = torch.Generator().manual_seed(7) if explicit else generator
     d = 4 if explicit else int(torch.randint(2, 7, (), generator=source))
-    gamma = -1.0 if explicit else -float(torch.empty(()).uniform_(0.5, 2.0, generator=source))
+    gamma = -1.0 if explicit else -uniform(source, 0.5, 2.0)
     model = EnergyTransformer.random_instance(d, source, gamma=gamma)
     model = model.scaled(1e-3 / model.alpha)  # a small step: the sign of the flow decides
     Y, mask = _tokens(source, d)

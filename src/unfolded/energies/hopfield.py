@@ -16,7 +16,7 @@ import math
 import torch
 from torch import Tensor
 
-from .base import Counterexample, Energy, masked
+from .base import Counterexample, Energy, masked, uniform
 
 __all__ = ["Hopfield", "hopfield_energy"]
 
@@ -49,8 +49,8 @@ class Hopfield(Energy):
     @classmethod
     def random_instance(cls, d: int, generator: torch.Generator) -> Hopfield:
         count = int(torch.randint(2, 9, (), generator=generator))
-        scale = math.exp(float(torch.empty(()).uniform_(-1.0, 1.0, generator=generator)))
-        beta = math.exp(float(torch.empty(()).uniform_(-1.5, 2.0, generator=generator)))
+        scale = math.exp(uniform(generator, -1.0, 1.0))
+        beta = math.exp(uniform(generator, -1.5, 2.0))
         patterns = torch.randn(count, d, generator=generator, dtype=torch.float64) * scale
         return cls(patterns, beta)
 
@@ -84,7 +84,7 @@ def _damped_trial(generator: torch.Generator, explicit: bool) -> tuple[Tensor, T
         model = Hopfield.random_instance(int(torch.randint(2, 7, (), generator=generator)), generator)
         Y = torch.randn(1, int(torch.randint(1, 9, (), generator=generator)), model.d, generator=generator,
                         dtype=torch.float64) * 2.0
-        eta = float(torch.empty(()).uniform_(2.05, 4.0, generator=generator))
+        eta = uniform(generator, 2.05, 4.0)
     after = Y - eta * (Y - model.retrieve(Y))
     return model.energy(Y), model.energy(after)
 
@@ -101,8 +101,8 @@ def _moving_patterns_trial(generator: torch.Generator, explicit: bool) -> tuple[
     else:
         n, d = int(torch.randint(2, 9, (), generator=generator)), int(torch.randint(2, 7, (), generator=generator))
         Y = torch.randn(1, n, d, generator=generator, dtype=torch.float64) * math.exp(
-            float(torch.empty(()).uniform_(-1.0, 1.0, generator=generator)))
-        beta = math.exp(float(torch.empty(()).uniform_(-1.5, 2.0, generator=generator)))
+            uniform(generator, -1.0, 1.0))
+        beta = math.exp(uniform(generator, -1.5, 2.0))
     after = torch.softmax(beta * Y @ Y.transpose(-1, -2), -1) @ Y
     return hopfield_energy(Y, Y, beta), hopfield_energy(after, after, beta)
 

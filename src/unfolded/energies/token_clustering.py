@@ -24,7 +24,7 @@ import torch
 from torch import Tensor
 
 from ..energy import pairwise_energy
-from .base import Energy, Identity, masked
+from .base import Energy, Identity, masked, uniform
 
 __all__ = ["TokenClustering", "clustering_energy"]
 
@@ -53,8 +53,8 @@ class TokenClustering(Energy):
 
     @classmethod
     def random_instance(cls, d: int, generator: torch.Generator) -> TokenClustering:
-        beta = math.exp(float(torch.empty(()).uniform_(math.log(0.25), math.log(9.0), generator=generator)))
-        share = math.exp(float(torch.empty(()).uniform_(math.log(1e-3), 0.0, generator=generator)))
+        beta = math.exp(uniform(generator, math.log(0.25), math.log(9.0)))
+        share = math.exp(uniform(generator, math.log(1e-3), 0.0))
         return cls(beta, share * cls.relative_step_bound / beta, d)
 
     @classmethod

@@ -58,6 +58,13 @@ class Sources:
             raise ValueError(f"energy headline: expected energy curves with one shared setting, got {self.energy_curves}")
         return every[0]
 
+    def plugin_table(self):
+        """The plug-in energies' curves, all datasets in one table, and the energies' names in registry order."""
+        import pandas as pd
+
+        table = pd.concat([pd.read_parquet(path) for path in self.plugin_curves], ignore_index=True)
+        return table, list(dict.fromkeys(table["variant"]))
+
     def study(self):
         from ..archive import load_archive, load_checks
         from .study import ArchivedStudy
@@ -92,22 +99,17 @@ def _claims_headline(s: Sources) -> str:
 
 
 def _energies(s: Sources) -> str:
-    import pandas as pd
-
     from .energies import energies_block
 
-    curves = pd.concat([pd.read_parquet(path) for path in s.plugin_curves], ignore_index=True)
-    names = list(dict.fromkeys(curves["variant"]))
+    curves, names = s.plugin_table()
     return energies_block(s.claims(), s.energy_summary(), curves, names)
 
 
 def _energies_headline(s: Sources) -> str:
-    import pandas as pd
-
     from .energies import energies_headline
 
-    curves = pd.concat([pd.read_parquet(path) for path in s.plugin_curves], ignore_index=True)
-    return energies_headline(s.claims(), s.energy_summary(), list(dict.fromkeys(curves["variant"])))
+    _, names = s.plugin_table()
+    return energies_headline(s.claims(), s.energy_summary(), names)
 
 
 def _energy(s: Sources) -> str:
