@@ -70,7 +70,7 @@ def test_order_task_needs_order_and_its_ceilings_hold():
     for ids, label in zip(sequences, labels.tolist(), strict=True):
         first_a, first_b = (ids == 2).nonzero().item(), (ids == 3).nonzero().item()
         assert label == int(first_a < first_b)
-    assert order_ceilings(labels) == {"bag_of_words_ceiling": 0.5, "oracle_ceiling": 1.0}
+    assert order_ceilings(labels) == {"bag_of_words_ceiling": 0.5, "no_interaction_ceiling": 1.0, "oracle_ceiling": 1.0}
     # swapping the markers keeps the bag and flips the label, so the two classes share every bag
     from sklearn.linear_model import LogisticRegression
 

@@ -48,11 +48,11 @@ class Kill(__import__("lightning").Callback):
 
 def test_resume_continues_from_the_checkpoint(tmp_path):
     config = load_config({**SMOKE, "train": {**SMOKE["train"], "max_epochs": 2}})
-    _, uninterrupted, energies, depth = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "full", progress=False)
+    _, uninterrupted, energies, depth, _ = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "full", progress=False)
     with pytest.raises(RuntimeError, match="simulated kill"):
         train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "split", progress=False, callbacks=(Kill(),))
     assert (tmp_path / "split" / "last.ckpt").exists()
-    _, resumed, resumed_energies, resumed_depth = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "split",
+    _, resumed, resumed_energies, resumed_depth, _ = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "split",
                                                             progress=False)
     assert resumed["resumed"] and not uninterrupted["resumed"]
     assert resumed["steps"] == uninterrupted["steps"]
@@ -70,7 +70,7 @@ def test_checkpoint_from_other_code_is_not_resumed(tmp_path):
         train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "ckpt", progress=False, callbacks=(Kill(),))
     (tmp_path / "ckpt" / CODE_KEY_FILE).write_text("0123456789abcdef\n")  # as if the code had changed since
     with pytest.warns(UserWarning, match="made by other code"):
-        _, summary, _, _ = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "ckpt", progress=False)
+        _, summary, _, _, _ = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "ckpt", progress=False)
     assert not summary["resumed"] and summary["epochs"] == 2
 
 

@@ -10,10 +10,21 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["ARCHIVE_TABLES", "archive_study", "load_archive"]
+__all__ = ["ARCHIVE_TABLES", "CHECKPOINT_BUDGET", "OPTIONAL_TABLES", "DirtyTree", "archive_study", "load_archive",
+           "load_checkpoint"]
 
 #: result tables an archived study keeps (results/archive/<study-id>/)
 ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")
+#: tables that studies archived since the attention trial keep too (older archives lack them): the picked
+#: runs' per-item test predictions (every verdict can be recomputed), the token spread per layer, the
+#: attention verdicts and the controls against their ceilings as the study computed them
+OPTIONAL_TABLES = ("predictions.parquet", "token_spread.csv", "verdicts.csv", "controls.csv")
+#: the most bytes of checkpoints one archived study may hold
+CHECKPOINT_BUDGET = 50 * 2**20
+
+
+class DirtyTree(RuntimeError):
+    """The study's runs or the archiving code come from a working tree with uncommitted changes."""
 
 
 def _sha256(path: Path) -> str:
@@ -24,17 +35,79 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+def _refuse_dirty(runs_root: Path) -> None:
+    """An archive must name the code that made it: refuse when any run was trained, or the archive is
+    written, from a working tree with uncommitted changes to tracked files."""
+    from .artifacts import _git_state
+    from .errors import UserError
+
+    dirty = sorted(str(path.parent) for path in runs_root.glob("*/*/lr*/seed*/provenance.json")
+                   if json.loads(path.read_text()).get("git_dirty"))
+    if dirty:
+        raise UserError(f"archive: {len(dirty)} run(s) were trained from a working tree with uncommitted changes "
+                        f"(git_dirty in their provenance.json, e.g. {dirty[0]}); commit, then rerun them "
+                        f"(snakemake --forcerun train ...) before archiving")
+    if _git_state()["git_dirty"]:
+        raise UserError("archive: the working tree has uncommitted changes to tracked files (git status); commit "
+                        "them before archiving, so that the archive names the code that made it")
+
+
+def _export_checkpoints(runs, runs_root: Path, destination: Path) -> dict[str, str]:
+    """Copy the weights of every picked run (``state_dict`` and hyperparameters only, loadable with
+    ``torch.load(weights_only=True)``) to ``destination/checkpoints/<dataset>/<model>/seed<k>.pt``;
+    returns their SHA-256 by archive-relative path. Refuses more than :data:`CHECKPOINT_BUDGET` bytes."""
+    import torch
+
+    from .artifacts import atomic_path
+
+    digests, total = {}, 0
+    for row in runs[runs["selected"] & runs["lr"].notna()].itertuples():
+        source = runs_root / row.dataset / row.model / f"lr{row.lr:g}" / f"seed{row.seed}" / "model.ckpt"
+        if not source.exists():
+            continue
+        checkpoint = torch.load(source, map_location="cpu", weights_only=True)
+        relative = Path("checkpoints") / row.dataset / row.model / f"seed{row.seed}.pt"
+        (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(destination / relative) as temporary:
+            torch.save({"state_dict": checkpoint["state_dict"], "hyper_parameters": checkpoint["hyper_parameters"],
+                        "lr": float(row.lr), "seed": int(row.seed), "test_accuracy": float(row.test_accuracy)},
+                       temporary)
+        total += (destination / relative).stat().st_size
+        if total > CHECKPOINT_BUDGET:
+            raise RuntimeError(f"archive: the picked checkpoints exceed {CHECKPOINT_BUDGET / 2**20:.0f} MB; archive "
+                               "fewer runs or smaller models")
+        digests[str(relative)] = _sha256(destination / relative)
+    return digests
+
+
+def load_checkpoint(path: Path, data=None):
+    """A :class:`unfolded.training.SequenceClassifier` with the weights of an archived checkpoint (eval mode);
+    loaded with ``weights_only=True``, so the file can only hold tensors and plain containers."""
+    import torch
+
+    from .training import SequenceClassifier
+
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    hyper = dict(record["hyper_parameters"])
+    state = record["state_dict"]
+    vectors = state["embedding.weight"] if hyper["kind"] == "tokens" else None
+    module = SequenceClassifier(**hyper, vectors=vectors)
+    module.load_state_dict(state)
+    return module.eval()
+
+
 def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path, destination: Path,
-                  config: dict, check_of: str | None = None) -> dict:
+                  config: dict, check_of: str | None = None, checkpoints: bool = True) -> dict:
     """Copy the study's result tables into ``destination`` with provenance: the config, commit, machine,
-    CPU-hours (sum of the train jobs' measured seconds), job count and the SHA-256 of the checkpoints
-    behind each picked (dataset, model). Returns the provenance."""
+    CPU-hours (sum of the train jobs' measured seconds), job count, and the picked runs' checkpoints
+    (weights only) with their SHA-256. Refuses a dirty working tree. Returns the provenance."""
     import pandas as pd
 
     from .artifacts import atomic_path, provenance, write_json
 
+    _refuse_dirty(runs_root)
     destination.mkdir(parents=True, exist_ok=True)
-    for name in ARCHIVE_TABLES:
+    for name in (*ARCHIVE_TABLES, *(name for name in OPTIONAL_TABLES if (tables / name).exists())):
         with atomic_path(destination / name) as temporary:
             temporary.write_bytes((tables / name).read_bytes())
     runs = pd.read_csv(tables / "accuracy.csv")
@@ -47,16 +120,12 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
             else float(frame["s"].iloc[-1])
     commits = sorted({json.loads(path.read_text()).get("git_commit", "unknown")
                       for path in runs_root.glob("*/*/lr*/seed*/provenance.json")})
-    checkpoints = {}
-    for row in runs[runs["selected"] & runs["lr"].notna()].itertuples():
-        path = runs_root / row.dataset / row.model / f"lr{row.lr:g}" / f"seed{row.seed}" / "model.ckpt"
-        if path.exists():
-            checkpoints[str(path)] = _sha256(path)
+    exported = _export_checkpoints(runs, runs_root, destination) if checkpoints else {}
     meta = provenance("study-archive", config, None, study_id=study_id, runs=int(len(runs)),
                       machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                               f"{os.cpu_count()} cores, {platform.system()}",
                       cpu_hours=seconds / 3600.0, job_hours=wall / 3600.0, train_jobs=jobs, runs_git_commit=commits,
-                      checkpoint_sha256=checkpoints, **({"check_of": check_of} if check_of else {}))
+                      checkpoint_sha256=exported, **({"check_of": check_of} if check_of else {}))
     write_json(destination / "provenance.json", meta)
     return meta
 

@@ -173,7 +173,7 @@ def run_data(args: argparse.Namespace) -> None:
         line = f"{name}: {record['status']}{where}"
         if args.names and not name.startswith("glove-"):
             try:
-                data = prepare(name, config)
+                data = prepare(name, config, seed=0)
             except DataUnavailable as error:
                 unavailable.append(name)
                 print(f"{name}: not usable: {error}")
@@ -203,7 +203,7 @@ def run_train(args: argparse.Namespace) -> None:
         raise ConfigError(f"train: {error}") from None
     if args.lr is not None and args.lr <= 0:
         raise ConfigError(f"train: --lr must be positive, got {args.lr}")
-    module, summary, energies, depth = train_run(config, args.dataset, args.model, args.seed, checkpoint_dir,
+    module, summary, energies, depth, predictions = train_run(config, args.dataset, args.model, args.seed, checkpoint_dir,
                                                  progress=not args.no_progress, lr=args.lr)
     settings = {"train": config["train"], "data": config["data"]}
     # a variant overrides settings of section train: the run says which, and with what
@@ -214,6 +214,7 @@ def run_train(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir)
     write_parquet(energies, run_dir / "energies.parquet", meta)
     write_parquet(depth, run_dir / "depth.parquet", meta)
+    write_parquet(predictions, run_dir / "predictions.parquet", meta)
     write_run(run_dir, summary, module, checkpoint_dir, meta)
     print(f"{args.dataset}/{args.model}/lr{summary['lr']:g}/seed{args.seed}: test accuracy "
           f"{summary['test_accuracy']:.4f} (best validation {summary['val_accuracy']:.4f})", file=sys.stderr)
@@ -226,7 +227,7 @@ def run_probe(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     _check_data_names([args.dataset])
-    result = linear_probe(prepare(args.dataset, config), config["train"]["probe_C"])
+    result = linear_probe(prepare(args.dataset, config, seed=0), config["train"]["probe_C"])
     meta = provenance("probe", {"data": config["data"], "probe_C": config["train"]["probe_C"]}, 0,
                       dataset=args.dataset, model="linear_probe")
     write_json(args.out, {**meta, "summary": {**result, "variant": "base", "family": "linear_probe", "lr": float("nan")}})
@@ -278,6 +279,22 @@ def run_energy_summary(args: argparse.Namespace) -> None:
     if args.markdown:
         write_text(args.markdown, energy_summary_markdown(summary))
     print(f"{args.csv}: {len(summary)} curves", file=sys.stderr)
+
+
+def run_token_spread(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .artifacts import atomic_path, provenance, write_parquet
+    from .summaries import token_spread_table
+
+    frames = [frame for frame in (pd.read_parquet(p) for p in args.data) if not frame.empty]
+    if not frames:
+        raise ConfigError("token-spread: no trained run with a layer trace among --data")
+    spread = token_spread_table(pd.concat(frames, ignore_index=True))
+    with atomic_path(args.csv) as temporary:
+        spread.to_csv(temporary, index=False, float_format="%.6g")
+    write_parquet(spread, args.out, provenance("token-spread", {"runs": len(args.data)}, None))
+    print(f"{args.csv}: {len(spread)} rows", file=sys.stderr)
 
 
 def run_regime_search(args: argparse.Namespace) -> None:
@@ -360,6 +377,38 @@ def run_accuracy(args: argparse.Namespace) -> None:
     write_text(args.markdown, accuracy_page(summary, curves))
     if args.training_curves:
         write_parquet(training_curves(args.runs, summary), args.training_curves, provenance("accuracy", {}, None))
+    if args.predictions:
+        from .verdicts import attention_verdicts, control_checks, picked_predictions
+
+        predictions = picked_predictions(runs, pd.concat(
+            [pd.read_parquet(Path(run) / "predictions.parquet") for run in args.runs], ignore_index=True))
+        write_parquet(predictions, args.predictions, provenance("accuracy", {"runs": len(runs)}, None))
+        for path, table in ((args.verdicts, attention_verdicts(runs, predictions)), (args.controls, control_checks(runs))):
+            if path:
+                with atomic_path(path) as temporary:
+                    table.to_csv(temporary, index=False, float_format="%.6g")
+
+
+def run_pick_rates(args: argparse.Namespace) -> None:
+    import pandas as pd
+    import yaml
+
+    from .artifacts import _git_state, write_text
+
+    if not Path(args.summary).exists():
+        raise ConfigError(f"pick-rates: {args.summary} does not exist; run the selection first "
+                          "(snakemake --cores all --configfile config/study.yaml config/study-selection.yaml)")
+    summary = pd.read_csv(args.summary)
+    trained = summary[summary["lr"].notna()]
+    picks: dict = {}
+    for row in trained.sort_values(["dataset", "model"]).itertuples():
+        picks.setdefault(row.dataset, {})[row.model] = float(row.lr)
+    edges = [f"{r.dataset} {r.model}" for r in trained.itertuples() if r.pick_at_edge]
+    header = (f"# Learning rates picked on validation by a selection run ({args.summary}: {int(trained['seeds'].max())} "
+              f"seeds per model, commit {_git_state()['git_commit'][:12]}); written by python -m unfolded pick-rates.\n"
+              f"# Picks at an end of their grid: {', '.join(edges) if edges else 'none'}.\n")
+    write_text(args.out, header + yaml.safe_dump({"train": {"learning_rate_picks": picks}}, sort_keys=True))
+    print(f"{args.out}: {sum(len(v) for v in picks.values())} picks, {len(edges)} at an end of their grid", file=sys.stderr)
 
 
 def run_depth(args: argparse.Namespace) -> None:
@@ -677,7 +726,30 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--timings", help="output CSV of training times and throughput, kept out of the results")
     accuracy.add_argument("--energy-curves", nargs="*", default=[], help="energy-curve tables to summarise")
     accuracy.add_argument("--training-curves", help="output parquet: every run's logged metrics")
+    accuracy.add_argument("--predictions", help="output parquet: every picked run's per-item test predictions "
+                                                "(read from <run>/predictions.parquet)")
+    accuracy.add_argument("--verdicts", help="output CSV: attention on trial, one row per (dataset, model) with a "
+                                             "no_attention control (paired test, Holm)")
+    accuracy.add_argument("--controls", help="output CSV: each interaction-free control against its ceiling")
     accuracy.set_defaults(run=run_accuracy)
+
+    spread = stages.add_parser(
+        "token-spread", help="per trained run and layer, the median relative token spread on test sequences",
+        description="Read the trained runs' layer traces (results/runs/.../energies.parquet) and write, per run and "
+                    "layer, the median over test sequences of the relative token spread (spread / its layer-0 value).")
+    spread.add_argument("--data", nargs="+", required=True, help="the runs' energies.parquet")
+    spread.add_argument("--csv", required=True, help="output CSV (results/tables/token_spread.csv)")
+    spread.add_argument("--out", required=True, help="output parquet (read by fig_token_spread)")
+    spread.set_defaults(run=run_token_spread)
+
+    pick_rates = stages.add_parser(
+        "pick-rates", help="fix a selection run's learning-rate picks in a config file",
+        description="Write the learning rate picked per (dataset, model) in an accuracy summary as config "
+                    "train.learning_rate_picks, so that a confirmation run on fresh seeds trains at the picks only.")
+    pick_rates.add_argument("--summary", default="results/tables/accuracy_summary.csv",
+                            help="the selection run's accuracy summary")
+    pick_rates.add_argument("--out", required=True, help="output YAML (for example config/study-picks.yaml)")
+    pick_rates.set_defaults(run=run_pick_rates)
 
     documents = stages.add_parser(
         "documents", help="render the generated blocks of the README and the docs pages into a folder",

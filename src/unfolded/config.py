@@ -44,7 +44,7 @@ def _registries() -> dict[str, tuple[str, ...]]:
 
     return {"datasets": tuple(registry.DATASETS), "figures": registry.figure_names(),
             "curve_models": registry.CURVE_MODELS, "models": registry.MODELS, "variants": tuple(registry.VARIANTS),
-            "unfolded_models": tuple(m for m in registry.MODELS if m.startswith("unfolded"))}
+            "variant_models": tuple(m for m in registry.MODELS if m.split("_")[0] in ("unfolded", "standard"))}
 
 
 def _fill_registries(node, registries: dict) -> None:
@@ -320,6 +320,7 @@ class TrainConfig:
     linear_probe: bool
     probe_C: list[float]
     positions: str
+    head: str
     embedding: str
     width: int
     num_layers: int
@@ -329,6 +330,7 @@ class TrainConfig:
     max_steps: int
     patience: int | None
     learning_rates: dict[str, list[float]]
+    learning_rate_picks: dict
     depth_factor: int
     optimizer: str
     weight_decay: float

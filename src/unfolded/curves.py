@@ -35,7 +35,7 @@ def energy_curves(config: dict, dataset: str, checkpoint_root: Path, progress: b
     ``train_steps`` steps (docs/theory.md §4.4). Trained rows carry the model's test accuracy, test loss
     and the relative change of W, Wf and B."""
     cfg = config["energy_curves"]
-    data = prepare(dataset, config)
+    data = prepare(dataset, config, seed=0)  # data.split_seed null: the split of seed 0
     width = data.vectors.shape[1] if data.kind == "tokens" else config["train"]["width"]
     test_labels = data.splits["test"][1]
     indices = sample_indices(cfg["samples"], len(test_labels), cfg["seed"])
@@ -92,7 +92,7 @@ def regime_search(config: dict, datasets: list[str], progress: bool = True) -> p
             for seed in seeds for alpha in search["alphas"] for scale in search["w_scales"] for relu in (False, True)]
     rows = []
     for dataset in datasets:
-        data = prepare(dataset, config)
+        data = prepare(dataset, config, seed=0)  # the test split only: any train split will do
         width = data.vectors.shape[1] if data.kind == "tokens" else config["train"]["width"]
         population = len(data.splits["test"][1])
         for phase, seed, alpha, scale, relu in tqdm(grid, desc=f"regime search {dataset}", disable=not progress):

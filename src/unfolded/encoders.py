@@ -66,7 +66,8 @@ def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
     heads = options["num_heads"]
     while d % heads:
         heads -= 1  # the largest head count <= num_heads that divides d
-    return StandardTransformer(d, num_layers, num_heads=heads, tied=tying == "tied")
+    return StandardTransformer(d, num_layers, num_heads=heads, tied=tying == "tied",
+                               attention=options.get("attention", True))
 
 
 def paper_encoder(d: int, num_layers: int, relu: bool, variant: str, *, alpha_attention: float = 1.0,

@@ -535,7 +535,37 @@ def fig_energies(frame: pd.DataFrame) -> plt.Figure:
     return figure
 
 
+def fig_token_spread(frame: pd.DataFrame) -> plt.Figure:
+    """The collapse hypothesis on trained models: per dataset, the median relative token spread (spread over
+    its layer-0 value; 0 means every token of a sequence at one point) after each layer. Per run the
+    median over test sequences; lines the median over runs, bands the range over runs."""
+    set_style()
+    datasets = sorted(frame["dataset"].unique())
+    figure, axes = plt.subplots(1, len(datasets), figsize=(4.4 * len(datasets), 3.8), squeeze=False)
+    models = sorted(frame["model"].unique())
+    palette = dict(zip(models, sns.color_palette("tab10", max(10, len(models)))[: len(models)], strict=True))
+    floor = 1e-12  # a log axis cannot show an exact collapse: it is drawn at this floor
+    for ax, dataset in zip(axes[0], datasets, strict=True):
+        data = frame[frame["dataset"] == dataset]
+        for model, group in data.groupby("model", sort=True):
+            by_layer = group.groupby("layer")["relative_spread"]
+            median, low, high = (by_layer.median().clip(lower=floor), by_layer.min().clip(lower=floor),
+                                 by_layer.max().clip(lower=floor))
+            runs = group[["seed", "lr"]].drop_duplicates().shape[0]
+            ax.plot(median.index, median.to_numpy(), marker="o", ms=3, color=palette[model],
+                    label=f"{_model_name(model)} ({runs} runs)")
+            ax.fill_between(median.index, low.to_numpy(), high.to_numpy(), color=palette[model], alpha=0.15)
+        ax.set_yscale("log")
+        ax.set_title(dataset, fontsize=10)
+        ax.set_xlabel("layer")
+        ax.set_ylabel("relative token spread (median)")
+        ax.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    return figure
+
+
 DRAW.update({
+    "fig_token_spread": fig_token_spread,
     "fig_energies": fig_energies,
     "fig5_energy_untrained": fig5_energy_untrained,
     "fig6_energy_trained": fig6_energy_trained,

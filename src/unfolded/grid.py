@@ -7,7 +7,7 @@ torch and no pandas.
 from __future__ import annotations
 
 from .config import schema
-from .registry import DATASETS, family
+from .registry import DATASETS, family, variant_applies
 
 __all__ = ["RUN_LIST_KEYS", "lr_tag", "run_minutes", "run_specs", "short_runs"]
 
@@ -25,17 +25,24 @@ def lr_tag(lr: float) -> str:
 
 def run_specs(config: dict) -> list[tuple[str, str, str, int]]:
     """Every (dataset, model, lr tag, seed) train job of a validated config: the models on every seed,
-    each variant of each variant model on ``variant_seeds``, each at every learning rate of its
-    family."""
+    each variant of each variant model it applies to (:data:`unfolded.registry.VARIANT_FAMILIES`) on
+    ``variant_seeds``, each at every learning rate of its family, or at its rate in
+    ``learning_rate_picks`` where one is fixed for its (dataset, model)."""
     train = config["train"]
     runs = [(model, seed) for model in train["models"] for seed in train["seeds"]]
     variant_seeds = train["variant_seeds"] or train["seeds"]
     runs += [(f"{model}-{variant}", seed) for model in train["variant_models"] for variant in train["variants"]
-             for seed in variant_seeds]
+             if variant_applies(model, variant) for seed in variant_seeds]
+    picks = train.get("learning_rate_picks") or {}
+
+    def rates(dataset: str, model: str) -> list[float]:
+        fixed = picks.get(dataset, {}).get(model)
+        return [fixed] if fixed is not None else train["learning_rates"][family(model)]
+
     return [(dataset, model, lr_tag(lr), seed)
             for dataset in (train["datasets"] or config["datasets"])
             for model, seed in runs
-            for lr in train["learning_rates"][family(model)]]
+            for lr in rates(dataset, model)]
 
 
 def short_runs(dataset: str) -> bool:

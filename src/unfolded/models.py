@@ -325,13 +325,15 @@ class StandardTransformer(nn.Module):
         tied: bool = False,
         dropout: float = 0.0,
         activation: str = "gelu",
+        attention: bool = True,
     ):
         super().__init__()
         if num_layers < 1:
             raise ValueError(f"num_layers: expected >= 1, got {num_layers}")
         if d % num_heads:
             raise ValueError(f"num_heads: must divide d = {d}, got {num_heads}")
-        self.d, self.num_layers, self.tied = d, num_layers, tied
+        self.d, self.num_layers, self.tied, self.attention = d, num_layers, tied, attention
+        self.norm_first = norm_first
 
         def make_layer() -> nn.TransformerEncoderLayer:
             return nn.TransformerEncoderLayer(
@@ -345,10 +347,23 @@ class StandardTransformer(nn.Module):
             )
 
         self.layers = nn.ModuleList(make_layer() for _ in range(1 if tied else num_layers))
+        if not attention:  # the ablation: each layer keeps only its feed-forward sub-layer (no token mixing)
+            for layer in self.layers:
+                del layer.self_attn, layer.norm1, layer.dropout1
         self.final_norm = nn.LayerNorm(d) if norm_first else nn.Identity()
         self.register_buffer("probe_W", torch.eye(d) / math.sqrt(d), persistent=False)
         self.register_buffer("probe_Wf", torch.zeros(d, d), persistent=False)
         self.register_buffer("probe_B", torch.zeros(d), persistent=False)
+
+    def _layer(self, t: int, Y: Tensor, padding: Tensor | None) -> Tensor:
+        """Layer ``t`` applied to ``Y``; without attention, its feed-forward sub-layer with its residual and
+        LayerNorm only (``norm2``, ``_ff_block`` of ``nn.TransformerEncoderLayer``)."""
+        layer = self.layers[0 if self.tied else t]
+        if self.attention:
+            return layer(Y, src_key_padding_mask=padding)
+        if self.norm_first:
+            return Y + layer._ff_block(layer.norm2(Y))
+        return layer.norm2(Y + layer._ff_block(Y))
 
     def probe_energy(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
         Y = _energy_precision(Y)
@@ -368,7 +383,7 @@ class StandardTransformer(nn.Module):
         if not self.tied and depth > self.num_layers:
             raise ValueError(f"num_layers: an untied model has {self.num_layers} layers, got {depth}")
         for t in range(depth):
-            Y = self.layers[0 if self.tied else t](Y, src_key_padding_mask=padding)
+            Y = self._layer(t, Y, padding)
             if return_energies:
                 energies.append(self.probe_energy(Y, mask))
         return EncoderOutput(self.final_norm(Y), torch.stack(energies, -1) if return_energies else None)
@@ -382,7 +397,7 @@ class StandardTransformer(nn.Module):
             raise ValueError(f"num_layers: an untied model has {self.num_layers} layers, got {depth}")
         states = []
         for t in range(depth):
-            Y = self.layers[0 if self.tied else t](Y, src_key_padding_mask=padding)
+            Y = self._layer(t, Y, padding)
             states.append(self.final_norm(Y))
         return states
 
@@ -398,7 +413,7 @@ class StandardTransformer(nn.Module):
         padding = None if mask is None else ~mask
         energies, spread, update = [self.probe_energy(Y, mask)], [token_spread(_energy_precision(Y), mask)], []
         for t in range(depth):
-            out = self.layers[0 if self.tied else t](Y, src_key_padding_mask=padding)
+            out = self._layer(t, Y, padding)
             energies.append(self.probe_energy(out, mask))
             spread.append(token_spread(_energy_precision(out), mask))
             update.append(_relative_update(_energy_precision(Y), _energy_precision(out), mask))

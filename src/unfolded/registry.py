@@ -21,6 +21,7 @@ __all__ = [
     "FIGURES",
     "MODELS",
     "VARIANTS",
+    "VARIANT_FAMILIES",
     "VECTORS",
     "Dataset",
     "Figure",
@@ -29,6 +30,7 @@ __all__ = [
     "fetch_names",
     "figure_names",
     "split_model",
+    "variant_applies",
 ]
 
 
@@ -36,17 +38,21 @@ __all__ = [
 class Dataset:
     """``source``: generated (offline), scikit-learn (bundled), huggingface or torchvision (fetched once);
     ``fetch``: the download it needs besides vectors; ``vectors``: whether it needs GloVe vectors;
-    ``short_runs``: a run takes minutes on one CPU core (SLURM groups such runs)."""
+    ``short_runs``: a run takes minutes on one CPU core (SLURM groups such runs);
+    ``interaction``: a task built so that no model without token interactions can beat its
+    ``no_interaction_ceiling`` (its models get the affine head under ``train.head: auto``)."""
 
     source: str
     fetch: str | None = None
     vectors: bool = False
     short_runs: bool = False
+    interaction: bool = False
 
 
 DATASETS: dict[str, Dataset] = {
     "polarity": Dataset("generated", short_runs=True),
     "order": Dataset("generated", short_runs=True),
+    "equality": Dataset("generated", short_runs=True, interaction=True),
     "digits": Dataset("scikit-learn", short_runs=True),
     "imdb": Dataset("huggingface", fetch="imdb", vectors=True),
     "sst2": Dataset("huggingface", fetch="sst2", vectors=True),
@@ -96,6 +102,7 @@ FIGURES: dict[str, Figure] = {
     "fig_training_curves": Figure(("accuracy",)),
     "fig_depth_extrapolation": Figure(("depth",)),
     "fig_energies": Figure(("combine",)),
+    "fig_token_spread": Figure(("token-spread",)),
 }
 
 
@@ -127,6 +134,17 @@ VARIANTS: dict[str, dict] = {
     "multihead": {"energy_heads": 4},
     "no_attention": {"attention": False},
 }
+#: The model families each variant applies to (the ablation applies to both: standard_tied-no_attention
+#: is the standard layer without its self-attention sub-layer).
+VARIANT_FAMILIES: dict[str, tuple[str, ...]] = {
+    "residual": ("unfolded",), "learned_steps": ("unfolded",), "multihead": ("unfolded",),
+    "no_attention": ("unfolded", "standard"),
+}
+
+
+def variant_applies(model: str, variant: str) -> bool:
+    """Whether ``variant`` can be run on base model ``model`` (:data:`VARIANT_FAMILIES`)."""
+    return model.split("_")[0] in VARIANT_FAMILIES.get(variant, ())
 
 
 def split_model(name: str) -> tuple[str, str]:
@@ -134,8 +152,9 @@ def split_model(name: str) -> tuple[str, str]:
     model, _, variant = name.partition("-")
     if model not in MODELS:
         raise ValueError(f"model: expected one of {MODELS} (optionally -<variant>), got {name!r}")
-    if variant and (variant not in VARIANTS or not model.startswith("unfolded")):
-        raise ValueError(f"model {name!r}: variants {sorted(VARIANTS)} apply to unfolded models only")
+    if variant and (variant not in VARIANTS or not variant_applies(model, variant)):
+        raise ValueError(f"model {name!r}: variant {variant!r} applies to "
+                         f"{VARIANT_FAMILIES.get(variant, ('no',))} models only (variants: {sorted(VARIANTS)})")
     return model, variant or "base"
 
 

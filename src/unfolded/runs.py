@@ -15,43 +15,51 @@ import torch
 from .columns import trace_rows
 from .config import TrainConfig
 from .data import PreparedData, prepare, sample_indices
+from .data.ceilings import CEILING_KEYS
 from .diagnostics import non_increasing
-from .registry import family, split_model
+from .registry import DATASETS, family, split_model
 from .traces import chance_accuracy, energy_parameters, layer_trace, parameter_changes
 from .training import SequenceClassifier, fit
 
-__all__ = ["dataset_ceilings", "depth_rows", "linear_probe", "train_run"]
+__all__ = ["dataset_ceilings", "depth_rows", "item_predictions", "linear_probe", "resolve_head", "train_run"]
 
 
 def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir: Path, progress: bool = True,
               callbacks: tuple = (), lr: float | None = None):
-    """Train one (dataset, model, lr, seed) run; returns the module, its summary, test energies and the
-    depth-extrapolation rows (tied encoders only; empty otherwise).
+    """Train one (dataset, model, lr, seed) run; returns the module, its summary, test energies, the
+    depth-extrapolation rows (tied encoders only; empty otherwise) and its prediction for every test
+    item (``item``, ``label``, ``prediction``, ``correct``: what the paired tests of the study read).
 
     ``model`` may name a variant (``unfolded_tied-multihead``, :data:`unfolded.registry.VARIANTS`);
     ``lr`` defaults to the first learning rate of the model's family in ``train.learning_rates``."""
     cfg = TrainConfig.from_config(config)
     name, variant = split_model(model)
     lr = float(cfg.learning_rates[family(model)][0] if lr is None else lr)
-    data = prepare(dataset, config)
+    data = prepare(dataset, config, seed=seed)  # data.split_seed null: this seed draws the split
     longest = max(len(sequence) for sequences, _ in data.splits.values() for sequence in sequences)
     L.seed_everything(seed, workers=True, verbose=False)
+    head = resolve_head(cfg.head, dataset)
     module = SequenceClassifier(
         kind=data.kind, input_dim=data.input_dim, num_classes=data.num_classes, model=model, width=cfg.width,
         num_layers=cfg.num_layers, vectors=data.vectors, embedding=cfg.embedding, encoder_options=cfg.as_dict(),
         optimizer=cfg.optimizer, lr=lr, weight_decay=cfg.weight_decay, scheduler=cfg.scheduler,
-        diagnostics_dir=str(checkpoint_dir), positions=cfg.positions, max_tokens=max(longest, 1),
+        diagnostics_dir=str(checkpoint_dir), positions=cfg.positions, max_tokens=max(longest, 1), head=head,
     )
     start = energy_parameters(module)
     summary = fit(module, data, checkpoint_dir, seed=seed, batch_size=cfg.batch_size, max_epochs=cfg.max_epochs,
                   max_steps=cfg.max_steps, accelerator=cfg.accelerator, gradient_clip=cfg.gradient_clip,
                   num_workers=cfg.num_workers, progress=progress, callbacks=callbacks, patience=cfg.patience)
     test_labels = data.splits["test"][1]
+    predictions = item_predictions(module, data, "test").assign(dataset=dataset, model=model, lr=lr, seed=seed)
+    val_labels = data.splits["val"][1]
+    val_correct = int((module.predict_split(data, "val") == val_labels).sum())
     summary.update({"variant": variant, "family": family(model), "lr": lr, "chance_accuracy": chance_accuracy(test_labels),
-                    **dataset_ceilings(data)})
+                    "head": head, "split_seed": data.meta["split_seed"], "val_correct": val_correct,
+                    "test_correct": int(predictions["correct"].sum()), "test_count": len(test_labels),
+                    "val_count": len(val_labels), **dataset_ceilings(data)})
     if name == "bag_of_embeddings":
         summary["energy_monotone_fraction"] = math.nan
-        return module, summary, pd.DataFrame(), pd.DataFrame()
+        return module, summary, pd.DataFrame(), pd.DataFrame(), predictions
     indices = sample_indices(config["energy_curves"]["samples"], len(test_labels), seed)
     trace = layer_trace(module, data, "test", indices)
     summary["energy_monotone_fraction"] = float(non_increasing(trace.before, trace.after).double().mean())
@@ -72,14 +80,29 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
     if encoder.tied:
         depth = depth_rows(module, data, depth_factor=cfg.depth_factor).assign(
             dataset=dataset, model=model, seed=seed, lr=lr, trained_depth=encoder.num_layers)
-    return module, summary, rows, depth
+    return module, summary, rows, depth, predictions
+
+
+def resolve_head(head: str, dataset: str) -> str:
+    """Config ``train.head``: ``auto`` is the affine head on the interaction tasks (registry
+    ``interaction``), LayerNorm + linear elsewhere."""
+    if head != "auto":
+        return head
+    return "affine" if DATASETS[dataset].interaction else "layer_norm"
+
+
+def item_predictions(module: SequenceClassifier, data: PreparedData, split: str = "test") -> pd.DataFrame:
+    """One row per item of ``split``: its index, label, the module's prediction and whether it is right."""
+    labels = data.splits[split][1]
+    predicted = module.predict_split(data, split)
+    return pd.DataFrame({"item": np.arange(len(labels)), "label": labels.numpy(), "prediction": predicted.numpy(),
+                         "correct": (predicted == labels).numpy()})
 
 
 def dataset_ceilings(data: PreparedData) -> dict:
-    """Accuracy ceilings the generator knows (order task: bag-of-words and oracle), NaN otherwise."""
+    """Accuracy ceilings the generator knows (:mod:`unfolded.data.ceilings`), NaN otherwise."""
     ceilings = data.meta.get("ceilings") or {}
-    return {key: math.nan if ceilings.get(key) is None else float(ceilings[key])
-            for key in ("bag_of_words_ceiling", "oracle_ceiling")}
+    return {key: math.nan if ceilings.get(key) is None else float(ceilings[key]) for key in CEILING_KEYS}
 
 
 @torch.no_grad()

@@ -1,12 +1,14 @@
-"""Statistics of the study: intervals and tests over seeds."""
+"""Statistics of the study: intervals over seeds, the paired test on shared test items, and Holm's
+correction over the set of stated verdicts."""
 
 from __future__ import annotations
 
 import math
 
+import numpy as np
 import pandas as pd
 
-__all__ = ["confidence_interval", "welch_p"]
+__all__ = ["confidence_interval", "holm", "paired_permutation_p", "welch_p"]
 
 
 def confidence_interval(values: pd.Series, level: float = 0.95) -> tuple[float, float]:
@@ -31,3 +33,42 @@ def welch_p(first: pd.Series, second: pd.Series) -> float:
     if first.std(ddof=1) == 0 and second.std(ddof=1) == 0:
         return 1.0 if first.mean() == second.mean() else 0.0
     return float(ttest_ind(first, second, equal_var=False).pvalue)
+
+
+def paired_permutation_p(first, second, draws: int = 20_000, seed: int = 0) -> float:
+    """Two-sided p-value of the paired sign-flip permutation test on shared test items.
+
+    ``first`` and ``second`` hold one score per test item (for example the share of seeds that answered
+    the item correctly, for two models); under the null the two scores of an item are exchangeable,
+    so each item's difference keeps or flips its sign with probability 1/2. The statistic is the summed
+    difference; ``p = (1 + #{|T*| >= |T|}) / (1 + draws)`` over ``draws`` seeded random sign flips."""
+    difference = np.asarray(first, dtype=float) - np.asarray(second, dtype=float)
+    if difference.ndim != 1 or len(difference) == 0 or not np.isfinite(difference).all():
+        raise ValueError("paired_permutation_p: need two equal-length, finite, non-empty score vectors")
+    nonzero = difference[difference != 0]
+    if len(nonzero) == 0:
+        return 1.0
+    observed = abs(nonzero.sum())
+    rng = np.random.default_rng(seed)
+    extreme, done = 0, 0
+    while done < draws:
+        batch = min(4096, draws - done)
+        signs = rng.integers(0, 2, (batch, len(nonzero)), dtype=np.int8) * 2 - 1
+        extreme += int((np.abs(signs @ nonzero) >= observed - 1e-9).sum())
+        done += batch
+    return (1 + extreme) / (1 + draws)
+
+
+def holm(pvalues) -> np.ndarray:
+    """Holm's step-down adjustment of a set of p-values (controls the family-wise error rate): the k-th
+    smallest becomes ``max_{j <= k} min(1, (m - j + 1) p_(j))``; NaN p-values stay NaN and do not count."""
+    values = np.asarray(pvalues, dtype=float)
+    adjusted = np.full(values.shape, np.nan)
+    present = np.flatnonzero(~np.isnan(values))
+    m = len(present)
+    order = present[np.argsort(values[present], kind="stable")]
+    running = 0.0
+    for rank, index in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * values[index]))
+        adjusted[index] = running
+    return adjusted

@@ -3,8 +3,10 @@ seed statistics beside the baselines and ceilings), depth extrapolation, and the
 (one row per curve, and per layer).
 
 Protocol (fixed before any model was trained): for each (dataset, model) the learning rate with
-the best mean validation accuracy over seeds is picked (ties: the smaller rate); the test accuracy
-at that rate is reported as mean, sample standard deviation (ddof = 1) and a 95% confidence
+the most correct validation answers summed over seeds is picked (exact integers; ties: the smaller
+rate); a pick at an end of a grid of several rates is flagged. At that rate, runs that diverged (below
+the majority class + ``DIVERGED_MARGIN`` while their siblings are not) are counted apart; the others'
+test accuracy is reported as median, mean, sample standard deviation (ddof = 1) and a 95% confidence
 interval from Student's t over seeds. Baselines (bag_of_embeddings, linear probe) and the known
 ceilings of the generated tasks sit in the same table.
 """
@@ -19,6 +21,7 @@ import pandas as pd
 import torch
 
 from .columns import CURVE_ATTRIBUTES, CURVE_KEYS
+from .data.ceilings import CEILING_KEYS
 from .diagnostics import COLLAPSE_THRESHOLD, curve_summary_row
 from .stats import confidence_interval
 
@@ -27,12 +30,16 @@ __all__ = [
     "collect_runs",
     "curve_summary",
     "depth_table",
+    "diverged_runs",
+    "pick_at_edge",
     "layer_decomposition",
     "relative_depth_stats",
     "select_learning_rates",
     "summarise_accuracy",
     "summarise_runs",
+    "token_spread_table",
     "training_curves",
+    "validation_score",
 ]
 
 #: A row of the accuracy summary: one (dataset, model).
@@ -77,6 +84,19 @@ def curve_summary(table: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def token_spread_table(table: pd.DataFrame) -> pd.DataFrame:
+    """The mechanism behind the attention verdicts, per trained run and layer: the median over test
+    sequences of the relative token spread (spread / its layer-0 value; near 0: every token of a sequence
+    at one point) and of the absolute spread. One row per (dataset, model, lr, seed, layer)."""
+    trained = _with_keys(table)
+    trained = trained[trained["state"] == "trained"]
+    if trained.empty:
+        return pd.DataFrame(columns=["dataset", "model", "lr", "seed", "layer", "relative_spread", "spread", "samples"])
+    grouped = trained.groupby(["dataset", "variant", "lr", "seed", "layer"], sort=True)
+    return grouped.agg(relative_spread=("relative_spread", "median"), spread=("spread", "median"),
+                       samples=("sample", "count")).reset_index().rename(columns={"variant": "model"})
+
+
 def summarise_runs(run_dirs: list[Path]) -> pd.DataFrame:
     """Tidy accuracy table: one row per (dataset, model, seed) from each run's provenance.json."""
     rows = []
@@ -111,17 +131,30 @@ def _clip(value: float) -> float:
     return value if math.isnan(value) else min(1.0, max(0.0, value))
 
 
+def validation_score(runs: pd.DataFrame) -> pd.Series:
+    """What the learning-rate pick compares, per run: the number of correct validation answers (an exact
+    integer); for runs that did not record it (older archives), the validation accuracy rounded to 9
+    decimals, so that float noise (0.8119999999999999 against 0.812) is a tie, not a win."""
+    rounded = runs["val_accuracy"].round(9)
+    if "val_correct" not in runs:
+        return rounded
+    return runs["val_correct"].where(runs["val_correct"].notna(), rounded)
+
+
 def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
     """``runs`` with a boolean ``selected`` column: per (dataset, model) the learning rate with the
-    best mean validation accuracy over seeds (ties: the smaller rate). Runs without a learning rate
-    (the linear probe) are always selected."""
+    most correct validation answers summed over its seeds (:func:`validation_score`; ties: the smaller
+    rate). Runs without a learning rate (the linear probe) are always selected."""
     runs = runs.copy()
     runs["selected"] = runs["lr"].isna()
     trained = runs[runs["lr"].notna()]
     if trained.empty:
         return runs
-    means = trained.groupby([*KEYS, "lr"])["val_accuracy"].mean().reset_index()
-    means = means.sort_values([*KEYS, "val_accuracy", "lr"], ascending=[True, True, False, True])
+    scores = trained.assign(score=validation_score(trained)).groupby([*KEYS, "lr"])["score"]
+    # a sum over the seeds when every run counts answers; a mean otherwise (older archives' accuracies)
+    counted = "val_correct" in trained and trained["val_correct"].notna().all()
+    means = (scores.sum() if counted else scores.mean().round(9)).rename("score").reset_index()
+    means = means.sort_values([*KEYS, "score", "lr"], ascending=[True, True, False, True])
     picks = means.groupby(KEYS).head(1)[[*KEYS, "lr"]]
     picked = set(map(tuple, picks.to_numpy().tolist()))
     chosen = [(d, m, lr) in picked for d, m, lr in runs[[*KEYS, "lr"]].itertuples(index=False)]
@@ -129,22 +162,45 @@ def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
+def diverged_runs(runs: pd.DataFrame) -> pd.Series:
+    """Per run, whether it diverged: test accuracy below its majority class + ``DIVERGED_MARGIN`` while the
+    median of its (dataset, model, lr) group is not (its siblings converged). A group that sits at the
+    majority class as a whole has not diverged: it did not learn, and is reported as it is."""
+    from .thresholds import DIVERGED_MARGIN
+
+    low = runs["test_accuracy"] < runs["chance_accuracy"] + DIVERGED_MARGIN
+    groups = runs.groupby([*KEYS, "lr"], dropna=False)
+    median = groups["test_accuracy"].transform("median")
+    chance = groups["chance_accuracy"].transform("median")
+    return (low & (median >= chance + DIVERGED_MARGIN)).astype(bool)
+
+
+def pick_at_edge(lr: float, grid: list[float]) -> bool:
+    """Whether a learning-rate pick sits at an end of a grid of several rates (the best may lie outside)."""
+    return len(grid) > 1 and (lr == min(grid) or lr == max(grid))
+
+
 def summarise_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
-    """One row per (dataset, model) at its picked learning rate: the grid, the pick, seeds, mean,
-    sd and 95% CI of test accuracy, mean validation accuracy, parameters, the majority class and the
-    dataset's known ceilings."""
+    """One row per (dataset, model) at its picked learning rate: the grid, the pick and whether it sits at
+    an end of the grid, seeds, diverged runs (counted apart), median, mean, sd and 95% CI of the other
+    runs' test accuracy, mean validation accuracy, parameters, the majority class and the dataset's
+    known ceilings."""
     runs = select_learning_rates(runs)
+    runs["diverged"] = diverged_runs(runs)
     rows = []
     for (dataset, model), group in runs.groupby(KEYS, sort=True):
-        picked = group[group["selected"]]
+        everything = group[group["selected"]]
+        picked = everything[~everything["diverged"]]
         grid = sorted(group["lr"].dropna().unique())
         low, high = confidence_interval(picked["test_accuracy"])
-        first = picked.iloc[0]
+        first = everything.iloc[0]
         rows.append({
             "dataset": dataset, "model": model, "variant": first.get("variant", "base"),
             "family": first.get("family", ""),
             "lr_grid": "/".join(f"{lr:g}" for lr in grid) if grid else "",
-            "lr": first["lr"], "seeds": int(picked["seed"].nunique()),
+            "lr": first["lr"], "pick_at_edge": pick_at_edge(first["lr"], grid),
+            "seeds": int(everything["seed"].nunique()), "diverged": int(everything["diverged"].sum()),
+            "test_accuracy_median": float(picked["test_accuracy"].median()),
             "test_accuracy_mean": float(picked["test_accuracy"].mean()),
             "test_accuracy_sd": float(picked["test_accuracy"].std(ddof=1)) if len(picked) > 1 else math.nan,
             "ci95_low": _clip(low), "ci95_high": _clip(high),
@@ -155,8 +211,7 @@ def summarise_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
             "energy_monotone_fraction": float(picked["energy_monotone_fraction"].mean())
             if "energy_monotone_fraction" in picked else math.nan,
             "chance_accuracy": float(first["chance_accuracy"]),
-            "bag_of_words_ceiling": float(first.get("bag_of_words_ceiling", math.nan)),
-            "oracle_ceiling": float(first.get("oracle_ceiling", math.nan)),
+            **{column: float(first.get(column, math.nan)) for column in CEILING_KEYS},
         })
     return pd.DataFrame(rows)
 

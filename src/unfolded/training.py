@@ -23,10 +23,14 @@ from torch import nn
 from .encoders import BagOfEmbeddings, build_encoder, sinusoidal_positions
 from .errors import UserError
 
-__all__ = ["POSITIONS", "CheckpointRefused", "DivergenceError", "SequenceClassifier", "build_trainer", "fit",
+__all__ = ["HEADS", "POSITIONS", "CheckpointRefused", "DivergenceError", "SequenceClassifier", "build_trainer", "fit",
            "precision_for", "write_run"]
 
 POSITIONS = ("none", "learned", "sinusoidal")
+#: Classifiers on the pooled vector: ``layer_norm`` (LayerNorm, then linear) or ``affine`` (linear only).
+#: LayerNorm divides by the pooled vector's norm, whose square holds cross-terms between tokens, so only
+#: the affine head keeps a model without token mixing interaction-free (docs/theory.md §6).
+HEADS = ("layer_norm", "affine")
 
 
 class CheckpointRefused(UserError, RuntimeError):
@@ -89,6 +93,7 @@ class SequenceClassifier(L.LightningModule):
         max_tokens: int = 1024,
         diagnostics_dir: str | None = None,
         positions: str = "none",
+        head: str = "layer_norm",
     ):
         super().__init__()
         self.save_hyperparameters(ignore=["vectors", "encoder"])
@@ -113,11 +118,15 @@ class SequenceClassifier(L.LightningModule):
         else:
             raise ValueError(f"kind: expected 'tokens' or 'features', got {kind!r}")
         self.encoder = encoder if encoder is not None else build_encoder(model, d, num_layers, encoder_options or {})
-        # LayerNorm makes the head blind to the scale of the pooled state (energy descent shrinks it).
+        # LayerNorm makes the head blind to the scale of the pooled state (energy descent shrinks it); the
+        # affine head keeps models without token mixing interaction-free (HEADS).
+        if head not in HEADS:
+            raise ValueError(f"head: expected one of {HEADS}, got {head!r}")
+        norm = [nn.LayerNorm(d)] if head == "layer_norm" else []
         if isinstance(self.encoder, BagOfEmbeddings):  # the baseline's capacity sits in an MLP head
-            self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, num_classes))
+            self.classifier = nn.Sequential(*norm, nn.Linear(d, 2 * d), nn.GELU(), nn.Linear(2 * d, num_classes))
         else:
-            self.classifier = nn.Sequential(nn.LayerNorm(d), nn.Linear(d, num_classes))
+            self.classifier = nn.Sequential(*norm, nn.Linear(d, num_classes))
 
     def embed(self, batch: dict) -> torch.Tensor:
         Y = self.embedding(batch["inputs"])  # (b, n, d)
@@ -142,10 +151,10 @@ class SequenceClassifier(L.LightningModule):
     def _step(self, batch: dict, stage: str) -> torch.Tensor:
         logits, _ = self(batch)
         loss = F.cross_entropy(logits.float(), batch["labels"])
-        accuracy = (logits.argmax(-1) == batch["labels"]).float().mean()
+        correct = (logits.argmax(-1) == batch["labels"]).sum()
         size = len(batch["labels"])
         self.log(f"{stage}_loss", loss, prog_bar=stage != "test", batch_size=size)
-        self.log(f"{stage}_accuracy", accuracy, prog_bar=True, batch_size=size)
+        self.log(f"{stage}_accuracy", correct.float() / size, prog_bar=True, batch_size=size)
         return loss
 
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
@@ -173,6 +182,21 @@ class SequenceClassifier(L.LightningModule):
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "val")
+
+    @torch.no_grad()
+    def predict_split(self, data, split: str = "test", batch_size: int = 256) -> torch.Tensor:
+        """The predicted class of every item of ``split``, in the split's order (eval mode, float32, CPU)."""
+        from .data import collate
+
+        self.eval().float().cpu()
+        sequences, labels = data.splits[split]
+        predictions = []
+        for begin in range(0, len(labels), batch_size):
+            batch = collate([(sequences[i], labels[i]) for i in range(begin, min(begin + batch_size, len(labels)))])
+            if batch["inputs"].is_floating_point():
+                batch["inputs"] = batch["inputs"].float()
+            predictions.append(self(batch)[0].argmax(-1))
+        return torch.cat(predictions)
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._step(batch, "test")

@@ -133,6 +133,52 @@ rule energies_figure:
         "python -m unfolded figure fig_energies --config {params.config} --data {input} --out {output} > {log} 2>&1"
 
 
+rule token_spread:
+    """Per trained run and layer, the median relative token spread on test sequences (the collapse hypothesis)."""
+    input:
+        run_outputs(rules.train.output.energies, energy_only=True),
+    output:
+        csv="results/tables/token_spread.csv",
+        table="results/data/token_spread.parquet",
+    log:
+        "results/logs/token_spread.log",
+    benchmark:
+        "results/benchmarks/token_spread.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=10,
+    params:
+        code=code("token-spread"),
+    shell:
+        "python -m unfolded token-spread --data {input} --csv {output.csv} --out {output.table} > {log} 2>&1"
+
+
+rule spread_figure:
+    """The collapse hypothesis on trained models: median relative token spread per layer, per dataset."""
+    input:
+        rules.token_spread.output.table,
+    output:
+        figure_outputs("fig_token_spread"),
+    log:
+        "results/logs/figures/fig_token_spread.log",
+    benchmark:
+        "results/benchmarks/figures/fig_token_spread.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=15,
+    params:
+        code=code("figure"),
+        config=inline_config(("figures",), exclude=("include",)),
+    shell:
+        "python -m unfolded figure fig_token_spread --config {params.config} --data {input} --out {output} > {log} 2>&1"
+
+
 rule study_figures:
     """The archived study's accuracy and depth-extrapolation figures and its README section, drawn
     from results/archive/<study.id>/ without training (snakemake --config study='{"from_archive": true}')."""

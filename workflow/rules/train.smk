@@ -23,12 +23,13 @@ rule train:
         depth="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/depth.parquet",
         checkpoint="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/model.ckpt",
         provenance="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/provenance.json",
+        predictions="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/predictions.parquet",
     log:
         "results/logs/train/{dataset}/{model}/lr{lr}/seed{seed}.log",
     benchmark:
         "results/benchmarks/train/{dataset}/{model}/lr{lr}/seed{seed}.tsv"
     wildcard_constraints:
-        model=r"(unfolded_tied|unfolded_untied)(-[a-z_]+)?|standard_tied|standard_untied|bag_of_embeddings",
+        model=r"(unfolded_tied|unfolded_untied|standard_tied|standard_untied)(-[a-z_]+)?|bag_of_embeddings",
         lr=r"[0-9.e+-]+",
         seed=r"\d+",
     group:
@@ -82,10 +83,12 @@ rule probe:
 
 rule accuracy:
     """The accuracy tables: every run (accuracy.csv), the learning-rate pick per model on validation and
-    mean, sd and 95% CI over seeds beside the baselines and ceilings (accuracy_summary.csv, accuracy.md),
-    and every run's logged training curve."""
+    median, mean, sd and 95% CI over seeds beside the baselines and ceilings (accuracy_summary.csv,
+    accuracy.md), every run's logged training curve, the picked runs' per-item test predictions, and
+    attention on trial (verdicts.csv, controls.csv)."""
     input:
         runs=run_outputs(rules.train.output.provenance),
+        predictions=run_outputs(rules.train.output.predictions),
         probes=probe_runs(),
         # rule energy_curves is defined later (energy.smk): its outputs are looked up when the DAG is built
         curves=lambda wildcards: (
@@ -100,6 +103,9 @@ rule accuracy:
         timings="results/tables/timings.csv",
         table="results/data/accuracy.parquet",
         curves="results/data/training_curves.parquet",
+        predictions="results/tables/predictions.parquet",
+        verdicts="results/tables/verdicts.csv",
+        controls="results/tables/controls.csv",
     log:
         "results/logs/accuracy.log",
     benchmark:
@@ -116,7 +122,8 @@ rule accuracy:
     shell:
         "python -m unfolded accuracy --runs {params.runs} --probes {input.probes} --csv {output.csv}"
         " --summary {output.summary} --markdown {output.markdown} --table {output.table} --timings {output.timings}"
-        " --energy-curves {input.curves} --training-curves {output.curves} > {log} 2>&1"
+        " --energy-curves {input.curves} --training-curves {output.curves} --predictions {output.predictions}"
+        " --verdicts {output.verdicts} --controls {output.controls} > {log} 2>&1"
 
 
 rule depth:

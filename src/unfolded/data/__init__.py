@@ -1,6 +1,6 @@
 """Datasets as token sequences, one cache, and LightningDataModules (``unfolded.data``).
 
-Names: ``polarity`` and ``order`` (generated) and ``digits`` (scikit-learn) work offline; ``imdb`` and ``sst2``
+Names: ``polarity``, ``order`` and ``equality`` (generated) and ``digits`` (scikit-learn) work offline; ``imdb`` and ``sst2``
 (Hugging Face ``datasets`` + GloVe), ``mnist`` and ``cifar10`` (torchvision) are fetched once
 with ``python -m unfolded data fetch <name>`` and then load from the cache offline.
 """
@@ -104,8 +104,11 @@ def _text(name: str, data_cfg: dict, cache: Path) -> PreparedData:
     return PreparedData(name, "tokens", record["splits"], 2, record["vectors"], record["meta"])
 
 
-def prepare(name: str, config: dict) -> PreparedData:
-    """Load dataset ``name`` as train/val/test token sequences (val: a seeded share of train)."""
+def prepare(name: str, config: dict, seed: int | None = None) -> PreparedData:
+    """Load dataset ``name`` as train/val/test token sequences (val: a seeded share of train, drawn with
+    ``data.split_seed``, or with ``seed``, the run's seed, when ``data.split_seed`` is null)."""
+    from .ceilings import NO_INTERACTION_EQUALITY, equality_bag_of_words, polarity_bag_of_words
+
     data_cfg = config["data"]
     cache = cache_dir(data_cfg["cache_dir"])
     if name == "polarity":
@@ -114,7 +117,10 @@ def prepare(name: str, config: dict) -> PreparedData:
         p = data_cfg["polarity"]
         task = polarity_task(p["n_train"], p["n_test"], p["vocab_size"], p["min_length"], p["max_length"], p["d"], p["seed"])
         prepared = PreparedData(name, "tokens", {"train": task["train"], "test": task["test"]}, 2, task["vectors"])
-        prepared.meta["ceilings"] = {"bag_of_words_ceiling": None, "oracle_ceiling": 1.0}
+        bag, se = polarity_bag_of_words(p["vocab_size"], p["min_length"], p["max_length"])
+        # no bound without interactions is known: the Bayes bag-of-words accuracy is the reference
+        prepared.meta["ceilings"] = {"bag_of_words_ceiling": bag, "bag_of_words_ceiling_se": se,
+                                     "no_interaction_ceiling": None, "oracle_ceiling": 1.0}
     elif name == "order":
         from .text import order_ceilings, order_task
 
@@ -122,12 +128,23 @@ def prepare(name: str, config: dict) -> PreparedData:
         task = order_task(p["n_train"], p["n_test"], p["vocab_size"], p["min_length"], p["max_length"], p["d"], p["seed"])
         prepared = PreparedData(name, "tokens", {"train": task["train"], "test": task["test"]}, 2, task["vectors"])
         prepared.meta["ceilings"] = order_ceilings(task["test"][1])
+    elif name == "equality":
+        from .text import equality_task
+
+        p = data_cfg["equality"]
+        task = equality_task(p["n_train"], p["n_test"], p["symbols"], p["min_length"], p["max_length"], p["d"], p["seed"])
+        prepared = PreparedData(name, "tokens", {"train": task["train"], "test": task["test"]}, 2, task["vectors"])
+        bag, se = equality_bag_of_words(p["symbols"], p["min_length"], p["max_length"], p["ceiling_samples"])
+        prepared.meta["ceilings"] = {"bag_of_words_ceiling": bag, "bag_of_words_ceiling_se": se,
+                                     "no_interaction_ceiling": NO_INTERACTION_EQUALITY, "oracle_ceiling": 1.0}
     elif name == "digits":
         from .images import digits
 
         p = data_cfg["digits"]
         split = digits(p["patch"], p["test_fraction"], p["seed"])
         prepared = PreparedData(name, "features", {"train": split["train"], "test": split["test"]}, 10)
+        # additive over (patch, position): a per-token map can in principle fit it exactly
+        prepared.meta["ceilings"] = {"no_interaction_ceiling": 1.0}
     elif _source(name) == "huggingface":
         prepared = _text(name, data_cfg, cache)
     elif _source(name) == "torchvision":
@@ -140,7 +157,13 @@ def prepare(name: str, config: dict) -> PreparedData:
         }, 10)
     else:
         raise KeyError(f"dataset {name!r}: expected one of {DATASETS}")
-    train, val = _carve_validation(prepared.splits["train"], data_cfg["validation_fraction"], data_cfg["split_seed"])
+    split_seed = data_cfg["split_seed"]
+    if split_seed is None:
+        if seed is None:
+            raise ValueError("data.split_seed is null (one split per run): prepare needs the run's seed")
+        split_seed = seed
+    train, val = _carve_validation(prepared.splits["train"], data_cfg["validation_fraction"], split_seed)
+    prepared.meta["split_seed"] = split_seed
     prepared.splits = {"train": train, "val": val, "test": prepared.splits["test"]}
     return prepared
 

@@ -172,9 +172,10 @@ def encode(tokens: list[str], index: dict[str, int], max_length: int | None) -> 
 def polarity_task(
     n_train: int, n_test: int, vocab_size: int, min_length: int, max_length: int, d: int, seed: int
 ) -> dict:
-    """A text-like task in which attention matters.
+    """A text-like task with negations (kept as it is: Figures 5-6 use it).
 
-    The vocabulary has positive words (+1), negative words (-1), negation words and neutral words.
+    Its Bayes bag-of-words accuracy is about 0.85 (:func:`unfolded.data.ceilings.polarity_bag_of_words`),
+    so a model must beat that before it shows any use of word order. The vocabulary has positive words (+1), negative words (-1), negation words and neutral words.
     A negation flips the polarity of the next polar word. The label is 1 when the flipped sum of
     polarities is positive, 0 when negative (sequences with sum 0 are redrawn). Each word has a
     fixed seeded Gaussian embedding (frozen), so the model must combine tokens to see negations.
@@ -260,4 +261,45 @@ def order_ceilings(labels: torch.Tensor) -> dict[str, float]:
     classifier cannot beat the majority class (the bag is independent of the label), the oracle
     (the rule itself) is always right."""
     share = float(labels.double().mean())
-    return {"bag_of_words_ceiling": max(share, 1.0 - share), "oracle_ceiling": 1.0}
+    # a per-token map of (token, position) scores +1 for A and -1 for B by position: no interaction needed
+    return {"bag_of_words_ceiling": max(share, 1.0 - share), "no_interaction_ceiling": 1.0, "oracle_ceiling": 1.0}
+
+
+def equality_task(
+    n_train: int, n_test: int, symbols: int, min_length: int, max_length: int, d: int, seed: int
+) -> dict:
+    """A token task that needs token interactions: are the tokens in the two slots equal?
+
+    The slots are the first two positions. With probability 1/2 (exactly half of each split) they hold
+    one symbol ``a = b`` drawn uniformly from ``symbols``; otherwise ``(a, b)`` is drawn uniformly from
+    the ``K (K - 1)`` ordered pairs of different symbols. The other tokens are fillers drawn uniformly
+    from the same symbols (so a duplicate in the bag of words is weak evidence), and the length is
+    uniform in ``[min_length, max_length]``, both independent of ``(a, b)``. No model without token
+    interactions (a per-token map of token and position, sum or mean pooling, an affine head) can beat
+    3/4; the oracle is always right (docs/theory.md §6, :mod:`unfolded.data.ceilings`).
+    """
+    if min_length < 2 or max_length < min_length:
+        raise ValueError(f"equality task: need 2 <= min_length <= max_length, got {min_length}, {max_length}")
+    if symbols < 2:
+        raise ValueError(f"equality task: symbols must be >= 2, got {symbols}")
+    generator = torch.Generator().manual_seed(seed)
+    total = symbols + 2  # ids: 0 pad, 1 unk, then the symbols
+
+    def draw(count: int):
+        sequences, labels = [], []
+        for index in range(count):
+            label = index % 2  # exactly balanced
+            a = int(torch.randint(symbols, (), generator=generator))
+            b = a if label else int(torch.randint(symbols - 1, (), generator=generator))
+            b = b + 1 if not label and b >= a else b
+            length = int(torch.randint(min_length, max_length + 1, (), generator=generator))
+            fillers = torch.randint(2, total, (length - 2,), generator=generator)
+            sequences.append(torch.cat([torch.tensor([a + 2, b + 2]), fillers]))
+            labels.append(label)
+        order = torch.randperm(count, generator=generator).tolist()
+        return [sequences[i] for i in order], torch.tensor(labels)[order]
+
+    train, test = draw(n_train), draw(n_test)
+    vectors = torch.randn(total, d, generator=generator) / d**0.5
+    vectors[0] = 0.0
+    return {"train": train, "test": test, "vectors": vectors}
