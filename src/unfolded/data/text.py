@@ -175,7 +175,8 @@ def polarity_task(
     """A text-like task with negations (kept as it is: Figures 5-6 use it).
 
     Its Bayes bag-of-words accuracy is about 0.85 (:func:`unfolded.data.ceilings.polarity_bag_of_words`),
-    so a model must beat that before it shows any use of word order. The vocabulary has positive words (+1), negative words (-1), negation words and neutral words.
+    so a model must beat that before it shows any use of word order. The vocabulary has positive
+    words (+1), negative words (-1), negation words and neutral words.
     A negation flips the polarity of the next polar word. The label is 1 when the flipped sum of
     polarities is positive, 0 when negative (sequences with sum 0 are redrawn). Each word has a
     fixed seeded Gaussian embedding (frozen), so the model must combine tokens to see negations.
