@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study study-check study-figures gpu-check
+.PHONY: all install lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study study-figures gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -73,23 +73,20 @@ mutation: $(STAMP)
 	$(BIN)/python tools/mutation.py run --max-children 2 || true
 	$(BIN)/python tools/mutation.py results
 
-# The unfolded-vs-standard study at the size it was archived (about 3 CPU-hours on 2 cores), then its
-# archive under results/archive/$(STUDY_ID); the full grid is config/study.yaml alone
-STUDY_ID ?= cpu-2026-11
-study: $(STAMP)
-	$(BIN)/snakemake --cores all --configfile config/study.yaml config/study-cpu.yaml
-	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-cpu.yaml --study-id $(STUDY_ID)
+# Study attention-2026-12 (config/study.yaml), in two steps fixed before training. Step 1: every model on
+# its family's learning-rate grid on selection seeds 100-102; the picks go to config/study-picks.yaml
+# (commit it) and the selection's summary to results/tables/selection_summary.csv (archived with step 2).
+STUDY_ID ?= attention-2026-12
+study-select: $(STAMP)
+	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile config/study.yaml config/study-selection.yaml
+	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
+	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/study-picks.yaml
 
-# A follow-up check of the archived study (config/study-$(CHECK)-check.yaml: digits or order), run in
-# its own working directory so that it leaves results/ alone, then archived as a check of $(STUDY_ID)
-CHECK ?= digits
-CHECK_ID ?= $(STUDY_ID)-$(CHECK)-check
-CHECK_DIR ?= .study-check-$(CHECK)
-study-check: $(STAMP)
-	$(BIN)/snakemake --cores all --directory $(CHECK_DIR) --configfile config/study.yaml config/study-$(CHECK)-check.yaml
-	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-$(CHECK)-check.yaml --study-id $(CHECK_ID) \
-		--check-of $(STUDY_ID) --tables $(CHECK_DIR)/results/tables --runs $(CHECK_DIR)/results/runs \
-		--benchmarks $(CHECK_DIR)/results/benchmarks/train
+# Step 2, from a clean tree: fresh seeds 0-9 at the picks only, then the archive (results/archive/$(STUDY_ID):
+# tables, per-item predictions, token spread, weights-only checkpoints with their SHA-256)
+study: $(STAMP)
+	$(BIN)/snakemake --cores all --configfile config/study.yaml config/study-picks.yaml
+	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-picks.yaml --study-id $(STUDY_ID)
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)

@@ -1,5 +1,6 @@
 """The Snakemake workflow, run for real on the smoke config in a temporary copy of the repository."""
 
+import hashlib
 import shutil
 import subprocess
 import sys
@@ -9,9 +10,12 @@ import pandas as pd
 import pytest
 from PIL import Image
 
+from unfolded.archive import load_checkpoint
 from unfolded.claims import CLAIMS
-from unfolded.config import load_config_files
+from unfolded.config import load_config, load_config_files
+from unfolded.data import prepare
 from unfolded.energies import REGISTRY
+from unfolded.grid import run_specs
 
 from helpers.workflow import SNAKEMAKE, copy_workflow, job_counts, snakemake, workflow_env
 
@@ -34,11 +38,9 @@ def test_dry_run(tmp_path, configfile):
     output = result.stdout + result.stderr
     counts = job_counts(output)
     config = load_config_files([name for name in ("config.yaml", configfile) if name])
-    train, datasets = config["train"], config["train"]["datasets"] or config["datasets"]
-    runs = len(train["models"]) * len(train["seeds"])
-    runs += len(train["variant_models"]) * len(train["variants"]) * len(train["variant_seeds"] or train["seeds"])
+    datasets = config["train"]["datasets"] or config["datasets"]
     assert counts["synthetic"] == 3 and counts["claims"] == 1 and counts["fig1_apollonius"] == 1
-    assert counts["train"] == len(datasets) * runs  # one learning rate per family in both configs
+    assert counts["train"] == len(run_specs(config))
     assert counts["energy_curves"] == len(config["datasets"]) and counts["energy_figure"] == 2 * len(config["datasets"])
     assert counts["probe"] == len(datasets) and counts["depth"] == 1 and counts["documents"] == 1
     if configfile:  # the paper's data: IMDB, SST-2 and GloVe are fetched first
@@ -82,18 +84,29 @@ def test_outputs_are_valid(smoke_run):
     assert len(claims) == len(CLAIMS) and (claims["trials"] >= 5).all()
     assert (smoke_run / "results/benchmarks/claims.tsv").exists()
     accuracy = pd.read_csv(smoke_run / "results/tables/accuracy.csv")
-    # 3 datasets x (3 models + 4 variants + the linear probe), one seed
-    assert len(accuracy) == 3 * 8 and accuracy["test_accuracy"].between(0, 1).all()
+    # 4 datasets x (3 models + 4 unfolded variants + standard_tied-no_attention + the linear probe), one seed
+    assert len(accuracy) == 4 * 9 and accuracy["test_accuracy"].between(0, 1).all()
     assert {"dataset", "model", "variant", "lr", "seed", "val_accuracy", "selected", "parameters", "positions",
             "energy_monotone_fraction", "bag_of_words_ceiling", "oracle_ceiling"} <= set(accuracy.columns)
     assert set(accuracy["model"]) == {"unfolded_tied", "standard_untied", "bag_of_embeddings", "linear_probe",
                                       "unfolded_tied-residual", "unfolded_tied-learned_steps", "unfolded_tied-multihead",
-                                      "unfolded_tied-no_attention"}
+                                      "unfolded_tied-no_attention", "standard_tied-no_attention"}
     order = accuracy[accuracy["dataset"] == "order"]
     assert (order["bag_of_words_ceiling"] == 0.5).all() and (order["oracle_ceiling"] == 1.0).all()
-    assert accuracy[accuracy["dataset"] != "order"]["bag_of_words_ceiling"].isna().all()
+    equality = accuracy[accuracy["dataset"] == "equality"]
+    assert (equality["no_interaction_ceiling"] == 0.75).all() and (equality["bag_of_words_ceiling"] < 0.75).all()
+    assert (accuracy[accuracy["dataset"] == "polarity"]["bag_of_words_ceiling"].between(0.8, 0.9)).all()
+    assert accuracy[accuracy["dataset"] == "digits"]["bag_of_words_ceiling"].isna().all()
+    # the controls on the interaction task have the affine head, the others LayerNorm
+    trained = accuracy[accuracy["lr"].notna()]
+    assert set(trained.loc[trained["dataset"] == "equality", "head"]) == {"affine"}
+    assert set(trained.loc[trained["dataset"] != "equality", "head"]) == {"layer_norm"}
+    verdicts = pd.read_csv(smoke_run / "results/tables/verdicts.csv")
+    assert len(verdicts) == 4 and set(verdicts["model"]) == {"unfolded_tied"}  # smoke trains no standard_tied
+    assert verdicts["paired_p"].between(0, 1).all() and (verdicts["holm_p"] >= verdicts["paired_p"]).all()
+    assert (smoke_run / "results/figures/fig_token_spread.png").exists()
     summary_table = pd.read_csv(smoke_run / "results/tables/accuracy_summary.csv")
-    assert len(summary_table) == 3 * 8 and {"lr_grid", "ci95_low", "test_accuracy_sd"} <= set(summary_table.columns)
+    assert len(summary_table) == 4 * 9 and {"lr_grid", "ci95_low", "test_accuracy_sd"} <= set(summary_table.columns)
     depth = pd.read_csv(smoke_run / "results/tables/depth.csv")
     assert list(depth.columns) == ["dataset", "model", "seed", "lr", "trained_depth", "depth", "test_accuracy", "update",
                                    "energy"]
@@ -290,15 +303,29 @@ def test_archive_and_rebuild_the_study_without_training(smoke_run, tmp_path):
     import json
 
     python = [sys.executable, "-m", "unfolded"]
-    result = subprocess.run([*python, "archive", "--config", "config/smoke.yaml", "--study-id", "smoke"], cwd=smoke_run,
-                            capture_output=True, text=True, env=workflow_env(smoke_run))
+    result = subprocess.run([*python, "archive", "--config", "config/smoke.yaml", "--study-id", "smoke", "--allow-dirty"],
+                            cwd=smoke_run, capture_output=True, text=True, env=workflow_env(smoke_run))
     assert result.returncode == 0, result.stderr[-2000:]
     archive = smoke_run / "results/archive/smoke"
     provenance = json.loads((archive / "provenance.json").read_text())
-    assert provenance["runs"] == 3 * 8 and provenance["train_jobs"] == 3 * 7 and provenance["cpu_hours"] > 0
+    config = load_config("config/smoke.yaml")
+    jobs, probes = len(run_specs(config)), len(config["train"]["datasets"])
+    assert provenance["runs"] == jobs + probes and provenance["train_jobs"] == jobs and provenance["cpu_hours"] > 0
     picked = provenance["checkpoint_sha256"]
-    assert len(picked) == 3 * 7 and all(len(digest) == 64 for digest in picked.values())
+    assert len(picked) == jobs and all(len(digest) == 64 for digest in picked.values())
     assert "git_commit" in provenance and provenance["config"]["train"]["seeds"] == [0]
+    for path, digest in picked.items():  # the hashes are the archived files'
+        assert hashlib.sha256((archive / path).read_bytes()).hexdigest() == digest
+    # an archived checkpoint loads with weights_only=True and gives back its recorded test answers exactly
+    runs = pd.read_csv(archive / "accuracy.csv")
+    row = runs[(runs["dataset"] == "equality") & (runs["model"] == "unfolded_tied")].iloc[0]
+    module = load_checkpoint(archive / f"checkpoints/equality/unfolded_tied/seed{int(row['seed'])}.pt")
+    data = prepare("equality", config, seed=int(row["seed"]))
+    correct = int((module.predict_split(data, "test") == data.splits["test"][1]).sum())
+    assert correct == int(row["test_correct"])
+    predictions = pd.read_parquet(archive / "predictions.parquet")
+    assert int(predictions[(predictions["dataset"] == "equality") & (predictions["model"] == "unfolded_tied")]
+               ["correct"].sum()) == correct
 
     clone = copy_workflow(tmp_path / "fresh")  # no results at all, only the archive
     shutil.copytree(archive, clone / "results/archive/smoke")
@@ -308,4 +335,5 @@ def test_archive_and_rebuild_the_study_without_training(smoke_run, tmp_path):
     assert counts == {"study_figures": 1, "all": 1, "total": 2}
     assert Image.open(clone / "results/figures/study_depth_extrapolation.png").format == "PNG"
     text = (clone / "results/tables/study.md").read_text()
-    assert "**order**" in text and "bag_of_embeddings" in text and "Depth extrapolation" in text
+    assert "| equality (0.750)" in text and "unfolded_tied-no_attention" in text and "Every model of the study" in text
+    assert Image.open(clone / "results/figures/study_token_spread.png").format == "PNG"

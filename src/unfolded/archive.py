@@ -10,21 +10,18 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["ARCHIVE_TABLES", "CHECKPOINT_BUDGET", "OPTIONAL_TABLES", "DirtyTree", "archive_study", "load_archive",
-           "load_checkpoint"]
+__all__ = ["ARCHIVE_TABLES", "CHECKPOINT_BUDGET", "OPTIONAL_TABLES", "archive_study", "load_archive",
+           "load_checkpoint", "load_extras"]
 
 #: result tables an archived study keeps (results/archive/<study-id>/)
 ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")
 #: tables that studies archived since the attention trial keep too (older archives lack them): the picked
 #: runs' per-item test predictions (every verdict can be recomputed), the token spread per layer, the
-#: attention verdicts and the controls against their ceilings as the study computed them
-OPTIONAL_TABLES = ("predictions.parquet", "token_spread.csv", "verdicts.csv", "controls.csv")
+#: attention verdicts and the controls against their ceilings as the study computed them, and the
+#: learning-rate selection's summary (``make study-select``)
+OPTIONAL_TABLES = ("predictions.parquet", "token_spread.csv", "verdicts.csv", "controls.csv", "selection_summary.csv")
 #: the most bytes of checkpoints one archived study may hold
 CHECKPOINT_BUDGET = 50 * 2**20
-
-
-class DirtyTree(RuntimeError):
-    """The study's runs or the archiving code come from a working tree with uncommitted changes."""
 
 
 def _sha256(path: Path) -> str:
@@ -97,15 +94,18 @@ def load_checkpoint(path: Path, data=None):
 
 
 def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path, destination: Path,
-                  config: dict, check_of: str | None = None, checkpoints: bool = True) -> dict:
+                  config: dict, check_of: str | None = None, checkpoints: bool = True, allow_dirty: bool = False) -> dict:
     """Copy the study's result tables into ``destination`` with provenance: the config, commit, machine,
     CPU-hours (sum of the train jobs' measured seconds), job count, and the picked runs' checkpoints
-    (weights only) with their SHA-256. Refuses a dirty working tree. Returns the provenance."""
+    (weights only) with their SHA-256. Refuses a dirty working tree unless ``allow_dirty`` (the archive's
+    provenance then says ``git_dirty: true``; for tests and drafts, never for a study the documents
+    quote). Returns the provenance."""
     import pandas as pd
 
     from .artifacts import atomic_path, provenance, write_json
 
-    _refuse_dirty(runs_root)
+    if not allow_dirty:
+        _refuse_dirty(runs_root)
     destination.mkdir(parents=True, exist_ok=True)
     for name in (*ARCHIVE_TABLES, *(name for name in OPTIONAL_TABLES if (tables / name).exists())):
         with atomic_path(destination / name) as temporary:
@@ -149,6 +149,19 @@ def load_archive(directory: Path) -> tuple:
         runs["max_epochs"] = [math.nan if cap is None or pd.isna(lr) else float(cap) for lr in runs["lr"]]
     # the archive keeps every run; the summary is recomputed from them, by the current code
     return runs, summarise_accuracy(runs.drop(columns=["selected"])), pd.read_csv(directory / "depth.csv"), provenance
+
+
+def load_extras(directory: Path) -> dict:
+    """The optional tables of an archive (:data:`OPTIONAL_TABLES`) that it holds, by name without suffix:
+    ``predictions`` and ``token_spread`` for studies archived since the attention trial; {} for older ones."""
+    import pandas as pd
+
+    extras = {}
+    for name in OPTIONAL_TABLES:
+        path = Path(directory) / name
+        if path.exists():
+            extras[path.stem] = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+    return extras
 
 
 def load_checks(root: Path, study_id: str) -> list[tuple]:

@@ -443,26 +443,40 @@ def run_archive(args: argparse.Namespace) -> None:
     if args.check_of is not None and not (Path(args.out) / args.check_of / "provenance.json").is_file():
         raise ConfigError(f"archive: --check-of {args.check_of}: no archived study in {Path(args.out) / args.check_of}")
     meta = archive_study(args.study_id, Path(args.tables), Path(args.runs), Path(args.benchmarks),
-                         Path(args.out) / args.study_id, config, check_of=args.check_of)
+                         Path(args.out) / args.study_id, config, check_of=args.check_of,
+                         allow_dirty=args.allow_dirty)
     print(f"archived {meta['runs']} runs ({meta['cpu_hours']:.2f} CPU-hours) in {Path(args.out) / args.study_id}",
           file=sys.stderr)
 
 
 def run_study_figures(args: argparse.Namespace) -> None:
-    from .archive import load_archive
+    from .archive import load_archive, load_extras
     from .artifacts import provenance, save_figure, write_text
     from .config import FiguresConfig
-    from .figures import fig_accuracy, fig_depth_extrapolation
-    from .report.study import study_markdown
+    from .figures import fig_accuracy, fig_depth_extrapolation, fig_token_spread
+    from .report.study import ArchivedStudy, study_block
+    from .summaries import diverged_runs
 
     config = load_config(args.config)
     figures = FiguresConfig.from_config(config)
     runs, summary, depth, archived = load_archive(Path(args.archive))
+    extras = load_extras(Path(args.archive))
     meta = provenance("study-figures", {"archive": str(args.archive), "config_hash": archived.get("config_hash")}, None)
-    save_figure(fig_accuracy(runs[runs["selected"]]), args.accuracy, meta, dpi=figures.dpi)
+    picked = runs[runs["selected"]]
+    if "test_accuracy" in picked and "chance_accuracy" in picked:  # diverged runs are shown in the tables, not drawn
+        picked = picked[~diverged_runs(runs)[runs["selected"]]]
+    save_figure(fig_accuracy(picked), args.accuracy, meta, dpi=figures.dpi)
     save_figure(fig_depth_extrapolation(depth), args.depth, meta, dpi=figures.dpi)
+    if args.spread:
+        if "token_spread" not in extras:
+            raise ConfigError(f"study-figures: {args.archive} has no token_spread.csv (archived before the attention "
+                              "trial); leave out --spread")
+        keys = ["dataset", "model", "lr", "seed"]
+        spread = extras["token_spread"].merge(runs[runs["selected"]][keys], on=keys, how="inner")
+        save_figure(fig_token_spread(spread), args.spread, meta, dpi=figures.dpi)
     if args.markdown:
-        write_text(args.markdown, study_markdown(runs, summary, depth, archived))
+        study = ArchivedStudy(Path(args.archive).name, runs, summary, depth, archived, extras=extras)
+        write_text(args.markdown, study_block(study))
 
 
 def run_documents(args: argparse.Namespace) -> None:
@@ -479,6 +493,7 @@ def run_documents(args: argparse.Namespace) -> None:
 
     sources = Sources(
         tables=Path(args.tables), data=Path(args.data), archive=Path(args.archive), study_id=config["study"]["id"],
+        superseded=tuple(config["study"]["superseded"]),
         study_grid_jobs=grid_jobs, kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=TOLERANCE,
         benchmarks=tuple(Path(p) for p in args.benchmarks), benchmarks_root=Path(args.benchmarks_root),
         energy_curves=tuple(Path(p) for p in args.energy_curves),
@@ -556,6 +571,9 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--runs", default="results/runs", help="where the study's runs are (checkpoints)")
     archive.add_argument("--benchmarks", default="results/benchmarks/train", help="the train jobs' benchmark files")
     archive.add_argument("--out", default="results/archive", help="archive root")
+    archive.add_argument("--allow-dirty", action="store_true",
+                         help="archive runs trained from, or a tree with, uncommitted changes (refused otherwise); the "
+                              "provenance records git_dirty: true. For tests and drafts only")
     archive.add_argument("--check-of", default=None, metavar="STUDY_ID",
                          help="mark this archive as a follow-up check of an archived study (its README section "
                               "then reports the check beside the study)")
@@ -569,6 +587,7 @@ def build_parser() -> argparse.ArgumentParser:
     study_figures.add_argument("--archive", required=True, help="results/archive/<study-id>")
     study_figures.add_argument("--accuracy", nargs="+", required=True, help="accuracy figure path(s)")
     study_figures.add_argument("--depth", nargs="+", required=True, help="depth-extrapolation figure path(s)")
+    study_figures.add_argument("--spread", nargs="+", help="token-spread figure path(s) (archives with token_spread.csv)")
     study_figures.add_argument("--markdown", help="output Markdown of the study section")
     study_figures.set_defaults(run=run_study_figures)
 

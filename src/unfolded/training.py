@@ -29,7 +29,7 @@ __all__ = ["HEADS", "POSITIONS", "CheckpointRefused", "DivergenceError", "Sequen
 POSITIONS = ("none", "learned", "sinusoidal")
 #: Classifiers on the pooled vector: ``layer_norm`` (LayerNorm, then linear) or ``affine`` (linear only).
 #: LayerNorm divides by the pooled vector's norm, whose square holds cross-terms between tokens, so only
-#: the affine head keeps a model without token mixing interaction-free (docs/theory.md §6).
+#: the affine head keeps a model without token mixing interaction-free (docs/theory.md §7).
 HEADS = ("layer_norm", "affine")
 
 

@@ -7,7 +7,7 @@ import sys
 import yaml
 from snakemake.utils import update_config, validate
 
-from unfolded.archive import ARCHIVE_TABLES
+from unfolded.archive import ARCHIVE_TABLES, OPTIONAL_TABLES
 from unfolded.codeversion import stage_digest
 from unfolded.config import ConfigError, config_hash, validate_config
 from unfolded.downloads import pending_downloads, use_this_interpreter_for_jobs
@@ -102,6 +102,7 @@ def all_targets():
         return [
             *figure_outputs("study_accuracy"),
             *figure_outputs("study_depth_extrapolation"),
+            *figure_outputs("study_token_spread"),
             "results/tables/study.md",
         ]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]
@@ -182,7 +183,7 @@ def job_minutes(wildcards):
 
 # The generated blocks of rule documents (unfolded.report.blocks). The study blocks need the study
 # archive (results/archive/<study.id>), and are left out where it is absent.
-STUDY_BLOCKS = ("study", "study-headline")
+STUDY_BLOCKS = ("study", "study-headline", "study-superseded")
 
 
 def document_blocks():
@@ -201,7 +202,8 @@ def archive_files():
         f"results/archive/{folder}/{name}"
         for folder in os.listdir("results/archive")
         if os.path.exists(f"results/archive/{folder}/provenance.json")
-        for name in ("provenance.json", *ARCHIVE_TABLES)
+        for name in ("provenance.json", *ARCHIVE_TABLES, *OPTIONAL_TABLES)
+        if os.path.exists(f"results/archive/{folder}/{name}")
     )
 
 

@@ -184,11 +184,13 @@ rule study_figures:
     from results/archive/<study.id>/ without training (snakemake --config study='{"from_archive": true}')."""
     input:
         archive=lambda wildcards: [
-            f"{ARCHIVE}/{name}" for name in ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "provenance.json")
+            f"{ARCHIVE}/{name}"
+            for name in ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "provenance.json", "token_spread.csv")
         ],
     output:
         accuracy=figure_outputs("study_accuracy"),
         depth=figure_outputs("study_depth_extrapolation"),
+        spread=figure_outputs("study_token_spread"),
         markdown="results/tables/study.md",
     log:
         "results/logs/figures/study.log",
@@ -201,4 +203,5 @@ rule study_figures:
         config=inline_config(("figures",), exclude=("include",)),
     shell:
         "python -m unfolded study-figures --config {params.config} --archive {params.archive}"
-        " --accuracy {output.accuracy} --depth {output.depth} --markdown {output.markdown} > {log} 2>&1"
+        " --accuracy {output.accuracy} --depth {output.depth} --spread {output.spread} --markdown {output.markdown}"
+        " > {log} 2>&1"

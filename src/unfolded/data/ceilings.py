@@ -1,4 +1,4 @@
-"""Accuracy ceilings of the generated tasks, computed from their generators (docs/theory.md §6).
+"""Accuracy ceilings of the generated tasks, computed from their generators (docs/theory.md §7).
 
 Three ceilings per task, stored in ``PreparedData.meta["ceilings"]`` and in the accuracy tables:
 
@@ -21,7 +21,7 @@ __all__ = ["CEILING_KEYS", "NO_INTERACTION_EQUALITY", "equality_bag_of_words", "
 #: The ceilings a generated task may know, as they appear in ``meta["ceilings"]`` and the accuracy tables.
 CEILING_KEYS = ("bag_of_words_ceiling", "bag_of_words_ceiling_se", "no_interaction_ceiling", "oracle_ceiling")
 
-#: The interaction-free ceiling of the equality task, for every number of symbols K >= 2 (docs/theory.md §6).
+#: The interaction-free ceiling of the equality task, for every number of symbols K >= 2 (docs/theory.md §7).
 NO_INTERACTION_EQUALITY = 0.75
 
 

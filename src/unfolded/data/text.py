@@ -277,7 +277,7 @@ def equality_task(
     from the same symbols (so a duplicate in the bag of words is weak evidence), and the length is
     uniform in ``[min_length, max_length]``, both independent of ``(a, b)``. No model without token
     interactions (a per-token map of token and position, sum or mean pooling, an affine head) can beat
-    3/4; the oracle is always right (docs/theory.md §6, :mod:`unfolded.data.ceilings`).
+    3/4; the oracle is always right (docs/theory.md §7, :mod:`unfolded.data.ceilings`).
     """
     if min_length < 2 or max_length < min_length:
         raise ValueError(f"equality task: need 2 <= min_length <= max_length, got {min_length}, {max_length}")

@@ -29,6 +29,7 @@ class Sources:
     study_grid_jobs: int
     kappas: tuple[float, ...]
     claims_tolerance: float
+    superseded: tuple[str, ...] = ()
     benchmarks: tuple[Path, ...] = ()
     benchmarks_root: Path = Path("results/benchmarks")
     energy_curves: tuple[Path, ...] = ()
@@ -65,13 +66,15 @@ class Sources:
         table = pd.concat([pd.read_parquet(path) for path in self.plugin_curves], ignore_index=True)
         return table, list(dict.fromkeys(table["variant"]))
 
-    def study(self):
-        from ..archive import load_archive, load_checks
+    def study(self, study_id: str | None = None):
+        from ..archive import load_archive, load_checks, load_extras
         from .study import ArchivedStudy
 
-        runs, summary, depth, provenance = load_archive(self.archive / self.study_id)
-        return ArchivedStudy(self.study_id, runs, summary, depth, provenance,
-                             checks=tuple(load_checks(self.archive, self.study_id)), full_grid_jobs=self.study_grid_jobs)
+        study_id = study_id or self.study_id
+        runs, summary, depth, provenance = load_archive(self.archive / study_id)
+        return ArchivedStudy(study_id, runs, summary, depth, provenance,
+                             checks=tuple(load_checks(self.archive, study_id)), full_grid_jobs=self.study_grid_jobs,
+                             extras=load_extras(self.archive / study_id))
 
     def timings(self):
 
@@ -147,6 +150,13 @@ def _study(s: Sources) -> str:
     return study_block(s.study())
 
 
+def _study_superseded(s: Sources) -> str:
+    from .study import study_block
+
+    return "\n\n".join(f"#### Study `{study_id}`\n\n" + study_block(s.study(study_id), superseded_by=s.study_id)
+                       for study_id in s.superseded)
+
+
 def _study_headline(s: Sources) -> str:
     from .study import study_headline
 
@@ -210,6 +220,7 @@ RUN_BLOCKS: dict[str, Callable[[Sources], str]] = {
     "accuracy": _accuracy,
     "study": _study,
     "study-headline": _study_headline,
+    "study-superseded": _study_superseded,
     "figures": _figures,
     "runtime": _runtime,
     "runtime-headline": _runtime_headline,

@@ -5,12 +5,12 @@ headline)."""
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import pandas as pd
 
 from ..stats import welch_p
-from ..summaries import KEYS, relative_depth_stats, select_learning_rates
+from ..summaries import KEYS, diverged_runs, relative_depth_stats, select_learning_rates
 from ..thresholds import SIGNIFICANCE_LEVEL
 from .accuracy import accuracy_markdown
 from .format import compact_table, fmt, lr_cell, p_text, range_text
@@ -152,7 +152,7 @@ def study_verdicts(runs: pd.DataFrame, level: float = SIGNIFICANCE_LEVEL) -> lis
     with the difference of means and Welch's p over seeds at the picked learning rates; only the
     best-variant test is corrected (Bonferroni over the variants it was picked from)."""
     runs = select_learning_rates(runs.drop(columns=["selected"], errors="ignore"))
-    picked = runs[runs["selected"]]
+    picked = runs[runs["selected"] & ~diverged_runs(runs)]  # diverged runs are counted in the tables, not averaged
     lines = []
     for dataset, group in picked.groupby("dataset", sort=True):
         def scores(model: str, group: pd.DataFrame = group) -> pd.Series:
@@ -253,6 +253,23 @@ class ArchivedStudy:
     provenance: dict
     checks: tuple = ()
     full_grid_jobs: int = 0
+    #: the archive's optional tables (:func:`unfolded.archive.load_extras`): per-item predictions, token spread
+    extras: dict = field(default_factory=dict)
+
+    @property
+    def on_trial(self) -> bool:
+        """Whether the study holds per-item predictions: attention on trial, with paired verdicts."""
+        return "predictions" in self.extras
+
+    def verdicts(self) -> pd.DataFrame:
+        from ..verdicts import attention_verdicts
+
+        return attention_verdicts(self.runs, self.extras.get("predictions"))
+
+    def controls(self) -> pd.DataFrame:
+        from ..verdicts import control_checks
+
+        return control_checks(self.runs)
 
 
 def study_cost(study: ArchivedStudy, short: bool = False) -> str:
@@ -275,8 +292,20 @@ def study_checks(study: ArchivedStudy, short: bool = False) -> list[str]:
     return [check_markdown(check, study.summary, short=short) for check in study.checks]
 
 
-def study_block(study: ArchivedStudy) -> str:
-    """The archived study: generated prose, the accuracy tables and the depth-extrapolation summary."""
+def study_block(study: ArchivedStudy, superseded_by: str | None = None) -> str:
+    """The archived study: generated prose, the accuracy tables and the depth-extrapolation summary;
+    a study with per-item predictions gets the attention trial (:func:`trial_block`)."""
+    if study.on_trial:
+        return trial_block(study)
+    if superseded_by:
+        label = (f"**Superseded** by study `{superseded_by}` (above): its tasks could not show whether attention does "
+                 f"work, its tests were unpaired and mostly uncorrected, and its follow-up checks reused seeds. "
+                 f"Recomputed by the current code (learning-rate ties on exact counts, diverged runs apart).\n\n")
+        return label + _plain_block(study)
+    return _plain_block(study)
+
+
+def _plain_block(study: ArchivedStudy) -> str:
     checks = "".join(f"\n\n{paragraph}" for paragraph in study_checks(study))
     return (study_markdown(study.runs, study.summary, study.depth, study.provenance).strip() + checks + "\n\n"
             + study_cost(study) + "\n\n<details><summary>Every model of the study</summary>\n\n"
@@ -285,7 +314,10 @@ def study_block(study: ArchivedStudy) -> str:
 
 def study_headline(study: ArchivedStudy) -> str:
     """Per dataset of the archived study: each family's test accuracy (mean +- sd over seeds) beside the
-    baselines and the best unfolded variant, then the verdicts, convergence, checks and cost."""
+    baselines and the best unfolded variant, then the verdicts, convergence, checks and cost; a study
+    with per-item predictions gets the attention trial's verdict table (:func:`trial_headline`)."""
+    if study.on_trial:
+        return trial_headline(study)
     runs, summary, depth, provenance = study.runs, study.summary, study.depth, study.provenance
     cell = lambda r: (f"{r['test_accuracy_mean']:.3f} ± {r['test_accuracy_sd']:.3f}" if r["seeds"] > 1  # noqa: E731
                       else f"{r['test_accuracy_mean']:.3f}")
@@ -314,3 +346,66 @@ def study_headline(study: ArchivedStudy) -> str:
     return (f"{compact_table(pd.DataFrame(rows))}\n\n{note}\n\n{verdicts}\n\n"
             f"{convergence_sentence(summary, cap, detail=False)}{checks}{extrapolation}\n\n"
             f"{study_cost(study, short=True)}")
+
+
+def _trial_provenance(study: ArchivedStudy) -> str:
+    provenance = study.provenance
+    seeds = sorted(int(seed) for seed in study.runs.loc[study.runs["lr"].notna(), "seed"].unique())
+    commits = provenance.get("runs_git_commit") or [provenance.get("git_commit", "?")]
+    picks = "learning rates picked on validation by a selection run on other seeds (`config/study-picks.yaml`)" \
+        if (provenance.get("config") or {}).get("train", {}).get("learning_rate_picks") else \
+        "learning rates picked on validation over the same seeds"
+    return (f"Study `{study.study_id}`: {provenance.get('train_jobs')} train jobs, seeds {seeds[0]}-{seeds[-1]} "
+            f"({len(seeds)} per model, each with its own train/validation split), {picks}; "
+            f"{provenance.get('job_hours', math.nan):.2f} job-hours on {provenance.get('machine')}, commit "
+            f"{', '.join(f'`{str(c)[:7]}`' for c in commits)}.")
+
+
+def trial_block(study: ArchivedStudy) -> str:
+    """docs/results.md: attention on trial in full: provenance, the rule, the verdict table, the controls,
+    the token spread of the trained models, convergence, depth extrapolation and every model's accuracy."""
+    from .trial import controls_sentence, rule_text, spread_sentence, spread_table, verdict_table
+
+    verdicts = study.verdicts()
+    lines = [_trial_provenance(study), "", rule_text(), "",
+             "Paired test: per test item, the share of seeds that answered it correctly, with attention and "
+             "without; a sign-flip permutation test on the summed difference (20,000 draws); Holm over every row "
+             "below. Diverged runs (below the majority class + 0.05 while their siblings are not) are counted apart "
+             "(div.). `*`: a reference, not a ceiling.", "", verdict_table(verdicts), ""]
+    controls = controls_sentence(study.controls())
+    if controls:
+        lines += [controls, ""]
+    if "token_spread" in study.extras:
+        table = spread_table(study.extras["token_spread"], select_learning_rates(
+            study.runs.drop(columns=["selected"], errors="ignore")))
+        lines += ["`derived` " + spread_sentence(table), "",
+                  table.assign(**{c: table[c].map(lambda v: f"{v:.3g}") for c in ("median", "min", "max")})
+                  .to_markdown(index=False), ""]
+    cap = (study.provenance.get("config") or {}).get("train", {}).get("max_epochs")
+    convergence = convergence_sentence(study.summary, cap)
+    if convergence:
+        lines += [convergence, ""]
+    if not study.depth.empty:
+        lines += [sentence + "\n" for sentence in depth_sentences(study.depth, study.summary)]
+    lines += ["<details><summary>Every model of the study</summary>", "", accuracy_markdown(study.summary).strip(), "",
+              "</details>"]
+    return "\n".join(lines).strip()
+
+
+def trial_headline(study: ArchivedStudy) -> str:
+    """The README: the verdict table and one sentence each on the protocol, the controls, the token spread
+    and the cost."""
+    from .trial import controls_sentence, spread_sentence, spread_table, verdict_table
+
+    verdicts = study.verdicts()
+    lines = [verdict_table(verdicts, compact=True), "",
+             _trial_provenance(study) + " Paired sign-flip test on the shared test items, Holm over the "
+             f"{len(verdicts)} rows; `*`: a bag-of-words reference, not a ceiling. Rule and details: docs/results.md."]
+    controls = controls_sentence(study.controls())
+    if controls:
+        lines += ["", controls]
+    if "token_spread" in study.extras:
+        table = spread_table(study.extras["token_spread"], select_learning_rates(
+            study.runs.drop(columns=["selected"], errors="ignore")))
+        lines += ["", "`derived` " + spread_sentence(table)]
+    return "\n".join(lines)

@@ -1,0 +1,96 @@
+"""Attention on trial in prose and tables (docs/results.md's study section, the README's study headline),
+from an archived study alone: the verdicts under the rule of :mod:`unfolded.verdicts`, the controls
+against their ceilings, and the token spread of the trained models (the collapse hypothesis)."""
+
+from __future__ import annotations
+
+import math
+
+import pandas as pd
+
+from ..diagnostics import COLLAPSE_THRESHOLD
+from ..thresholds import ATTENTION_HELPS_MARGIN, SIGNIFICANCE_LEVEL
+from .format import compact_table, fmt
+
+__all__ = ["SPREAD_MODELS", "controls_sentence", "rule_text", "spread_sentence", "spread_table", "verdict_table"]
+
+#: The trained models whose token spread tests the collapse hypothesis (docs/results.md).
+SPREAD_MODELS = ("unfolded_tied", "unfolded_tied-residual", "standard_tied")
+
+
+def _p(value: float) -> str:
+    return "n/a" if math.isnan(value) else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def rule_text() -> str:
+    """The verdict rule as the documents state it (its thresholds from :mod:`unfolded.thresholds`)."""
+    return (f"The rule, fixed before training (`config/study.yaml`): attention **helps** on a task when the model's "
+            f"median test accuracy is at least the task's no-interaction ceiling + {ATTENTION_HELPS_MARGIN:.2f} and its "
+            f"paired gain over the same model without attention is significant (Holm-adjusted p < "
+            f"{SIGNIFICANCE_LEVEL:g}); it **hurts** on a significant paired loss; where the ceiling + "
+            f"{ATTENTION_HELPS_MARGIN:.2f} exceeds 1 a gain cannot show it: **not testable here**. Polarity has no known "
+            f"interaction-free ceiling: its Bayes bag-of-words accuracy is the reference, so a gain there is evidence, "
+            f"not proof.")
+
+
+def verdict_table(verdicts: pd.DataFrame, compact: bool = False) -> str:
+    """One row per (task, model on trial): the reference ceiling, the medians with and without attention,
+    diverged runs, the paired gain and its Holm-adjusted p (and, in full, the raw p and Welch's p)."""
+    rows = []
+    for r in verdicts.itertuples():
+        star = "" if r.reference_kind.startswith("no-interaction") else "*"
+        diverged = f" ({int(r.diverged)} div.)" if r.diverged else ""
+        control_diverged = f" ({int(r.control_diverged)} div.)" if r.control_diverged else ""
+        row = {"task (ceiling)": f"{r.dataset} ({fmt(r.reference)}{star})", "model": r.model,
+               "median": f"{fmt(r.median)}{diverged}", "without attention": f"{fmt(r.control_median)}{control_diverged}",
+               "paired gain": f"{r.paired_gain:+.3f}", "p (Holm)": _p(r.holm_p)}
+        if not compact:
+            row.update({"seeds": f"{int(r.seeds)}/{int(r.control_seeds)}", "p (raw)": _p(r.paired_p),
+                        "Welch p": _p(r.welch_p)})
+        row["verdict"] = r.verdict
+        rows.append(row)
+    return compact_table(pd.DataFrame(rows)) if compact else pd.DataFrame(rows).to_markdown(index=False)
+
+
+def controls_sentence(controls: pd.DataFrame) -> str:
+    """How far the interaction-free controls stay from their ceilings (a control > 3 SE above is a bug)."""
+    if controls.empty:
+        return ""
+    cells = ", ".join(f"{r.dataset} {r.control} best seed {fmt(r.best_seed)} ({r.excess_in_se:+.1f} SE)"
+                      for r in controls.itertuples())
+    above = int((controls["excess_in_se"] > 3).sum())
+    verdict = ("none is more than 3 standard errors above its ceiling" if above == 0
+               else f"{above} {'is' if above == 1 else 'are'} more than 3 standard errors above it: a bug to find")
+    return f"Controls against the no-interaction ceiling: {cells}; {verdict}."
+
+
+def spread_table(spread: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, model): the median over the picked runs of each run's median relative token spread
+    after the last layer, its range over runs, and how many runs end collapsed (below
+    ``COLLAPSE_THRESHOLD``)."""
+    picked = runs[runs["selected"] & runs["lr"].notna()][["dataset", "model", "lr", "seed"]]
+    spread = spread.merge(picked, on=["dataset", "model", "lr", "seed"], how="inner")
+    last = spread[spread["layer"] == spread.groupby(["dataset", "model", "lr", "seed"])["layer"].transform("max")]
+    rows = []
+    for (dataset, model), group in last.groupby(["dataset", "model"], sort=True):
+        values = group["relative_spread"]
+        rows.append({"dataset": dataset, "model": model, "runs": len(group), "median": float(values.median()),
+                     "min": float(values.min()), "max": float(values.max()),
+                     "collapsed": int((values < COLLAPSE_THRESHOLD).sum())})
+    return pd.DataFrame(rows)
+
+
+def spread_sentence(table: pd.DataFrame) -> str:
+    """The collapse hypothesis against the trained models: which (dataset, model) end collapsed."""
+    shown = table[table["model"].isin(SPREAD_MODELS)]
+    if shown.empty:
+        return ""
+    cells = []
+    for dataset, group in shown.groupby("dataset", sort=True):
+        by = {r.model: r for r in group.itertuples()}
+        cells.append(f"{dataset} " + ", ".join(f"{model} {by[model].median:.2g}" for model in SPREAD_MODELS
+                                                 if model in by))
+    collapsed = shown[shown["collapsed"] > shown["runs"] / 2]
+    which = ", ".join(f"{r.dataset} {r.model}" for r in collapsed.itertuples()) or "none"
+    return (f"Token spread after the last layer, relative to the input (median over runs): {'; '.join(cells)}. "
+            f"Collapsed (below {COLLAPSE_THRESHOLD:g} in most runs): {which}.")

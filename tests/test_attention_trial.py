@@ -1,0 +1,332 @@
+"""Attention on trial: the equality task and its ceilings (docs/theory.md §7), interaction-free controls,
+the learning-rate tie rule, divergence handling, the paired test, Holm's correction and the verdict rule."""
+
+import itertools
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+import torch
+
+from unfolded.data import collate
+from unfolded.data.ceilings import NO_INTERACTION_EQUALITY, equality_bag_of_words, polarity_bag_of_words
+from unfolded.data.text import equality_task, polarity_task
+from unfolded.grid import run_specs
+from unfolded.registry import split_model
+from unfolded.stats import holm, paired_permutation_p
+from unfolded.summaries import select_learning_rates, summarise_accuracy
+from unfolded.training import SequenceClassifier
+from unfolded.verdicts import attention_verdicts, control_checks
+
+# ------------------------------------------------------------------------------------------------
+# The equality task and its ceilings
+# ------------------------------------------------------------------------------------------------
+
+
+def test_equality_sequences_follow_the_stated_generator():
+    task = equality_task(2000, 400, symbols=5, min_length=6, max_length=12, d=8, seed=1)
+    sequences, labels = task["train"]
+    assert int(labels.sum()) == 1000  # exactly balanced
+    pairs = {}
+    for sequence, label in zip(sequences, labels.tolist(), strict=True):
+        assert 6 <= len(sequence) <= 12 and ((sequence >= 2) & (sequence < 7)).all()  # only the 5 symbols
+        a, b = int(sequence[0]), int(sequence[1])
+        assert label == int(a == b)
+        pairs[(a, b)] = pairs.get((a, b), 0) + 1
+    different = [count for (a, b), count in pairs.items() if a != b]
+    equal = [count for (a, b), count in pairs.items() if a == b]
+    assert len(different) == 20 and len(equal) == 5  # every ordered pair and every symbol occurs
+    # uniform within each half: 1000 / 20 = 50 per ordered pair, 1000 / 5 = 200 per symbol
+    assert max(different) < 80 and min(different) > 25 and max(equal) < 250 and min(equal) > 150
+    # the fillers do not depend on the slots: the share of fillers equal to a is 1/K in both classes
+    for label in (0, 1):
+        share = np.mean([float((s[2:] == s[0]).float().mean()) for s, y in zip(sequences, labels.tolist(), strict=True)
+                         if y == label])
+        assert abs(share - 1 / 5) < 0.02
+
+
+def _additive_labelings(K: int):
+    """Every labelling of the K x K cells (True: predicted "equal") that some score u(a) + v(b) + c can
+    realise (score > 0 on the positive cells, <= 0 on the others): one feasibility LP per labelling."""
+    from scipy.optimize import linprog
+
+    cells = [(a, b) for a in range(K) for b in range(K)]
+    for labels in itertools.product((False, True), repeat=K * K):
+        # variables u_0..u_{K-1}, v_0..v_{K-1}, c; positives: -(u_a + v_b + c) <= -1; negatives: u_a + v_b + c <= 0
+        rows, bounds = [], []
+        for (a, b), positive in zip(cells, labels, strict=True):
+            row = np.zeros(2 * K + 1)
+            row[a], row[K + b], row[-1] = 1.0, 1.0, 1.0
+            rows.append(-row if positive else row)
+            bounds.append(-1.0 if positive else 0.0)
+        result = linprog(np.zeros(2 * K + 1), A_ub=np.array(rows), b_ub=np.array(bounds),
+                         bounds=[(None, None)] * (2 * K + 1), method="highs")
+        if result.status == 0:
+            yield dict(zip(cells, labels, strict=True))
+
+
+def _accuracy(labelling: dict, K: int) -> float:
+    """Expected accuracy under the task's law: 1/2 on the diagonal (uniform), 1/2 off it (uniform)."""
+    diagonal = sum(labelling[(s, s)] for s in range(K)) / K
+    off = sum(not labelling[(a, b)] for a in range(K) for b in range(K) if a != b) / (K * (K - 1))
+    return 0.5 * diagonal + 0.5 * off
+
+
+@pytest.mark.parametrize("K", [2, 3])
+def test_no_additive_score_beats_three_quarters_by_exhaustive_search(K):
+    accuracies = []
+    for labelling in _additive_labelings(K):
+        m = sum(labelling[(s, s)] for s in range(K))
+        accuracy = _accuracy(labelling, K)
+        bound = 0.5 + m / (2 * K) - m * (m - 1) / (4 * K * (K - 1))  # the proof's bound for this m
+        assert accuracy <= bound + 1e-12
+        accuracies.append(accuracy)
+    assert max(accuracies) == pytest.approx(NO_INTERACTION_EQUALITY, abs=1e-12)
+    # the oracle labelling (equal iff a == b) is not additive: it is missing from the search
+    oracle = {(a, b): a == b for a in range(K) for b in range(K)}
+    assert oracle not in list(_additive_labelings(K))
+
+
+@pytest.mark.parametrize("K", [2, 3, 8, 20])
+def test_equal_iff_a_at_least_b_reaches_three_quarters(K):
+    score = {(a, b): a + (-b + 0.5) for a in range(K) for b in range(K)}  # u(a) = a, v(b) = -b + 1/2
+    assert _accuracy({cell: value > 0 for cell, value in score.items()}, K) == pytest.approx(0.75, abs=1e-12)
+
+
+def test_pooled_one_hot_logistic_regression_stays_at_the_ceiling():
+    """An independent interaction-free model: one-hot (token, position) features summed over the sequence,
+    logistic regression fitted on the generated train split. It cannot beat 3/4 beyond sampling noise."""
+    from sklearn.linear_model import LogisticRegression
+
+    task = equality_task(4000, 2000, symbols=8, min_length=8, max_length=24, d=8, seed=0)
+    vocabulary, length = 10, 24
+
+    def features(split):
+        sequences, labels = split
+        x = np.zeros((len(sequences), vocabulary * length))
+        for row, sequence in enumerate(sequences):
+            x[row, np.arange(len(sequence)) * vocabulary + sequence.numpy()] = 1.0
+        return x, labels.numpy()
+
+    (x_train, y_train), (x_test, y_test) = features(task["train"]), features(task["test"])
+    fitted = LogisticRegression(C=1.0, max_iter=3000).fit(x_train, y_train)
+    accuracy = fitted.score(x_test, y_test)
+    se = math.sqrt(0.75 * 0.25 / len(y_test))
+    assert accuracy <= 0.75 + 3 * se
+    assert fitted.score(x_train, y_train) <= 0.80  # not even the train split: the bound is on the function class
+
+
+def _exact_equality_bag_of_words(K: int, n: int) -> float:
+    """Bayes bag-of-words accuracy by enumerating every sequence of length n (slots, then n - 2 fillers)."""
+    from collections import defaultdict
+
+    mass = defaultdict(lambda: [0.0, 0.0])  # multiset -> [P(different, multiset), P(equal, multiset)]
+    for a, b in itertools.product(range(K), repeat=2):
+        p_slots = 0.5 / K if a == b else 0.5 / (K * (K - 1))
+        for fillers in itertools.product(range(K), repeat=n - 2):
+            key = tuple(sorted((a, b, *fillers)))
+            mass[key][int(a == b)] += p_slots / K ** (n - 2)
+    return sum(max(pair) for pair in mass.values())
+
+
+@pytest.mark.parametrize("K,n", [(3, 4), (4, 5)])
+def test_equality_bag_of_words_ceiling_matches_exact_enumeration(K, n):
+    exact = _exact_equality_bag_of_words(K, n)
+    estimate, se = equality_bag_of_words(K, n, n, 200_000, seed=1)
+    assert abs(estimate - exact) < 4 * se
+    assert exact <= 0.75
+
+
+def test_default_equality_bag_of_words_ceiling_stays_below_the_interaction_free_one():
+    estimate, se = equality_bag_of_words(8, 8, 24, 200_000)
+    assert 0 < se < 0.002 and estimate + 3 * se < 0.75
+
+
+def test_polarity_bayes_bag_of_words_beats_counting_and_is_about_085():
+    """The Bayes accuracy of the bag of words is at least that of any bag-of-words rule, for example
+    "#positive >= #negative", measured here on sequences from the generator itself."""
+    bayes, se = polarity_bag_of_words(200, 8, 24)
+    task = polarity_task(20000, 10, 200, 8, 24, 8, seed=5)
+    polar = 200 // 5
+    sequences, labels = task["train"]
+    counting = np.mean([int(((s >= 2) & (s < 2 + polar)).sum() >= ((s >= 2 + polar) & (s < 2 + 2 * polar)).sum())
+                        == int(y) for s, y in zip(sequences, labels.tolist(), strict=True)])
+    assert bayes >= counting - 3 * (se + math.sqrt(counting * (1 - counting) / 20000))
+    assert 0.83 < bayes < 0.87
+
+
+# ------------------------------------------------------------------------------------------------
+# Interaction-free controls
+# ------------------------------------------------------------------------------------------------
+
+
+def _logit_of(module: SequenceClassifier, sequences: list[torch.Tensor]) -> torch.Tensor:
+    batch = collate([(s, 0) for s in sequences])
+    with torch.no_grad():
+        logits, _ = module(batch)
+    return logits[:, 1] - logits[:, 0]
+
+
+@pytest.mark.parametrize("model", ["unfolded_tied-no_attention", "standard_tied-no_attention", "unfolded_tied",
+                                   "standard_tied"])
+@pytest.mark.parametrize("head", ["affine", "layer_norm"])
+def test_controls_with_the_affine_head_are_additive_in_the_two_slots(model, head):
+    """Interaction-free means g(s, t) + g(t, s) = g(s, s) + g(t, t) for the score of the two slots given the
+    rest of the sequence (the proof's step). It holds for the controls with the affine head, and fails
+    with attention or with LayerNorm on the pooled vector."""
+    torch.manual_seed(0)
+    vectors = torch.randn(12, 16, dtype=torch.float64) / 4
+    module = SequenceClassifier(kind="tokens", input_dim=16, num_classes=2, model=model, width=16, num_layers=2,
+                                vectors=vectors, embedding="frozen", positions="learned", max_tokens=8,
+                                head=head).double().eval()
+    rest = torch.tensor([5, 9, 3, 7])
+    gaps = []
+    for s, t in ((2, 4), (6, 11), (3, 8)):
+        g = {(x, y): _logit_of(module, [torch.cat([torch.tensor([x, y]), rest])])[0]
+             for x, y in itertools.product((s, t), repeat=2)}
+        gaps.append(float(abs(g[(s, t)] + g[(t, s)] - g[(s, s)] - g[(t, t)])))
+    additive = max(gaps) < 1e-10
+    assert additive == (model.endswith("no_attention") and head == "affine")
+
+
+def test_standard_no_attention_is_a_variant_of_the_standard_family_only():
+    assert split_model("standard_tied-no_attention") == ("standard_tied", "no_attention")
+    with pytest.raises(ValueError, match="applies to"):
+        split_model("standard_tied-residual")
+    config = {"datasets": ["equality"], "train": {
+        "datasets": None, "models": ["unfolded_tied", "standard_tied"], "seeds": [0, 1],
+        "variants": ["residual", "no_attention"], "variant_models": ["unfolded_tied", "standard_tied"],
+        "variant_seeds": [0], "learning_rates": {"unfolded": [0.01, 0.03], "standard": [0.003]},
+        "learning_rate_picks": {"equality": {"unfolded_tied": 0.03}}}}
+    specs = run_specs(config)
+    models = {model for _, model, _, _ in specs}
+    assert models == {"unfolded_tied", "standard_tied", "unfolded_tied-residual", "unfolded_tied-no_attention",
+                      "standard_tied-no_attention"}
+    # a fixed pick replaces the family's grid for that (dataset, model) only
+    assert {lr for _, model, lr, _ in specs if model == "unfolded_tied"} == {"0.03"}
+    assert {lr for _, model, lr, _ in specs if model == "unfolded_tied-residual"} == {"0.01", "0.03"}
+
+
+# ------------------------------------------------------------------------------------------------
+# Learning-rate ties, divergence, the paired test, Holm, the verdict rule
+# ------------------------------------------------------------------------------------------------
+
+
+def _run(lr, seed, val_correct, test, model="m", chance=0.5, dataset="d", **extra):
+    return {"dataset": dataset, "model": model, "variant": "base", "family": "unfolded", "lr": lr, "seed": seed,
+            "val_correct": val_correct, "val_count": 100, "val_accuracy": val_correct / 100, "test_accuracy": test,
+            "parameters": 10, "chance_accuracy": chance, "epochs": 3, "energy_monotone_fraction": 1.0, **extra}
+
+
+def test_learning_rate_ties_are_broken_on_exact_counts_then_the_smaller_rate():
+    # equal sums of correct answers (170 each): the smaller rate, whatever the float means say
+    runs = pd.DataFrame([_run(0.01, 0, 81, 0.8), _run(0.01, 1, 89, 0.8), _run(0.003, 0, 85, 0.7),
+                         _run(0.003, 1, 85, 0.7)])
+    assert set(select_learning_rates(runs).query("selected")["lr"]) == {0.003}
+    # one more correct answer wins
+    runs.loc[1, "val_correct"] = 90
+    assert set(select_learning_rates(runs).query("selected")["lr"]) == {0.01}
+    # runs without counts (older archives): float noise is a tie, not a win
+    old = pd.DataFrame([_run(0.003, 0, 0, 0.7), _run(0.01, 0, 0, 0.8)]).drop(columns=["val_correct"])
+    old["val_accuracy"] = [0.812, 0.8119999999999999 + 1e-16]
+    old.loc[1, "val_accuracy"] = 0.8119999999999999
+    assert old.loc[1, "val_accuracy"] != old.loc[0, "val_accuracy"]
+    assert set(select_learning_rates(old).query("selected")["lr"]) == {0.003}
+
+
+def test_a_diverged_run_is_counted_apart_and_not_averaged():
+    tests = [0.94, 0.95, 0.93, 0.092, 0.94]
+    runs = pd.DataFrame([_run(0.01, seed, 90, t, chance=0.1) for seed, t in enumerate(tests)])
+    (row,) = summarise_accuracy(runs).to_dict("records")
+    assert row["diverged"] == 1 and row["seeds"] == 5
+    assert row["test_accuracy_mean"] == pytest.approx(np.mean([0.94, 0.95, 0.93, 0.94]))
+    assert row["test_accuracy_median"] == pytest.approx(0.94)
+    # a model that never learned has not diverged: its runs stay in
+    flat = pd.DataFrame([_run(0.01, seed, 50, t, chance=0.5) for seed, t in enumerate([0.5, 0.51, 0.5])])
+    (row,) = summarise_accuracy(flat).to_dict("records")
+    assert row["diverged"] == 0 and row["test_accuracy_mean"] == pytest.approx(np.mean([0.5, 0.51, 0.5]))
+
+
+def test_a_learning_rate_pick_at_an_end_of_its_grid_is_flagged():
+    runs = pd.DataFrame([_run(lr, 0, correct, 0.8) for lr, correct in ((0.001, 70), (0.003, 80), (0.01, 75))])
+    (row,) = summarise_accuracy(runs).to_dict("records")
+    assert not row["pick_at_edge"]
+    runs.loc[2, "val_correct"] = 95
+    (row,) = summarise_accuracy(runs).to_dict("records")
+    assert row["pick_at_edge"] and row["lr"] == 0.01
+
+
+def test_holm_matches_the_step_down_definition():
+    adjusted = holm([0.01, 0.04, 0.03, float("nan"), 0.5])
+    # m = 4 present: sorted 0.01, 0.03, 0.04, 0.5 -> 0.04, 0.09, 0.09 (monotone), 0.5
+    assert adjusted[0] == pytest.approx(0.04) and adjusted[2] == pytest.approx(0.09)
+    assert adjusted[1] == pytest.approx(0.09) and adjusted[4] == pytest.approx(0.5)
+    assert math.isnan(adjusted[3])
+    assert holm([0.9, 0.8])[0] == 1.0  # capped at 1
+
+
+def test_paired_permutation_test_sees_paired_gains_and_is_calibrated_under_the_null():
+    rng = np.random.default_rng(0)
+    items = 300
+    base = rng.random(items) < 0.7
+    better = base | (rng.random(items) < 0.15)  # fixes some items, breaks none
+    assert paired_permutation_p(better.astype(float), base.astype(float), draws=4000) < 0.001
+    assert paired_permutation_p(base.astype(float), base.astype(float)) == 1.0
+    # symmetric in its arguments
+    assert paired_permutation_p(better, base, draws=2000, seed=3) == paired_permutation_p(base, better, draws=2000, seed=3)
+    # under the null (exchangeable pairs) about 5% of tests reject at 0.05
+    rejections = 0
+    for trial in range(200):
+        first, second = rng.random(items) < 0.7, rng.random(items) < 0.7
+        rejections += paired_permutation_p(first, second, draws=500, seed=trial) < 0.05
+    assert 2 <= rejections <= 22
+
+
+def _trial(dataset, model_tests, control_tests, model_items, control_items, **ceilings):
+    runs, predictions = [], []
+    for model, tests, items in ((f"{'unfolded_tied'}", model_tests, model_items),
+                                ("unfolded_tied-no_attention", control_tests, control_items)):
+        for seed, (test, correct) in enumerate(zip(tests, items, strict=True)):
+            runs.append(_run(0.01, seed, 80, test, model=model, dataset=dataset, **ceilings))
+            predictions.append(pd.DataFrame({"dataset": dataset, "model": model, "lr": 0.01, "seed": seed,
+                                             "item": np.arange(len(correct)), "correct": correct}))
+    return pd.DataFrame(runs), pd.concat(predictions, ignore_index=True)
+
+
+def test_the_verdict_rule_helps_hurts_and_not_testable():
+    rng = np.random.default_rng(1)
+    n = 400
+    good = [rng.random(n) < 0.97 for _ in range(3)]
+    weak = [rng.random(n) < 0.62 for _ in range(3)]
+    runs_a, pred_a = _trial("equality", [g.mean() for g in good], [w.mean() for w in weak], good, weak,
+                            no_interaction_ceiling=0.75)
+    runs_b, pred_b = _trial("order", [w.mean() for w in weak], [g.mean() for g in good], weak, good,
+                            no_interaction_ceiling=1.0)
+    runs_c, pred_c = _trial("digits", [g.mean() for g in good], [w.mean() for w in weak], good, weak,
+                            no_interaction_ceiling=1.0)
+    # below the threshold: a significant gain, but the median is under ceiling + 0.10
+    mid = [rng.random(n) < 0.80 for _ in range(3)]
+    runs_d, pred_d = _trial("midtask", [m.mean() for m in mid], [w.mean() for w in weak], mid, weak,
+                            no_interaction_ceiling=0.75)
+    runs = pd.concat([runs_a, runs_b, runs_c, runs_d], ignore_index=True)
+    predictions = pd.concat([pred_a, pred_b, pred_c, pred_d], ignore_index=True)
+    table = attention_verdicts(runs, predictions, draws=2000).set_index("dataset")
+    assert table.loc["equality", "verdict"] == "helps"
+    assert table.loc["order", "verdict"] == "hurts"  # a loss is significant, whatever the ceiling
+    assert table.loc["digits", "verdict"] == "not testable here"  # ceiling + 0.10 > 1
+    assert table.loc["midtask", "verdict"] == "not shown to help"
+    assert (table["holm_p"] >= table["paired_p"]).all()
+    assert table.loc["equality", "paired_gain"] == pytest.approx(
+        np.mean([g.mean() for g in good]) - np.mean([w.mean() for w in weak]))
+
+
+def test_a_control_above_its_ceiling_is_reported_in_standard_errors():
+    runs = pd.DataFrame([
+        _run(0.01, 0, 80, 0.80, model="unfolded_tied-no_attention", dataset="equality", no_interaction_ceiling=0.75,
+             test_count=1000),
+        _run(0.01, 1, 80, 0.70, model="unfolded_tied-no_attention", dataset="equality", no_interaction_ceiling=0.75,
+             test_count=1000)])
+    (row,) = control_checks(runs).to_dict("records")
+    assert row["excess_in_se"] == pytest.approx((0.80 - 0.75) / math.sqrt(0.75 * 0.25 / 1000))
+    assert row["excess_in_se"] > 3  # the bug this check exists to catch
