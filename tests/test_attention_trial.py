@@ -229,23 +229,37 @@ def test_learning_rate_ties_are_broken_on_exact_counts_then_the_smaller_rate():
     assert set(select_learning_rates(runs).query("selected")["lr"]) == {0.01}
     # runs without counts (older archives): float noise is a tie, not a win
     old = pd.DataFrame([_run(0.003, 0, 0, 0.7), _run(0.01, 0, 0, 0.8)]).drop(columns=["val_correct"])
-    old["val_accuracy"] = [0.812, 0.8119999999999999 + 1e-16]
-    old.loc[1, "val_accuracy"] = 0.8119999999999999
-    assert old.loc[1, "val_accuracy"] != old.loc[0, "val_accuracy"]
+    old["val_accuracy"] = [0.8119999999999999, 0.812]  # the larger float sits at the larger rate
+    assert old.loc[1, "val_accuracy"] > old.loc[0, "val_accuracy"]
     assert set(select_learning_rates(old).query("selected")["lr"]) == {0.003}
+    # a (dataset, model) whose runs do not all count answers compares accuracies, never counts with accuracies
+    # (summing 60 + 0.99 against 70 + 0.70 would pick 0.003; the mean accuracies pick 0.01)
+    mixed = pd.DataFrame([_run(0.01, 0, 60, 0.8), _run(0.01, 1, 0, 0.8), _run(0.003, 0, 70, 0.8),
+                          _run(0.003, 1, 0, 0.8)])
+    mixed.loc[[1, 3], "val_correct"] = float("nan")
+    mixed.loc[[1, 3], "val_accuracy"] = [0.99, 0.70]
+    assert set(select_learning_rates(mixed).query("selected")["lr"]) == {0.01}
 
 
 def test_a_diverged_run_is_counted_apart_and_not_averaged():
-    tests = [0.94, 0.95, 0.93, 0.092, 0.94]
-    runs = pd.DataFrame([_run(0.01, seed, 90, t, chance=0.1) for seed, t in enumerate(tests)])
+    """Divergence is judged on validation (never on test): a minority of runs below the majority class +
+    0.05 while the group's median is above it."""
+    tests, vals = [0.94, 0.95, 0.93, 0.092, 0.94], [90, 91, 92, 9, 90]
+    runs = pd.DataFrame([_run(0.01, seed, v, t, chance=0.1) for seed, (t, v) in enumerate(zip(tests, vals, strict=True))])
     (row,) = summarise_accuracy(runs).to_dict("records")
     assert row["diverged"] == 1 and row["seeds"] == 5
     assert row["test_accuracy_mean"] == pytest.approx(np.mean([0.94, 0.95, 0.93, 0.94]))
     assert row["test_accuracy_median"] == pytest.approx(0.94)
+    # a low test accuracy with a sound validation accuracy is not divergence: the pick never looks at test
+    runs.loc[3, "val_correct"], runs.loc[3, "val_accuracy"] = 90, 0.9
+    assert summarise_accuracy(runs).iloc[0]["diverged"] == 0
     # a model that never learned has not diverged: its runs stay in
     flat = pd.DataFrame([_run(0.01, seed, 50, t, chance=0.5) for seed, t in enumerate([0.5, 0.51, 0.5])])
     (row,) = summarise_accuracy(flat).to_dict("records")
     assert row["diverged"] == 0 and row["test_accuracy_mean"] == pytest.approx(np.mean([0.5, 0.51, 0.5]))
+    # half the seeds low is not a minority: nothing is set apart
+    split = pd.DataFrame([_run(0.01, seed, v, 0.5, chance=0.5) for seed, v in enumerate([50, 51, 95, 96])])
+    assert summarise_accuracy(split).iloc[0]["diverged"] == 0
 
 
 def test_a_learning_rate_pick_at_an_end_of_its_grid_is_flagged():
@@ -330,3 +344,44 @@ def test_a_control_above_its_ceiling_is_reported_in_standard_errors():
     (row,) = control_checks(runs).to_dict("records")
     assert row["excess_in_se"] == pytest.approx((0.80 - 0.75) / math.sqrt(0.75 * 0.25 / 1000))
     assert row["excess_in_se"] > 3  # the bug this check exists to catch
+
+
+# ------------------------------------------------------------------------------------------------
+# The archive
+# ------------------------------------------------------------------------------------------------
+
+
+def _tables(root):
+    tables = root / "tables"
+    tables.mkdir()
+    runs = pd.DataFrame([_run(0.01, 0, 80, 0.8)]).assign(selected=True)
+    runs.to_csv(tables / "accuracy.csv", index=False)
+    for name in ("accuracy_summary.csv", "depth.csv", "timings.csv"):
+        pd.DataFrame({"x": [1]}).to_csv(tables / name, index=False)
+    return tables
+
+
+def test_archive_refuses_runs_from_a_dirty_tree_and_a_dirty_tree(tmp_path, monkeypatch):
+    import json
+
+    from unfolded import artifacts
+    from unfolded.archive import archive_study
+    from unfolded.errors import UserError
+
+    tables = _tables(tmp_path)
+    run = tmp_path / "runs/d/m/lr0.01/seed0"
+    run.mkdir(parents=True)
+    (run / "provenance.json").write_text(json.dumps({"git_dirty": True, "git_commit": "abc"}))
+    (tmp_path / "bench").mkdir()
+    monkeypatch.setattr(artifacts, "_git_state", lambda: {"git_commit": "abc", "git_dirty": False})
+    arguments = ("s", tables, tmp_path / "runs", tmp_path / "bench", tmp_path / "archive/s", {})
+    with pytest.raises(UserError, match="uncommitted changes"):
+        archive_study(*arguments)
+    (run / "provenance.json").write_text(json.dumps({"git_dirty": False, "git_commit": "abc"}))
+    monkeypatch.setattr(artifacts, "_git_state", lambda: {"git_commit": "abc", "git_dirty": True})
+    with pytest.raises(UserError, match="working tree has uncommitted"):
+        archive_study(*arguments)
+    assert not (tmp_path / "archive/s/provenance.json").exists()
+    monkeypatch.setattr(artifacts, "_git_state", lambda: {"git_commit": "abc", "git_dirty": False})
+    meta = archive_study(*arguments)
+    assert meta["git_dirty"] is False and (tmp_path / "archive/s/provenance.json").exists()

@@ -4,6 +4,7 @@ and loading them back for figures and documents without training."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import math
 import os
@@ -38,15 +39,16 @@ def _refuse_dirty(runs_root: Path) -> None:
     from .artifacts import _git_state
     from .errors import UserError
 
+    # a run that did not record a clean tree (no git, or no record) counts as dirty
     dirty = sorted(str(path.parent) for path in runs_root.glob("*/*/lr*/seed*/provenance.json")
-                   if json.loads(path.read_text()).get("git_dirty"))
+                   if json.loads(path.read_text()).get("git_dirty", True) is not False)
     if dirty:
         raise UserError(f"archive: {len(dirty)} run(s) were trained from a working tree with uncommitted changes "
                         f"(git_dirty in their provenance.json, e.g. {dirty[0]}); commit, then rerun them "
                         f"(snakemake --forcerun train ...) before archiving")
-    if _git_state()["git_dirty"]:
-        raise UserError("archive: the working tree has uncommitted changes to tracked files (git status); commit "
-                        "them before archiving, so that the archive names the code that made it")
+    if _git_state()["git_dirty"] is not False:
+        raise UserError("archive: the working tree has uncommitted changes to tracked files, or git could not tell "
+                        "(git status); commit them before archiving, so that the archive names the code that made it")
 
 
 def _export_checkpoints(runs, runs_root: Path, destination: Path) -> dict[str, str]:
@@ -56,24 +58,27 @@ def _export_checkpoints(runs, runs_root: Path, destination: Path) -> dict[str, s
     import torch
 
     from .artifacts import atomic_path
+    from .errors import UserError
 
-    digests, total = {}, 0
+    digests, blobs, total = {}, {}, 0
     for row in runs[runs["selected"] & runs["lr"].notna()].itertuples():
         source = runs_root / row.dataset / row.model / f"lr{row.lr:g}" / f"seed{row.seed}" / "model.ckpt"
         if not source.exists():
             continue
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
-        relative = Path("checkpoints") / row.dataset / row.model / f"seed{row.seed}.pt"
+        buffer = io.BytesIO()
+        torch.save({"state_dict": checkpoint["state_dict"], "hyper_parameters": checkpoint["hyper_parameters"],
+                    "lr": float(row.lr), "seed": int(row.seed), "test_accuracy": float(row.test_accuracy)}, buffer)
+        total += buffer.getbuffer().nbytes
+        if total > CHECKPOINT_BUDGET:  # checked before anything is written
+            raise UserError(f"archive: the picked checkpoints exceed {CHECKPOINT_BUDGET / 2**20:.0f} MB; archive "
+                            "fewer runs or smaller models")
+        blobs[Path("checkpoints") / row.dataset / row.model / f"seed{row.seed}.pt"] = buffer.getvalue()
+    for relative, blob in blobs.items():
         (destination / relative).parent.mkdir(parents=True, exist_ok=True)
         with atomic_path(destination / relative) as temporary:
-            torch.save({"state_dict": checkpoint["state_dict"], "hyper_parameters": checkpoint["hyper_parameters"],
-                        "lr": float(row.lr), "seed": int(row.seed), "test_accuracy": float(row.test_accuracy)},
-                       temporary)
-        total += (destination / relative).stat().st_size
-        if total > CHECKPOINT_BUDGET:
-            raise RuntimeError(f"archive: the picked checkpoints exceed {CHECKPOINT_BUDGET / 2**20:.0f} MB; archive "
-                               "fewer runs or smaller models")
-        digests[str(relative)] = _sha256(destination / relative)
+            temporary.write_bytes(blob)
+        digests[str(relative)] = hashlib.sha256(blob).hexdigest()
     return digests
 
 
@@ -107,10 +112,13 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
     if not allow_dirty:
         _refuse_dirty(runs_root)
     destination.mkdir(parents=True, exist_ok=True)
+    runs = pd.read_csv(tables / "accuracy.csv")
+    # checkpoints first (refused as a whole above the budget), then the tables, provenance.json last: an
+    # archive without provenance.json is incomplete, and every reader says so
+    exported = _export_checkpoints(runs, runs_root, destination) if checkpoints else {}
     for name in (*ARCHIVE_TABLES, *(name for name in OPTIONAL_TABLES if (tables / name).exists())):
         with atomic_path(destination / name) as temporary:
             temporary.write_bytes((tables / name).read_bytes())
-    runs = pd.read_csv(tables / "accuracy.csv")
     seconds, wall, jobs = 0.0, 0.0, 0
     for path in benchmarks.rglob("*.tsv"):
         jobs += 1
@@ -120,7 +128,6 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
             else float(frame["s"].iloc[-1])
     commits = sorted({json.loads(path.read_text()).get("git_commit", "unknown")
                       for path in runs_root.glob("*/*/lr*/seed*/provenance.json")})
-    exported = _export_checkpoints(runs, runs_root, destination) if checkpoints else {}
     meta = provenance("study-archive", config, None, study_id=study_id, runs=int(len(runs)),
                       machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                               f"{os.cpu_count()} cores, {platform.system()}",

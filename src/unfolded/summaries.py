@@ -5,9 +5,9 @@ seed statistics beside the baselines and ceilings), depth extrapolation, and the
 Protocol (fixed before any model was trained): for each (dataset, model) the learning rate with
 the most correct validation answers summed over seeds is picked (exact integers; ties: the smaller
 rate); a pick at an end of a grid of several rates is flagged. At that rate, runs that diverged (below
-the majority class + ``DIVERGED_MARGIN`` while their siblings are not) are counted apart; the others'
-test accuracy is reported as median, mean, sample standard deviation (ddof = 1) and a 95% confidence
-interval from Student's t over seeds. Baselines (bag_of_embeddings, linear probe) and the known
+the majority class + ``DIVERGED_MARGIN`` on validation while most of their siblings are not) are
+counted apart; the others' test accuracy is reported as median, mean, sample standard deviation
+(ddof = 1) and a 95% confidence interval from Student's t over seeds. Baselines (bag_of_embeddings, linear probe) and the known
 ceilings of the generated tasks sit in the same table.
 """
 
@@ -133,12 +133,14 @@ def _clip(value: float) -> float:
 
 def validation_score(runs: pd.DataFrame) -> pd.Series:
     """What the learning-rate pick compares, per run: the number of correct validation answers (an exact
-    integer); for runs that did not record it (older archives), the validation accuracy rounded to 9
-    decimals, so that float noise (0.8119999999999999 against 0.812) is a tie, not a win."""
+    integer) where every run of its (dataset, model) recorded one; otherwise (older archives) the
+    validation accuracy rounded to 9 decimals, so that float noise (0.8119999999999999 against 0.812)
+    is a tie, not a win. One kind per (dataset, model): counts and accuracies are never compared."""
     rounded = runs["val_accuracy"].round(9)
     if "val_correct" not in runs:
         return rounded
-    return runs["val_correct"].where(runs["val_correct"].notna(), rounded)
+    counted = runs["val_correct"].notna().groupby([runs[key] for key in KEYS]).transform("all")
+    return runs["val_correct"].where(counted, rounded)
 
 
 def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
@@ -150,10 +152,13 @@ def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
     trained = runs[runs["lr"].notna()]
     if trained.empty:
         return runs
-    scores = trained.assign(score=validation_score(trained)).groupby([*KEYS, "lr"])["score"]
-    # a sum over the seeds when every run counts answers; a mean otherwise (older archives' accuracies)
-    counted = "val_correct" in trained and trained["val_correct"].notna().all()
-    means = (scores.sum() if counted else scores.mean().round(9)).rename("score").reset_index()
+    counted = (trained["val_correct"].notna() if "val_correct" in trained else pd.Series(False, index=trained.index))
+    counted = counted.groupby([trained[key] for key in KEYS]).transform("all")
+    scored = trained.assign(score=validation_score(trained), counted=counted)
+    # a sum of counts over the seeds where every run counts answers; a mean of accuracies otherwise
+    grouped = scored.groupby([*KEYS, "lr"])
+    means = grouped["score"].sum().where(grouped["counted"].all(), grouped["score"].mean().round(9))
+    means = means.rename("score").reset_index()
     means = means.sort_values([*KEYS, "score", "lr"], ascending=[True, True, False, True])
     picks = means.groupby(KEYS).head(1)[[*KEYS, "lr"]]
     picked = set(map(tuple, picks.to_numpy().tolist()))
@@ -163,16 +168,19 @@ def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
 
 
 def diverged_runs(runs: pd.DataFrame) -> pd.Series:
-    """Per run, whether it diverged: test accuracy below its majority class + ``DIVERGED_MARGIN`` while the
-    median of its (dataset, model, lr) group is not (its siblings converged). A group that sits at the
-    majority class as a whole has not diverged: it did not learn, and is reported as it is."""
+    """Per run, whether it diverged, judged on validation (never on test): its best validation accuracy is
+    below its majority class + ``DIVERGED_MARGIN`` while the median of its (dataset, model, lr) group is
+    not, and such runs are a strict minority of the group. A group that sits at the majority class as a
+    whole, or splits half and half, has not diverged: it is reported as it is."""
     from .thresholds import DIVERGED_MARGIN
 
-    low = runs["test_accuracy"] < runs["chance_accuracy"] + DIVERGED_MARGIN
-    groups = runs.groupby([*KEYS, "lr"], dropna=False)
-    median = groups["test_accuracy"].transform("median")
-    chance = groups["chance_accuracy"].transform("median")
-    return (low & (median >= chance + DIVERGED_MARGIN)).astype(bool)
+    score = runs["val_accuracy"] if "val_accuracy" in runs else runs["test_accuracy"]
+    low = score < runs["chance_accuracy"] + DIVERGED_MARGIN
+    keys = [runs[key] for key in ("dataset", "model")] + [runs["lr"].fillna(-1.0)]
+    median = score.groupby(keys).transform("median")
+    chance = runs["chance_accuracy"].groupby(keys).transform("median")
+    minority = low.groupby(keys).transform("sum") < low.groupby(keys).transform("size") / 2
+    return (low & (median >= chance + DIVERGED_MARGIN) & minority).astype(bool)
 
 
 def pick_at_edge(lr: float, grid: list[float]) -> bool:

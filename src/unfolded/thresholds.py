@@ -12,9 +12,9 @@ NEAR_CHANCE_MARGIN = 0.02
 WEIGHTS_MOVED = 0.01
 #: Significance level of the study's verdicts (two-sided p-values).
 SIGNIFICANCE_LEVEL = 0.05
-#: A run has diverged when its test accuracy is below the majority class plus this margin while the
-#: median of its sibling runs (same dataset, model and learning rate) is not: it is counted and shown
-#: apart, never averaged in.
+#: A run has diverged when its best validation accuracy is below the majority class plus this margin
+#: while the median of its sibling runs (same dataset, model and learning rate) is not, and such runs
+#: are a minority: it is counted and shown apart, never averaged in.
 DIVERGED_MARGIN = 0.05
 #: "Attention helps on task T" needs a median accuracy of at least the task's no-interaction ceiling
 #: plus this margin (and a significant paired gain over the same model without attention, Holm-corrected).

@@ -55,9 +55,11 @@ def _reference(row: pd.Series) -> tuple[float, str]:
     return math.nan, "none known"
 
 
-def _item_scores(predictions: pd.DataFrame, model: str) -> pd.Series:
-    """Per test item, the share of the model's converged picked seeds that answered it correctly."""
-    rows = predictions[(predictions["model"] == model) & ~predictions["diverged"]]
+def _item_scores(predictions: pd.DataFrame, model: str, converged_only: bool = True) -> pd.Series:
+    """Per test item, the share of the model's picked seeds (converged ones only, by default) that
+    answered it correctly."""
+    rows = predictions[predictions["model"] == model]
+    rows = rows[~rows["diverged"]] if converged_only else rows
     return rows.groupby("item")["correct"].mean()
 
 
@@ -83,25 +85,35 @@ def attention_verdicts(runs: pd.DataFrame, predictions: pd.DataFrame | None,
                    "seeds": len(ours), "control_seeds": len(theirs),
                    "diverged": int(ours["diverged"].sum()), "control_diverged": int(theirs["diverged"].sum()),
                    "median": float(converged["test_accuracy"].median()),
+                   "median_all": float(ours["test_accuracy"].median()),
                    "control_median": float(controls["test_accuracy"].median()),
                    "mean": float(converged["test_accuracy"].mean()),
                    "control_mean": float(controls["test_accuracy"].mean()),
                    "welch_p": welch_p(converged["test_accuracy"], controls["test_accuracy"])}
             row["paired_gain"], row["paired_p"], row["items"] = math.nan, math.nan, 0
+            row["paired_gain_all"], row["paired_p_all"] = math.nan, math.nan
             if predictions is not None:
                 here = predictions[predictions["dataset"] == dataset]
-                first, second = _item_scores(here, model), _item_scores(here, control)
-                if not first.empty and not second.empty:
+                # the verdict's test on converged runs, and the same with diverged runs kept (a sensitivity check)
+                for suffix, converged in (("", True), ("_all", False)):
+                    first, second = _item_scores(here, model, converged), _item_scores(here, control, converged)
+                    if first.empty or second.empty:
+                        continue
                     first, second = first.align(second, join="inner")
                     row["items"] = len(first)
-                    row["paired_gain"] = float((first - second).mean())
-                    row["paired_p"] = paired_permutation_p(first.to_numpy(), second.to_numpy(), draws=draws)
+                    row[f"paired_gain{suffix}"] = float((first - second).mean())
+                    row[f"paired_p{suffix}"] = (row["paired_p"] if suffix and not (row["diverged"] or row["control_diverged"])
+                                                else paired_permutation_p(first.to_numpy(), second.to_numpy(), draws=draws))
             rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
     table["holm_p"] = holm(table["paired_p"])
     table["verdict"] = [_verdict(row, level) for row in table.itertuples()]
+    # the same rule with diverged runs kept in (Holm over the same number of rows): does any verdict hinge on them?
+    sensitivity = table.assign(median=table["median_all"], paired_gain=table["paired_gain_all"],
+                               paired_p=table["paired_p_all"], holm_p=holm(table["paired_p_all"]))
+    table["verdict_with_diverged"] = [_verdict(row, level) for row in sensitivity.itertuples()]
     return table
 
 

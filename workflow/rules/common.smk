@@ -95,6 +95,8 @@ def figure_outputs(name):
 
 
 ARCHIVE = f"results/archive/{config['study']['id']}"
+# archives since the attention trial hold token_spread.csv, older ones do not (no token-spread figure)
+ARCHIVE_SPREAD = os.path.exists(f"{ARCHIVE}/token_spread.csv")
 
 
 def all_targets():
@@ -102,7 +104,7 @@ def all_targets():
         return [
             *figure_outputs("study_accuracy"),
             *figure_outputs("study_depth_extrapolation"),
-            *figure_outputs("study_token_spread"),
+            *(figure_outputs("study_token_spread") if ARCHIVE_SPREAD else []),
             "results/tables/study.md",
         ]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]

@@ -185,12 +185,13 @@ rule study_figures:
     input:
         archive=lambda wildcards: [
             f"{ARCHIVE}/{name}"
-            for name in ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "provenance.json", "token_spread.csv")
+            for name in ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "provenance.json")
+            + (("token_spread.csv",) if ARCHIVE_SPREAD else ())
         ],
     output:
         accuracy=figure_outputs("study_accuracy"),
         depth=figure_outputs("study_depth_extrapolation"),
-        spread=figure_outputs("study_token_spread"),
+        spread=figure_outputs("study_token_spread") if ARCHIVE_SPREAD else [],
         markdown="results/tables/study.md",
     log:
         "results/logs/figures/study.log",
@@ -201,7 +202,7 @@ rule study_figures:
         code=code("study-figures"),
         archive=lambda wildcards: ARCHIVE,
         config=inline_config(("figures",), exclude=("include",)),
+        spread=lambda wildcards, output: f"--spread {' '.join(output.spread)}" if ARCHIVE_SPREAD else "",
     shell:
         "python -m unfolded study-figures --config {params.config} --archive {params.archive}"
-        " --accuracy {output.accuracy} --depth {output.depth} --spread {output.spread} --markdown {output.markdown}"
-        " > {log} 2>&1"
+        " --accuracy {output.accuracy} --depth {output.depth} {params.spread} --markdown {output.markdown} > {log} 2>&1"

@@ -154,7 +154,7 @@ def _study_superseded(s: Sources) -> str:
     from .study import study_block
 
     return "\n\n".join(f"#### Study `{study_id}`\n\n" + study_block(s.study(study_id), superseded_by=s.study_id)
-                       for study_id in s.superseded)
+                       for study_id in s.superseded if study_id != s.study_id)
 
 
 def _study_headline(s: Sources) -> str:

@@ -355,23 +355,28 @@ def _trial_provenance(study: ArchivedStudy) -> str:
     picks = "learning rates picked on validation by a selection run on other seeds (`config/study-picks.yaml`)" \
         if (provenance.get("config") or {}).get("train", {}).get("learning_rate_picks") else \
         "learning rates picked on validation over the same seeds"
-    return (f"Study `{study.study_id}`: {provenance.get('train_jobs')} train jobs, seeds {seeds[0]}-{seeds[-1]} "
-            f"({len(seeds)} per model, each with its own train/validation split), {picks}; "
-            f"{provenance.get('job_hours', math.nan):.2f} job-hours on {provenance.get('machine')}, commit "
+    own = (provenance.get("config") or {}).get("data", {}).get("split_seed", 0) is None
+    splits = ", each with its own train/validation split" if own else ""
+    reported = int(study.runs["lr"].notna().sum())
+    return (f"Study `{study.study_id}`: {reported} reported train jobs, seeds {seeds[0]}-{seeds[-1]} "
+            f"({len(seeds)} per model{splits}), {picks}; {provenance.get('train_jobs')} train jobs and "
+            f"{provenance.get('job_hours', math.nan):.2f} job-hours in all on {provenance.get('machine')}, commits "
             f"{', '.join(f'`{str(c)[:7]}`' for c in commits)}.")
 
 
 def trial_block(study: ArchivedStudy) -> str:
     """docs/results.md: attention on trial in full: provenance, the rule, the verdict table, the controls,
     the token spread of the trained models, convergence, depth extrapolation and every model's accuracy."""
-    from .trial import controls_sentence, rule_text, spread_sentence, spread_table, verdict_table
+    from .trial import controls_sentence, rule_text, sensitivity_sentence, spread_sentence, spread_table, verdict_table
 
     verdicts = study.verdicts()
     lines = [_trial_provenance(study), "", rule_text(), "",
              "Paired test: per test item, the share of seeds that answered it correctly, with attention and "
              "without; a sign-flip permutation test on the summed difference (20,000 draws); Holm over every row "
-             "below. Diverged runs (below the majority class + 0.05 while their siblings are not) are counted apart "
-             "(div.). `*`: a reference, not a ceiling.", "", verdict_table(verdicts), ""]
+             "below. It conditions on the trained seeds (the spread between seeds enters through Welch's test, the "
+             "secondary column). Diverged runs (best validation accuracy below the majority class + 0.05 while most "
+             "of their siblings are not) are counted apart (div.). `*`: a reference, not a ceiling.", "",
+             verdict_table(verdicts), "", sensitivity_sentence(verdicts), ""]
     controls = controls_sentence(study.controls())
     if controls:
         lines += [controls, ""]

@@ -12,7 +12,8 @@ from ..diagnostics import COLLAPSE_THRESHOLD
 from ..thresholds import ATTENTION_HELPS_MARGIN, SIGNIFICANCE_LEVEL
 from .format import compact_table, fmt
 
-__all__ = ["SPREAD_MODELS", "controls_sentence", "rule_text", "spread_sentence", "spread_table", "verdict_table"]
+__all__ = ["SPREAD_MODELS", "controls_sentence", "rule_text", "sensitivity_sentence", "spread_sentence", "spread_table",
+           "verdict_table"]
 
 #: The trained models whose token spread tests the collapse hypothesis (docs/results.md).
 SPREAD_MODELS = ("unfolded_tied", "unfolded_tied-residual", "standard_tied")
@@ -43,13 +44,25 @@ def verdict_table(verdicts: pd.DataFrame, compact: bool = False) -> str:
         control_diverged = f" ({int(r.control_diverged)} div.)" if r.control_diverged else ""
         row = {"task (ceiling)": f"{r.dataset} ({fmt(r.reference)}{star})", "model": r.model,
                "median": f"{fmt(r.median)}{diverged}", "without attention": f"{fmt(r.control_median)}{control_diverged}",
-               "paired gain": f"{r.paired_gain:+.3f}", "p (Holm)": _p(r.holm_p)}
+               "paired gain": "n/a" if math.isnan(r.paired_gain) else f"{r.paired_gain:+.3f}", "p (Holm)": _p(r.holm_p)}
         if not compact:
             row.update({"seeds": f"{int(r.seeds)}/{int(r.control_seeds)}", "p (raw)": _p(r.paired_p),
                         "Welch p": _p(r.welch_p)})
         row["verdict"] = r.verdict
         rows.append(row)
     return compact_table(pd.DataFrame(rows)) if compact else pd.DataFrame(rows).to_markdown(index=False)
+
+
+def sensitivity_sentence(verdicts: pd.DataFrame) -> str:
+    """Whether any verdict changes when the diverged runs are kept in (the same rule and correction)."""
+    if "verdict_with_diverged" not in verdicts or not (verdicts["diverged"] + verdicts["control_diverged"]).any():
+        return "No picked run diverged."
+    changed = verdicts[verdicts["verdict"] != verdicts["verdict_with_diverged"]]
+    count = int((verdicts["diverged"] + verdicts["control_diverged"]).sum())
+    if changed.empty:
+        return f"With the {count} diverged run(s) kept in, every verdict stays the same."
+    cells = ", ".join(f"{r.dataset} {r.model}: {r.verdict_with_diverged}" for r in changed.itertuples())
+    return f"With the {count} diverged run(s) kept in, these verdicts change: {cells}."
 
 
 def controls_sentence(controls: pd.DataFrame) -> str:
