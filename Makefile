@@ -87,6 +87,8 @@ study-select: $(STAMP)
 study: $(STAMP)
 	$(BIN)/snakemake --cores all --configfile config/study.yaml config/study-picks.yaml
 	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-picks.yaml --study-id $(STUDY_ID)
+	$(BIN)/python -m unfolded depth-sweep --archive results/archive/$(STUDY_ID) \
+		--csv results/archive/$(STUDY_ID)/depth_sweep.csv --criterion results/tables/depth_sweep_criterion.csv
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)

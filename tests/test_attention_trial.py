@@ -385,3 +385,23 @@ def test_archive_refuses_runs_from_a_dirty_tree_and_a_dirty_tree(tmp_path, monke
     monkeypatch.setattr(artifacts, "_git_state", lambda: {"git_commit": "abc", "git_dirty": False})
     meta = archive_study(*arguments)
     assert meta["git_dirty"] is False and (tmp_path / "archive/s/provenance.json").exists()
+
+
+def test_the_depth_criterion_needs_both_neighbours_at_every_small_step_size():
+    from unfolded.summaries import sweep_criterion
+
+    rows = []
+    for seed in range(3):
+        for alpha, minus, plus in ((1.0, 0.3, 0.2), (0.75, 0.6, 0.7), (0.5, 0.95, 0.92), (0.25, 0.91, 0.97)):
+            for offset, accuracy in ((-1, minus), (0, 1.0 if alpha == 1.0 else 0.97), (1, plus)):
+                rows.append({"dataset": "d", "model": "unfolded_tied", "seed": seed, "alpha_ffn": alpha,
+                             "offset": offset, "test_accuracy": accuracy, "spectral_bound": 0.95})
+    sweep = pd.DataFrame(rows)
+    (row,) = sweep_criterion(sweep).to_dict("records")
+    assert row["threshold"] == pytest.approx(1 / 1.95)
+    assert row["alphas_below_threshold"] == "0.25/0.5"  # 0.75 is not below 0.513
+    assert row["held"] and row["worst_keep_below_threshold"] == pytest.approx(0.91)
+    assert row["keep_minus_1_at_1"] == pytest.approx(0.3) and row["keep_plus_1_at_1"] == pytest.approx(0.2)
+    sweep.loc[(sweep["alpha_ffn"] == 0.25) & (sweep["offset"] == -1), "test_accuracy"] = 0.89
+    (row,) = sweep_criterion(sweep).to_dict("records")
+    assert not row["held"] and row["worst_keep_below_threshold"] == pytest.approx(0.89)

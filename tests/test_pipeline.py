@@ -112,16 +112,17 @@ def test_outputs_are_valid(smoke_run):
                                    "energy"]
     # tied encoders only (no untied, no baselines), each at depths 1 to 4 x 2
     assert set(depth["model"]) == {"unfolded_tied", "unfolded_tied-residual", "unfolded_tied-learned_steps",
-                                   "unfolded_tied-multihead", "unfolded_tied-no_attention"}
-    assert len(depth) == 3 * 5 * 8 and depth["energy"].notna().all()
+                                   "unfolded_tied-multihead", "unfolded_tied-no_attention", "standard_tied-no_attention"}
+    assert len(depth) == 4 * 6 * 8
+    assert depth.loc[depth["model"].str.startswith("unfolded"), "energy"].notna().all()
     assert not {"train_seconds", "samples_per_second", "resumed"} & set(accuracy.columns)  # timings apart
     timings = pd.read_csv(smoke_run / "results/tables/timings.csv")
-    assert len(timings) == len(accuracy) - 3 and (timings["samples_per_second"] > 0).all()  # no probe timings
+    assert len(timings) == len(accuracy) - 4 and (timings["samples_per_second"] > 0).all()  # no probe timings
     curves = pd.read_parquet(smoke_run / "results/data/energy_curves.parquet")
     assert len(curves) == 2 * 3 * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
     summary = pd.read_csv(smoke_run / "results/tables/energy_summary.csv")
     # the energy curves, the plug-in energies' curves, then one trained curve per encoder run
-    assert len(summary) == 2 * 3 * 3 + 2 * len(REGISTRY) + 3 * 6
+    assert len(summary) == 2 * 3 * 3 + 2 * len(REGISTRY) + 4 * 7
     assert set(REGISTRY) <= set(summary["variant"])
     plugins = pd.read_parquet(smoke_run / "results/data/energy_plugins.parquet")
     assert {"effective_rank", "sense", "guarantee"} <= set(plugins.columns)
@@ -332,7 +333,13 @@ def test_archive_and_rebuild_the_study_without_training(smoke_run, tmp_path):
     result = snakemake(clone, "--configfile", "config/smoke.yaml", "--config", 'study={"from_archive": true, "id": "smoke"}')
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"study_figures": 1, "all": 1, "total": 2}
+    assert counts == {"study_figures": 1, "depth_sweep": 1, "all": 1, "total": 3}
+    # the depth sweep, rebuilt from the archived checkpoints alone: every unfolded_tied checkpoint at 4 step sizes
+    sweep = pd.read_csv(clone / "results/tables/depth_sweep.csv")
+    assert set(sweep["alpha_ffn"]) == {1.0, 0.75, 0.5, 0.25} and set(sweep["dataset"]) == set(config["train"]["datasets"])
+    at_one = sweep[(sweep["alpha_ffn"] == 1.0) & (sweep["offset"] == 0)].set_index("dataset")["test_accuracy"]
+    assert at_one.to_dict() == pytest.approx(runs[runs["model"] == "unfolded_tied"].set_index("dataset")["test_accuracy"]
+                                             .to_dict(), abs=1e-6)  # the trained step size gives the recorded accuracy
     assert Image.open(clone / "results/figures/study_depth_extrapolation.png").format == "PNG"
     text = (clone / "results/tables/study.md").read_text()
     assert "| equality (0.750)" in text and "unfolded_tied-no_attention" in text and "Every model of the study" in text

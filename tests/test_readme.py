@@ -76,7 +76,8 @@ def _block(text: str, name: str) -> str:
     return text.split(f"<!-- {name}:start -->\n", 1)[1].split(f"\n<!-- {name}:end -->", 1)[0]
 
 
-@pytest.mark.parametrize("name,document", [("study-headline", "README.md"), ("study", "docs/results.md")])
+@pytest.mark.parametrize("name,document", [("study-headline", "README.md"), ("study", "docs/results.md"),
+                                           ("study-superseded", "docs/results.md")])
 def test_the_committed_study_blocks_are_what_the_renderer_makes_of_the_committed_archive(name, document):
     """The study blocks quote the archive alone: rendered now from results/archive, they equal the
     committed text, so a change of the archive or of the study prose that was not regenerated fails."""
@@ -87,7 +88,8 @@ def test_the_committed_study_blocks_are_what_the_renderer_makes_of_the_committed
     config = load_config(None)
     sources = Sources(tables=ROOT / "results/tables", data=ROOT / "results/data", archive=ROOT / "results/archive",
                       study_id=config["study"]["id"], study_grid_jobs=len(run_specs(load_config("config/study.yaml"))),
-                      kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=0.0)
+                      kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=0.0,
+                      superseded=tuple(config["study"]["superseded"]))
     assert render([name], sources)[name] == _block((ROOT / document).read_text(), name)
 
 

@@ -297,6 +297,29 @@ def run_token_spread(args: argparse.Namespace) -> None:
     print(f"{args.csv}: {len(spread)} rows", file=sys.stderr)
 
 
+def run_depth_sweep(args: argparse.Namespace) -> None:
+    import json
+
+    from .artifacts import atomic_path
+    from .summaries import sweep_criterion
+    from .sweeps import alpha_ffn_sweep
+
+    provenance = Path(args.archive) / "provenance.json"
+    if not provenance.exists():
+        raise ConfigError(f"depth-sweep: {args.archive} is not an archived study (no provenance.json)")
+    # the study's own data settings rebuild each run's splits exactly as it trained on them
+    config = json.loads(provenance.read_text())["config"]
+    try:
+        sweep = alpha_ffn_sweep(Path(args.archive), config, progress=not args.no_progress)
+    except FileNotFoundError as error:
+        raise ConfigError(f"depth-sweep: {error}") from None
+    with atomic_path(args.csv) as temporary:
+        sweep.to_csv(temporary, index=False, float_format="%.6g")
+    with atomic_path(args.criterion) as temporary:
+        sweep_criterion(sweep).to_csv(temporary, index=False, float_format="%.6g")
+    print(f"{args.csv}: {len(sweep)} rows", file=sys.stderr)
+
+
 def run_regime_search(args: argparse.Namespace) -> None:
     from .artifacts import atomic_path, provenance, write_json
     from .curves import regime_search, select_regime
@@ -760,6 +783,17 @@ def build_parser() -> argparse.ArgumentParser:
     spread.add_argument("--csv", required=True, help="output CSV (results/tables/token_spread.csv)")
     spread.add_argument("--out", required=True, help="output parquet (read by fig_token_spread)")
     spread.set_defaults(run=run_token_spread)
+
+    sweep = stages.add_parser(
+        "depth-sweep", help="the feed-forward step size of archived tied unfolded checkpoints, at depths L-2 to L+2",
+        description="Load every archived unfolded_tied checkpoint of a study (weights only), set its feed-forward step "
+                    "size to 1, 0.75, 0.5 and 0.25 at inference, and record its test accuracy at depths L-2 to L+2; "
+                    "then test the prespecified criterion (unfolded.sweeps.sweep_criterion). No training.")
+    sweep.add_argument("--archive", required=True, help="results/archive/<study-id>")
+    sweep.add_argument("--csv", required=True, help="output CSV, one row per (dataset, model, seed, alpha, depth)")
+    sweep.add_argument("--criterion", required=True, help="output CSV, the criterion per (dataset, model)")
+    sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
+    sweep.set_defaults(run=run_depth_sweep)
 
     pick_rates = stages.add_parser(
         "pick-rates", help="fix a selection run's learning-rate picks in a config file",

@@ -37,6 +37,7 @@ __all__ = [
     "select_learning_rates",
     "summarise_accuracy",
     "summarise_runs",
+    "sweep_criterion",
     "token_spread_table",
     "training_curves",
     "validation_score",
@@ -299,3 +300,32 @@ def training_curves(run_dirs: list[Path], summary: pd.DataFrame) -> pd.DataFrame
     picked = set(map(tuple, summary[["dataset", "model", "lr"]].dropna().to_numpy().tolist()))
     curves = curves[[(d, m, lr) in picked for d, m, lr in curves[["dataset", "model", "lr"]].itertuples(index=False)]]
     return curves.reset_index(drop=True)
+
+
+def sweep_criterion(sweep: pd.DataFrame, keep: float | None = None) -> pd.DataFrame:
+    """Per (dataset, model): the median over seeds of the accuracy at L - 1 and L + 1 relative to the
+    accuracy at L with alpha_ffn = 1, at alpha_ffn = 1 and at every swept alpha below ``1 / (1 + s)``;
+    ``held``: both ratios at least ``keep`` (default ``DEPTH_KEEP``) at every such alpha."""
+    from .thresholds import DEPTH_KEEP
+
+    keep = DEPTH_KEEP if keep is None else keep
+    rows = []
+    for (dataset, model), group in sweep.groupby(["dataset", "model"], sort=True):
+        base = group[(group["alpha_ffn"] == 1.0) & (group["offset"] == 0)].set_index("seed")["test_accuracy"]
+
+        def ratio(alpha: float, offset: int, group: pd.DataFrame = group, base: pd.Series = base) -> float:
+            at = group[(group["alpha_ffn"] == alpha) & (group["offset"] == offset)].set_index("seed")["test_accuracy"]
+            return float((at / base).median())
+
+        threshold = 1.0 / (1.0 + float(group["spectral_bound"].iloc[0]))
+        small = sorted(a for a in group["alpha_ffn"].unique() if a < threshold)
+        row = {"dataset": dataset, "model": model, "seeds": int(base.size), "threshold": threshold,
+               "accuracy_at_L": float(base.median()),
+               "keep_minus_1_at_1": ratio(1.0, -1), "keep_plus_1_at_1": ratio(1.0, 1),
+               "keep_minus_2_at_1": ratio(1.0, -2), "keep_plus_2_at_1": ratio(1.0, 2)}
+        worst = [min(ratio(a, -1), ratio(a, 1)) for a in small]
+        row["alphas_below_threshold"] = "/".join(f"{a:g}" for a in small)
+        row["worst_keep_below_threshold"] = min(worst) if worst else math.nan
+        row["held"] = bool(worst) and min(worst) >= keep
+        rows.append(row)
+    return pd.DataFrame(rows)

@@ -3,7 +3,7 @@ compute them. The counting tolerances that compute the shares (``DESCENT_TOLERAN
 ``COLLAPSE_THRESHOLD``) are in :mod:`unfolded.diagnostics`; these live apart so that editing a verdict's
 threshold reruns no train or energy-curve job, only the documents that state verdicts."""
 
-__all__ = ["ATTENTION_HELPS_MARGIN", "DIVERGED_MARGIN", "NEAR_CHANCE_MARGIN", "SIGNIFICANCE_LEVEL", "WEIGHTS_MOVED"]
+__all__ = ["ATTENTION_HELPS_MARGIN", "DEPTH_KEEP", "DIVERGED_MARGIN", "NEAR_CHANCE_MARGIN", "SIGNIFICANCE_LEVEL", "WEIGHTS_MOVED"]
 
 #: A trained model is "no better than the majority class" when its test accuracy is at most the
 #: majority-class accuracy plus this margin.
@@ -19,3 +19,7 @@ DIVERGED_MARGIN = 0.05
 #: "Attention helps on task T" needs a median accuracy of at least the task's no-interaction ceiling
 #: plus this margin (and a significant paired gain over the same model without attention, Holm-corrected).
 ATTENTION_HELPS_MARGIN = 0.10
+#: The depth criterion, fixed before the feed-forward step-size sweep ran: once alpha_ffn < 1 / (1 + s)
+#: (s: the spectral bound of Wf), depths L - 1 and L + 1 keep at least this share of the accuracy at L
+#: with alpha_ffn = 1 (median over seeds).
+DEPTH_KEEP = 0.9

@@ -97,6 +97,8 @@ def figure_outputs(name):
 ARCHIVE = f"results/archive/{config['study']['id']}"
 # archives since the attention trial hold token_spread.csv, older ones do not (no token-spread figure)
 ARCHIVE_SPREAD = os.path.exists(f"{ARCHIVE}/token_spread.csv")
+# and weights-only checkpoints, from which the depth sweep is rebuilt without training
+ARCHIVE_CHECKPOINTS = os.path.isdir(f"{ARCHIVE}/checkpoints")
 
 
 def all_targets():
@@ -105,6 +107,7 @@ def all_targets():
             *figure_outputs("study_accuracy"),
             *figure_outputs("study_depth_extrapolation"),
             *(figure_outputs("study_token_spread") if ARCHIVE_SPREAD else []),
+            *(["results/tables/depth_sweep.csv"] if ARCHIVE_CHECKPOINTS else []),
             "results/tables/study.md",
         ]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]

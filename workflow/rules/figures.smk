@@ -179,6 +179,33 @@ rule spread_figure:
         "python -m unfolded figure fig_token_spread --config {params.config} --data {input} --out {output} > {log} 2>&1"
 
 
+rule depth_sweep:
+    """The depth mechanism on the archived study's unfolded_tied checkpoints, at inference only: the
+    feed-forward step size swept at depths L-2 to L+2, and the prespecified criterion."""
+    input:
+        lambda wildcards: [f"{ARCHIVE}/provenance.json"],
+    output:
+        csv="results/tables/depth_sweep.csv",
+        criterion="results/tables/depth_sweep_criterion.csv",
+    log:
+        "results/logs/depth_sweep.log",
+    benchmark:
+        "results/benchmarks/depth_sweep.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        code=code("depth-sweep"),
+        archive=lambda wildcards: ARCHIVE,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m unfolded depth-sweep --archive {params.archive} --csv {output.csv}"
+        " --criterion {output.criterion}"
+        " --no-progress > {log} 2>&1"
+
+
 rule study_figures:
     """The archived study's accuracy and depth-extrapolation figures and its README section, drawn
     from results/archive/<study.id>/ without training (snakemake --config study='{"from_archive": true}')."""

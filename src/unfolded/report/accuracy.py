@@ -20,6 +20,8 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
             "model": group["model"],
             "test accuracy": [f"{fmt(m)} ± {fmt(s)}" if not math.isnan(s) else fmt(m)
                               for m, s in zip(group["test_accuracy_mean"], group["test_accuracy_sd"], strict=True)],
+            **({"median": group["test_accuracy_median"].map(fmt)} if "test_accuracy_median" in group else {}),
+            **({"diverged": group["diverged"]} if "diverged" in group and group["diverged"].any() else {}),
             "95% CI": [f"[{fmt(lo)}, {fmt(hi)}]" if not math.isnan(lo) else ""
                        for lo, hi in zip(group["ci95_low"], group["ci95_high"], strict=True)],
             "seeds": group["seeds"],
@@ -31,15 +33,20 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
         first = group.iloc[0]
         ceilings = [f"majority class {fmt(first['chance_accuracy'])}"]
         if not math.isnan(first["bag_of_words_ceiling"]):
-            ceilings.append(f"best bag-of-words classifier {fmt(first['bag_of_words_ceiling'])} (from the generator)")
+            se = first.get("bag_of_words_ceiling_se", math.nan)
+            error = "" if se is None or math.isnan(se) else f" ± {se:.3f} (Monte Carlo)"
+            ceilings.append(f"best bag-of-words classifier {fmt(first['bag_of_words_ceiling'])}{error} (from the generator)")
+        if not math.isnan(first.get("no_interaction_ceiling", math.nan)):
+            ceilings.append(f"no token interactions {fmt(first['no_interaction_ceiling'])} (docs/theory.md §7)")
         if not math.isnan(first["oracle_ceiling"]):
             ceilings.append(f"oracle {fmt(first['oracle_ceiling'])}")
         parts.append(f"### {dataset}\n\n{table.to_markdown(index=False)}\n\nCeilings and floors: {'; '.join(ceilings)}.")
-    note = ("\n\nTest accuracy at the learning rate with the best mean validation accuracy (a pick at an end of its "
-            "grid is marked: the best rate may lie outside it; early stopping on "
+    note = ("\n\nTest accuracy at the learning rate with the most correct validation answers over the seeds (a pick "
+            "at an end of its grid is marked: the best rate may lie outside it; early stopping on "
             "validation accuracy; the best epoch is tested; epochs: mean over seeds, and how many seeds ran to the "
             "epoch cap instead of stopping early). ± is the sample standard deviation over seeds (ddof = 1), "
-            "the interval Student's t (clipped to [0, 1]). Variant runs (model-variant) may have fewer seeds than the "
+            "the interval Student's t (clipped to [0, 1]); diverged runs (if any) are counted apart and left out of "
+            "the mean, the median and the interval. Variant runs (model-variant) may have fewer seeds than the "
             "base models.\n")
     return "\n\n".join(parts) + note
 

@@ -390,6 +390,19 @@ def trial_block(study: ArchivedStudy) -> str:
     convergence = convergence_sentence(study.summary, cap)
     if convergence:
         lines += [convergence, ""]
+    if "selection_summary" in study.extras:
+        from .trial import selection_sentence
+
+        lines += [selection_sentence(study.extras["selection_summary"]), ""]
+    if "depth_sweep" in study.extras:
+        from ..summaries import sweep_criterion
+        from .trial import depth_sweep_sentence
+
+        criterion = sweep_criterion(study.extras["depth_sweep"])
+        lines += [depth_sweep_sentence(criterion), "",
+                  criterion.assign(**{c: criterion[c].map(lambda v: f"{v:.3f}") for c in criterion.columns
+                                      if c.startswith(("keep", "worst", "accuracy", "threshold"))})
+                  .to_markdown(index=False), ""]
     if not study.depth.empty:
         lines += [sentence + "\n" for sentence in depth_sentences(study.depth, study.summary)]
     lines += ["<details><summary>Every model of the study</summary>", "", accuracy_markdown(study.summary).strip(), "",
@@ -413,4 +426,9 @@ def trial_headline(study: ArchivedStudy) -> str:
         table = spread_table(study.extras["token_spread"], select_learning_rates(
             study.runs.drop(columns=["selected"], errors="ignore")))
         lines += ["", "`derived` " + spread_sentence(table)]
+    if "depth_sweep" in study.extras:
+        from ..summaries import sweep_criterion
+        from .trial import depth_sweep_sentence
+
+        lines += ["", depth_sweep_sentence(sweep_criterion(study.extras["depth_sweep"]))]
     return "\n".join(lines)

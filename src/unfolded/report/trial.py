@@ -12,8 +12,8 @@ from ..diagnostics import COLLAPSE_THRESHOLD
 from ..thresholds import ATTENTION_HELPS_MARGIN, SIGNIFICANCE_LEVEL
 from .format import compact_table, fmt
 
-__all__ = ["SPREAD_MODELS", "controls_sentence", "rule_text", "sensitivity_sentence", "spread_sentence", "spread_table",
-           "verdict_table"]
+__all__ = ["SPREAD_MODELS", "controls_sentence", "depth_sweep_sentence", "rule_text", "selection_sentence",
+           "sensitivity_sentence", "spread_sentence", "spread_table", "verdict_table"]
 
 #: The trained models whose token spread tests the collapse hypothesis (docs/results.md).
 SPREAD_MODELS = ("unfolded_tied", "unfolded_tied-residual", "standard_tied")
@@ -50,7 +50,7 @@ def verdict_table(verdicts: pd.DataFrame, compact: bool = False) -> str:
                         "Welch p": _p(r.welch_p)})
         row["verdict"] = r.verdict
         rows.append(row)
-    return compact_table(pd.DataFrame(rows)) if compact else pd.DataFrame(rows).to_markdown(index=False)
+    return compact_table(pd.DataFrame(rows)) if compact else pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def sensitivity_sentence(verdicts: pd.DataFrame) -> str:
@@ -63,6 +63,40 @@ def sensitivity_sentence(verdicts: pd.DataFrame) -> str:
         return f"With the {count} diverged run(s) kept in, every verdict stays the same."
     cells = ", ".join(f"{r.dataset} {r.model}: {r.verdict_with_diverged}" for r in changed.itertuples())
     return f"With the {count} diverged run(s) kept in, these verdicts change: {cells}."
+
+
+def selection_sentence(selection: pd.DataFrame, detail: bool = True) -> str:
+    """The learning-rate selection (its own seeds): how many picks sit at an end of their grid, flagged
+    (the best rate may lie outside the grid)."""
+    trained = selection[selection["lr"].notna()]
+    seeds = int(trained["seeds"].max())
+    edges = trained[trained["pick_at_edge"].astype(bool)]
+    listed = f" ({', '.join(f'{r.dataset} {r.model} {r.lr:g}' for r in edges.itertuples())})" if detail and len(edges) else ""
+    return (f"Learning-rate selection ({seeds} seeds per model, not reported): {len(edges)} of {len(trained)} picks "
+            f"sit at an end of their grid{listed}; flagged, not widened: the best rate may lie outside the grid.")
+
+
+def depth_sweep_sentence(criterion: pd.DataFrame) -> str:
+    """The depth mechanism against its prespecified criterion (:func:`unfolded.summaries.sweep_criterion`),
+    with the drops at L - 1 and L + 1 at the trained step size."""
+    from ..thresholds import DEPTH_KEEP
+
+    if criterion.empty:
+        return ""
+    threshold = float(criterion["threshold"].iloc[0])
+    held = criterion[criterion["held"].astype(bool)]
+    models = ", ".join(sorted(criterion["model"].unique()))
+
+    def span(column: str) -> str:
+        low, high = 100 * criterion[column].min(), 100 * criterion[column].max()
+        return f"{low:.0f}%" if round(low) == round(high) else f"{low:.0f}-{high:.0f}%"
+
+    listed = "; ".join(f"{r.dataset} {100 * r.worst_keep_below_threshold:.0f}%" for r in criterion.itertuples())
+    return (f"Depth, tested at inference on the archived {models} checkpoints (criterion fixed beforehand: once "
+            f"alpha_ffn < 1/(1+s) = {threshold:.3f}, L-1 and L+1 keep at least {100 * DEPTH_KEEP:.0f}% of the accuracy at "
+            f"L with alpha_ffn = 1, median over seeds): it held on {len(held)} of {len(criterion)} tasks (worst share "
+            f"kept: {listed}). At the trained alpha_ffn = 1, L-1 keeps {span('keep_minus_1_at_1')} and L+1 "
+            f"{span('keep_plus_1_at_1')}.")
 
 
 def controls_sentence(controls: pd.DataFrame) -> str:

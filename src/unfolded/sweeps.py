@@ -1,0 +1,83 @@
+"""Inference-only sweeps on a study's archived checkpoints (no training): the feed-forward step size of
+trained tied unfolded encoders, run at depths around the trained one (the depth mechanism,
+docs/results.md).
+
+`derived` With step size 1, the feed-forward step multiplies the state's distance to its minimiser by
+``-lambda`` along each eigenvector of ``Wf`` (docs/theory.md §2.2), so a state that oscillates from
+layer to layer sits on the other side at L - 1 and L + 1. A step size below ``1 / (1 + s)``, with ``s``
+the spectral bound of ``Wf``, keeps every factor ``1 - alpha (1 + lambda)`` non-negative: no
+oscillation. The criterion (:func:`unfolded.summaries.sweep_criterion`) was fixed before the sweep ran.
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .archive import load_checkpoint
+from .data import collate, prepare
+
+__all__ = ["SWEEP_ALPHAS", "accuracy_by_depth", "alpha_ffn_sweep"]
+
+#: The feed-forward step sizes of the sweep (1 is the trained one).
+SWEEP_ALPHAS = (1.0, 0.75, 0.5, 0.25)
+
+
+@torch.no_grad()
+def accuracy_by_depth(module, data, max_depth: int, split: str = "test", batch_size: int = 256) -> list[float]:
+    """Test accuracy of a tied encoder's classifier after each of ``max_depth`` layers (float32, eval mode,
+    one pass per batch): element ``t - 1`` is the accuracy at depth ``t``, computed as
+    :func:`unfolded.runs.depth_rows` computes it, without the energy trace."""
+    from torch.nn.utils import parametrize
+
+    module = module.eval().float().cpu()
+    sequences, labels = data.splits[split]
+    correct = torch.zeros(max_depth, dtype=torch.long)
+    for begin in range(0, len(labels), batch_size):
+        batch = collate([(sequences[i], labels[i]) for i in range(begin, min(begin + batch_size, len(labels)))])
+        if batch["inputs"].is_floating_point():
+            batch["inputs"] = batch["inputs"].float()
+        mask = batch["mask"]
+        with parametrize.cached():
+            states = module.encoder.states(module.embed(batch), mask, num_layers=max_depth)
+            for depth, hidden in enumerate(states):
+                correct[depth] += (module.head(hidden, mask).argmax(-1) == batch["labels"]).sum()
+    return [int(count) / len(labels) for count in correct]
+
+
+@torch.no_grad()
+def alpha_ffn_sweep(archive: Path, config: dict, models: tuple[str, ...] = ("unfolded_tied",),
+                    alphas: tuple[float, ...] = SWEEP_ALPHAS, offsets: tuple[int, ...] = (-2, -1, 0, 1, 2),
+                    progress: bool = True) -> pd.DataFrame:
+    """Test accuracy of every archived checkpoint of ``models`` with its feed-forward step size set to each
+    of ``alphas`` (every layer), at the depths ``L + offset``; one row per (dataset, model, seed, alpha,
+    depth). ``config``: the study's configuration (its data settings rebuild each run's test split)."""
+    paths = sorted(path for model in models for path in Path(archive).glob(f"checkpoints/*/{model}/seed*.pt"))
+    if not paths:
+        raise FileNotFoundError(f"no checkpoints of {list(models)} under {archive}/checkpoints (archived before "
+                                "checkpoints were kept?)")
+    rows = []
+    for path in tqdm(paths, desc="alpha_ffn sweep", disable=not progress):
+        dataset, model, seed = path.parent.parent.name, path.parent.name, int(path.stem.removeprefix("seed"))
+        module = load_checkpoint(path)
+        encoder = module.encoder
+        data = prepare(dataset, config, seed=seed)
+        trained = encoder.num_layers
+        bound = (module.hparams.get("encoder_options") or {}).get("spectral_bound") or math.nan
+        for alpha in alphas:
+            for layer in encoder.layers:
+                layer.alpha_ffn = alpha
+            accuracies = accuracy_by_depth(module, data, trained + max(offsets))
+            for offset in offsets:
+                depth = trained + offset
+                if depth < 1:
+                    continue
+                accuracy = accuracies[depth - 1]
+                rows.append({"dataset": dataset, "model": model, "seed": seed, "alpha_ffn": alpha,
+                             "trained_depth": trained, "offset": offset, "depth": depth,
+                             "test_accuracy": accuracy, "spectral_bound": bound})
+    return pd.DataFrame(rows)
