@@ -413,12 +413,13 @@ def trial_block(study: ArchivedStudy) -> str:
 def trial_headline(study: ArchivedStudy) -> str:
     """The README: the verdict table and one sentence each on the protocol, the controls, the token spread
     and the cost."""
-    from .trial import controls_sentence, spread_sentence, spread_table, verdict_table
+    from .trial import controls_sentence, sensitivity_sentence, spread_sentence, spread_table, verdict_table
 
     verdicts = study.verdicts()
     lines = [verdict_table(verdicts, compact=True), "",
              _trial_provenance(study) + " Paired sign-flip test on the shared test items, Holm over the "
-             f"{len(verdicts)} rows; `*`: a bag-of-words reference, not a ceiling. Rule and details: docs/results.md."]
+             f"{len(verdicts)} rows; `*`: a bag-of-words reference, not a ceiling; div.: diverged runs, counted apart. "
+             f"{sensitivity_sentence(verdicts)} Rule and details: docs/results.md."]
     controls = controls_sentence(study.controls())
     if controls:
         lines += ["", controls]
