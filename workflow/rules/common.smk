@@ -220,6 +220,11 @@ def timed_jobs():
         *expand(rules.synthetic.benchmark, experiment=("apollonius", "alternating", "kappa")),
         *[f"results/benchmarks/figures/{name}.tsv" for name in figure_names(synthetic=True)],
         *(["results/benchmarks/figures/fig_energies.tsv"] if "fig_energies" in config["figures"]["include"] else []),
+        *(
+            ["results/benchmarks/figures/fig_token_spread.tsv", "results/benchmarks/token_spread.tsv"]
+            if "fig_token_spread" in config["figures"]["include"]
+            else []
+        ),
         *expand(rules.energy_figure.benchmark, figure=sorted(per_dataset), dataset=config["datasets"]),
         *expand(
             rules.training_figure.benchmark,
