@@ -135,7 +135,7 @@ def spread_sentence(table: pd.DataFrame) -> str:
     cells = []
     for dataset, group in shown.groupby("dataset", sort=True):
         by = {r.model: r for r in group.itertuples()}
-        cells.append(f"{dataset} " + ", ".join(f"{model} {by[model].median:.2g}" for model in SPREAD_MODELS
+        cells.append(f"{dataset} " + ", ".join(f"{model} {by[model].median:.3g}" for model in SPREAD_MODELS
                                                  if model in by))
     collapsed = shown[shown["collapsed"] > shown["runs"] / 2]
     which = ", ".join(f"{r.dataset} {r.model}" for r in collapsed.itertuples()) or "none"
