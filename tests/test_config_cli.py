@@ -191,7 +191,8 @@ def test_data_info_lists_every_dataset_and_carries_on(tmp_path):
     result = _cli("data", "info", "--config", json.dumps({"data": {"cache_dir": str(tmp_path)}}))
     assert result.returncode == 0, result.stderr
     names = [line.split(":")[0] for line in result.stdout.splitlines()]
-    assert names == ["polarity", "order", "digits", "imdb", "sst2", "mnist", "cifar10", "glove-840B", "glove-6B"]
+    assert names == ["polarity", "order", "equality", "digits", "imdb", "sst2", "mnist", "cifar10", "glove-840B",
+                     "glove-6B"]
     assert "missing (about 2 GB to download into" in result.stdout and str(tmp_path) in result.stdout
     result = _cli("data", "info", "imdb", "polarity", "glove-6B", "--config", json.dumps({"data": {"cache_dir": str(tmp_path)}}))
     assert result.returncode == 3  # imdb and glove-6B are missing, but polarity is still described

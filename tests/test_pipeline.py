@@ -47,7 +47,7 @@ def test_dry_run(tmp_path, configfile):
         assert counts["fetch"] == 3
         assert "downloads glove-840B (about 2 GB) into" in output  # said before anything runs
         assert "results/runs/imdb/unfolded_tied/lr0.01/seed0" in output
-        assert "results/runs/sst2/bag_of_embeddings/lr0.001/seed2" in output
+        assert "results/runs/sst2/bag_of_embeddings/lr0.01/seed2" in output
     else:
         assert "fetch" not in counts and "downloads" not in output
 
