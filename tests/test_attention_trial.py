@@ -405,3 +405,31 @@ def test_the_depth_criterion_needs_both_neighbours_at_every_small_step_size():
     sweep.loc[(sweep["alpha_ffn"] == 0.25) & (sweep["offset"] == -1), "test_accuracy"] = 0.89
     (row,) = sweep_criterion(sweep).to_dict("records")
     assert not row["held"] and row["worst_keep_below_threshold"] == pytest.approx(0.89)
+
+
+def test_an_archived_checkpoint_of_the_study_gives_back_its_recorded_test_answers():
+    """The committed study keeps weights only; one checkpoint, loaded with weights_only=True, answers every test
+    item as the archived predictions say, and its SHA-256 is the one in the provenance."""
+    import hashlib
+    import json
+    from pathlib import Path
+
+    from unfolded.archive import load_checkpoint
+    from unfolded.config import load_config
+    from unfolded.data import prepare
+
+    root = Path("results/archive") / load_config(None)["study"]["id"]
+    provenance = json.loads((root / "provenance.json").read_text())
+    relative = "checkpoints/equality/unfolded_tied/seed3.pt"
+    assert hashlib.sha256((root / relative).read_bytes()).hexdigest() == provenance["checkpoint_sha256"][relative]
+    module = load_checkpoint(root / relative)
+    data = prepare("equality", provenance["config"], seed=3)
+    predicted = module.predict_split(data, "test").numpy()
+    archived = pd.read_parquet(root / "predictions.parquet")
+    archived = archived[(archived["dataset"] == "equality") & (archived["model"] == "unfolded_tied")
+                        & (archived["seed"] == 3)].sort_values("item")
+    assert (predicted == archived["prediction"].to_numpy()).all()
+    runs = pd.read_csv(root / "accuracy.csv")
+    (recorded,) = runs[(runs["dataset"] == "equality") & (runs["model"] == "unfolded_tied") & (runs["seed"] == 3)][
+        "test_correct"]
+    assert int((predicted == data.splits["test"][1].numpy()).sum()) == int(recorded)
