@@ -89,6 +89,8 @@ study: $(STAMP)
 	$(BIN)/python -m unfolded archive --config config/study.yaml config/study-picks.yaml --study-id $(STUDY_ID)
 	$(BIN)/python -m unfolded depth-sweep --archive results/archive/$(STUDY_ID) \
 		--csv results/archive/$(STUDY_ID)/depth_sweep.csv --criterion results/tables/depth_sweep_criterion.csv
+	$(BIN)/python -m unfolded trained-energies --archive results/archive/$(STUDY_ID) \
+		--csv results/archive/$(STUDY_ID)/trained_energies.csv
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)

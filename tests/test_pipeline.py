@@ -333,7 +333,12 @@ def test_archive_and_rebuild_the_study_without_training(smoke_run, tmp_path):
     result = snakemake(clone, "--configfile", "config/smoke.yaml", "--config", 'study={"from_archive": true, "id": "smoke"}')
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"study_figures": 1, "depth_sweep": 1, "all": 1, "total": 3}
+    assert counts == {"study_figures": 1, "depth_sweep": 1, "trained_energies": 1, "all": 1, "total": 4}
+    energies = pd.read_csv(clone / "results/tables/trained_energies.csv")
+    assert set(energies["model"]) == {"unfolded_tied", "unfolded_tied-residual"}
+    # every sub-step descends the energy its theorem names, on every trained run
+    theorems = energies[energies["guarantee"].str.startswith("theorem")]
+    assert len(theorems) == 3 * 2 * len(config["train"]["datasets"]) and (theorems["monotone_fraction"] == 1.0).all()
     # the depth sweep, rebuilt from the archived checkpoints alone: every unfolded_tied checkpoint at 4 step sizes
     sweep = pd.read_csv(clone / "results/tables/depth_sweep.csv")
     assert set(sweep["alpha_ffn"]) == {1.0, 0.75, 0.5, 0.25} and set(sweep["dataset"]) == set(config["train"]["datasets"])

@@ -20,9 +20,10 @@ ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.
 #: runs' per-item test predictions (every verdict can be recomputed), the token spread per layer, the
 #: attention verdicts and the controls against their ceilings as the study computed them, and the
 #: learning-rate selection's summary (``make study-select``), and the feed-forward step-size sweep of its
-#: checkpoints (``python -m unfolded depth-sweep``, written after the archive from its checkpoints)
+#: checkpoints and the energies their layers descend (``python -m unfolded depth-sweep``, ``trained-energies``:
+#: written after the archive, from its checkpoints)
 OPTIONAL_TABLES = ("predictions.parquet", "token_spread.csv", "verdicts.csv", "controls.csv", "selection_summary.csv",
-                   "depth_sweep.csv")
+                   "depth_sweep.csv", "trained_energies.csv")
 #: the most bytes of checkpoints one archived study may hold
 CHECKPOINT_BUDGET = 50 * 2**20
 

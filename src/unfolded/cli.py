@@ -320,6 +320,25 @@ def run_depth_sweep(args: argparse.Namespace) -> None:
     print(f"{args.csv}: {len(sweep)} rows", file=sys.stderr)
 
 
+def run_trained_energies(args: argparse.Namespace) -> None:
+    import json
+
+    from .artifacts import atomic_path
+    from .sweeps import trained_energies
+
+    provenance = Path(args.archive) / "provenance.json"
+    if not provenance.exists():
+        raise ConfigError(f"trained-energies: {args.archive} is not an archived study (no provenance.json)")
+    config = json.loads(provenance.read_text())["config"]
+    try:
+        table = trained_energies(Path(args.archive), config, samples=args.samples, progress=not args.no_progress)
+    except FileNotFoundError as error:
+        raise ConfigError(f"trained-energies: {error}") from None
+    with atomic_path(args.csv) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+    print(f"{args.csv}: {len(table)} rows", file=sys.stderr)
+
+
 def run_regime_search(args: argparse.Namespace) -> None:
     from .artifacts import atomic_path, provenance, write_json
     from .curves import regime_search, select_regime
@@ -794,6 +813,19 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--criterion", required=True, help="output CSV, the criterion per (dataset, model)")
     sweep.add_argument("--no-progress", action="store_true", help="no progress bar")
     sweep.set_defaults(run=run_depth_sweep)
+
+    energies = stages.add_parser(
+        "trained-energies", help="which energy the layers of archived unfolded checkpoints descend, step by step",
+        description="Load every archived unfolded_tied and unfolded_tied-residual checkpoint of a study (weights only) "
+                    "and measure, on test sequences in float64, each sub-step on the energy a theorem gives it (the "
+                    "pairwise term for attention, the feed-forward quadratic for its gradient step, that plus the ReLU "
+                    "indicator for the feed-forward sub-step) and every layer on the total energy with and without the "
+                    "authors' regulariser: non-increasing, strict and active shares per run. No training.")
+    energies.add_argument("--archive", required=True, help="results/archive/<study-id>")
+    energies.add_argument("--csv", required=True, help="output CSV, one row per (dataset, model, seed, energy)")
+    energies.add_argument("--samples", type=int, default=64, help="test sequences per run (default 64)")
+    energies.add_argument("--no-progress", action="store_true", help="no progress bar")
+    energies.set_defaults(run=run_trained_energies)
 
     pick_rates = stages.add_parser(
         "pick-rates", help="fix a selection run's learning-rate picks in a config file",

@@ -38,6 +38,7 @@ __all__ = [
     "summarise_accuracy",
     "summarise_runs",
     "sweep_criterion",
+    "trained_energy_table",
     "token_spread_table",
     "training_curves",
     "validation_score",
@@ -329,3 +330,12 @@ def sweep_criterion(sweep: pd.DataFrame, keep: float | None = None) -> pd.DataFr
         row["held"] = bool(worst) and min(worst) >= keep
         rows.append(row)
     return pd.DataFrame(rows)
+
+
+def trained_energy_table(energies: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, model, energy) of :func:`unfolded.sweeps.trained_energies`: the non-increasing share of
+    steps (mean over seeds and its minimum), the strict share and the active share."""
+    grouped = energies.groupby(["dataset", "model", "energy"], sort=False)
+    return grouped.agg(guarantee=("guarantee", "first"), seeds=("seed", "nunique"),
+                       non_increasing=("monotone_fraction", "mean"), non_increasing_min=("monotone_fraction", "min"),
+                       strict=("strict_fraction", "mean"), active=("active_fraction", "mean")).reset_index()

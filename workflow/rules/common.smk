@@ -107,7 +107,7 @@ def all_targets():
             *figure_outputs("study_accuracy"),
             *figure_outputs("study_depth_extrapolation"),
             *(figure_outputs("study_token_spread") if ARCHIVE_SPREAD else []),
-            *(["results/tables/depth_sweep.csv"] if ARCHIVE_CHECKPOINTS else []),
+            *(["results/tables/depth_sweep.csv", "results/tables/trained_energies.csv"] if ARCHIVE_CHECKPOINTS else []),
             "results/tables/study.md",
         ]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]

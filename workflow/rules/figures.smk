@@ -206,6 +206,31 @@ rule depth_sweep:
         " --no-progress > {log} 2>&1"
 
 
+rule trained_energies:
+    """Which energy the layers of the archived study's unfolded checkpoints descend, sub-step by sub-step,
+    and the totals with and without the regulariser (inference only)."""
+    input:
+        lambda wildcards: [f"{ARCHIVE}/provenance.json"],
+    output:
+        "results/tables/trained_energies.csv",
+    log:
+        "results/logs/trained_energies.log",
+    benchmark:
+        "results/benchmarks/trained_energies.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=4000,
+        runtime=30,
+    params:
+        code=code("trained-energies"),
+        archive=lambda wildcards: ARCHIVE,
+    shell:
+        "OMP_NUM_THREADS={threads} python -m unfolded trained-energies --archive {params.archive} --csv {output}"
+        " --no-progress > {log} 2>&1"
+
+
 rule study_figures:
     """The archived study's accuracy and depth-extrapolation figures and its README section, drawn
     from results/archive/<study.id>/ without training (snakemake --config study='{"from_archive": true}')."""

@@ -394,6 +394,19 @@ def trial_block(study: ArchivedStudy) -> str:
         from .trial import selection_sentence
 
         lines += [selection_sentence(study.extras["selection_summary"]), ""]
+    if "trained_energies" in study.extras:
+        from ..summaries import trained_energy_table
+        from .trial import trained_energy_sentence
+
+        table = trained_energy_table(study.extras["trained_energies"])
+        lines += ["`derived` " + trained_energy_sentence(table), "",
+                  table.assign(**{c: table[c].map(lambda v: f"{v:.3f}") for c in
+                                  ("non_increasing", "non_increasing_min", "strict", "active")})
+                  .to_markdown(index=False), "",
+                  "Shares over (test sequence, layer) steps, mean over seeds and the lowest seed; a step counts as "
+                  "rising above a relative tolerance of 1e-9. The first layer's input has negative entries, so its "
+                  "ReLU indicator is infinite before the feed-forward sub-step: that step counts as non-increasing "
+                  "but not strict.", ""]
     if "depth_sweep" in study.extras:
         from ..summaries import sweep_criterion
         from .trial import depth_sweep_sentence
@@ -427,6 +440,11 @@ def trial_headline(study: ArchivedStudy) -> str:
         table = spread_table(study.extras["token_spread"], select_learning_rates(
             study.runs.drop(columns=["selected"], errors="ignore")))
         lines += ["", "`derived` " + spread_sentence(table)]
+    if "trained_energies" in study.extras:
+        from ..summaries import trained_energy_table
+        from .trial import trained_energy_sentence
+
+        lines += ["", "`derived` " + trained_energy_sentence(trained_energy_table(study.extras["trained_energies"]))]
     if "depth_sweep" in study.extras:
         from ..summaries import sweep_criterion
         from .trial import depth_sweep_sentence

@@ -13,7 +13,7 @@ from ..thresholds import ATTENTION_HELPS_MARGIN, SIGNIFICANCE_LEVEL
 from .format import compact_table, fmt
 
 __all__ = ["SPREAD_MODELS", "controls_sentence", "depth_sweep_sentence", "rule_text", "selection_sentence",
-           "sensitivity_sentence", "spread_sentence", "spread_table", "verdict_table"]
+           "sensitivity_sentence", "spread_sentence", "spread_table", "trained_energy_sentence", "verdict_table"]
 
 #: The trained models whose token spread tests the collapse hypothesis (docs/results.md).
 SPREAD_MODELS = ("unfolded_tied", "unfolded_tied-residual", "standard_tied")
@@ -97,6 +97,26 @@ def depth_sweep_sentence(criterion: pd.DataFrame) -> str:
             f"L with alpha_ffn = 1, median over seeds): it held on {len(held)} of {len(criterion)} tasks (worst share "
             f"kept: {listed}). At the trained alpha_ffn = 1, L-1 keeps {span('keep_minus_1_at_1')} and L+1 "
             f"{span('keep_plus_1_at_1')}.")
+
+
+def trained_energy_sentence(table: pd.DataFrame) -> str:
+    """Which energy the trained layers descend: each theorem's energy on its sub-step, and the two totals."""
+    theorems = table[table["guarantee"].str.startswith("theorem")]
+    held = int((theorems["non_increasing_min"] >= 1.0).sum())
+    models = ", ".join(sorted(table["model"].unique()))
+    parts = [f"on the energy a theorem gives each sub-step, {held} of {len(theorems)} (task, model, sub-step) cells "
+             f"never rise on any seed"]
+    for name, label in (("total without the regulariser, layer", "the total without the regulariser"),
+                        ("total with the regulariser, layer", "the total with the authors' regulariser (what the runs "
+                                                                "record)")):
+        rows = table[table["energy"] == name]
+        if rows.empty:
+            continue
+        never = int((rows["non_increasing_min"] >= 1.0).sum())
+        worst = rows.loc[rows["non_increasing_min"].idxmin()]
+        parts.append(f"on {label}, {never} of {len(rows)} (task, model) pairs never rise (lowest share of layer steps "
+                     f"that do not rise: {worst['non_increasing_min']:.2f}, {worst['dataset']} {worst['model']})")
+    return (f"Trained energies ({models} checkpoints, test sequences, float64): " + "; ".join(parts) + ".")
 
 
 def controls_sentence(controls: pd.DataFrame) -> str:
