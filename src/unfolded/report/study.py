@@ -301,14 +301,16 @@ def study_block(study: ArchivedStudy, superseded_by: str | None = None) -> str:
         label = (f"**Superseded** by study `{superseded_by}` (above): its tasks could not show whether attention does "
                  f"work, its tests were unpaired and mostly uncorrected, and its follow-up checks reused seeds. "
                  f"Recomputed by the current code (learning-rate ties on exact counts, diverged runs apart).\n\n")
-        return label + _plain_block(study)
+        return label + _plain_block(study, cost=False)
     return _plain_block(study)
 
 
-def _plain_block(study: ArchivedStudy) -> str:
+def _plain_block(study: ArchivedStudy, cost: bool = True) -> str:
+    """``cost``: with the price of the current grid at this study's time per job (not for a superseded study,
+    whose grid is not the current one)."""
     checks = "".join(f"\n\n{paragraph}" for paragraph in study_checks(study))
     return (study_markdown(study.runs, study.summary, study.depth, study.provenance).strip() + checks + "\n\n"
-            + study_cost(study) + "\n\n<details><summary>Every model of the study</summary>\n\n"
+            + (study_cost(study) + "\n\n" if cost else "") + "<details><summary>Every model of the study</summary>\n\n"
             + accuracy_markdown(study.summary).strip() + "\n\n</details>")
 
 
@@ -444,7 +446,8 @@ def trial_headline(study: ArchivedStudy) -> str:
         from ..summaries import trained_energy_table
         from .trial import trained_energy_sentence
 
-        lines += ["", "`derived` " + trained_energy_sentence(trained_energy_table(study.extras["trained_energies"]))]
+        lines += ["", "`derived` " + trained_energy_sentence(trained_energy_table(study.extras["trained_energies"]),
+                                                             short=True)]
     if "depth_sweep" in study.extras:
         from ..summaries import sweep_criterion
         from .trial import depth_sweep_sentence

@@ -99,13 +99,14 @@ def depth_sweep_sentence(criterion: pd.DataFrame) -> str:
             f"{span('keep_plus_1_at_1')}.")
 
 
-def trained_energy_sentence(table: pd.DataFrame) -> str:
-    """Which energy the trained layers descend: each theorem's energy on its sub-step, and the two totals."""
+def trained_energy_sentence(table: pd.DataFrame, short: bool = False) -> str:
+    """Which energy the trained layers descend: each theorem's energy on its sub-step, and the two totals;
+    ``short``: the README's form."""
     theorems = table[table["guarantee"].str.startswith("theorem")]
     held = int((theorems["non_increasing_min"] >= 1.0).sum())
     models = ", ".join(sorted(table["model"].unique()))
-    parts = [f"on the energy a theorem gives each sub-step, {held} of {len(theorems)} (task, model, sub-step) cells "
-             f"never rise on any seed"]
+    parts = [f"on the energy its theorem names, {held} of {len(theorems)} (task, model, sub-step) cells never rise "
+             f"on any seed"]
     for name, label in (("total without the regulariser, layer", "the total without the regulariser"),
                         ("total with the regulariser, layer", "the total with the authors' regulariser (what the runs "
                                                                 "record)")):
@@ -114,9 +115,12 @@ def trained_energy_sentence(table: pd.DataFrame) -> str:
             continue
         never = int((rows["non_increasing_min"] >= 1.0).sum())
         worst = rows.loc[rows["non_increasing_min"].idxmin()]
-        parts.append(f"on {label}, {never} of {len(rows)} (task, model) pairs never rise (lowest share of layer steps "
-                     f"that do not rise: {worst['non_increasing_min']:.2f}, {worst['dataset']} {worst['model']})")
-    return (f"Trained energies ({models} checkpoints, test sequences, float64): " + "; ".join(parts) + ".")
+        low = f"; lowest non-rising share {worst['non_increasing_min']:.2f}, {worst['dataset']} {worst['model']}"
+        parts.append(f"on {label}, {never} of {len(rows)} (task, model) pairs never rise"
+                     + (low if never < len(rows) else ""))
+    head = "Trained energies, per step: " if short else \
+        f"Trained energies ({models} checkpoints, test sequences, float64), per step: "
+    return head + "; ".join(parts) + "."
 
 
 def controls_sentence(controls: pd.DataFrame) -> str:
