@@ -85,7 +85,7 @@ def _export_checkpoints(runs, runs_root: Path, destination: Path) -> dict[str, s
     return digests
 
 
-def load_checkpoint(path: Path, data=None):
+def load_checkpoint(path: Path):
     """A :class:`unfolded.training.SequenceClassifier` with the weights of an archived checkpoint (eval mode);
     loaded with ``weights_only=True``, so the file can only hold tensors and plain containers."""
     import torch

@@ -297,22 +297,27 @@ def run_token_spread(args: argparse.Namespace) -> None:
     print(f"{args.csv}: {len(spread)} rows", file=sys.stderr)
 
 
-def run_depth_sweep(args: argparse.Namespace) -> None:
+def _archived_measure(stage: str, archive: str, measure) -> object:
+    """Run ``measure(archive, config)`` on an archived study's checkpoints with the study's own config (its data
+    settings rebuild each run's splits exactly as it trained on them); user errors for what is missing."""
     import json
 
+    provenance = Path(archive) / "provenance.json"
+    if not provenance.exists():
+        raise ConfigError(f"{stage}: {archive} is not an archived study (no provenance.json)")
+    try:
+        return measure(Path(archive), json.loads(provenance.read_text())["config"])
+    except FileNotFoundError as error:
+        raise ConfigError(f"{stage}: {error}") from None
+
+
+def run_depth_sweep(args: argparse.Namespace) -> None:
     from .artifacts import atomic_path
     from .summaries import sweep_criterion
     from .sweeps import alpha_ffn_sweep
 
-    provenance = Path(args.archive) / "provenance.json"
-    if not provenance.exists():
-        raise ConfigError(f"depth-sweep: {args.archive} is not an archived study (no provenance.json)")
-    # the study's own data settings rebuild each run's splits exactly as it trained on them
-    config = json.loads(provenance.read_text())["config"]
-    try:
-        sweep = alpha_ffn_sweep(Path(args.archive), config, progress=not args.no_progress)
-    except FileNotFoundError as error:
-        raise ConfigError(f"depth-sweep: {error}") from None
+    sweep = _archived_measure("depth-sweep", args.archive,
+                              lambda archive, config: alpha_ffn_sweep(archive, config, progress=not args.no_progress))
     with atomic_path(args.csv) as temporary:
         sweep.to_csv(temporary, index=False, float_format="%.6g")
     with atomic_path(args.criterion) as temporary:
@@ -321,19 +326,13 @@ def run_depth_sweep(args: argparse.Namespace) -> None:
 
 
 def run_trained_energies(args: argparse.Namespace) -> None:
-    import json
-
     from .artifacts import atomic_path
     from .sweeps import trained_energies
 
-    provenance = Path(args.archive) / "provenance.json"
-    if not provenance.exists():
-        raise ConfigError(f"trained-energies: {args.archive} is not an archived study (no provenance.json)")
-    config = json.loads(provenance.read_text())["config"]
-    try:
-        table = trained_energies(Path(args.archive), config, samples=args.samples, progress=not args.no_progress)
-    except FileNotFoundError as error:
-        raise ConfigError(f"trained-energies: {error}") from None
+    if args.samples < 1:
+        raise ConfigError(f"trained-energies: --samples must be a positive integer, got {args.samples}")
+    table = _archived_measure("trained-energies", args.archive, lambda archive, config: trained_energies(
+        archive, config, samples=args.samples, progress=not args.no_progress))
     with atomic_path(args.csv) as temporary:
         table.to_csv(temporary, index=False, float_format="%.6g")
     print(f"{args.csv}: {len(table)} rows", file=sys.stderr)
@@ -442,6 +441,8 @@ def run_pick_rates(args: argparse.Namespace) -> None:
                           "(snakemake --cores all --configfile config/study.yaml config/study-selection.yaml)")
     summary = pd.read_csv(args.summary)
     trained = summary[summary["lr"].notna()]
+    if trained.empty:
+        raise ConfigError(f"pick-rates: {args.summary} holds no trained model (only baselines without a learning rate)")
     picks: dict = {}
     for row in trained.sort_values(["dataset", "model"]).itertuples():
         picks.setdefault(row.dataset, {})[row.model] = float(row.lr)

@@ -133,16 +133,19 @@ def _clip(value: float) -> float:
     return value if math.isnan(value) else min(1.0, max(0.0, value))
 
 
+def _counted(runs: pd.DataFrame) -> pd.Series:
+    """Per run, whether every run of its (dataset, model) recorded its count of correct validation answers."""
+    present = runs["val_correct"].notna() if "val_correct" in runs else pd.Series(False, index=runs.index)
+    return present.groupby([runs[key] for key in KEYS]).transform("all")
+
+
 def validation_score(runs: pd.DataFrame) -> pd.Series:
     """What the learning-rate pick compares, per run: the number of correct validation answers (an exact
     integer) where every run of its (dataset, model) recorded one; otherwise (older archives) the
     validation accuracy rounded to 9 decimals, so that float noise (0.8119999999999999 against 0.812)
     is a tie, not a win. One kind per (dataset, model): counts and accuracies are never compared."""
     rounded = runs["val_accuracy"].round(9)
-    if "val_correct" not in runs:
-        return rounded
-    counted = runs["val_correct"].notna().groupby([runs[key] for key in KEYS]).transform("all")
-    return runs["val_correct"].where(counted, rounded)
+    return runs["val_correct"].where(_counted(runs), rounded) if "val_correct" in runs else rounded
 
 
 def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
@@ -154,9 +157,7 @@ def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
     trained = runs[runs["lr"].notna()]
     if trained.empty:
         return runs
-    counted = (trained["val_correct"].notna() if "val_correct" in trained else pd.Series(False, index=trained.index))
-    counted = counted.groupby([trained[key] for key in KEYS]).transform("all")
-    scored = trained.assign(score=validation_score(trained), counted=counted)
+    scored = trained.assign(score=validation_score(trained), counted=_counted(trained))
     # a sum of counts over the seeds where every run counts answers; a mean of accuracies otherwise
     grouped = scored.groupby([*KEYS, "lr"])
     means = grouped["score"].sum().where(grouped["counted"].all(), grouped["score"].mean().round(9))

@@ -112,6 +112,7 @@ def trained_energies(archive: Path, config: dict, models: tuple[str, ...] = ("un
     for path in tqdm(paths, desc="trained energies", disable=not progress):
         dataset, model, seed = path.parent.parent.name, path.parent.name, int(path.stem.removeprefix("seed"))
         module = load_checkpoint(path).double()
+        recorded = float(torch.load(path, map_location="cpu", weights_only=True)["test_accuracy"])
         encoder = module.encoder
         data = prepare(dataset, config, seed=seed)
         sequences, labels = data.splits["test"]
@@ -152,11 +153,7 @@ def trained_energies(archive: Path, config: dict, models: tuple[str, ...] = ("un
         for name, (before, after) in steps.items():
             row = curve_summary_row(torch.stack(before, -1), torch.stack(after, -1), relative)
             rows.append({"dataset": dataset, "model": model, "seed": seed, "energy": name,
-                         "guarantee": TRAINED_ENERGIES[name], "test_accuracy": _recorded_accuracy(path),
+                         "guarantee": TRAINED_ENERGIES[name], "test_accuracy": recorded,
                          **{key: row[key] for key in ("samples", "steps", "monotone_fraction", "strict_fraction",
                                                       "active_fraction", "monotone_fraction_active")}})
     return pd.DataFrame(rows)
-
-
-def _recorded_accuracy(path: Path) -> float:
-    return float(torch.load(path, map_location="cpu", weights_only=True)["test_accuracy"])

@@ -238,18 +238,23 @@ def order_task(
     total = vocab_size + 2
     marker_a, marker_b = 2, 3  # ids: 0 pad, 1 unk, 2 A, 3 B, then neutral words
 
+    def item(label: int) -> torch.Tensor:
+        length = int(torch.randint(min_length, max_length + 1, (), generator=generator))
+        ids = torch.randint(4, total, (length,), generator=generator)
+        first, second = sorted(torch.randperm(length, generator=generator)[:2].tolist())
+        ids[first], ids[second] = (marker_a, marker_b) if label else (marker_b, marker_a)
+        return ids
+
+    return _balanced_splits(item, n_train, n_test, total, d, generator)
+
+
+def _balanced_splits(item, n_train: int, n_test: int, total: int, d: int, generator: torch.Generator) -> dict:
+    """Train and test splits of ``item(label)`` sequences with exactly balanced labels (the i-th item has
+    label ``i % 2``), each split shuffled, then seeded frozen vectors for ``total`` ids (``<pad>`` zero)."""
     def draw(count: int):
-        sequences, labels = [], []
-        for index in range(count):
-            label = index % 2  # exactly balanced
-            length = int(torch.randint(min_length, max_length + 1, (), generator=generator))
-            ids = torch.randint(4, total, (length,), generator=generator)
-            first, second = sorted(torch.randperm(length, generator=generator)[:2].tolist())
-            ids[first], ids[second] = (marker_a, marker_b) if label else (marker_b, marker_a)
-            sequences.append(ids)
-            labels.append(label)
+        sequences = [item(index % 2) for index in range(count)]
         order = torch.randperm(count, generator=generator).tolist()
-        return [sequences[i] for i in order], torch.tensor(labels)[order]
+        return [sequences[i] for i in order], torch.tensor([index % 2 for index in range(count)])[order]
 
     train, test = draw(n_train), draw(n_test)
     vectors = torch.randn(total, d, generator=generator) / d**0.5
@@ -286,21 +291,12 @@ def equality_task(
     generator = torch.Generator().manual_seed(seed)
     total = symbols + 2  # ids: 0 pad, 1 unk, then the symbols
 
-    def draw(count: int):
-        sequences, labels = [], []
-        for index in range(count):
-            label = index % 2  # exactly balanced
-            a = int(torch.randint(symbols, (), generator=generator))
-            b = a if label else int(torch.randint(symbols - 1, (), generator=generator))
-            b = b + 1 if not label and b >= a else b
-            length = int(torch.randint(min_length, max_length + 1, (), generator=generator))
-            fillers = torch.randint(2, total, (length - 2,), generator=generator)
-            sequences.append(torch.cat([torch.tensor([a + 2, b + 2]), fillers]))
-            labels.append(label)
-        order = torch.randperm(count, generator=generator).tolist()
-        return [sequences[i] for i in order], torch.tensor(labels)[order]
+    def item(label: int) -> torch.Tensor:
+        a = int(torch.randint(symbols, (), generator=generator))
+        b = a if label else int(torch.randint(symbols - 1, (), generator=generator))
+        b = b + 1 if not label and b >= a else b
+        length = int(torch.randint(min_length, max_length + 1, (), generator=generator))
+        fillers = torch.randint(2, total, (length - 2,), generator=generator)
+        return torch.cat([torch.tensor([a + 2, b + 2]), fillers])
 
-    train, test = draw(n_train), draw(n_test)
-    vectors = torch.randn(total, d, generator=generator) / d**0.5
-    vectors[0] = 0.0
-    return {"train": train, "test": test, "vectors": vectors}
+    return _balanced_splits(item, n_train, n_test, total, d, generator)

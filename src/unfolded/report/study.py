@@ -271,6 +271,15 @@ class ArchivedStudy:
 
         return control_checks(self.runs)
 
+    def spread(self) -> pd.DataFrame | None:
+        """The token spread after the last layer of the picked runs (:func:`report.trial.spread_table`), if archived."""
+        if "token_spread" not in self.extras:
+            return None
+        from .trial import spread_table
+
+        return spread_table(self.extras["token_spread"],
+                            select_learning_rates(self.runs.drop(columns=["selected"], errors="ignore")))
+
 
 def study_cost(study: ArchivedStudy, short: bool = False) -> str:
     """The full grid's job count (as a dry run of config/study.yaml lists it) and its cost at the
@@ -369,7 +378,7 @@ def _trial_provenance(study: ArchivedStudy) -> str:
 def trial_block(study: ArchivedStudy) -> str:
     """docs/results.md: attention on trial in full: provenance, the rule, the verdict table, the controls,
     the token spread of the trained models, convergence, depth extrapolation and every model's accuracy."""
-    from .trial import controls_sentence, rule_text, sensitivity_sentence, spread_sentence, spread_table, verdict_table
+    from .trial import controls_sentence, rule_text, sensitivity_sentence, spread_sentence, verdict_table
 
     verdicts = study.verdicts()
     lines = [_trial_provenance(study), "", rule_text(), "",
@@ -382,9 +391,8 @@ def trial_block(study: ArchivedStudy) -> str:
     controls = controls_sentence(study.controls())
     if controls:
         lines += [controls, ""]
-    if "token_spread" in study.extras:
-        table = spread_table(study.extras["token_spread"], select_learning_rates(
-            study.runs.drop(columns=["selected"], errors="ignore")))
+    table = study.spread()
+    if table is not None:
         lines += ["`derived` " + spread_sentence(table), "",
                   table.assign(**{c: table[c].map(lambda v: f"{v:.3g}") for c in ("median", "min", "max")})
                   .to_markdown(index=False), ""]
@@ -428,7 +436,7 @@ def trial_block(study: ArchivedStudy) -> str:
 def trial_headline(study: ArchivedStudy) -> str:
     """The README: the verdict table and one sentence each on the protocol, the controls, the token spread
     and the cost."""
-    from .trial import controls_sentence, sensitivity_sentence, spread_sentence, spread_table, verdict_table
+    from .trial import controls_sentence, sensitivity_sentence, spread_sentence, verdict_table
 
     verdicts = study.verdicts()
     lines = [verdict_table(verdicts, compact=True), "",
@@ -438,9 +446,8 @@ def trial_headline(study: ArchivedStudy) -> str:
     controls = controls_sentence(study.controls())
     if controls:
         lines += ["", controls]
-    if "token_spread" in study.extras:
-        table = spread_table(study.extras["token_spread"], select_learning_rates(
-            study.runs.drop(columns=["selected"], errors="ignore")))
+    table = study.spread()
+    if table is not None:
         lines += ["", "`derived` " + spread_sentence(table)]
     if "trained_energies" in study.extras:
         from ..summaries import trained_energy_table
