@@ -278,7 +278,7 @@ def run_energy_summary(args: argparse.Namespace) -> None:
             layer_decomposition(table).to_csv(temporary, index=False, float_format="%.6g")
     if args.markdown:
         write_text(args.markdown, energy_summary_markdown(summary))
-    print(f"{args.csv}: {len(summary)} curves", file=sys.stderr)
+    print(f"{args.csv}: {len(summary)} rows (curve, energy)", file=sys.stderr)
 
 
 def run_token_spread(args: argparse.Namespace) -> None:
@@ -360,6 +360,55 @@ def run_regime_search(args: argparse.Namespace) -> None:
     print(f"regime search: pick {pick}", file=sys.stderr)
 
 
+def run_recipe_search(args: argparse.Namespace) -> None:
+    from .artifacts import atomic_path, provenance, write_json
+    from .recipes import recipe_search
+
+    config = load_config(args.config)
+    _check_data_names([args.dataset])
+    table = recipe_search(config, args.dataset, Path(args.workdir), progress=not args.no_progress)
+    with atomic_path(args.csv) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+    settings = {"energy_curves": config["energy_curves"], "data": config["data"], "width": config["train"]["width"]}
+    write_json(Path(args.csv).with_suffix(".provenance.json"), provenance("recipe-search", settings, None,
+                                                                          dataset=args.dataset))
+    print(f"{args.csv}: {len(table)} runs", file=sys.stderr)
+
+
+def run_recipe_pick(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .artifacts import write_text
+    from .recipes import select_recipe
+    from .report.figure6 import recipe_page
+
+    missing = [path for path in args.csv if not Path(path).exists()]
+    if missing:
+        raise ConfigError(f"recipe-pick: {missing} do not exist; run the search first (snakemake recipe_search)")
+    table = pd.concat([pd.read_csv(path) for path in args.csv], ignore_index=True)
+    pick = select_recipe(table)
+    configured = load_config(args.config)["energy_curves"]["learned_recipe"]
+    write_text(args.markdown, recipe_page(table, pick, configured))
+    print(f"recipe search: pick {pick['optimizer']} lr {pick['lr']:g}; {pick['learned']} of {pick['pairs']} "
+          f"(dataset, variant) pairs learn under it ({', '.join(pick['learning']) or 'none'})", file=sys.stderr)
+
+
+def run_learned_models(args: argparse.Namespace) -> None:
+    from .artifacts import atomic_path, provenance, write_json
+    from .recipes import train_learned
+
+    config = load_config(args.config)
+    _check_data_names([args.dataset])
+    table = train_learned(config, args.dataset, Path(args.workdir), Path(args.checkpoints),
+                          progress=not args.no_progress)
+    with atomic_path(args.csv) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+    settings = {"energy_curves": config["energy_curves"], "data": config["data"], "width": config["train"]["width"]}
+    write_json(Path(args.csv).with_suffix(".provenance.json"), provenance("learned-models", settings, None,
+                                                                          dataset=args.dataset))
+    print(f"{args.csv}: {len(table)} models, {int(table['learned'].sum())} learned", file=sys.stderr)
+
+
 def run_page(args: argparse.Namespace) -> None:
     import json
 
@@ -414,7 +463,8 @@ def run_accuracy(args: argparse.Namespace) -> None:
                       provenance("accuracy", {"runs": len(runs)}, None))
     curves = None
     if args.energy_curves:
-        curves = curve_summary(pd.concat([pd.read_parquet(p) for p in args.energy_curves], ignore_index=True))
+        curves = curve_summary(pd.concat([pd.read_parquet(p) for p in args.energy_curves], ignore_index=True),
+                               energies=False)
     write_text(args.markdown, accuracy_page(summary, curves))
     if args.training_curves:
         write_parquet(training_curves(args.runs, summary), args.training_curves, provenance("accuracy", {}, None))
@@ -744,6 +794,39 @@ def build_parser() -> argparse.ArgumentParser:
     regime.add_argument("--csv", required=True, help="output CSV, one row per curve (a .provenance.json is written beside it)")
     regime.add_argument("--no-progress", action="store_true", help="no progress bar")
     regime.set_defaults(run=run_regime_search)
+
+    search = stages.add_parser(
+        "recipe-search", help="Figure 6: train the energy-curve models on a grid of recipes (selection seeds)",
+        description="Every (optimizer, learning rate) of energy_curves.recipe_search trains every variant on the "
+                    "selection seeds of one dataset, with validation; one row per run (the rule that picks one "
+                    "recipe from these rows is in unfolded.recipes; run recipe-pick on every dataset's table).")
+    _config_argument(search)
+    search.add_argument("--dataset", required=True, help="dataset to train on")
+    search.add_argument("--csv", required=True, help="output CSV, one row per (variant, recipe, seed)")
+    search.add_argument("--workdir", required=True, help="Lightning checkpoints and logs of the runs")
+    search.add_argument("--no-progress", action="store_true", help="no progress bar")
+    search.set_defaults(run=run_recipe_search)
+
+    pick = stages.add_parser(
+        "recipe-pick", help="apply the prespecified rule to the recipe search's tables",
+        description="Reads every dataset's recipe-search table, picks one recipe for all models (unfolded.recipes) "
+                    "and writes the search as Markdown, with whether energy_curves.learned_recipe matches the pick.")
+    _config_argument(pick)
+    pick.add_argument("--csv", nargs="+", required=True, help="recipe-search tables, one per dataset")
+    pick.add_argument("--markdown", required=True, help="output Markdown page")
+    pick.set_defaults(run=run_recipe_pick)
+
+    learned = stages.add_parser(
+        "learned-models", help="Figure 6: train the energy-curve models at energy_curves.learned_recipe (fresh seeds)",
+        description="Trains every variant of energy_curves.recipe_search.variants at the configured learned recipe "
+                    "on its seeds and saves weights-only checkpoints (loaded by unfolded.recipes.load_learned).")
+    _config_argument(learned)
+    learned.add_argument("--dataset", required=True, help="dataset to train on")
+    learned.add_argument("--csv", required=True, help="output CSV, one row per model")
+    learned.add_argument("--checkpoints", required=True, help="directory for <dataset>/<variant>/seed<k>.pt")
+    learned.add_argument("--workdir", required=True, help="Lightning checkpoints and logs of the runs")
+    learned.add_argument("--no-progress", action="store_true", help="no progress bar")
+    learned.set_defaults(run=run_learned_models)
 
     summary = stages.add_parser(
         "energy-summary", help="one row per energy curve: monotone, strict and active shares, collapse layer",

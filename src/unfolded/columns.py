@@ -30,7 +30,9 @@ def trace_rows(trace: LayerTrace, indices: list[int], **columns) -> pd.DataFrame
     ``energy`` is the plotted curve; ``step_before``/``step_middle``/``step_after`` are the energies of
     the layer that produced this state, at its input, after its attention sub-step and at its
     output (NaN at layer 0); ``spread`` is the token spread and ``relative_spread`` the same divided
-    by its layer-0 value; ``update`` the relative change of the state."""
+    by its layer-0 value; ``update`` the relative change of the state; ``<key>_before``/``<key>_after``
+    each energy of :data:`unfolded.models.SUBSTEP_ENERGIES` around the step it is about (unfolded
+    models only)."""
     samples, layers = trace.energies.shape
     nan_column = torch.full((samples, 1), float("nan"), dtype=torch.float64)
 
@@ -50,4 +52,6 @@ def trace_rows(trace: LayerTrace, indices: list[int], **columns) -> pd.DataFrame
         "spread": spread.reshape(-1).numpy(),
         "relative_spread": relative.reshape(-1).numpy(),
         "update": padded(trace.update),
+        **{f"{key}_{end}": padded(values[i]) for key, values in trace.substeps.items()
+           for i, end in enumerate(("before", "after"))},
     })

@@ -21,10 +21,11 @@ from .training import SequenceClassifier, fit
 __all__ = ["energy_curves", "regime_search", "select_regime", "variant_options"]
 
 
-def _module(data: PreparedData, encoder, width: int, lr: float, checkpoint_dir: Path) -> SequenceClassifier:
+def _module(data: PreparedData, encoder, width: int, lr: float, checkpoint_dir: Path,
+            optimizer: str = "sgd") -> SequenceClassifier:
     return SequenceClassifier(
         kind=data.kind, input_dim=data.input_dim, num_classes=data.num_classes, model="unfolded_tied",
-        width=width, num_layers=encoder.num_layers, vectors=data.vectors, encoder=encoder, optimizer="sgd",
+        width=width, num_layers=encoder.num_layers, vectors=data.vectors, encoder=encoder, optimizer=optimizer,
         lr=lr, scheduler="none", diagnostics_dir=str(checkpoint_dir),
     )
 

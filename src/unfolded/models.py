@@ -8,17 +8,18 @@ before the first layer and after each layer.
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from torch import Tensor, nn
 from torch.nn.utils import parametrize
 
 from .bounds import ATTENTION_STEP_BOUND, ffn_step_bound
-from .energy import layernorm_projection, total_energy
+from .energy import attention_energy, ffn_energy, layernorm_projection, relu_indicator, total_energy
 from .steps import ATTENTION_VARIANTS, attention_step, ffn_step, relu_step
 
 __all__ = [
+    "SUBSTEP_ENERGIES",
     "EncoderOutput",
     "LayerTrace",
     "StandardTransformer",
@@ -45,7 +46,9 @@ class LayerTrace:
     sub-step, and at its output; ``after - before`` is the step's change on one function, and
     ``middle - before`` the attention sub-step's share of it (NaN where a layer has no energy
     split). ``spread (b, L + 1)``: :func:`unfolded.diagnostics.token_spread` of each state;
-    ``update (b, L)``: ``|Y_t - Y_{t-1}| / |Y_{t-1}|`` over real tokens.
+    ``update (b, L)``: ``|Y_t - Y_{t-1}| / |Y_{t-1}|`` over real tokens. ``substeps``: for each key of
+    :data:`SUBSTEP_ENERGIES`, the pair ``(before, after)`` of ``(b, L)`` energies around the step that
+    energy is about (empty for models without an energy, such as the standard Transformer).
     """
 
     energies: Tensor
@@ -54,6 +57,44 @@ class LayerTrace:
     after: Tensor
     spread: Tensor
     update: Tensor
+    substeps: dict[str, tuple[Tensor, Tensor]] = field(default_factory=dict)
+
+
+#: The energies measured around each layer step of an unfolded model, keyed by the column stem of
+#: :func:`unfolded.columns.trace_rows`: (name, what guarantees that the step does not raise it, tag).
+#: The three sub-step energies are the theorems' (docs/theory.md §2), each checked on the sub-step
+#: it is about; the two totals are checked on the whole layer, where no theorem covers alternating
+#: sub-steps (§3.3; the paper's Figures 2-3 show such a sum can rise).
+SUBSTEP_ENERGIES = {
+    "pairwise": ("pairwise term, attention sub-step", "theorem (MM step, §2.1)"),
+    "ffn_quadratic": ("feed-forward quadratic, gradient sub-step", "theorem (gradient step, §2.2)"),
+    "ffn_relu": ("feed-forward + ReLU indicator, feed-forward sub-step", "theorem (proximal gradient step, §2.3)"),
+    "total": ("total without the regulariser, layer", "no theorem (alternating steps, §3.3)"),
+    "total_regularised": ("total with the regulariser, layer", "no theorem; the authors' energy (regularise_energy: true)"),
+}
+
+
+def substep_energies(layer, Y: Tensor, attended: Tensor, out: Tensor, mask: Tensor | None,
+                     alpha_ffn: float | Tensor | None) -> dict[str, tuple[Tensor, Tensor]]:
+    """Each energy of :data:`SUBSTEP_ENERGIES` before and after the step it is about, for one layer step
+    ``Y -> attended -> out`` of ``layer`` (evaluated in float32 or float64), ``(b,)`` each."""
+    Y, attended, out = _energy_precision(Y), _energy_precision(attended), _energy_precision(out)
+    dtype = Y.dtype
+    with torch.autocast(Y.device.type, enabled=False):
+        W, Wf, B = layer.W.to(dtype), layer.ffn_weight().to(dtype), layer.B.to(dtype)
+        gradient = ffn_step(attended, Wf, B, layer.alpha_ffn if alpha_ffn is None else alpha_ffn)
+        if layer.relu:
+            ffn_relu = lambda Z: ffn_energy(Z, Wf, B, mask) + relu_indicator(Z, mask)  # noqa: E731
+        else:  # no proximal step to check
+            ffn_relu = lambda Z: torch.full(Z.shape[:1], math.nan, dtype=dtype, device=Z.device)  # noqa: E731
+        return {
+            "pairwise": (attention_energy(Y, W, mask, regularise=False), attention_energy(attended, W, mask, regularise=False)),
+            "ffn_quadratic": (ffn_energy(attended, Wf, B, mask), ffn_energy(gradient, Wf, B, mask)),
+            "ffn_relu": (ffn_relu(attended), ffn_relu(out)),
+            "total": (total_energy(Y, W, Wf, B, mask, regularise=False), total_energy(out, W, Wf, B, mask, regularise=False)),
+            "total_regularised": (total_energy(Y, W, Wf, B, mask, regularise=True),
+                                  total_energy(out, W, Wf, B, mask, regularise=True)),
+        }
 
 
 def _relative_update(previous: Tensor, current: Tensor, mask: Tensor | None) -> Tensor:
@@ -282,6 +323,7 @@ class UnfoldedTransformer(nn.Module):
         depth = self._depth(num_layers)
         energies, before, middle, after = [self.layer(0).energy(Y, mask)], [], [], []
         spread, update = [token_spread(_energy_precision(Y), mask)], []
+        substeps = {key: ([], []) for key in SUBSTEP_ENERGIES}
         for t in range(depth):
             layer = self.layer(t)
             alpha_attention, alpha_ffn = self.step_sizes(t) or (None, None)
@@ -295,9 +337,13 @@ class UnfoldedTransformer(nn.Module):
             energies.append(after[-1])
             spread.append(token_spread(_energy_precision(out), mask))
             update.append(_relative_update(_energy_precision(Y), _energy_precision(out), mask))
+            for key, (start, end) in substep_energies(layer, Y, attended, out, mask, alpha_ffn).items():
+                substeps[key][0].append(start)
+                substeps[key][1].append(end)
             Y = out
         stack = lambda values: torch.stack(values, -1)  # noqa: E731
-        return LayerTrace(stack(energies), stack(before), stack(middle), stack(after), stack(spread), stack(update))
+        return LayerTrace(stack(energies), stack(before), stack(middle), stack(after), stack(spread), stack(update),
+                          {key: (stack(start), stack(end)) for key, (start, end) in substeps.items()})
 
 
 class StandardTransformer(nn.Module):

@@ -28,7 +28,9 @@ from .stats import confidence_interval
 __all__ = [
     "KEYS",
     "collect_runs",
+    "PLOTTED_ENERGY",
     "curve_summary",
+    "plotted_rows",
     "depth_table",
     "diverged_runs",
     "pick_at_edge",
@@ -68,21 +70,51 @@ def _with_keys(table: pd.DataFrame) -> pd.DataFrame:
     return table
 
 
-def curve_summary(table: pd.DataFrame) -> pd.DataFrame:
-    """One row per curve (dataset, variant, relu, state, seed) with the shares of
-    :func:`unfolded.diagnostics.curve_summary_row` and, for trained curves, accuracy and weight change."""
+#: The ``energy`` of each curve's first summary row: the curve the figures draw, each layer step on the
+#: energy of the layer that takes it (the authors' total with the regulariser for their model, the total
+#: without it for the exact models, the probe energy for standard Transformers).
+PLOTTED_ENERGY = "plotted: the model's own total, layer"
+PLOTTED_GUARANTEE = "no theorem (the whole layer)"
+
+
+def plotted_rows(summary: pd.DataFrame) -> pd.DataFrame:
+    """The rows of :func:`curve_summary` (or of ``energy_summary.csv``) about the plotted energy: one per curve."""
+    if "energy" not in summary:
+        return summary
+    return summary[summary["energy"] == PLOTTED_ENERGY].reset_index(drop=True)
+
+
+def curve_summary(table: pd.DataFrame, energies: bool = True) -> pd.DataFrame:
+    """One row per (curve, energy): the curve is (dataset, variant, relu, state, seed, lr), the energy is
+    named in column ``energy``. Each curve has a row for :data:`PLOTTED_ENERGY` and, with ``energies``
+    and a trace that records them, one for each energy of :data:`unfolded.models.SUBSTEP_ENERGIES` that
+    applies (the ReLU one only with ReLU): the shares of :func:`unfolded.diagnostics.curve_summary_row`
+    and, for trained curves, accuracy, majority-class accuracy and weight change on every row."""
+    from .models import SUBSTEP_ENERGIES
+
     table = _with_keys(table)
     rows = []
     for key, group in table.groupby(CURVE_KEYS, sort=True, dropna=False):
         before, after, relative_spread, middle = _curve_tensors(group)
         attention = middle - before if torch.isfinite(middle).all() else None
-        row = dict(zip(CURVE_KEYS, key, strict=True))
-        row.update(curve_summary_row(before, after, relative_spread, attention))
+        keys = dict(zip(CURVE_KEYS, key, strict=True))
+        attributes = {column: group[column].iloc[0] if column in group else math.nan for column in CURVE_ATTRIBUTES}
+        row = {**keys, "energy": PLOTTED_ENERGY, "guarantee": PLOTTED_GUARANTEE,
+               **curve_summary_row(before, after, relative_spread, attention)}
         row.setdefault("attention_share", math.nan)
         row.setdefault("attention_share_active", math.nan)
-        for column in CURVE_ATTRIBUTES:
-            row[column] = group[column].iloc[0] if column in group else math.nan
-        rows.append(row)
+        rows.append({**row, **attributes})
+        if not energies:
+            continue
+        steps = group[group["layer"] > 0]
+        for stem, (name, guarantee) in SUBSTEP_ENERGIES.items():
+            if f"{stem}_before" not in steps or steps[f"{stem}_before"].isna().all():
+                continue
+            wide = [torch.tensor(steps.pivot(index="sample", columns="layer", values=f"{stem}_{end}").to_numpy(),
+                                 dtype=torch.float64) for end in ("before", "after")]
+            rows.append({**keys, "energy": name, "guarantee": guarantee,
+                         **curve_summary_row(*wide, relative_spread), "attention_share": math.nan,
+                         "attention_share_active": math.nan, **attributes})
     return pd.DataFrame(rows)
 
 

@@ -20,6 +20,7 @@ from tqdm.auto import tqdm
 
 from .archive import load_checkpoint
 from .data import collate, prepare
+from .models import SUBSTEP_ENERGIES
 
 __all__ = ["SWEEP_ALPHAS", "TRAINED_ENERGIES", "accuracy_by_depth", "alpha_ffn_sweep", "trained_energies"]
 
@@ -85,25 +86,17 @@ def alpha_ffn_sweep(archive: Path, config: dict, models: tuple[str, ...] = ("unf
 
 #: The energies measured on trained checkpoints (:func:`trained_energies`): the step each one judges, and
 #: whether a theorem covers it (docs/theory.md §2).
-TRAINED_ENERGIES = {
-    "pairwise term, attention sub-step": "theorem (MM step, §2.1)",
-    "feed-forward quadratic, gradient sub-step": "theorem (gradient step, §2.2)",
-    "feed-forward + ReLU indicator, feed-forward sub-step": "theorem (proximal gradient step, §2.3)",
-    "total without the regulariser, layer": "no theorem (alternating steps, §3.3)",
-    "total with the regulariser, layer": "no theorem; the energy the runs record (regularise_energy: true)",
-}
+TRAINED_ENERGIES = {name: guarantee for name, guarantee in SUBSTEP_ENERGIES.values()}
 
 
 @torch.no_grad()
 def trained_energies(archive: Path, config: dict, models: tuple[str, ...] = ("unfolded_tied", "unfolded_tied-residual"),
                      samples: int = 64, progress: bool = True) -> pd.DataFrame:
-    """Each energy of :data:`TRAINED_ENERGIES` before and after every layer step of the archived checkpoints
-    of ``models``, on ``samples`` test sequences (float64): one row per (dataset, model, seed, energy) with
-    the non-increasing, strict and active shares of :func:`unfolded.diagnostics.curve_summary_row`."""
+    """Each energy of :data:`unfolded.models.SUBSTEP_ENERGIES` before and after every layer step of the archived
+    checkpoints of ``models``, on ``samples`` test sequences (float64): one row per (dataset, model, seed,
+    energy) with the non-increasing, strict and active shares of :func:`unfolded.diagnostics.curve_summary_row`."""
     from .data import sample_indices
-    from .diagnostics import curve_summary_row, relative_spread, token_spread
-    from .energy import attention_energy, ffn_energy, relu_indicator, total_energy
-    from .steps import ffn_step
+    from .diagnostics import curve_summary_row, relative_spread
 
     paths = sorted(path for model in models for path in Path(archive).glob(f"checkpoints/*/{model}/seed*.pt"))
     if not paths:
@@ -113,47 +106,20 @@ def trained_energies(archive: Path, config: dict, models: tuple[str, ...] = ("un
         dataset, model, seed = path.parent.parent.name, path.parent.name, int(path.stem.removeprefix("seed"))
         module = load_checkpoint(path).double()
         recorded = float(torch.load(path, map_location="cpu", weights_only=True)["test_accuracy"])
-        encoder = module.encoder
         data = prepare(dataset, config, seed=seed)
         sequences, labels = data.splits["test"]
-        indices = sample_indices(samples, len(labels), seed)
-        batch = collate([(sequences[i], labels[i]) for i in indices])
+        batch = collate([(sequences[i], labels[i]) for i in sample_indices(samples, len(labels), seed)])
         if batch["inputs"].is_floating_point():
             batch["inputs"] = batch["inputs"].double()
-        mask = batch["mask"]
-        Y = module.embed(batch)
-        steps = {name: ([], []) for name in TRAINED_ENERGIES}
-        spreads = [token_spread(Y, mask)]
-        for t in range(encoder.num_layers):
-            layer = encoder.layer(t)
-            alpha_attention, alpha_ffn = encoder.step_sizes(t) or (layer.alpha_attention, layer.alpha_ffn)
-            W, Wf, B = layer.W, layer.ffn_weight(), layer.B
-            attended = layer.attend(Y, mask, alpha_attention)
-            gradient = ffn_step(attended, Wf, B, alpha_ffn)
-            out = torch.where(mask.unsqueeze(-1), layer.feed_forward(attended, alpha_ffn), Y)
-            pairs = {
-                "pairwise term, attention sub-step": (attention_energy(Y, W, mask, regularise=False),
-                                                      attention_energy(attended, W, mask, regularise=False)),
-                "feed-forward quadratic, gradient sub-step": (ffn_energy(attended, Wf, B, mask),
-                                                              ffn_energy(gradient, Wf, B, mask)),
-                "feed-forward + ReLU indicator, feed-forward sub-step": (
-                    ffn_energy(attended, Wf, B, mask) + relu_indicator(attended, mask),
-                    ffn_energy(out, Wf, B, mask) + relu_indicator(out, mask)),
-                "total without the regulariser, layer": (total_energy(Y, W, Wf, B, mask, regularise=False),
-                                                         total_energy(out, W, Wf, B, mask, regularise=False)),
-                "total with the regulariser, layer": (total_energy(Y, W, Wf, B, mask, regularise=True),
-                                                      total_energy(out, W, Wf, B, mask, regularise=True)),
-            }
-            for name, (before, after) in pairs.items():
-                steps[name][0].append(before)
-                steps[name][1].append(after)
-            Y = out
-            spreads.append(token_spread(Y, mask))
-        relative = relative_spread(torch.stack(spreads, -1))
-        for name, (before, after) in steps.items():
-            row = curve_summary_row(torch.stack(before, -1), torch.stack(after, -1), relative)
+        trace = module.encoder.trace(module.embed(batch), batch["mask"])
+        relative = relative_spread(trace.spread)
+        for stem, (before, after) in trace.substeps.items():
+            if not torch.isfinite(before).any():
+                continue  # an energy that does not apply (no ReLU)
+            name, guarantee = SUBSTEP_ENERGIES[stem]
+            row = curve_summary_row(before, after, relative)
             rows.append({"dataset": dataset, "model": model, "seed": seed, "energy": name,
-                         "guarantee": TRAINED_ENERGIES[name], "test_accuracy": recorded,
+                         "guarantee": guarantee, "test_accuracy": recorded,
                          **{key: row[key] for key in ("samples", "steps", "monotone_fraction", "strict_fraction",
                                                       "active_fraction", "monotone_fraction_active")}})
     return pd.DataFrame(rows)

@@ -3,7 +3,8 @@ compute them. The counting tolerances that compute the shares (``DESCENT_TOLERAN
 ``COLLAPSE_THRESHOLD``) are in :mod:`unfolded.diagnostics`; these live apart so that editing a verdict's
 threshold reruns no train or energy-curve job, only the documents that state verdicts."""
 
-__all__ = ["ATTENTION_HELPS_MARGIN", "DEPTH_KEEP", "DIVERGED_MARGIN", "NEAR_CHANCE_MARGIN", "SIGNIFICANCE_LEVEL", "WEIGHTS_MOVED"]
+__all__ = ["ATTENTION_HELPS_MARGIN", "DEPTH_KEEP", "DIVERGED_MARGIN", "LEARNED_MARGIN", "NEAR_CHANCE_MARGIN",
+           "SIGNIFICANCE_LEVEL", "WEIGHTS_MOVED"]
 
 #: A trained model is "no better than the majority class" when its test accuracy is at most the
 #: majority-class accuracy plus this margin.
@@ -23,3 +24,6 @@ ATTENTION_HELPS_MARGIN = 0.10
 #: (s: the spectral bound of Wf), depths L - 1 and L + 1 keep at least this share of the accuracy at L
 #: with alpha_ffn = 1 (median over seeds).
 DEPTH_KEEP = 0.9
+#: A trained model "learned" (Figure 6, the recipe search) when its accuracy is at least the majority class
+#: plus this margin (validation in the search, test for the models Figure 6 draws).
+LEARNED_MARGIN = 0.2

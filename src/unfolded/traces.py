@@ -74,7 +74,10 @@ def layer_trace(module: SequenceClassifier, data, split: str, indices: list[int]
         if batch["inputs"].is_floating_point():
             batch["inputs"] = batch["inputs"].double()
         traces.append(module.encoder.trace(module.embed(batch), batch["mask"], num_layers=num_layers))
-    trace = LayerTrace(*(torch.cat([getattr(t, f) for t in traces]) for f in LayerTrace.__dataclass_fields__))
+    fields = [f for f in LayerTrace.__dataclass_fields__ if f != "substeps"]
+    trace = LayerTrace(*(torch.cat([getattr(t, f) for t in traces]) for f in fields),
+                       substeps={key: tuple(torch.cat([t.substeps[key][i] for t in traces]) for i in (0, 1))
+                                 for key in traces[0].substeps})
     for name in ("energies", "before", "after", "spread"):
         values = getattr(trace, name)
         if not torch.isfinite(values).all():

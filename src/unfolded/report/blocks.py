@@ -45,10 +45,14 @@ class Sources:
     def claims_provenance(self) -> dict:
         return json.loads((self.tables / "claims.provenance.json").read_text())
 
-    def energy_summary(self):
+    def energy_summary(self, every_energy: bool = False):
+        """energy_summary.csv: one row per curve (its plotted energy), or with ``every_energy`` one per (curve, energy)."""
         import pandas as pd
 
-        return pd.read_csv(self.tables / "energy_summary.csv")
+        from ..summaries import plotted_rows
+
+        summary = pd.read_csv(self.tables / "energy_summary.csv")
+        return summary if every_energy else plotted_rows(summary)
 
     def curve_settings(self) -> dict:
         """The energy_curves section shared by every energy-curve table (an error if they differ)."""

@@ -26,10 +26,14 @@ def energy_summary_markdown(summary) -> str:
     for column in ("test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B"):
         table[column] = table[column].map(lambda v: "" if v != v else f"{v:.3g}")
     table["collapse_layer"] = table["collapse_layer"].map(lambda v: "never" if v != v or v is None else str(int(v)))
-    columns = ["dataset", "variant", "relu", "state", "seed", "lr", "steps", *percent[:5], "collapse_layer",
+    if "energy" not in table:
+        table["energy"] = "plotted"
+    columns = ["dataset", "variant", "relu", "state", "seed", "lr", "energy", "steps", *percent[:5], "collapse_layer",
                "attention_share_active", "test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B"]
-    note = ("\n\nShares count (sample, layer) steps, each judged on the energy of the layer that takes it "
-            "(tolerance: unfolded.diagnostics.DESCENT_TOLERANCE). Active: the step starts from a state whose "
+    note = ("\n\nShares count (sample, layer) steps. The plotted energy judges each step on the total energy of the "
+            "layer that takes it; each other energy is judged around the step it names (the three sub-step energies "
+            "are the ones the theorems are about). Tolerance: unfolded.diagnostics.DESCENT_TOLERANCE. "
+            "Active: the step starts from a state whose "
             "relative token spread is at least unfolded.diagnostics.COLLAPSE_THRESHOLD. For standard models the "
             "energy is a fixed probe, not an energy they descend.\n")
     return table[columns].to_markdown(index=False) + note

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 
+from ..summaries import plotted_rows
 from .energy import SUMMARY_ORDER
 from .format import pct
 
@@ -47,7 +48,7 @@ def landing_rst(tables: Path) -> str:
     if failing:
         lines += [f"- **FAILING:** {', '.join(failing)}", ""]
     if (tables / "energy_summary.csv").exists():
-        summary = pd.read_csv(tables / "energy_summary.csv")
+        summary = plotted_rows(pd.read_csv(tables / "energy_summary.csv"))
         curves = summary[summary["variant"].isin(SUMMARY_ORDER) & summary["relu"]]
         frame = pd.DataFrame({
             "dataset": curves["dataset"], "model": curves["variant"], "state": curves["state"],

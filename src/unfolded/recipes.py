@@ -1,0 +1,163 @@
+"""Figure 6 from models that learned: the prespecified search for one training recipe under which the
+energy-curve models (the authors' model and the exact models of :func:`unfolded.encoders.paper_encoder`)
+learn the Figure 5-6 datasets, the training of those models at the recipe fixed in the configuration,
+and their checkpoints.
+
+The rule (fixed before any model trained, ``energy_curves.recipe_search``): every recipe of the grid
+(optimizer and learning rate; batch size, epoch budget and early-stopping patience shared; the epoch
+with the best validation accuracy is kept) trains every (dataset, variant) on the selection seeds. A
+(dataset, variant) *learns* under a recipe when its median validation accuracy over those seeds is at
+least the validation majority class + ``LEARNED_MARGIN``. The pick is one recipe for every model: the
+one under which the most (dataset, variant) pairs learn, then the most correct validation answers
+summed over all of them; ties go to the smaller learning rate, then to SGD (the authors' optimizer).
+The pick is written to ``energy_curves.learned_recipe`` by hand (config.yaml), and the models that
+Figure 6 draws are trained at that recipe on fresh seeds (``learned_recipe.seeds``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+from pathlib import Path
+
+import lightning as L
+import pandas as pd
+import torch
+from tqdm.auto import tqdm
+
+from .curves import _module, variant_options
+from .data import PreparedData, prepare
+from .encoders import paper_encoder
+from .thresholds import LEARNED_MARGIN
+from .traces import chance_accuracy
+from .training import SequenceClassifier, fit
+
+__all__ = ["load_learned", "recipe_grid", "recipe_search", "select_recipe", "train_learned"]
+
+
+def recipe_grid(search: dict) -> list[dict]:
+    """Every (optimizer, lr) of ``energy_curves.recipe_search.learning_rates``, in config order."""
+    return [{"optimizer": optimizer, "lr": float(lr)} for optimizer, rates in search["learning_rates"].items()
+            for lr in rates]
+
+
+def _width(data: PreparedData, config: dict) -> int:
+    return data.vectors.shape[1] if data.kind == "tokens" else config["train"]["width"]
+
+
+def _train(config: dict, data: PreparedData, variant: str, recipe: dict, budget: dict, seed: int, workdir: Path,
+           progress: bool) -> tuple[SequenceClassifier, dict]:
+    """One energy-curve model (with ReLU) trained at ``recipe`` with validation: the module at its best
+    epoch and a row with its validation and test accuracy and counts."""
+    cfg = config["energy_curves"]
+    width = _width(data, config)
+    options = variant_options(variant, cfg)
+    L.seed_everything(seed, verbose=False)
+    module = _module(data, paper_encoder(width, cfg["num_layers"], True, variant, **options), width, recipe["lr"],
+                     workdir, optimizer=recipe["optimizer"])
+    summary = fit(module, data, workdir, seed=seed, batch_size=budget["batch_size"], max_epochs=budget["max_epochs"],
+                  patience=budget["patience"], accelerator=config["train"]["accelerator"], validate=True,
+                  progress=progress)
+    val_labels, test_labels = data.splits["val"][1], data.splits["test"][1]
+    row = {"variant": variant, "seed": seed, **options, "optimizer": recipe["optimizer"], "lr": recipe["lr"],
+           "val_correct": int((module.predict_split(data, "val") == val_labels).sum()), "val_count": len(val_labels),
+           "val_majority": chance_accuracy(val_labels), "test_accuracy": summary["test_accuracy"],
+           "test_correct": int((module.predict_split(data, "test") == test_labels).sum()),
+           "test_count": len(test_labels), "chance_accuracy": chance_accuracy(test_labels),
+           "epochs": summary["epochs"], "steps": summary["steps"]}
+    return module, row
+
+
+def recipe_search(config: dict, dataset: str, workdir: Path, progress: bool = True) -> pd.DataFrame:
+    """Every recipe of the grid on every variant of ``recipe_search.variants`` and selection seed, on one
+    dataset: one row per (variant, recipe, seed) with validation and test counts."""
+    search = config["energy_curves"]["recipe_search"]
+    grid = [(variant, recipe, seed) for variant in search["variants"] for recipe in recipe_grid(search)
+            for seed in search["selection_seeds"]]
+    rows = []
+    for variant, recipe, seed in tqdm(grid, desc=f"recipe search {dataset}", disable=not progress):
+        data = prepare(dataset, config, seed=seed)
+        run_dir = workdir / variant / f"{recipe['optimizer']}-lr{recipe['lr']:g}" / f"seed{seed}"
+        _, row = _train(config, data, variant, recipe, search, seed, run_dir, progress=False)
+        rows.append({"dataset": dataset, **row})
+    return pd.DataFrame(rows)
+
+
+def select_recipe(table: pd.DataFrame) -> dict:
+    """The rule of this module's docstring on the rows of :func:`recipe_search` (every dataset together):
+    the pick, how many (dataset, variant) pairs learn under it, and per recipe the counts it was chosen on."""
+    per_model = table.groupby(["optimizer", "lr", "dataset", "variant"]).agg(
+        median=("val_correct", lambda s: float(s.median())), count=("val_count", "first"),
+        majority=("val_majority", "first"), correct=("val_correct", "sum")).reset_index()
+    per_model["learns"] = per_model["median"] / per_model["count"] >= per_model["majority"] + LEARNED_MARGIN
+    scores = per_model.groupby(["optimizer", "lr"]).agg(learned=("learns", "sum"), pairs=("learns", "size"),
+                                                      correct=("correct", "sum")).reset_index()
+    scores["sgd_last"] = scores["optimizer"] != "sgd"
+    scores = scores.sort_values(["learned", "correct", "lr", "sgd_last"], ascending=[False, False, True, True])
+    best = scores.iloc[0]
+    learned = per_model[(per_model["optimizer"] == best["optimizer"]) & (per_model["lr"] == best["lr"])]
+    return {"optimizer": str(best["optimizer"]), "lr": float(best["lr"]), "learned": int(best["learned"]),
+            "pairs": int(best["pairs"]),
+            "learning": sorted(f"{row.dataset}/{row.variant}" for row in learned.itertuples() if row.learns),
+            "scores": scores.drop(columns="sgd_last").reset_index(drop=True)}
+
+
+def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
+    """A weights-only checkpoint of a trained energy-curve model, written atomically; returns its SHA-256."""
+    from .artifacts import atomic_path
+
+    buffer = io.BytesIO()
+    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                "curve_variant": row["variant"], "relu": relu,
+                **{key: row[key] for key in ("alpha_attention", "w_scale", "seed", "optimizer", "lr", "test_accuracy")}},
+               buffer)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(path) as temporary:
+        temporary.write_bytes(buffer.getvalue())
+    return hashlib.sha256(buffer.getvalue()).hexdigest()
+
+
+def load_learned(path: Path) -> tuple[SequenceClassifier, dict]:
+    """A checkpoint of :func:`train_learned` (``weights_only=True``) as a module in eval mode, and its record
+    (variant, step size, W scale, seed, recipe and recorded test accuracy)."""
+    record = torch.load(path, map_location="cpu", weights_only=True)
+    hyper = dict(record["hyper_parameters"])
+    state = record["state_dict"]
+    encoder = paper_encoder(hyper["width"], hyper["num_layers"], record["relu"], record["curve_variant"],
+                            **({"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"]}
+                               if record["curve_variant"] == "exact_active" else {}))
+    module = SequenceClassifier(**hyper, vectors=state["embedding.weight"] if hyper["kind"] == "tokens" else None,
+                                encoder=encoder)
+    module.load_state_dict(state)
+    return module.eval(), {key: value for key, value in record.items() if key not in ("state_dict", "hyper_parameters")}
+
+
+def train_learned(config: dict, dataset: str, workdir: Path, out: Path, progress: bool = True) -> pd.DataFrame:
+    """Every variant of ``recipe_search.variants`` trained at ``energy_curves.learned_recipe`` on its fresh
+    seeds; saves each model's weights to ``out/<dataset>/<variant>/seed<k>.pt`` and returns one row per
+    model (accuracy, counts, checkpoint path and SHA-256)."""
+    cfg = config["energy_curves"]
+    recipe = cfg["learned_recipe"]
+    if recipe.get("optimizer") is None:
+        from .errors import ConfigError
+
+        raise ConfigError("energy_curves.learned_recipe is not set: run the recipe search (make recipe-search) and "
+                          "fix its pick in the config")
+    budget = {key: cfg["recipe_search"][key] for key in ("batch_size", "max_epochs", "patience")}
+    rows = []
+    jobs = [(variant, seed) for variant in cfg["recipe_search"]["variants"] for seed in recipe["seeds"]]
+    for variant, seed in tqdm(jobs, desc=f"learned models {dataset}", disable=not progress):
+        data = prepare(dataset, config, seed=seed)
+        module, row = _train(config, data, variant, recipe, budget, seed, workdir / variant / f"seed{seed}", False)
+        path = out / dataset / variant / f"seed{seed}.pt"
+        digest = _save(module, row, True, path)
+        rows.append({"dataset": dataset, **row, "checkpoint": str(path), "sha256": digest,
+                     "learned": row["test_accuracy"] >= row["chance_accuracy"] + LEARNED_MARGIN})
+    return pd.DataFrame(rows)
+
+
+def median_seed(group: pd.DataFrame) -> int:
+    """The seed of the median test accuracy (the lower middle one for an even count; ties: smaller seed)."""
+    ordered = group.sort_values(["test_accuracy", "seed"], ignore_index=True)
+    return int(ordered.loc[(len(ordered) - 1) // 2, "seed"])
+
