@@ -36,14 +36,15 @@ def _sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def _refuse_dirty(runs_root: Path) -> None:
+def _refuse_dirty(runs_root: Path | None) -> None:
     """An archive must name the code that made it: refuse when any run was trained, or the archive is
     written, from a working tree with uncommitted changes to tracked files."""
     from .artifacts import _git_state
     from .errors import UserError
 
     # a run that did not record a clean tree (no git, or no record) counts as dirty
-    dirty = sorted(str(path.parent) for path in runs_root.glob("*/*/lr*/seed*/provenance.json")
+    records = runs_root.glob("*/*/lr*/seed*/provenance.json") if runs_root is not None else ()
+    dirty = sorted(str(path.parent) for path in records
                    if json.loads(path.read_text()).get("git_dirty", True) is not False)
     if dirty:
         raise UserError(f"archive: {len(dirty)} run(s) were trained from a working tree with uncommitted changes "

@@ -90,25 +90,30 @@ def run_figure(args: argparse.Namespace) -> None:
                               f"one of .png, .pdf, .svg (got {'.' + suffix if suffix else 'none'})")
     registered = FIGURES[args.name]
     expected = registered.experiments or ("table",)
-    if len(args.data) != len(expected):
-        raise ConfigError(f"figure {args.name}: expected {len(expected)} table(s) ({', '.join(expected)}), "
+    if not len(expected) <= len(args.data) <= len(expected) + len(registered.optional):
+        optional = f" and up to {len(registered.optional)} of {', '.join(registered.optional)}" if registered.optional else ""
+        raise ConfigError(f"figure {args.name}: expected {len(expected)} table(s) ({', '.join(expected)}){optional}, "
                           f"got {len(args.data)}")
     for path in args.data:
         if not Path(path).exists():
             raise ConfigError(f"figure {args.name}: table {path} does not exist; build it first (snakemake {path})")
-    for path, table_name in zip(args.data, expected, strict=True):
+    wanted_per_table = [(f"synthetic/{name}",) if registered.experiments else registered.tables for name in expected]
+    wanted_per_table += [registered.optional] * (len(args.data) - len(expected))
+    for path, wanted in zip(args.data, wanted_per_table, strict=True):
         try:
             stage = read_provenance(path).get("stage", "")
         except Exception:  # noqa: BLE001 - a foreign parquet file without our metadata
             stage = ""
-        wanted = (f"synthetic/{table_name}",) if registered.experiments else registered.tables
         if stage not in wanted:
             raise ConfigError(f"figure {args.name}: {path} is not the right table: it was written by stage "
                               f"'{stage or 'unknown'}', the figure needs the table of stage '{wanted[0]}'")
     tables = [pd.read_parquet(path) for path in args.data]
-    for path, table in zip(args.data, tables, strict=True):
+    for path, table in zip(args.data[: len(expected)], tables, strict=False):
         if table.empty:
             raise SystemExit(f"figure {args.name}: table {path} has no rows")
+    if len(tables) > len(expected):  # optional tables join the first one
+        tables = [pd.concat([tables[0], *(t for t in tables[len(expected):] if not t.empty)], ignore_index=True),
+                  *tables[1:len(expected)]]
     options = {}
     if registered.per_dataset:
         if not args.dataset:
@@ -407,6 +412,37 @@ def run_learned_models(args: argparse.Namespace) -> None:
     write_json(Path(args.csv).with_suffix(".provenance.json"), provenance("learned-models", settings, None,
                                                                           dataset=args.dataset))
     print(f"{args.csv}: {len(table)} models, {int(table['learned'].sum())} learned", file=sys.stderr)
+
+
+def run_learned_curves(args: argparse.Namespace) -> None:
+    from .artifacts import provenance, write_parquet
+    from .recipes import learned_curves
+
+    config = load_config(args.config)
+    _check_data_names([args.dataset])
+    archives = [Path(path) if path else None for path in (args.learned_archive, args.study_archive)]
+    for archive in archives:
+        if archive is not None and not (archive / "provenance.json").exists():
+            raise ConfigError(f"learned-curves: {archive} is not an archive (no provenance.json)")
+    table = learned_curves(config, args.dataset, *archives, progress=not args.no_progress)
+    settings = {"energy_curves": config["energy_curves"], "data": config["data"],
+                "archives": [str(archive) for archive in archives if archive is not None]}
+    write_parquet(table, args.out, provenance("learned-curves", settings, config["energy_curves"]["seed"],
+                                              dataset=args.dataset))
+    print(f"{args.out}: {len(table)} rows", file=sys.stderr)
+
+
+def run_archive_learned(args: argparse.Namespace) -> None:
+    from .recipes import archive_learned
+
+    config = load_config(args.config)
+    archive_id = config["energy_curves"]["learned_recipe"]["archive"]
+    missing = [path for path in (*args.search, *args.models) if not Path(path).exists()]
+    if missing:
+        raise ConfigError(f"archive-learned: {missing} do not exist; run snakemake recipe_search learned_models first")
+    meta = archive_learned(archive_id, [Path(p) for p in args.search], [Path(p) for p in args.models],
+                           Path("results/archive") / archive_id, config, allow_dirty=args.allow_dirty)
+    print(f"results/archive/{archive_id}: {meta['models']} models, {meta['learned']} learned", file=sys.stderr)
 
 
 def run_page(args: argparse.Namespace) -> None:
@@ -827,6 +863,30 @@ def build_parser() -> argparse.ArgumentParser:
     learned.add_argument("--workdir", required=True, help="Lightning checkpoints and logs of the runs")
     learned.add_argument("--no-progress", action="store_true", help="no progress bar")
     learned.set_defaults(run=run_learned_models)
+
+    curves_learned = stages.add_parser(
+        "learned-curves", help="Figure 6: layer traces of the archived learned models (no training)",
+        description="Every archived checkpoint of one dataset: the energy-curve models trained at the learned recipe "
+                    "and the study's tied unfolded models; each model's recorded test accuracy is checked, then its "
+                    "per-layer trace (every energy) is written, state 'learned'.")
+    _config_argument(curves_learned)
+    curves_learned.add_argument("--dataset", required=True, help="dataset whose checkpoints to trace")
+    curves_learned.add_argument("--learned-archive", help="results/archive/<energy_curves.learned_recipe.archive>")
+    curves_learned.add_argument("--study-archive", help="results/archive/<study.id> (its checkpoints)")
+    curves_learned.add_argument("--out", required=True, help="output parquet")
+    curves_learned.add_argument("--no-progress", action="store_true", help="no progress bar")
+    curves_learned.set_defaults(run=run_learned_curves)
+
+    archive_models = stages.add_parser(
+        "archive-learned", help="archive the recipe search and the learned models (weights only, SHA-256)",
+        description="Copies the recipe search's tables, the learned models' table and their checkpoints to "
+                    "results/archive/<energy_curves.learned_recipe.archive>/ with provenance. Refuses uncommitted "
+                    "changes to tracked files.")
+    _config_argument(archive_models)
+    archive_models.add_argument("--search", nargs="+", required=True, help="recipe-search tables")
+    archive_models.add_argument("--models", nargs="+", required=True, help="learned-models tables")
+    archive_models.add_argument("--allow-dirty", action="store_true", help="archive a dirty tree, marked git_dirty")
+    archive_models.set_defaults(run=run_archive_learned)
 
     summary = stages.add_parser(
         "energy-summary", help="one row per energy curve: monotone, strict and active shares, collapse layer",

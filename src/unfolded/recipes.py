@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import math
 from pathlib import Path
 
 import lightning as L
@@ -32,7 +33,8 @@ from .thresholds import LEARNED_MARGIN
 from .traces import chance_accuracy
 from .training import SequenceClassifier, fit
 
-__all__ = ["load_learned", "recipe_grid", "recipe_search", "select_recipe", "train_learned"]
+__all__ = ["STUDY_MODELS", "archive_learned", "learned_curves", "load_learned", "median_seed", "recipe_grid", "recipe_search",
+           "select_recipe", "train_learned"]
 
 
 def recipe_grid(search: dict) -> list[dict]:
@@ -59,11 +61,11 @@ def _train(config: dict, data: PreparedData, variant: str, recipe: dict, budget:
                   patience=budget["patience"], accelerator=config["train"]["accelerator"], validate=True,
                   progress=progress)
     val_labels, test_labels = data.splits["val"][1], data.splits["test"][1]
+    test_correct = int((module.predict_split(data, "test") == test_labels).sum())
     row = {"variant": variant, "seed": seed, **options, "optimizer": recipe["optimizer"], "lr": recipe["lr"],
            "val_correct": int((module.predict_split(data, "val") == val_labels).sum()), "val_count": len(val_labels),
-           "val_majority": chance_accuracy(val_labels), "test_accuracy": summary["test_accuracy"],
-           "test_correct": int((module.predict_split(data, "test") == test_labels).sum()),
-           "test_count": len(test_labels), "chance_accuracy": chance_accuracy(test_labels),
+           "val_majority": chance_accuracy(val_labels), "test_accuracy": test_correct / len(test_labels),
+           "test_correct": test_correct, "test_count": len(test_labels), "chance_accuracy": chance_accuracy(test_labels),
            "epochs": summary["epochs"], "steps": summary["steps"]}
     return module, row
 
@@ -161,3 +163,114 @@ def median_seed(group: pd.DataFrame) -> int:
     ordered = group.sort_values(["test_accuracy", "seed"], ignore_index=True)
     return int(ordered.loc[(len(ordered) - 1) // 2, "seed"])
 
+
+
+#: The archived study models that Figure 6 draws beside the energy-curve models (tied unfolded encoders).
+STUDY_MODELS = ("unfolded_tied", "unfolded_tied-residual")
+
+
+def _checkpoints(archive: Path | None, dataset: str, models: tuple[str, ...] | None = None) -> list[Path]:
+    if archive is None or not (Path(archive) / "provenance.json").exists():
+        return []
+    folders = [Path(archive) / "checkpoints" / dataset / model for model in models] if models else \
+        sorted((Path(archive) / "checkpoints" / dataset).glob("*"))
+    return sorted(path for folder in folders for path in folder.glob("seed*.pt"))
+
+
+@torch.no_grad()
+def learned_curves(config: dict, dataset: str, learned_archive: Path | None, study_archive: Path | None,
+                   progress: bool = True) -> pd.DataFrame:
+    """Figure 6's learned curves: the layer trace (:func:`unfolded.traces.layer_trace`, every energy of
+    :data:`unfolded.models.SUBSTEP_ENERGIES`) of every archived checkpoint of ``dataset``: the energy-curve
+    models trained at the learned recipe (``learned_archive``) and the study's tied unfolded models
+    (:data:`STUDY_MODELS`, ``study_archive``), on ``energy_curves.samples`` test sequences drawn with
+    ``energy_curves.seed``. Each model's test accuracy is recomputed on its test split and must equal the
+    recorded one (an archive that does not reproduce is an error, not a curve). ``state`` is ``learned``."""
+    import json
+
+    from .archive import load_checkpoint
+    from .columns import CURVE_ATTRIBUTES, trace_rows
+    from .data import sample_indices
+    from .errors import UserError
+    from .traces import layer_trace
+
+    cfg = config["energy_curves"]
+    # each archive rebuilds its models' splits with the data settings they were trained on
+    jobs = [("recipe", path) for path in _checkpoints(learned_archive, dataset)]
+    if jobs:
+        learned_config = json.loads((Path(learned_archive) / "provenance.json").read_text())["config"]
+    if study_archive is not None and _checkpoints(study_archive, dataset, STUDY_MODELS):
+        study_config = json.loads((Path(study_archive) / "provenance.json").read_text())["config"]
+        jobs += [("study", path) for path in _checkpoints(study_archive, dataset, STUDY_MODELS)]
+    frames = []
+    for source, path in tqdm(jobs, desc=f"learned curves {dataset}", disable=not progress):
+        if source == "recipe":
+            module, record = load_learned(path)
+            variant, lr = record["curve_variant"], record["lr"]
+            options = {"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"]}
+            data = prepare(dataset, learned_config, seed=record["seed"])
+        else:
+            module = load_checkpoint(path)
+            record = torch.load(path, map_location="cpu", weights_only=True)
+            record = {key: record[key] for key in ("seed", "lr", "test_accuracy")}
+            variant, lr = path.parent.name, record["lr"]
+            options = {"alpha_attention": math.nan, "w_scale": math.nan}
+            data = prepare(dataset, study_config, seed=record["seed"])
+        test_labels = data.splits["test"][1]
+        accuracy = float((module.predict_split(data, "test") == test_labels).double().mean())
+        if abs(accuracy - record["test_accuracy"]) > 1e-6:
+            raise UserError(f"{path}: test accuracy {accuracy:.6f} on its test split, recorded "
+                            f"{record['test_accuracy']:.6f}; the archive does not reproduce (data or code changed)")
+        indices = sample_indices(cfg["samples"], len(test_labels), cfg["seed"])
+        trace = layer_trace(module, data, "test", indices)
+        frames.append(trace_rows(trace, indices, dataset=dataset, variant=variant, seed=int(record["seed"]),
+                                 lr=float(lr), relu=True, state="learned", **options, test_accuracy=accuracy,
+                                 chance_accuracy=chance_accuracy(test_labels), source=source))
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "variant", "seed", "lr", "relu", "state", "sample", "layer"])
+    table = pd.concat(frames, ignore_index=True)
+    for column in CURVE_ATTRIBUTES:
+        if column not in table:
+            table[column] = math.nan
+    return table
+
+
+def archive_learned(archive_id: str, search_tables: list[Path], models: list[Path], destination: Path,
+                    config: dict, allow_dirty: bool = False) -> dict:
+    """Copy the recipe search's tables, the learned models' table and their checkpoints into ``destination``
+    with provenance (config, commit, SHA-256 of every checkpoint), provenance.json last. Refuses a working
+    tree with uncommitted changes unless ``allow_dirty``, and checkpoints whose hash differs from the one
+    their training recorded."""
+    import json
+    import shutil
+
+    from .archive import _refuse_dirty, _sha256
+    from .artifacts import atomic_path, provenance, write_json
+    from .errors import UserError
+
+    if not allow_dirty:
+        _refuse_dirty(None)
+    destination.mkdir(parents=True, exist_ok=True)
+    tables = [pd.read_csv(path) for path in models]
+    learned = pd.concat(tables, ignore_index=True)
+    digests = {}
+    for row in learned.itertuples():
+        source = Path(row.checkpoint)
+        if _sha256(source) != row.sha256:
+            raise UserError(f"archive-learned: {source} is not the checkpoint its training recorded (SHA-256 differs)")
+        relative = Path("checkpoints") / row.dataset / row.variant / source.name
+        (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(destination / relative) as temporary:
+            shutil.copyfile(source, temporary)
+        digests[str(relative)] = row.sha256
+    learned = learned.assign(checkpoint=[f"checkpoints/{r.dataset}/{r.variant}/seed{r.seed}.pt" for r in learned.itertuples()])
+    for name, frame in (("recipe_search.csv", pd.concat([pd.read_csv(p) for p in search_tables], ignore_index=True)),
+                        ("learned_models.csv", learned)):
+        with atomic_path(destination / name) as temporary:
+            frame.to_csv(temporary, index=False, float_format="%.6g")
+    pick = select_recipe(pd.read_csv(destination / "recipe_search.csv"))
+    meta = provenance("learned-archive", config, None, archive_id=archive_id, checkpoint_sha256=digests,
+                      pick={key: value for key, value in pick.items() if key != "scores"},
+                      learned=int(learned["learned"].sum()), models=int(len(learned)))
+    write_json(destination / "provenance.json", meta)
+    return json.loads(json.dumps(meta, default=str))

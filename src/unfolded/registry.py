@@ -89,6 +89,8 @@ class Figure:
     per_dataset: bool = False
     #: the synthetic experiment tables (results/data/<experiment>.parquet) of Figures 1-4
     experiments: tuple[str, ...] = field(default=())
+    #: tables the figure draws when given (stages that write them), appended to its first table
+    optional: tuple[str, ...] = field(default=())
 
 
 FIGURES: dict[str, Figure] = {
@@ -97,7 +99,7 @@ FIGURES: dict[str, Figure] = {
     "fig3_alternating_energy": Figure(("synthetic/alternating",), experiments=("alternating",)),
     "fig4_kappa_regions": Figure(("synthetic/kappa",), experiments=("kappa",)),
     "fig5_energy_untrained": Figure(("energy-curves", "combine"), per_dataset=True),
-    "fig6_energy_trained": Figure(("energy-curves", "combine"), per_dataset=True),
+    "fig6_energy_trained": Figure(("energy-curves", "combine"), per_dataset=True, optional=("learned-curves",)),
     "fig_accuracy": Figure(("accuracy",)),
     "fig_training_curves": Figure(("accuracy",)),
     "fig_depth_extrapolation": Figure(("depth",)),

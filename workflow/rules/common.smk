@@ -99,6 +99,16 @@ ARCHIVE = f"results/archive/{config['study']['id']}"
 ARCHIVE_SPREAD = os.path.exists(f"{ARCHIVE}/token_spread.csv")
 # and weights-only checkpoints, from which the depth sweep is rebuilt without training
 ARCHIVE_CHECKPOINTS = os.path.isdir(f"{ARCHIVE}/checkpoints")
+# the archived learned models of Figure 6 (recipes.smk), when they have been archived (a fresh clone has them)
+LEARNED_ARCHIVE = f"results/archive/{config['energy_curves']['learned_recipe']['archive']}"
+HAVE_LEARNED = os.path.exists(f"{LEARNED_ARCHIVE}/provenance.json")
+
+
+def learned_curves_for(datasets):
+    """Figure 6's learned-curve tables (rule learned_curves) when an archive holds checkpoints, else none."""
+    if not (HAVE_LEARNED or ARCHIVE_CHECKPOINTS):
+        return []
+    return [f"results/data/learned_curves_{dataset}.parquet" for dataset in datasets]
 
 
 def all_targets():

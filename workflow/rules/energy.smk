@@ -1,4 +1,6 @@
 ENERGY_SETTINGS = (("energy_curves",), ("data",), ("train", "width"), ("train", "accelerator"))
+# the recipe search and the learned models have rules of their own (recipes.smk)
+NOT_ENERGY = ("recipe_search", "learned_recipe")
 
 
 rule energy_curves:
@@ -21,9 +23,9 @@ rule energy_curves:
         runtime=120,
     params:
         code=code("energy-curves"),
-        config=inline_config(*ENERGY_SETTINGS),
+        config=inline_config(*ENERGY_SETTINGS, exclude=NOT_ENERGY),
         checkpoints=lambda wildcards: checkpoint_dir(
-            f"energy_curves/{wildcards.dataset}", "energy-curves", *ENERGY_SETTINGS
+            f"energy_curves/{wildcards.dataset}", "energy-curves", *ENERGY_SETTINGS, exclude=NOT_ENERGY
         ),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded energy-curves --config {params.config} --dataset {wildcards.dataset}"
@@ -93,12 +95,14 @@ rule energy_plugins_table:
 
 
 rule energy_summary:
-    """One row per energy curve (Figures 5-6 and every trained run): monotone, strict and active shares,
-    collapse layer, the attention step's share of the decrease, and trained models' accuracy and weight change."""
+    """One row per (energy curve, energy) (Figures 5-6, Figure 6's learned models and every trained run):
+    monotone, strict and active shares, collapse layer, the attention step's share of the decrease, and
+    trained models' accuracy, majority class and weight change."""
     input:
         curves=rules.energy_curves_table.output[0],
         plugins=expand(rules.energy_plugins.output[0], dataset=config["datasets"]),
         runs=run_outputs(rules.train.output.energies, energy_only=True),
+        learned=learned_curves_for(config["datasets"]),
     output:
         csv=report(
             "results/tables/energy_summary.csv",
@@ -120,7 +124,7 @@ rule energy_summary:
     params:
         code=code("energy-summary"),
     shell:
-        "python -m unfolded energy-summary --data {input.curves} {input.plugins} {input.runs}"
+        "python -m unfolded energy-summary --data {input.curves} {input.plugins} {input.runs} {input.learned}"
         " --csv {output.csv} --markdown {output.markdown} --layers-csv {output.layers} > {log} 2>&1"
 
 
@@ -145,7 +149,7 @@ rule regime_search:
         runtime=60,
     params:
         code=code("regime-search"),
-        config=inline_config(*ENERGY_SETTINGS, ("datasets",)),
+        config=inline_config(*ENERGY_SETTINGS, ("datasets",), exclude=NOT_ENERGY),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded regime-search --config {params.config} --csv {output.csv}"
         " --no-progress > {log} 2>&1"

@@ -39,9 +39,13 @@ for _name in figure_names(synthetic=True):
 
 
 rule energy_figure:
-    """Figures 5 (untrained) and 6 (trained): energy per layer on one dataset."""
+    """Figures 5 (untrained) and 6 (trained; with the archived learned models when there are some):
+    energy per layer on one dataset."""
     input:
-        rules.energy_curves.output[0],
+        lambda wildcards: [
+            rules.energy_curves.output[0].format(dataset=wildcards.dataset),
+            *(learned_curves_for([wildcards.dataset]) if wildcards.figure == "fig6_energy_trained" else []),
+        ],
     output:
         [
             (
