@@ -371,19 +371,81 @@ def fig5_energy_untrained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
     return figure
 
 
+def _learned_label(group: pd.DataFrame) -> str:
+    """'learned' or 'did not learn here', by :data:`unfolded.thresholds.LEARNED_MARGIN` over the majority class."""
+    from .thresholds import LEARNED_MARGIN
+
+    first = group.iloc[0]
+    learned = first["test_accuracy"] >= first["chance_accuracy"] + LEARNED_MARGIN
+    return "learned" if learned else "did not learn here"
+
+
+def _energy_lines(group: pd.DataFrame) -> str:
+    """One line per energy of the curve other than the plotted one: its non-increasing share of steps."""
+    from .summaries import PLOTTED_ENERGY, curve_summary
+
+    rows = curve_summary(group)
+    rows = rows[rows["energy"] != PLOTTED_ENERGY]
+    short = {"pairwise term, attention sub-step": "pairwise (attention)",
+             "feed-forward quadratic, gradient sub-step": "FF quadratic (gradient)",
+             "feed-forward + ReLU indicator, feed-forward sub-step": "FF + ReLU (FF sub-step)",
+             "total without the regulariser, layer": "total, no regulariser",
+             "total with the regulariser, layer": "total + regulariser"}
+    parts = [f"{short.get(row.energy, row.energy)} {100 * row.monotone_fraction:.0f}%" for row in rows.itertuples()]
+    if not parts:
+        return ""
+    return "\nnon-increasing: " + ", ".join(parts[:3]) + ("\n" + ", ".join(parts[3:]) if parts[3:] else "")
+
+
+def _median_seed_curve(group: pd.DataFrame) -> tuple[pd.DataFrame, str]:
+    """The curve of the seed with the median test accuracy, and a note on every seed's accuracy."""
+    from .recipes import median_seed
+
+    per_seed = group.groupby("seed", as_index=False)["test_accuracy"].first()
+    seed = median_seed(per_seed)
+    accuracies = ", ".join(f"{value:.3f}" for value in sorted(per_seed["test_accuracy"]))
+    return group[group["seed"] == seed], f"seed {seed}, the median of {len(per_seed)} (test accuracies {accuracies})"
+
+
 def fig6_energy_trained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
-    """Energy across layers after the authors' training recipe (ReLU, SGD, batch size 1), per model
-    variant, with each model's test accuracy (against the majority class) and weight change."""
+    """Energy across layers of trained models (ReLU), one panel per model, each titled with its test
+    accuracy against the majority class and whether it learned (at least the majority class +
+    LEARNED_MARGIN). Top row: the authors' recipe (SGD, batch size 1, 2000 steps), kept for what it is;
+    middle row: the same models at the learned recipe of the prespecified search; bottom row: the archived
+    study's tied unfolded models. Learned rows draw the seed with the median test accuracy."""
     set_style()
-    data = frame[(frame["dataset"] == dataset) & (frame["state"] == "trained")]
-    variants = [v for v in VARIANT_ORDER if v in set(data["variant"])]
-    figure, axes = plt.subplots(1, len(variants), figsize=(7.2 * len(variants), 5.6), squeeze=False)
-    for ax, variant in zip(axes[0], variants, strict=True):
-        group = data[data["variant"] == variant]
+    data = frame[frame["dataset"] == dataset]
+    authors = data[data["state"] == "trained"]
+    learned = data[data["state"] == "learned"]
+    recipe = learned[learned["variant"].isin(VARIANT_ORDER)] if "variant" in learned else learned
+    study = learned[~learned["variant"].isin(VARIANT_ORDER)] if "variant" in learned else learned
+    panels = [("authors' recipe", variant, authors[authors["variant"] == variant])
+              for variant in VARIANT_ORDER if variant in set(authors["variant"])]
+    panels += [("learned recipe", variant, recipe[recipe["variant"] == variant])
+               for variant in VARIANT_ORDER if variant in set(recipe["variant"])]
+    panels += [("study", model, study[study["variant"] == model]) for model in sorted(set(study["variant"]))]
+    columns = 3
+    rows = -(-len(panels) // columns)
+    figure, axes = plt.subplots(rows, columns, figsize=(7.2 * columns, 6.0 * rows), squeeze=False)
+    for ax in axes.flat[len(panels):]:
+        ax.set_visible(False)
+    for ax, (row, name, group) in zip(axes.flat, panels, strict=False):
+        note = ""
+        if row != "authors' recipe":
+            group, note = _median_seed_curve(group)
+            note = "\n" + note
         first = group.iloc[0]
-        extra = (f"\ntest accuracy {first['test_accuracy']:.3f} (majority class {first['chance_accuracy']:.3f})\n"
-                 f"relative weight change: W {first['change_W']:.2g}, Wf {first['change_Wf']:.2g}, B {first['change_B']:.2g}")
-        _energy_panel(ax, group, f"{dataset}, {_variant_title(variant, group)}, trained", extra)
+        label = _learned_label(group)
+        if row == "authors' recipe":
+            title = f"{dataset}, {_variant_title(name, group)}: authors' recipe, {label}"
+            extra = (f"\ntest accuracy {first['test_accuracy']:.3f} (majority class {first['chance_accuracy']:.3f}); "
+                     f"weight change W {first['change_W']:.2g}, Wf {first['change_Wf']:.2g}")
+        else:
+            recipe_name = (f"{row} (lr {first['lr']:g})" if row == "learned recipe" else f"study, lr {first['lr']:g}")
+            model = _variant_title(name, group) if name in VARIANT_ORDER else _model_name(name)
+            title = f"{dataset}, {model}: {recipe_name}, {label}"
+            extra = f"\ntest accuracy {first['test_accuracy']:.3f} (majority class {first['chance_accuracy']:.3f}){note}"
+        _energy_panel(ax, group, title, extra + _energy_lines(group))
     figure.tight_layout()
     return figure
 

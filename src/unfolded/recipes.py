@@ -248,8 +248,17 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
     from .artifacts import atomic_path, provenance, write_json
     from .errors import UserError
 
+    made_by = {}
+    for path in (*search_tables, *models):
+        record = json.loads(path.with_suffix(".provenance.json").read_text()) \
+            if path.with_suffix(".provenance.json").exists() else {}
+        made_by[path.name] = {"git_commit": record.get("git_commit", "unknown"), "git_dirty": record.get("git_dirty", True)}
     if not allow_dirty:
         _refuse_dirty(None)
+        dirty = [name for name, record in made_by.items() if record["git_dirty"] is not False]
+        if dirty:
+            raise UserError(f"archive-learned: {dirty} were made from a working tree with uncommitted changes (or have "
+                            "no provenance.json beside them); commit, then rerun them")
     destination.mkdir(parents=True, exist_ok=True)
     tables = [pd.read_csv(path) for path in models]
     learned = pd.concat(tables, ignore_index=True)
@@ -269,7 +278,7 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
         with atomic_path(destination / name) as temporary:
             frame.to_csv(temporary, index=False, float_format="%.6g")
     pick = select_recipe(pd.read_csv(destination / "recipe_search.csv"))
-    meta = provenance("learned-archive", config, None, archive_id=archive_id, checkpoint_sha256=digests,
+    meta = provenance("learned-archive", config, None, archive_id=archive_id, checkpoint_sha256=digests, made_by=made_by,
                       pick={key: value for key, value in pick.items() if key != "scores"},
                       learned=int(learned["learned"].sum()), models=int(len(learned)))
     write_json(destination / "provenance.json", meta)
