@@ -19,9 +19,10 @@ __all__ = ["CURVE_ATTRIBUTES", "CURVE_KEYS", "trace_rows"]
 
 #: A curve: Figures 5-6's (lr NaN) or a trained run's (variant = the run's model, lr its learning rate).
 CURVE_KEYS = ["dataset", "variant", "relu", "state", "seed", "lr"]
-#: Per-curve attributes repeated on every row of a curve (NaN where they do not apply).
+#: Per-curve attributes repeated on every row of a curve (NaN where they do not apply); predicted_classes:
+#: how many classes a trained model predicts over the whole test split (1: one answer for every input).
 CURVE_ATTRIBUTES = ["alpha_attention", "w_scale", "test_accuracy", "test_loss", "chance_accuracy",
-                    "change_W", "change_Wf", "change_B"]
+                    "change_W", "change_Wf", "change_B", "predicted_classes"]
 
 
 def trace_rows(trace: LayerTrace, indices: list[int], **columns) -> pd.DataFrame:

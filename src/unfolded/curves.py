@@ -59,10 +59,11 @@ def energy_curves(config: dict, dataset: str, checkpoint_root: Path, progress: b
         summary = fit(module, data, checkpoint_dir, seed=cfg["seed"], batch_size=1, max_epochs=-1,
                       max_steps=cfg["train_steps"], accelerator=config["train"]["accelerator"], validate=False,
                       progress=progress)
+        predicted = int(module.predict_split(data, "test").unique().numel())  # of the tested model
         if variant == "authors":
             authors_normalise_(module.encoder)  # the authors normalise again before painting
         record = {"test_accuracy": summary["test_accuracy"], "test_loss": summary["test_loss"],
-                  "chance_accuracy": chance, **parameter_changes(start, module)}
+                  "chance_accuracy": chance, **parameter_changes(start, module), "predicted_classes": predicted}
         trace = layer_trace(module, data, "test", indices)
         frames.append(trace_rows(trace, indices, **keys, relu=True, state="trained", **record))
     table = pd.concat(frames, ignore_index=True)

@@ -436,15 +436,17 @@ def fig6_energy_trained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
             note = "\n" + note
         first = group.iloc[0]
         label = _learned_label(group)
+        classes = first.get("predicted_classes", float("nan"))
+        predicts = f"; predicts {int(classes)} class{'es' if classes != 1 else ''}" if classes == classes else ""
+        accuracy = f"\ntest accuracy {first['test_accuracy']:.3f} (majority class {first['chance_accuracy']:.3f}){predicts}"
         if row == "authors' recipe":
             title = f"{dataset}, {_variant_title(name, group)}: authors' recipe, {label}"
-            extra = (f"\ntest accuracy {first['test_accuracy']:.3f} (majority class {first['chance_accuracy']:.3f}); "
-                     f"weight change W {first['change_W']:.2g}, Wf {first['change_Wf']:.2g}")
+            extra = f"{accuracy}; weight change W {first['change_W']:.2g}, Wf {first['change_Wf']:.2g}"
         else:
             recipe_name = (f"{row} (lr {first['lr']:g})" if row == "learned recipe" else f"study, lr {first['lr']:g}")
             model = _variant_title(name, group) if name in VARIANT_ORDER else _model_name(name)
             title = f"{dataset}, {model}: {recipe_name}, {label}"
-            extra = f"\ntest accuracy {first['test_accuracy']:.3f} (majority class {first['chance_accuracy']:.3f}){note}"
+            extra = f"{accuracy}{note}"
         _energy_panel(ax, group, title, extra + _energy_lines(group))
     figure.tight_layout()
     return figure

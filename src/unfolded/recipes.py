@@ -217,7 +217,8 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
             options = {"alpha_attention": math.nan, "w_scale": math.nan}
             data = prepare(dataset, study_config, seed=record["seed"])
         test_labels = data.splits["test"][1]
-        accuracy = float((module.predict_split(data, "test") == test_labels).double().mean())
+        predictions = module.predict_split(data, "test")
+        accuracy = float((predictions == test_labels).double().mean())
         if abs(accuracy - record["test_accuracy"]) > 1e-6:
             raise UserError(f"{path}: test accuracy {accuracy:.6f} on its test split, recorded "
                             f"{record['test_accuracy']:.6f}; the archive does not reproduce (data or code changed)")
@@ -225,7 +226,8 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
         trace = layer_trace(module, data, "test", indices)
         frames.append(trace_rows(trace, indices, dataset=dataset, variant=variant, seed=int(record["seed"]),
                                  lr=float(lr), relu=True, state="learned", **options, test_accuracy=accuracy,
-                                 chance_accuracy=chance_accuracy(test_labels), source=source))
+                                 chance_accuracy=chance_accuracy(test_labels), source=source,
+                                 predicted_classes=int(predictions.unique().numel())))
     if not frames:
         return pd.DataFrame(columns=["dataset", "variant", "seed", "lr", "relu", "state", "sample", "layer"])
     table = pd.concat(frames, ignore_index=True)

@@ -126,9 +126,15 @@ def _energy(s: Sources) -> str:
 
 
 def _energy_headline(s: Sources) -> str:
-    from .energy import energy_headline
+    from .figure6 import figure6_headline
 
-    return energy_headline(s.energy_summary(), s.curve_settings())
+    return figure6_headline(s.energy_summary(every_energy=True), s.curve_settings())
+
+
+def _figure6(s: Sources) -> str:
+    from .figure6 import figure6_block
+
+    return figure6_block(s.energy_summary(every_energy=True))
 
 
 def _regime(s: Sources) -> str:
@@ -218,6 +224,7 @@ RUN_BLOCKS: dict[str, Callable[[Sources], str]] = {
     "claims-headline": _claims_headline,
     "energy": _energy,
     "energy-headline": _energy_headline,
+    "figure6": _figure6,
     "energies": _energies,
     "energies-headline": _energies_headline,
     "regime": _regime,

@@ -7,9 +7,9 @@ import pandas as pd
 
 from ..registry import CURVE_MODELS
 from ..thresholds import NEAR_CHANCE_MARGIN, WEIGHTS_MOVED
-from .format import compact_table, pct
+from .format import pct
 
-__all__ = ["energy_block", "energy_headline", "energy_summary_markdown", "regime_block", "regime_page"]
+__all__ = ["energy_block", "energy_summary_markdown", "regime_block", "regime_page"]
 
 #: The energy-curve models in the order the tables list them, and their names in prose.
 SUMMARY_ORDER = {name: index for index, name in enumerate(CURVE_MODELS)}
@@ -29,7 +29,8 @@ def energy_summary_markdown(summary) -> str:
     if "energy" not in table:
         table["energy"] = "plotted"
     columns = ["dataset", "variant", "relu", "state", "seed", "lr", "energy", "steps", *percent[:5], "collapse_layer",
-               "attention_share_active", "test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B"]
+               "attention_share_active", "test_accuracy", "chance_accuracy", "change_W", "change_Wf", "change_B",
+               *(["predicted_classes"] if "predicted_classes" in table else [])]
     note = ("\n\nShares count (sample, layer) steps. The plotted energy judges each step on the total energy of the "
             "layer that takes it; each other energy is judged around the step it names (the three sub-step energies "
             "are the ones the theorems are about). Tolerance: unfolded.diagnostics.DESCENT_TOLERANCE. "
@@ -157,25 +158,3 @@ def energy_block(s: pd.DataFrame) -> str:
                 f"W {t['change_W']:.2g}, Wf {t['change_Wf']:.2g}, B {t['change_B']:.2g}"
                 + (f" ({'; '.join(verdict)})." if verdict else "."))
     return table.to_markdown(index=False) + "\n\n" + "\n".join(sentences)
-
-
-def energy_headline(s: pd.DataFrame, settings: dict) -> str:
-    """Per dataset, the trained curves with ReLU of the energy summary ``s``: how many layer steps do not
-    raise the energy, in all steps and in active (non-collapsed) ones, and the test accuracy beside the
-    majority class (``settings``: config section energy_curves of the curves)."""
-    intro = (f"The energy after each of {settings['num_layers']} tied layers on {settings['samples']} test sequences, "
-             f"after the authors' training recipe (SGD at learning rate {settings['lr']:g}, batch 1, "
-             f"{settings['train_steps']} steps). A step is *active* when the tokens have not collapsed onto one "
-             f"point:\n\n")
-    curves = s[s["variant"].isin(SUMMARY_ORDER) & (s["state"] == "trained") & s["relu"]].copy()
-    curves["order"] = curves["variant"].map(SUMMARY_ORDER)
-    curves = curves.sort_values(["dataset", "order"])
-    table = pd.DataFrame({
-        "dataset": curves["dataset"], "model (trained, ReLU)": curves["variant"].map(NAMES),
-        "non-increasing steps": curves["monotone_fraction"].map(pct),
-        "active steps": curves["active_fraction"].map(pct),
-        "non-increasing (active)": curves["monotone_fraction_active"].map(pct),
-        "test acc. (majority)": [f"{a:.3f} ({m:.3f})" for a, m in zip(curves["test_accuracy"], curves["chance_accuracy"],
-                                                                       strict=True)],
-    })
-    return intro + compact_table(table)

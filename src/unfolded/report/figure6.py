@@ -7,7 +7,19 @@ import pandas as pd
 
 from ..thresholds import LEARNED_MARGIN
 
-__all__ = ["learned_sentence", "recipe_page"]
+__all__ = ["figure6_block", "figure6_headline", "figure6_sentences", "figure6_table", "recipe_page"]
+
+#: The energies of a trained curve, in the order the tables list them, and their column names.
+THEOREM_ENERGIES = ("pairwise term, attention sub-step", "feed-forward quadratic, gradient sub-step",
+                    "feed-forward + ReLU indicator, feed-forward sub-step")
+TOTALS = {"total without the regulariser, layer": "total", "total with the regulariser, layer": "total + reg."}
+ROW_ORDER = {("trained", "authors"): 0, ("learned", "authors"): 1, ("learned", "exact"): 2,
+             ("learned", "exact_active"): 3, ("learned", "unfolded_tied"): 4, ("learned", "unfolded_tied-residual"): 5}
+ROW_NAMES = {("trained", "authors"): "authors', authors' recipe", ("trained", "exact"): "exact, authors' recipe",
+             ("trained", "exact_active"): "exact active, authors' recipe", ("learned", "authors"): "authors', searched recipe",
+             ("learned", "exact"): "exact, searched recipe", ("learned", "exact_active"): "exact active, searched recipe",
+             ("learned", "unfolded_tied"): "unfolded_tied, study",
+             ("learned", "unfolded_tied-residual"): "unfolded_tied-residual, study"}
 
 
 def recipe_page(table: pd.DataFrame, pick: dict, configured: dict) -> str:
@@ -40,15 +52,110 @@ def recipe_page(table: pd.DataFrame, pick: dict, configured: dict) -> str:
     ])
 
 
-def learned_sentence(summary: pd.DataFrame) -> str:
-    """Which energy is non-increasing where, over the learned curves of ``energy_summary.csv`` (``state`` =
-    ``learned``): per energy, on how many curves every step kept it from rising, with the lowest share."""
-    learned = summary[summary["state"] == "learned"]
-    if learned.empty:
-        return "No learned curves (the archives hold no checkpoints)."
-    parts = []
-    for energy, group in learned.groupby("energy", sort=False):
-        whole = int((group["monotone_fraction"] >= 1.0).sum())
-        parts.append(f"{energy}: {whole} of {len(group)} curves never rise (lowest share "
-                     f"{group['monotone_fraction'].min():.2f})")
-    return "; ".join(parts) + "."
+def figure6_table(summary: pd.DataFrame) -> pd.DataFrame:
+    """Per (dataset, trained model) of ``energy_summary.csv`` (every energy's rows; trained = after the authors'
+    recipe, learned = the searched recipe and the study's models; ReLU): seeds, median test accuracy, majority
+    class, the fewest classes any seed predicts, whether the median seed learned, and per energy the
+    non-increasing share of steps (mean over seeds) with its minimum over seeds, plus the active share."""
+    rows = summary[summary["state"].isin(["trained", "learned"]) & summary["relu"].astype(bool)]
+    out = []
+    for (dataset, state, variant), group in rows.groupby(["dataset", "state", "variant"], sort=True):
+        first = group.iloc[0]
+        accuracy = float(group.groupby("seed")["test_accuracy"].first().median())
+        record = {"dataset": dataset, "state": state, "variant": variant, "seeds": int(group["seed"].nunique()),
+                  "test_accuracy": accuracy, "chance_accuracy": float(first["chance_accuracy"]),
+                  "learned": accuracy >= float(first["chance_accuracy"]) + LEARNED_MARGIN,
+                  "predicted_classes": group["predicted_classes"].min() if "predicted_classes" in group else float("nan"),
+                  "active": float(group["active_fraction"].mean())}
+        for energy, shares in group.groupby("energy")["monotone_fraction"]:
+            record[energy] = float(shares.mean())
+            record[f"{energy} (min)"] = float(shares.min())
+        out.append(record)
+    table = pd.DataFrame(out)
+    if table.empty:
+        return table
+    table["order"] = [ROW_ORDER.get((state, variant), 9) for state, variant in zip(table["state"], table["variant"],
+                                                                                  strict=True)]
+    return table.sort_values(["dataset", "order", "variant"]).drop(columns="order").reset_index(drop=True)
+
+
+def _share(value) -> str:
+    return "" if value != value else f"{100 * value:.0f}%"
+
+
+def _theorems(row) -> str:
+    """The lowest of the three sub-step energies' non-increasing shares (each on its own sub-step)."""
+    values = [row.get(name, float("nan")) for name in THEOREM_ENERGIES]
+    values = [value for value in values if value == value]
+    return _share(min(values)) if values else ""
+
+
+def figure6_headline(summary: pd.DataFrame, settings: dict) -> str:
+    """The README's Figure 6 rows: per dataset, the authors' model after the authors' recipe and every model the
+    recipe search and the study trained, with accuracy and the non-increasing share of layer steps on the
+    sub-step energies (lowest of three), the total, and the total with the authors' regulariser."""
+    from .format import compact_table
+
+    table = figure6_table(summary)
+    if table.empty:
+        return "No trained energy curves in this run."
+    table = table[[key in ROW_ORDER for key in zip(table["state"], table["variant"], strict=True)]]
+    frame = pd.DataFrame({
+        "dataset": table["dataset"],
+        "model, recipe": [ROW_NAMES[key] for key in zip(table["state"], table["variant"], strict=True)],
+        "seeds": table["seeds"],
+        "test acc. (majority)": [f"{a:.3f} ({m:.3f})" for a, m in zip(table["test_accuracy"], table["chance_accuracy"],
+                                                                       strict=True)],
+        "classes predicted": table["predicted_classes"].map(lambda v: "" if v != v else str(int(v))),
+        "sub-steps": [_theorems(row) for _, row in table.iterrows()],
+        **{name: table[energy].map(_share) if energy in table else "" for energy, name in TOTALS.items()},
+    })
+    failing = table[~table["learned"]]
+    intro = (f"Trained models, energy per layer step on {settings['samples']} test sequences; *sub-steps*: the lowest "
+             "non-increasing share of the three sub-steps, each on the energy its theorem names; *total*: the whole "
+             "layer, without and with the authors' regulariser (shares: mean over seeds):\n\n")
+    return (intro + compact_table(frame) + f"\n\n{len(failing)} of {len(table)} rows stay below the majority class + "
+            f"{LEARNED_MARGIN:g} (did not learn here).")
+
+
+def figure6_block(summary: pd.DataFrame) -> str:
+    """docs/results.md: every trained and learned curve's energies, each with its mean and minimum over seeds."""
+    table = figure6_table(summary)
+    if table.empty:
+        return "No trained energy curves in this run."
+    energies = [*THEOREM_ENERGIES, *TOTALS]
+    frame = pd.DataFrame({
+        "dataset": table["dataset"],
+        "model, recipe": [ROW_NAMES.get(key, f"{key[1]}, {key[0]}") for key in zip(table["state"], table["variant"],
+                                                                                 strict=True)],
+        "seeds": table["seeds"],
+        "test acc. (majority)": [f"{a:.3f} ({m:.3f})" for a, m in zip(table["test_accuracy"], table["chance_accuracy"],
+                                                                       strict=True)],
+        "classes": table["predicted_classes"].map(lambda v: "" if v != v else str(int(v))),
+        "active": table["active"].map(_share),
+        **{name: [f"{_share(row[name])} ({_share(row[f'{name} (min)'])})" if name in row and row[name] == row[name]
+                  else "" for _, row in table.iterrows()] for name in energies},
+    })
+    return frame.to_markdown(index=False) + "\n\n" + "\n".join(figure6_sentences(table))
+
+
+def figure6_sentences(table: pd.DataFrame) -> list[str]:
+    """Which energy is non-increasing where, with counts over the rows of :func:`figure6_table` that carry
+    every energy, and which rows learned."""
+    measured = table.dropna(subset=[*THEOREM_ENERGIES[:2], *TOTALS])
+    names = lambda rows: ", ".join(f"{r.dataset} {ROW_NAMES.get((r.state, r.variant), r.variant)}"  # noqa: E731
+                                   for r in rows.itertuples())
+    lines = []
+    for energy in (*THEOREM_ENERGIES, *TOTALS):
+        rows = measured.dropna(subset=[energy])
+        kept = rows[rows[f"{energy} (min)"] >= 1.0]
+        rising = rows[rows[f"{energy} (min)"] < 1.0]
+        lines.append(f"- `derived` {energy}: never rises on any seed in {len(kept)} of {len(rows)} models"
+                     + (f"; rises in {names(rising)} (lowest share on a seed "
+                        f"{rising[f'{energy} (min)'].min():.2f})." if len(rising) else "."))
+    learned = table[table["learned"]]
+    single = table[table["predicted_classes"] == 1]
+    lines.append(f"- `derived` Learned (median test accuracy at least the majority class + {LEARNED_MARGIN:g}): "
+                 f"{len(learned)} of {len(table)} models ({names(learned) or 'none'})."
+                 + (f" Predicting one class for every test input: {names(single)}." if len(single) else ""))
+    return lines
