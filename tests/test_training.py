@@ -7,9 +7,10 @@ import torch
 from unfolded.config import load_config
 from unfolded.curves import energy_curves
 from unfolded.data import prepare
+from unfolded.models import SUBSTEP_ENERGIES
 from unfolded.registry import MODELS, VARIANTS
 from unfolded.runs import train_run
-from unfolded.summaries import curve_summary, layer_decomposition
+from unfolded.summaries import curve_summary, layer_decomposition, plotted_rows
 from unfolded.training import DivergenceError, SequenceClassifier, fit
 
 SMOKE = load_config("config/smoke.yaml")
@@ -122,8 +123,17 @@ def test_energy_curve_table(tmp_path):
     assert table.loc[table["layer"] == 0, "relative_spread"].eq(1.0).all()
     # tied models: a step's own function is the curve's, so step_after is the plotted energy
     assert (steps["step_after"] - steps["energy"]).abs().max() < 1e-9
-    summary = curve_summary(table)
+    every_energy = curve_summary(table)
+    summary = plotted_rows(every_energy)
     assert len(summary) == 3 * len(cfg["variants"]) and summary["monotone_fraction"].between(0, 1).all()
+    # each curve also has a row per energy that applies: the ReLU sub-step energy only with ReLU
+    counts = every_energy.groupby(["variant", "state", "relu"]).size()
+    assert set(counts[counts.index.get_level_values("relu")]) == {1 + len(SUBSTEP_ENERGIES)}
+    assert set(counts[~counts.index.get_level_values("relu")]) == {len(SUBSTEP_ENERGIES)}
+    # the theorems: on the exact models every sub-step descends the energy it is about, trained or not
+    theorems = [name for name, guarantee in SUBSTEP_ENERGIES.values() if guarantee.startswith("theorem")]
+    exact_substeps = every_energy[every_energy["variant"].str.startswith("exact") & every_energy["energy"].isin(theorems)]
+    assert len(exact_substeps) == 2 * (2 + 3 + 3) and (exact_substeps["monotone_fraction"] == 1.0).all()
     exact = summary[summary["variant"].str.startswith("exact")]
     assert (exact["monotone_fraction"] > 0.9).all()
     trained = summary[summary["state"] == "trained"]

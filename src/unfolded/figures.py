@@ -441,7 +441,8 @@ def fig6_energy_trained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
         accuracy = f"\ntest accuracy {first['test_accuracy']:.3f} (majority class {first['chance_accuracy']:.3f}){predicts}"
         if row == "authors' recipe":
             title = f"{dataset}, {_variant_title(name, group)}: authors' recipe, {label}"
-            extra = f"{accuracy}; weight change W {first['change_W']:.2g}, Wf {first['change_Wf']:.2g}"
+            extra = (f"{accuracy}\nrelative weight change: W {first['change_W']:.2g}, Wf {first['change_Wf']:.2g}, "
+                     f"B {first['change_B']:.2g}")
         else:
             recipe_name = (f"{row} (lr {first['lr']:g})" if row == "learned recipe" else f"study, lr {first['lr']:g}")
             model = _variant_title(name, group) if name in VARIANT_ORDER else _model_name(name)
