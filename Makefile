@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study study-figures gpu-check
+.PHONY: all install lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study study-figures study-depth-check figure6-search figure6-models gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -91,6 +91,33 @@ study: $(STAMP)
 		--csv results/archive/$(STUDY_ID)/depth_sweep.csv --criterion results/tables/depth_sweep_criterion.csv
 	$(BIN)/python -m unfolded trained-energies --archive results/archive/$(STUDY_ID) \
 		--csv results/archive/$(STUDY_ID)/trained_energies.csv
+
+# A follow-up check of the study on the depth mechanism (config/study-depth-check.yaml: L = 5, the two step
+# sizes separated, learned step sizes; fresh seeds 10-19), from a clean tree, archived beside the study
+DEPTH_CHECK_ID ?= depth-2026-12
+DEPTH_CHECK_CONFIGS := config/study.yaml config/study-picks.yaml config/study-depth-check.yaml
+study-depth-check: $(STAMP)
+	$(BIN)/snakemake --cores all --configfile $(DEPTH_CHECK_CONFIGS)
+	$(BIN)/python -m unfolded archive --config $(DEPTH_CHECK_CONFIGS) --study-id $(DEPTH_CHECK_ID) --check-of $(STUDY_ID)
+	$(BIN)/python -m unfolded depth-sweep --archive results/archive/$(DEPTH_CHECK_ID) \
+		--csv results/archive/$(DEPTH_CHECK_ID)/depth_sweep.csv --criterion results/tables/depth_check_criterion.csv
+	$(BIN)/python -m unfolded step-sizes --archive results/archive/$(DEPTH_CHECK_ID) \
+		--csv results/archive/$(DEPTH_CHECK_ID)/step_sizes.csv
+
+# Figure 6 from models that learned, in two steps outside the default run. Step 1: the prespecified recipe
+# search (energy_curves.recipe_search) and its pick (results/tables/recipe_search.md); fix the pick in
+# config.yaml (energy_curves.learned_recipe) and commit. Step 2, from a clean tree: the models at that recipe
+# on fresh seeds, archived with their checkpoints (results/archive/<energy_curves.learned_recipe.archive>)
+FIGURE6_DATASETS := polarity digits
+figure6-search: $(STAMP)
+	$(BIN)/snakemake --cores all results/tables/recipe_search.md
+	cat results/tables/recipe_search.md
+
+figure6-models: $(STAMP)
+	$(BIN)/snakemake --cores all $(foreach d,$(FIGURE6_DATASETS),results/recipes/learned_$(d).csv)
+	$(BIN)/python -m unfolded archive-learned --config config.yaml \
+		--search $(foreach d,$(FIGURE6_DATASETS),results/recipes/search_$(d).csv) \
+		--models $(foreach d,$(FIGURE6_DATASETS),results/recipes/learned_$(d).csv)
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)

@@ -23,7 +23,7 @@ ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.
 #: checkpoints and the energies their layers descend (``python -m unfolded depth-sweep``, ``trained-energies``:
 #: written after the archive, from its checkpoints)
 OPTIONAL_TABLES = ("predictions.parquet", "token_spread.csv", "verdicts.csv", "controls.csv", "selection_summary.csv",
-                   "depth_sweep.csv", "trained_energies.csv")
+                   "depth_sweep.csv", "trained_energies.csv", "step_sizes.csv")
 #: the most bytes of checkpoints one archived study may hold
 CHECKPOINT_BUDGET = 50 * 2**20
 

@@ -343,6 +343,16 @@ def run_trained_energies(args: argparse.Namespace) -> None:
     print(f"{args.csv}: {len(table)} rows", file=sys.stderr)
 
 
+def run_step_sizes(args: argparse.Namespace) -> None:
+    from .artifacts import atomic_path
+    from .sweeps import learned_step_sizes
+
+    table = _archived_measure("step-sizes", args.archive, lambda archive, config: learned_step_sizes(archive))
+    with atomic_path(args.csv) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+    print(f"{args.csv}: {len(table)} rows (run, layer)", file=sys.stderr)
+
+
 def run_regime_search(args: argparse.Namespace) -> None:
     from .artifacts import atomic_path, provenance, write_json
     from .curves import regime_search, select_regime
@@ -830,6 +840,15 @@ def build_parser() -> argparse.ArgumentParser:
     regime.add_argument("--csv", required=True, help="output CSV, one row per curve (a .provenance.json is written beside it)")
     regime.add_argument("--no-progress", action="store_true", help="no progress bar")
     regime.set_defaults(run=run_regime_search)
+
+    steps = stages.add_parser(
+        "step-sizes", help="the step sizes archived learned_steps checkpoints learned, per layer",
+        description="For every archived checkpoint of unfolded_tied-learned_steps: the learned attention and "
+                    "feed-forward step sizes of each layer, their bounds, and whether the feed-forward one is below "
+                    "1 / (1 + spectral_bound).")
+    steps.add_argument("--archive", required=True, help="results/archive/<study-id>")
+    steps.add_argument("--csv", required=True, help="output CSV, one row per (run, layer)")
+    steps.set_defaults(run=run_step_sizes)
 
     search = stages.add_parser(
         "recipe-search", help="Figure 6: train the energy-curve models on a grid of recipes (selection seeds)",

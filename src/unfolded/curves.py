@@ -101,7 +101,8 @@ def regime_search(config: dict, datasets: list[str], progress: bool = True) -> p
             indices = sample_indices(search["samples"], population, seed)
             L.seed_everything(seed, verbose=False)
             encoder = paper_encoder(width, cfg["num_layers"], relu, "exact_active", alpha_attention=alpha, w_scale=scale)
-            trace = layer_trace(_module(data, encoder, width, cfg["lr"], Path(".")), data, "test", indices)
+            trace = layer_trace(_module(data, encoder, width, cfg["lr"], Path(".")), data, "test", indices,
+                                substeps=False)  # the rule reads the layer energy only
             summary = curve_summary_row(trace.before, trace.after, relative_spread(trace.spread),
                                         trace.middle - trace.before)
             rows.append({"dataset": dataset, "phase": phase, "seed": seed, "alpha_attention": float(alpha),

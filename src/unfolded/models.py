@@ -315,15 +315,17 @@ class UnfoldedTransformer(nn.Module):
 
     @torch.no_grad()
     @parametrize.cached()
-    def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> LayerTrace:
+    def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None,
+              substeps: bool = True) -> LayerTrace:
         """Run ``num_layers`` layers (default: the trained depth; tied models may go deeper) and record
-        each step on the function of the layer that takes it (:class:`LayerTrace`)."""
+        each step on the function of the layer that takes it (:class:`LayerTrace`), and with ``substeps``
+        each energy of :data:`SUBSTEP_ENERGIES` around its step."""
         from .diagnostics import token_spread
 
         depth = self._depth(num_layers)
         energies, before, middle, after = [self.layer(0).energy(Y, mask)], [], [], []
         spread, update = [token_spread(_energy_precision(Y), mask)], []
-        substeps = {key: ([], []) for key in SUBSTEP_ENERGIES}
+        recorded = {key: ([], []) for key in SUBSTEP_ENERGIES} if substeps else {}
         for t in range(depth):
             layer = self.layer(t)
             alpha_attention, alpha_ffn = self.step_sizes(t) or (None, None)
@@ -337,13 +339,14 @@ class UnfoldedTransformer(nn.Module):
             energies.append(after[-1])
             spread.append(token_spread(_energy_precision(out), mask))
             update.append(_relative_update(_energy_precision(Y), _energy_precision(out), mask))
-            for key, (start, end) in substep_energies(layer, Y, attended, out, mask, alpha_ffn).items():
-                substeps[key][0].append(start)
-                substeps[key][1].append(end)
+            if substeps:
+                for key, (start, end) in substep_energies(layer, Y, attended, out, mask, alpha_ffn).items():
+                    recorded[key][0].append(start)
+                    recorded[key][1].append(end)
             Y = out
         stack = lambda values: torch.stack(values, -1)  # noqa: E731
         return LayerTrace(stack(energies), stack(before), stack(middle), stack(after), stack(spread), stack(update),
-                          {key: (stack(start), stack(end)) for key, (start, end) in substeps.items()})
+                          {key: (stack(start), stack(end)) for key, (start, end) in recorded.items()})
 
 
 class StandardTransformer(nn.Module):

@@ -141,9 +141,9 @@ def train_learned(config: dict, dataset: str, workdir: Path, out: Path, progress
     cfg = config["energy_curves"]
     recipe = cfg["learned_recipe"]
     if recipe.get("optimizer") is None:
-        from .errors import ConfigError
+        from .config import ConfigError
 
-        raise ConfigError("energy_curves.learned_recipe is not set: run the recipe search (make recipe-search) and "
+        raise ConfigError("energy_curves.learned_recipe is not set: run the recipe search (make figure6-search) and "
                           "fix its pick in the config")
     budget = {key: cfg["recipe_search"][key] for key in ("batch_size", "max_epochs", "patience")}
     rows = []
@@ -247,7 +247,7 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
     import shutil
 
     from .archive import _refuse_dirty, _sha256
-    from .artifacts import atomic_path, provenance, write_json
+    from .artifacts import atomic_path, provenance, write_json, write_text
     from .errors import UserError
 
     made_by = {}
@@ -279,7 +279,11 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
                         ("learned_models.csv", learned)):
         with atomic_path(destination / name) as temporary:
             frame.to_csv(temporary, index=False, float_format="%.6g")
-    pick = select_recipe(pd.read_csv(destination / "recipe_search.csv"))
+    search = pd.read_csv(destination / "recipe_search.csv")
+    pick = select_recipe(search)
+    from .report.figure6 import recipe_page
+
+    write_text(destination / "recipe_search.md", recipe_page(search, pick, config["energy_curves"]["learned_recipe"]))
     meta = provenance("learned-archive", config, None, archive_id=archive_id, checkpoint_sha256=digests, made_by=made_by,
                       pick={key: value for key, value in pick.items() if key != "scores"},
                       learned=int(learned["learned"].sum()), models=int(len(learned)))

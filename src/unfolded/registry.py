@@ -132,6 +132,8 @@ FAMILIES = ("unfolded", "standard", "bag_of_embeddings")
 #: attention step.
 VARIANTS: dict[str, dict] = {
     "residual": {"alpha_attention": 0.5, "alpha_ffn": 0.5},
+    "ffn_step_half": {"alpha_attention": 1.0, "alpha_ffn": 0.5},
+    "attention_step_half": {"alpha_attention": 0.5, "alpha_ffn": 1.0},
     "learned_steps": {"learned_step_sizes": True, "alpha_attention": 1.0, "alpha_ffn": 0.5},
     "multihead": {"energy_heads": 4},
     "no_attention": {"attention": False},
@@ -139,7 +141,8 @@ VARIANTS: dict[str, dict] = {
 #: The model families each variant applies to (the ablation applies to both: standard_tied-no_attention
 #: is the standard layer without its self-attention sub-layer).
 VARIANT_FAMILIES: dict[str, tuple[str, ...]] = {
-    "residual": ("unfolded",), "learned_steps": ("unfolded",), "multihead": ("unfolded",),
+    "residual": ("unfolded",), "ffn_step_half": ("unfolded",), "attention_step_half": ("unfolded",),
+    "learned_steps": ("unfolded",), "multihead": ("unfolded",),
     "no_attention": ("unfolded", "standard"),
 }
 

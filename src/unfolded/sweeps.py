@@ -22,7 +22,7 @@ from .archive import load_checkpoint
 from .data import collate, prepare
 from .models import SUBSTEP_ENERGIES
 
-__all__ = ["SWEEP_ALPHAS", "TRAINED_ENERGIES", "accuracy_by_depth", "alpha_ffn_sweep", "trained_energies"]
+__all__ = ["SWEEP_ALPHAS", "TRAINED_ENERGIES", "accuracy_by_depth", "alpha_ffn_sweep", "learned_step_sizes", "trained_energies"]
 
 #: The feed-forward step sizes of the sweep (1 is the trained one).
 SWEEP_ALPHAS = (1.0, 0.75, 0.5, 0.25)
@@ -122,4 +122,32 @@ def trained_energies(archive: Path, config: dict, models: tuple[str, ...] = ("un
                          "guarantee": guarantee, "test_accuracy": recorded,
                          **{key: row[key] for key in ("samples", "steps", "monotone_fraction", "strict_fraction",
                                                       "active_fraction", "monotone_fraction_active")}})
+    return pd.DataFrame(rows)
+
+
+@torch.no_grad()
+def learned_step_sizes(archive: Path, models: tuple[str, ...] = ("unfolded_tied-learned_steps",)) -> pd.DataFrame:
+    """The step sizes that the archived checkpoints of ``models`` learned, per layer: one row per (dataset,
+    model, seed, layer) with alpha_attention and alpha_ffn, their upper bounds, the spectral bound s of Wf and
+    whether alpha_ffn < 1 / (1 + s) (every feed-forward factor 1 - alpha (1 + lambda) non-negative: no
+    oscillation, docs/results.md), with the run's recorded test accuracy."""
+    paths = sorted(path for model in models for path in Path(archive).glob(f"checkpoints/*/{model}/seed*.pt"))
+    if not paths:
+        raise FileNotFoundError(f"no checkpoints of {list(models)} under {archive}/checkpoints")
+    rows = []
+    for path in paths:
+        dataset, model, seed = path.parent.parent.name, path.parent.name, int(path.stem.removeprefix("seed"))
+        module = load_checkpoint(path)
+        encoder = module.encoder
+        if not getattr(encoder, "learned_step_sizes", False):
+            raise ValueError(f"{path}: {model} has no learned step sizes")
+        accuracy = float(torch.load(path, map_location="cpu", weights_only=True)["test_accuracy"])
+        bound = (module.hparams.get("encoder_options") or {}).get("spectral_bound") or math.nan
+        for layer in range(encoder.num_layers):
+            alpha_attention, alpha_ffn = (float(value) for value in encoder.step_sizes(layer))
+            rows.append({"dataset": dataset, "model": model, "seed": seed, "layer": layer + 1,
+                         "alpha_attention": alpha_attention, "alpha_ffn": alpha_ffn,
+                         "bound_attention": float(encoder.step_bounds[0]), "bound_ffn": float(encoder.step_bounds[1]),
+                         "spectral_bound": bound, "no_oscillation": alpha_ffn < 1.0 / (1.0 + bound),
+                         "test_accuracy": accuracy})
     return pd.DataFrame(rows)

@@ -62,8 +62,10 @@ def _chunks(sequences, indices: list[int], budget: float = 2.5e7) -> list[list[i
 
 
 @torch.no_grad()
-def layer_trace(module: SequenceClassifier, data, split: str, indices: list[int], num_layers: int | None = None):
-    """:class:`unfolded.models.LayerTrace` of the chosen sequences, evaluated in float64 on the CPU."""
+def layer_trace(module: SequenceClassifier, data, split: str, indices: list[int], num_layers: int | None = None,
+                substeps: bool = True):
+    """:class:`unfolded.models.LayerTrace` of the chosen sequences, evaluated in float64 on the CPU (with
+    ``substeps``, also every energy of :data:`unfolded.models.SUBSTEP_ENERGIES` of an unfolded encoder)."""
     from .data import collate
 
     module = module.eval().cpu().double()
@@ -73,7 +75,8 @@ def layer_trace(module: SequenceClassifier, data, split: str, indices: list[int]
         batch = collate([(sequences[i], labels[i]) for i in chunk])
         if batch["inputs"].is_floating_point():
             batch["inputs"] = batch["inputs"].double()
-        traces.append(module.encoder.trace(module.embed(batch), batch["mask"], num_layers=num_layers))
+        options = {"substeps": substeps} if hasattr(module.encoder, "step_sizes") else {}
+        traces.append(module.encoder.trace(module.embed(batch), batch["mask"], num_layers=num_layers, **options))
     fields = [f for f in LayerTrace.__dataclass_fields__ if f != "substeps"]
     trace = LayerTrace(*(torch.cat([getattr(t, f) for t in traces]) for f in fields),
                        substeps={key: tuple(torch.cat([t.substeps[key][i] for t in traces]) for i in (0, 1))

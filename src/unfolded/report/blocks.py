@@ -76,9 +76,10 @@ class Sources:
 
         study_id = study_id or self.study_id
         runs, summary, depth, provenance = load_archive(self.archive / study_id)
-        return ArchivedStudy(study_id, runs, summary, depth, provenance,
-                             checks=tuple(load_checks(self.archive, study_id)), full_grid_jobs=self.study_grid_jobs,
-                             extras=load_extras(self.archive / study_id))
+        checks = tuple(load_checks(self.archive, study_id))
+        return ArchivedStudy(study_id, runs, summary, depth, provenance, checks=checks,
+                             full_grid_jobs=self.study_grid_jobs, extras=load_extras(self.archive / study_id),
+                             check_extras=tuple(load_extras(self.archive / check[3]["study_id"]) for check in checks))
 
     def timings(self):
 

@@ -255,6 +255,14 @@ class ArchivedStudy:
     full_grid_jobs: int = 0
     #: the archive's optional tables (:func:`unfolded.archive.load_extras`): per-item predictions, token spread
     extras: dict = field(default_factory=dict)
+    #: the optional tables of each follow-up check, in the order of ``checks``
+    check_extras: tuple = ()
+
+    def depth_checks(self) -> list[tuple]:
+        """The follow-up checks that measured the depth mechanism (a depth sweep or learned step sizes)."""
+        extras = self.check_extras or ({},) * len(self.checks)
+        return [(check, extra) for check, extra in zip(self.checks, extras, strict=True)
+                if "depth_sweep" in extra or "step_sizes" in extra]
 
     @property
     def on_trial(self) -> bool:
@@ -426,6 +434,15 @@ def trial_block(study: ArchivedStudy) -> str:
                   criterion.assign(**{c: criterion[c].map(lambda v: f"{v:.3f}") for c in criterion.columns
                                       if c.startswith(("keep", "worst", "accuracy", "threshold"))})
                   .to_markdown(index=False), ""]
+    for check, extra in study.depth_checks():
+        from .trial import depth_check_lines
+
+        lines += ["`derived` " + "\n\n".join(depth_check_lines(check, extra)), ""]
+        if "step_sizes" in extra:
+            steps = extra["step_sizes"].groupby(["dataset", "layer"])[["alpha_attention", "alpha_ffn"]].agg(
+                ["median", "min", "max"])
+            steps.columns = [f"{name} {stat}" for name, stat in steps.columns]
+            lines += [steps.reset_index().to_markdown(index=False, floatfmt=".3f"), ""]
     if not study.depth.empty:
         lines += [sentence + "\n" for sentence in depth_sentences(study.depth, study.summary)]
     lines += ["<details><summary>Every model of the study</summary>", "", accuracy_markdown(study.summary).strip(), "",
@@ -460,4 +477,8 @@ def trial_headline(study: ArchivedStudy) -> str:
         from .trial import depth_sweep_sentence
 
         lines += ["", depth_sweep_sentence(sweep_criterion(study.extras["depth_sweep"]))]
+    for check, extra in study.depth_checks():
+        from .trial import depth_check_lines
+
+        lines += ["", depth_check_lines(check, extra, short=True)[0]]
     return "\n".join(lines)

@@ -12,7 +12,7 @@ from ..diagnostics import COLLAPSE_THRESHOLD
 from ..thresholds import ATTENTION_HELPS_MARGIN, SIGNIFICANCE_LEVEL
 from .format import compact_table, fmt
 
-__all__ = ["SPREAD_MODELS", "controls_sentence", "depth_sweep_sentence", "rule_text", "selection_sentence",
+__all__ = ["SPREAD_MODELS", "controls_sentence", "depth_check_lines", "depth_sweep_sentence", "rule_text", "selection_sentence",
            "sensitivity_sentence", "spread_sentence", "spread_table", "trained_energy_sentence", "verdict_table"]
 
 #: The trained models whose token spread tests the collapse hypothesis (docs/results.md).
@@ -165,3 +165,38 @@ def spread_sentence(table: pd.DataFrame) -> str:
     which = ", ".join(f"{r.dataset} {r.model}" for r in collapsed.itertuples()) or "none"
     return (f"Token spread after the last layer, relative to the input (median over runs): {'; '.join(cells)}. "
             f"Collapsed (below {COLLAPSE_THRESHOLD:g} in most runs): {which}.")
+
+
+def depth_check_lines(check: tuple, extras: dict, short: bool = False) -> list[str]:
+    """A follow-up check on the depth mechanism (config/study-depth-check.yaml): per task the median test
+    accuracy of each model (an odd depth, the two step sizes separated, learned step sizes), the depth
+    criterion on its checkpoints, and the step sizes learned_steps learned; ``short``: one paragraph."""
+    from ..summaries import sweep_criterion
+
+    runs, summary, _, provenance = check
+    train = (provenance.get("config") or {}).get("train", {})
+    picked = runs[runs["selected"].astype(bool)] if "selected" in runs else runs
+    seeds = sorted(int(seed) for seed in picked["seed"].dropna().unique())
+    medians = picked.groupby(["dataset", "model"])["test_accuracy"].median().unstack("model")
+    head = (f"Check `{provenance.get('study_id')}` (fresh seeds {seeds[0]}-{seeds[-1]}, L = {train.get('num_layers')}, "
+            "each model at the study's unfolded_tied learning rate)")
+    cells = "; ".join(f"{dataset} " + ", ".join(f"{model.removeprefix('unfolded_tied-')} {value:.3f}"
+                                              for model, value in row.dropna().items())
+                      for dataset, row in medians.iterrows())
+    lines = [f"{head}, median test accuracy: {cells}."]
+    if "depth_sweep" in extras:
+        lines.append("At this depth: " + depth_sweep_sentence(sweep_criterion(extras["depth_sweep"]))
+                     .removeprefix("Depth, tested at inference on the archived "))
+    if "step_sizes" in extras:
+        steps = extras["step_sizes"]
+        below = int(steps["no_oscillation"].astype(bool).sum())
+        per_layer = steps.groupby("layer")[["alpha_attention", "alpha_ffn"]].median()
+        layers = ", ".join(f"{r.Index}: {r.alpha_attention:.2f}/{r.alpha_ffn:.2f}" for r in per_layer.itertuples())
+        lines.append(
+            f"learned_steps learned alpha_ffn from {steps['alpha_ffn'].min():.3f} to {steps['alpha_ffn'].max():.3f} "
+            f"(below 1/(1+s) = {1 / (1 + float(steps['spectral_bound'].iloc[0])):.3f} in {below} of {len(steps)} "
+            f"(run, layer) cells) and alpha_attention from {steps['alpha_attention'].min():.3f} to "
+            f"{steps['alpha_attention'].max():.3f}; median attention/feed-forward step by layer: {layers}.")
+    if short:
+        return [" ".join(lines)]
+    return lines
