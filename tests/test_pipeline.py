@@ -333,7 +333,12 @@ def test_archive_and_rebuild_the_study_without_training(smoke_run, tmp_path):
     result = snakemake(clone, "--configfile", "config/smoke.yaml", "--config", 'study={"from_archive": true, "id": "smoke"}')
     assert result.returncode == 0, result.stderr[-3000:]
     counts = job_counts(result.stdout + result.stderr)
-    assert counts == {"study_figures": 1, "depth_sweep": 1, "trained_energies": 1, "all": 1, "total": 4}
+    assert counts == {"study_figures": 1, "depth_sweep": 1, "trained_energies": 1, "learned_curves": 2,
+                      "energy_figure": 2, "all": 1, "total": 8}
+    # Figure 6 from the archived checkpoints alone: the learned models' curves, each accuracy checked on the way
+    learned = pd.read_parquet(clone / "results/data/learned_curves_digits.parquet")
+    assert set(learned["state"]) == {"learned"} and set(learned["variant"]) == {"unfolded_tied", "unfolded_tied-residual"}
+    assert (clone / "results/figures/fig6_energy_trained_digits.png").stat().st_size > 0
     energies = pd.read_csv(clone / "results/tables/trained_energies.csv")
     assert set(energies["model"]) == {"unfolded_tied", "unfolded_tied-residual"}
     # every sub-step descends the energy its theorem names, on every trained run

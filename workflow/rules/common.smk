@@ -118,6 +118,12 @@ def all_targets():
             *figure_outputs("study_depth_extrapolation"),
             *(figure_outputs("study_token_spread") if ARCHIVE_SPREAD else []),
             *(["results/tables/depth_sweep.csv", "results/tables/trained_energies.csv"] if ARCHIVE_CHECKPOINTS else []),
+            # Figure 6 from the archived learned models and the study's checkpoints
+            *(
+                [path for dataset in config["datasets"] for path in figure_outputs(f"fig6_energy_trained_{dataset}")]
+                if learned_curves_for(config["datasets"])
+                else []
+            ),
             "results/tables/study.md",
         ]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]
@@ -246,6 +252,8 @@ def timed_jobs():
         *expand(rules.energy_plugins.benchmark, dataset=config["datasets"]),
         rules.energy_plugins_table.benchmark,
         rules.energy_summary.benchmark,
+        *[path.replace("results/data/", "results/benchmarks/").replace(".parquet", ".tsv").replace(
+            "learned_curves_", "learned_curves/") for path in learned_curves_for(config["datasets"])],
         rules.regime_search.benchmark,
         rules.regime_page.benchmark,
         rules.claims_page.benchmark,

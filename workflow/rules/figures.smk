@@ -43,7 +43,12 @@ rule energy_figure:
     energy per layer on one dataset."""
     input:
         lambda wildcards: [
-            rules.energy_curves.output[0].format(dataset=wildcards.dataset),
+            # from an archive alone, Figure 6 draws the archived learned models only (nothing trains)
+            *(
+                []
+                if config["study"]["from_archive"] and wildcards.figure == "fig6_energy_trained"
+                else [rules.energy_curves.output[0].format(dataset=wildcards.dataset)]
+            ),
             *(learned_curves_for([wildcards.dataset]) if wildcards.figure == "fig6_energy_trained" else []),
         ],
     output:

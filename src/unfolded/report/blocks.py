@@ -132,7 +132,7 @@ def _energy_headline(s: Sources) -> str:
     return figure6_headline(s.energy_summary(every_energy=True), s.curve_settings())
 
 
-def _figure6(s: Sources) -> str:
+def _trained_curves(s: Sources) -> str:
     from .figure6 import figure6_block
 
     return figure6_block(s.energy_summary(every_energy=True))
@@ -225,7 +225,7 @@ RUN_BLOCKS: dict[str, Callable[[Sources], str]] = {
     "claims-headline": _claims_headline,
     "energy": _energy,
     "energy-headline": _energy_headline,
-    "figure6": _figure6,
+    "trained-curves": _trained_curves,
     "energies": _energies,
     "energies-headline": _energies_headline,
     "regime": _regime,

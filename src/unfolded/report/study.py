@@ -31,7 +31,7 @@ __all__ = [
 #: Unfolded variants whose feed-forward step size is below 1 (:data:`unfolded.registry.VARIANTS`; a test
 #: keeps the two in step). With step size 1 the feed-forward step multiplies the state's distance to
 #: its minimiser by ``-lambda`` along each eigenvector of ``Wf`` (docs/theory.md §2.2).
-FFN_STEP_BELOW_ONE = ("residual", "learned_steps")
+FFN_STEP_BELOW_ONE = ("residual", "ffn_step_half", "learned_steps")
 #: The ablation without the attention step: the control for the attention step, not a variant to pick.
 NO_ATTENTION = "unfolded_tied-no_attention"
 
