@@ -114,14 +114,14 @@ def figure6_headline(summary: pd.DataFrame, settings: dict) -> str:
         "seeds": table["seeds"],
         "test acc. (majority)": [f"{a:.3f} ({m:.3f})" for a, m in zip(table["test_accuracy"], table["chance_accuracy"],
                                                                        strict=True)],
-        "classes predicted": table["predicted_classes"].map(lambda v: "" if v != v else str(int(v))),
+        "classes": table["predicted_classes"].map(lambda v: "" if v != v else str(int(v))),
         "sub-steps": [_theorems(row) for _, row in table.iterrows()],
         **{name: table[energy].map(_share) if energy in table else "" for energy, name in TOTALS.items()},
     })
     failing = table[~table["learned"]]
-    intro = (f"Trained models, energy per layer step on {settings['samples']} test sequences; *sub-steps*: the lowest "
-             "non-increasing share of the three sub-steps, each on the energy its theorem names; *total*: the whole "
-             "layer, without and with the authors' regulariser (shares: mean over seeds):\n\n")
+    intro = (f"Non-increasing share of layer steps ({settings['samples']} test sequences, mean over seeds); *sub-steps*: "
+             "the lowest of the three, each on its theorem's energy; *total*: the layer, without and with the authors' "
+             "regulariser:\n\n")
     return (intro + compact_table(frame) + f"\n\n{len(failing)} of {len(table)} rows stay below the majority class + "
             f"{LEARNED_MARGIN:g} (did not learn here).")
 

@@ -99,9 +99,8 @@ def depth_sweep_sentence(criterion: pd.DataFrame) -> str:
             f"{span('keep_plus_1_at_1')}.")
 
 
-def trained_energy_sentence(table: pd.DataFrame, short: bool = False) -> str:
-    """Which energy the trained layers descend: each theorem's energy on its sub-step, and the two totals;
-    ``short``: the README's form."""
+def trained_energy_sentence(table: pd.DataFrame) -> str:
+    """Which energy the trained layers descend: each theorem's energy on its sub-step, and the two totals."""
     theorems = table[table["guarantee"].str.startswith("theorem")]
     held = int((theorems["non_increasing_min"] >= 1.0).sum())
     models = ", ".join(sorted(table["model"].unique()))
@@ -118,9 +117,7 @@ def trained_energy_sentence(table: pd.DataFrame, short: bool = False) -> str:
         low = f"; lowest non-rising share {worst['non_increasing_min']:.2f}, {worst['dataset']} {worst['model']}"
         parts.append(f"on {label}, {never} of {len(rows)} (task, model) pairs never rise"
                      + (low if never < len(rows) else ""))
-    head = "Trained energies, per step: " if short else \
-        f"Trained energies ({models} checkpoints, test sequences, float64), per step: "
-    return head + "; ".join(parts) + "."
+    return f"Trained energies ({models} checkpoints, test sequences, float64), per step: " + "; ".join(parts) + "."
 
 
 def controls_sentence(controls: pd.DataFrame) -> str:
