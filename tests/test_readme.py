@@ -60,7 +60,7 @@ def test_local_links_in_the_readme_and_docs_resolve():
 #: settings. Every result (a count, an accuracy, a time) belongs inside a generated block.
 CITED = re.compile(
     r"NeurIPS 2022|arXiv 2205\.13891|Python 3\.11|Figures? [1-6](-[1-6])?|GloVe 840B|12 layers|SST-2|CIFAR-10|"
-    r"\b(19|20)\d\d\b|CC BY(-SA)? \d\.\d|Licence 1\.0|#[\w-]+"
+    r"\b(19|20)\d\d\b|CC BY(-SA)? \d\.\d|Licence 1\.0|#[\w-]+|\(docs/figures/[\w.-]+\.png\)"
 )
 
 
