@@ -466,7 +466,11 @@ def trial_headline(study: ArchivedStudy) -> str:
     table = study.spread()
     if table is not None:
         lines += ["", "`derived` " + spread_sentence(table)]
-    # the trained models' energies are the README's Figure 6 rows (report.figure6); docs/results.md has them per task
+    if "trained_energies" in study.extras:
+        from ..summaries import trained_energy_table
+        from .trial import trained_energy_short
+
+        lines += ["", "`derived` " + trained_energy_short(trained_energy_table(study.extras["trained_energies"]))]
     if "depth_sweep" in study.extras:
         from ..summaries import sweep_criterion
         from .trial import depth_sweep_sentence
