@@ -73,7 +73,8 @@ def test_the_archived_learned_step_sizes_are_what_the_checkpoints_hold():
     assert meta["check_of"] == "attention-2026-12" and meta["git_dirty"] is False
     table = learned_step_sizes(CHECK)
     archived = pd.read_csv(CHECK / "step_sizes.csv")
-    pd.testing.assert_frame_equal(table.reset_index(drop=True), archived, check_dtype=False, atol=1e-6, rtol=0)
+    # the archived CSV keeps six significant digits
+    pd.testing.assert_frame_equal(table.reset_index(drop=True), archived, check_dtype=False, rtol=1e-5)
     # every learned step stays inside the range where its sub-step keeps its descent theorem
     assert ((table["alpha_attention"] > 0) & (table["alpha_attention"] < table["bound_attention"])).all()
     assert ((table["alpha_ffn"] > 0) & (table["alpha_ffn"] < table["bound_ffn"])).all()

@@ -171,7 +171,10 @@ def load_extras(directory: Path) -> dict:
     for name in OPTIONAL_TABLES:
         path = Path(directory) / name
         if path.exists():
-            extras[path.stem] = pd.read_parquet(path) if path.suffix == ".parquet" else pd.read_csv(path)
+            if path.suffix == ".parquet":
+                extras[path.stem] = pd.read_parquet(path)
+            else:  # a table with no rows (a check without controls) is written without a header
+                extras[path.stem] = pd.read_csv(path) if path.read_text().strip() else pd.DataFrame()
     return extras
 
 

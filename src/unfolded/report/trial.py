@@ -177,6 +177,18 @@ def spread_sentence(table: pd.DataFrame) -> str:
             f"Collapsed (below {COLLAPSE_THRESHOLD:g} in most runs): {which}.")
 
 
+#: The depth check's variants (config/study-depth-check.yaml) and their names in the README.
+DEPTH_CHECK_VARIANTS = ("ffn_step_half", "attention_step_half", "learned_steps")
+DEPTH_CHECK_NAMES = {"unfolded_tied": "unfolded_tied", "unfolded_tied-ffn_step_half": "FF step 0.5",
+                     "unfolded_tied-attention_step_half": "attention step 0.5",
+                     "unfolded_tied-learned_steps": "learned steps"}
+
+
+def _span(criterion: pd.DataFrame, column: str) -> str:
+    low, high = 100 * criterion[column].min(), 100 * criterion[column].max()
+    return f"{low:.0f}%" if round(low) == round(high) else f"{low:.0f}-{high:.0f}%"
+
+
 def depth_check_lines(check: tuple, extras: dict, short: bool = False) -> list[str]:
     """A follow-up check on the depth mechanism (config/study-depth-check.yaml): per task the median test
     accuracy of each model (an odd depth, the two step sizes separated, learned step sizes), the depth
@@ -185,19 +197,44 @@ def depth_check_lines(check: tuple, extras: dict, short: bool = False) -> list[s
 
     runs, summary, _, provenance = check
     train = (provenance.get("config") or {}).get("train", {})
-    picked = runs[runs["selected"].astype(bool)] if "selected" in runs else runs
+    picked = runs[runs["lr"].notna()]  # trained models (a linear probe has no learning rate)
+    if "selected" in picked:
+        picked = picked[picked["selected"].astype(bool)]
     seeds = sorted(int(seed) for seed in picked["seed"].dropna().unique())
     medians = picked.groupby(["dataset", "model"])["test_accuracy"].median().unstack("model")
+    order = [model for model in ("unfolded_tied", *(f"unfolded_tied-{v}" for v in DEPTH_CHECK_VARIANTS))
+             if model in medians]
+    medians = medians[order + [model for model in medians if model not in order]]
     head = (f"Check `{provenance.get('study_id')}` (fresh seeds {seeds[0]}-{seeds[-1]}, L = {train.get('num_layers')}, "
             "each model at the study's unfolded_tied learning rate)")
-    cells = "; ".join(f"{dataset} " + ", ".join(f"{model.removeprefix('unfolded_tied-')} {value:.3f}"
-                                              for model, value in row.dropna().items())
-                      for dataset, row in medians.iterrows())
-    lines = [f"{head}, median test accuracy: {cells}."]
+    if short:
+        names = " / ".join(DEPTH_CHECK_NAMES.get(model, model) for model in medians.columns)
+        cells = "; ".join(f"{dataset} " + "/".join(f"{value:.3f}" for value in row) for dataset, row in medians.iterrows())
+        lines = [f"Check `{provenance.get('study_id')}` (L = {train.get('num_layers')}, fresh seeds {seeds[0]}-{seeds[-1]}), "
+                 f"median accuracy of {names}: {cells}."]
+    else:
+        cells = "; ".join(f"{dataset} " + ", ".join(f"{model.removeprefix('unfolded_tied-')} {value:.3f}"
+                                                  for model, value in row.dropna().items())
+                          for dataset, row in medians.iterrows())
+        lines = [f"{head}, median test accuracy: {cells}."]
     if "depth_sweep" in extras:
-        lines.append("At this depth: " + depth_sweep_sentence(sweep_criterion(extras["depth_sweep"]))
-                     .removeprefix("Depth, tested at inference on the archived "))
-    if "step_sizes" in extras:
+        criterion = sweep_criterion(extras["depth_sweep"])
+        if short:
+            held = int(criterion["held"].astype(bool).sum())
+            lines.append(f"Depth criterion held on {held} of {len(criterion)} tasks; at alpha_ffn = 1, L-1 keeps "
+                         f"{_span(criterion, 'keep_minus_1_at_1')}, L+1 {_span(criterion, 'keep_plus_1_at_1')}, L-2 "
+                         f"{_span(criterion, 'keep_minus_2_at_1')}, L+2 {_span(criterion, 'keep_plus_2_at_1')}.")
+        else:
+            lines.append("At this depth: " + depth_sweep_sentence(criterion)
+                         .removeprefix("Depth, tested at inference on the archived ")
+                         + f" Two layers away: L-2 keeps {_span(criterion, 'keep_minus_2_at_1')} and L+2 "
+                         f"{_span(criterion, 'keep_plus_2_at_1')}.")
+    if "step_sizes" in extras and short:
+        steps = extras["step_sizes"]
+        lines.append(f"Learned steps (medians): alpha_ffn {steps['alpha_ffn'].median():.2f}, alpha_attention "
+                     f"{steps['alpha_attention'].median():.2f}; alpha_ffn < 1/(1+s) in "
+                     f"{int(steps['no_oscillation'].astype(bool).sum())} of {len(steps)} (run, layer) cells.")
+    elif "step_sizes" in extras:
         steps = extras["step_sizes"]
         below = int(steps["no_oscillation"].astype(bool).sum())
         per_layer = steps.groupby("layer")[["alpha_attention", "alpha_ffn"]].median()
