@@ -110,7 +110,8 @@ def figure6_headline(summary: pd.DataFrame, settings: dict) -> str:
     table = table[[key in README_ROWS for key in zip(table["state"], table["variant"], strict=True)]]
     frame = pd.DataFrame({
         "dataset": table["dataset"],
-        "model, recipe": [ROW_NAMES[key] for key in zip(table["state"], table["variant"], strict=True)],
+        "model, recipe": [ROW_NAMES[key].replace("searched recipe", "searched")
+                          for key in zip(table["state"], table["variant"], strict=True)],
         "seeds": table["seeds"],
         "test acc. (majority)": [f"{a:.3f} ({m:.3f})" for a, m in zip(table["test_accuracy"], table["chance_accuracy"],
                                                                        strict=True)],
@@ -119,7 +120,8 @@ def figure6_headline(summary: pd.DataFrame, settings: dict) -> str:
         **{name: table[energy].map(_share) if energy in table else "" for energy, name in TOTALS.items()},
     })
     failing = table[~table["learned"]]
-    intro = (f"Non-increasing share of layer steps ({settings['samples']} test sequences, mean over seeds); *sub-steps*: "
+    intro = (f"Non-increasing share of layer steps ({settings['samples']} test sequences, mean over seeds; test accuracy: "
+             "median); *sub-steps*: "
              "the lowest of the three, each on its theorem's energy; *total*: the layer, without and with the authors' "
              "regulariser:\n\n")
     return (intro + compact_table(frame) + f"\n\n{len(failing)} of {len(table)} rows stay below the majority class + "

@@ -465,7 +465,7 @@ def trial_headline(study: ArchivedStudy) -> str:
         lines += ["", controls]
     table = study.spread()
     if table is not None:
-        lines += ["", "`derived` " + spread_sentence(table)]
+        lines += ["", "`derived` " + spread_sentence(table, short=True)]
     if "trained_energies" in study.extras:
         from ..summaries import trained_energy_table
         from .trial import trained_energy_short

@@ -161,18 +161,25 @@ def spread_table(spread: pd.DataFrame, runs: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
-def spread_sentence(table: pd.DataFrame) -> str:
-    """The collapse hypothesis against the trained models: which (dataset, model) end collapsed."""
+def spread_sentence(table: pd.DataFrame, short: bool = False) -> str:
+    """The collapse hypothesis against the trained models: which (dataset, model) end collapsed; ``short``:
+    each model's range over the tasks (the README)."""
     shown = table[table["model"].isin(SPREAD_MODELS)]
     if shown.empty:
         return ""
+    collapsed = shown[shown["collapsed"] > shown["runs"] / 2]
+    which = ", ".join(f"{r.dataset} {r.model}" for r in collapsed.itertuples()) or "none"
+    if short:
+        ranges = shown.groupby("model")["median"].agg(["min", "max"])
+        cells = ", ".join(f"{model} {ranges.loc[model, 'min']:.3g}-{ranges.loc[model, 'max']:.3g}"
+                          for model in SPREAD_MODELS if model in ranges.index)
+        return (f"Token spread after the last layer relative to the input (median over runs, range over tasks): {cells}; "
+                f"collapsed (below {COLLAPSE_THRESHOLD:g} in most runs): {which}.")
     cells = []
     for dataset, group in shown.groupby("dataset", sort=True):
         by = {r.model: r for r in group.itertuples()}
         cells.append(f"{dataset} " + ", ".join(f"{model} {by[model].median:.3g}" for model in SPREAD_MODELS
                                                  if model in by))
-    collapsed = shown[shown["collapsed"] > shown["runs"] / 2]
-    which = ", ".join(f"{r.dataset} {r.model}" for r in collapsed.itertuples()) or "none"
     return (f"Token spread after the last layer, relative to the input (median over runs): {'; '.join(cells)}. "
             f"Collapsed (below {COLLAPSE_THRESHOLD:g} in most runs): {which}.")
 
