@@ -252,8 +252,11 @@ def timed_jobs():
         *expand(rules.energy_plugins.benchmark, dataset=config["datasets"]),
         rules.energy_plugins_table.benchmark,
         rules.energy_summary.benchmark,
-        *[path.replace("results/data/", "results/benchmarks/").replace(".parquet", ".tsv").replace(
-            "learned_curves_", "learned_curves/") for path in learned_curves_for(config["datasets"])],
+        *(
+            expand(rules.learned_curves.benchmark, dataset=config["datasets"])
+            if learned_curves_for(config["datasets"])
+            else []
+        ),
         rules.regime_search.benchmark,
         rules.regime_page.benchmark,
         rules.claims_page.benchmark,
