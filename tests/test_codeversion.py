@@ -16,7 +16,7 @@ def _files(stage: str) -> set[str]:
 
 
 @pytest.mark.parametrize("stage", ["train", "probe", "energy-curves", "regime-search", "claims", "synthetic",
-                                   "energy-plugins"])
+                                   "energy-plugins", "recipe-search", "learned-models"])
 def test_computing_stages_never_run_presentation_code(stage):
     assert not PRESENTATION & _files(stage), sorted(PRESENTATION & _files(stage))
 

@@ -12,13 +12,15 @@ import pandas as pd
 import pytest
 import torch
 
+from unfolded.archive import archive_learned
 from unfolded.config import load_config
 from unfolded.data import prepare
 from unfolded.errors import UserError
 from unfolded.figures import DRAW
-from unfolded.recipes import archive_learned, learned_curves, load_learned, select_recipe, train_learned
+from unfolded.recipes import load_learned, train_learned
 from unfolded.report.figure6 import figure6_block, figure6_headline
-from unfolded.summaries import PLOTTED_ENERGY, curve_summary
+from unfolded.summaries import PLOTTED_ENERGY, curve_summary, select_recipe
+from unfolded.sweeps import learned_curves
 
 ROOT = Path(__file__).resolve().parents[1]
 LEARNED = ROOT / "results/archive/figure6-2026-12"
@@ -108,7 +110,7 @@ def test_learned_models_round_trip_through_the_archive(tmp_path, monkeypatch):
         assert int((module.predict_split(data, "test") == data.splits["test"][1]).sum()) == row.test_correct
     models_csv, search_csv = tmp_path / "learned_polarity.csv", tmp_path / "search_polarity.csv"
     models.to_csv(models_csv, index=False)
-    pd.DataFrame([{**row, "val_majority": 0.5} for row in models.drop(columns=["checkpoint", "sha256", "learned"])
+    pd.DataFrame([{**row, "val_majority": 0.5} for row in models.drop(columns=["checkpoint", "sha256"])
                   .to_dict("records")]).to_csv(search_csv, index=False)
     monkeypatch.chdir(tmp_path)
     # tables without provenance count as made from uncommitted code

@@ -11,7 +11,7 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["ARCHIVE_TABLES", "CHECKPOINT_BUDGET", "OPTIONAL_TABLES", "archive_study", "load_archive",
+__all__ = ["ARCHIVE_TABLES", "CHECKPOINT_BUDGET", "OPTIONAL_TABLES", "archive_learned", "archive_study", "load_archive",
            "load_checkpoint", "load_extras"]
 
 #: result tables an archived study keeps (results/archive/<study-id>/)
@@ -183,3 +183,57 @@ def load_checks(root: Path, study_id: str) -> list[tuple]:
     ``check_of``), loaded with :func:`load_archive`, in the order of their folder names."""
     return [load_archive(path.parent) for path in sorted(Path(root).glob("*/provenance.json"))
             if json.loads(path.read_text()).get("check_of") == study_id]
+
+
+def archive_learned(archive_id: str, search_tables: list[Path], models: list[Path], destination: Path,
+                    config: dict, allow_dirty: bool = False) -> dict:
+    """Copy the recipe search's tables, the learned models' table and their checkpoints into ``destination``
+    with provenance (config, commit, SHA-256 of every checkpoint), provenance.json last. Refuses a working
+    tree with uncommitted changes unless ``allow_dirty``, and checkpoints whose hash differs from the one
+    their training recorded."""
+    import shutil
+
+    import pandas as pd
+
+    from .artifacts import atomic_path, provenance, write_json
+    from .errors import UserError
+
+    made_by = {}
+    for path in (*search_tables, *models):
+        record = json.loads(path.with_suffix(".provenance.json").read_text()) \
+            if path.with_suffix(".provenance.json").exists() else {}
+        made_by[path.name] = {"git_commit": record.get("git_commit", "unknown"), "git_dirty": record.get("git_dirty", True)}
+    if not allow_dirty:
+        _refuse_dirty(None)
+        dirty = [name for name, record in made_by.items() if record["git_dirty"] is not False]
+        if dirty:
+            raise UserError(f"archive-learned: {dirty} were made from a working tree with uncommitted changes (or have "
+                            "no provenance.json beside them); commit, then rerun them")
+    destination.mkdir(parents=True, exist_ok=True)
+    from .summaries import select_recipe
+    from .thresholds import LEARNED_MARGIN
+
+    learned = pd.concat([pd.read_csv(path) for path in models], ignore_index=True)
+    learned["learned"] = learned["test_accuracy"] >= learned["chance_accuracy"] + LEARNED_MARGIN
+    digests = {}
+    for row in learned.itertuples():
+        source = Path(row.checkpoint)
+        if _sha256(source) != row.sha256:
+            raise UserError(f"archive-learned: {source} is not the checkpoint its training recorded (SHA-256 differs)")
+        relative = Path("checkpoints") / row.dataset / row.variant / source.name
+        (destination / relative).parent.mkdir(parents=True, exist_ok=True)
+        with atomic_path(destination / relative) as temporary:
+            shutil.copyfile(source, temporary)
+        digests[str(relative)] = row.sha256
+    learned = learned.assign(checkpoint=[f"checkpoints/{r.dataset}/{r.variant}/seed{r.seed}.pt" for r in learned.itertuples()])
+    for name, frame in (("recipe_search.csv", pd.concat([pd.read_csv(p) for p in search_tables], ignore_index=True)),
+                        ("learned_models.csv", learned)):
+        with atomic_path(destination / name) as temporary:
+            frame.to_csv(temporary, index=False, float_format="%.6g")
+    search = pd.read_csv(destination / "recipe_search.csv")
+    pick = select_recipe(search)
+    meta = provenance("learned-archive", config, None, archive_id=archive_id, checkpoint_sha256=digests, made_by=made_by,
+                      pick={key: value for key, value in pick.items() if key != "scores"},
+                      learned=int(learned["learned"].sum()), models=int(len(learned)))
+    write_json(destination / "provenance.json", meta)
+    return json.loads(json.dumps(meta, default=str))

@@ -394,8 +394,8 @@ def run_recipe_pick(args: argparse.Namespace) -> None:
     import pandas as pd
 
     from .artifacts import write_text
-    from .recipes import select_recipe
     from .report.figure6 import recipe_page
+    from .summaries import select_recipe
 
     missing = [path for path in args.csv if not Path(path).exists()]
     if missing:
@@ -426,7 +426,7 @@ def run_learned_models(args: argparse.Namespace) -> None:
 
 def run_learned_curves(args: argparse.Namespace) -> None:
     from .artifacts import provenance, write_parquet
-    from .recipes import learned_curves
+    from .sweeps import learned_curves
 
     config = load_config(args.config)
     _check_data_names([args.dataset])
@@ -443,15 +443,24 @@ def run_learned_curves(args: argparse.Namespace) -> None:
 
 
 def run_archive_learned(args: argparse.Namespace) -> None:
-    from .recipes import archive_learned
+    import pandas as pd
+
+    from .archive import archive_learned
+    from .artifacts import write_text
+    from .report.figure6 import recipe_page
+    from .summaries import select_recipe
 
     config = load_config(args.config)
     archive_id = config["energy_curves"]["learned_recipe"]["archive"]
     missing = [path for path in (*args.search, *args.models) if not Path(path).exists()]
     if missing:
         raise ConfigError(f"archive-learned: {missing} do not exist; run snakemake recipe_search learned_models first")
-    meta = archive_learned(archive_id, [Path(p) for p in args.search], [Path(p) for p in args.models],
-                           Path("results/archive") / archive_id, config, allow_dirty=args.allow_dirty)
+    destination = Path("results/archive") / archive_id
+    meta = archive_learned(archive_id, [Path(p) for p in args.search], [Path(p) for p in args.models], destination,
+                           config, allow_dirty=args.allow_dirty)
+    search = pd.read_csv(destination / "recipe_search.csv")  # the search's page, beside its tables
+    write_text(destination / "recipe_search.md", recipe_page(search, select_recipe(search),
+                                                             config["energy_curves"]["learned_recipe"]))
     print(f"results/archive/{archive_id}: {meta['models']} models, {meta['learned']} learned", file=sys.stderr)
 
 

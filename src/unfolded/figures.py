@@ -399,7 +399,7 @@ def _energy_lines(group: pd.DataFrame) -> str:
 
 def _median_seed_curve(group: pd.DataFrame) -> tuple[pd.DataFrame, str]:
     """The curve of the seed with the median test accuracy, and a note on every seed's accuracy."""
-    from .recipes import median_seed
+    from .summaries import median_seed
 
     per_seed = group.groupby("seed", as_index=False)["test_accuracy"].first()
     seed = median_seed(per_seed)

@@ -1,24 +1,17 @@
-"""Figure 6 from models that learned: the prespecified search for one training recipe under which the
-energy-curve models (the authors' model and the exact models of :func:`unfolded.encoders.paper_encoder`)
-learn the Figure 5-6 datasets, the training of those models at the recipe fixed in the configuration,
-and their checkpoints.
+"""Figure 6 from models that learned, the computing part: the prespecified search for one training recipe
+under which the energy-curve models (the authors' model and the exact models of
+:func:`unfolded.encoders.paper_encoder`) learn the Figure 5-6 datasets, and the training of those models at
+the recipe fixed in the configuration, with their checkpoints. The rule that picks the recipe is
+:func:`unfolded.summaries.select_recipe`; the archive, :func:`unfolded.archive.archive_learned`; their
+curves, :func:`unfolded.sweeps.learned_curves`.
 
-The rule (fixed before any model trained, ``energy_curves.recipe_search``): every recipe of the grid
-(optimizer and learning rate; batch size, epoch budget and early-stopping patience shared; the epoch
-with the best validation accuracy is kept) trains every (dataset, variant) on the selection seeds. A
-(dataset, variant) *learns* under a recipe when its median validation accuracy over those seeds is at
-least the validation majority class + ``LEARNED_MARGIN``. The pick is one recipe for every model: the
-one under which the most (dataset, variant) pairs learn, then the most correct validation answers
-summed over all of them; ties go to the smaller learning rate, then to SGD (the authors' optimizer).
-The pick is written to ``energy_curves.learned_recipe`` by hand (config.yaml), and the models that
-Figure 6 draws are trained at that recipe on fresh seeds (``learned_recipe.seeds``).
+The recipe rule (fixed before any model trained) is :data:`unfolded.summaries.RECIPE_RULE`.
 """
 
 from __future__ import annotations
 
 import hashlib
 import io
-import math
 from pathlib import Path
 
 import lightning as L
@@ -29,12 +22,10 @@ from tqdm.auto import tqdm
 from .curves import _module, variant_options
 from .data import PreparedData, prepare
 from .encoders import paper_encoder
-from .thresholds import LEARNED_MARGIN
 from .traces import chance_accuracy
 from .training import SequenceClassifier, fit
 
-__all__ = ["STUDY_MODELS", "archive_learned", "learned_curves", "load_learned", "median_seed", "recipe_grid", "recipe_search",
-           "select_recipe", "train_learned"]
+__all__ = ["load_learned", "recipe_grid", "recipe_search", "train_learned"]
 
 
 def recipe_grid(search: dict) -> list[dict]:
@@ -83,25 +74,6 @@ def recipe_search(config: dict, dataset: str, workdir: Path, progress: bool = Tr
         _, row = _train(config, data, variant, recipe, search, seed, run_dir, progress=False)
         rows.append({"dataset": dataset, **row})
     return pd.DataFrame(rows)
-
-
-def select_recipe(table: pd.DataFrame) -> dict:
-    """The rule of this module's docstring on the rows of :func:`recipe_search` (every dataset together):
-    the pick, how many (dataset, variant) pairs learn under it, and per recipe the counts it was chosen on."""
-    per_model = table.groupby(["optimizer", "lr", "dataset", "variant"]).agg(
-        median=("val_correct", lambda s: float(s.median())), count=("val_count", "first"),
-        majority=("val_majority", "first"), correct=("val_correct", "sum")).reset_index()
-    per_model["learns"] = per_model["median"] / per_model["count"] >= per_model["majority"] + LEARNED_MARGIN
-    scores = per_model.groupby(["optimizer", "lr"]).agg(learned=("learns", "sum"), pairs=("learns", "size"),
-                                                      correct=("correct", "sum")).reset_index()
-    scores["sgd_last"] = scores["optimizer"] != "sgd"
-    scores = scores.sort_values(["learned", "correct", "lr", "sgd_last"], ascending=[False, False, True, True])
-    best = scores.iloc[0]
-    learned = per_model[(per_model["optimizer"] == best["optimizer"]) & (per_model["lr"] == best["lr"])]
-    return {"optimizer": str(best["optimizer"]), "lr": float(best["lr"]), "learned": int(best["learned"]),
-            "pairs": int(best["pairs"]),
-            "learning": sorted(f"{row.dataset}/{row.variant}" for row in learned.itertuples() if row.learns),
-            "scores": scores.drop(columns="sgd_last").reset_index(drop=True)}
 
 
 def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
@@ -153,139 +125,5 @@ def train_learned(config: dict, dataset: str, workdir: Path, out: Path, progress
         module, row = _train(config, data, variant, recipe, budget, seed, workdir / variant / f"seed{seed}", False)
         path = out / dataset / variant / f"seed{seed}.pt"
         digest = _save(module, row, True, path)
-        rows.append({"dataset": dataset, **row, "checkpoint": str(path), "sha256": digest,
-                     "learned": row["test_accuracy"] >= row["chance_accuracy"] + LEARNED_MARGIN})
+        rows.append({"dataset": dataset, **row, "checkpoint": str(path), "sha256": digest})
     return pd.DataFrame(rows)
-
-
-def median_seed(group: pd.DataFrame) -> int:
-    """The seed of the median test accuracy (the lower middle one for an even count; ties: smaller seed)."""
-    ordered = group.sort_values(["test_accuracy", "seed"], ignore_index=True)
-    return int(ordered.loc[(len(ordered) - 1) // 2, "seed"])
-
-
-
-#: The archived study models that Figure 6 draws beside the energy-curve models (tied unfolded encoders).
-STUDY_MODELS = ("unfolded_tied", "unfolded_tied-residual")
-
-
-def _checkpoints(archive: Path | None, dataset: str, models: tuple[str, ...] | None = None) -> list[Path]:
-    if archive is None or not (Path(archive) / "provenance.json").exists():
-        return []
-    folders = [Path(archive) / "checkpoints" / dataset / model for model in models] if models else \
-        sorted((Path(archive) / "checkpoints" / dataset).glob("*"))
-    return sorted(path for folder in folders for path in folder.glob("seed*.pt"))
-
-
-@torch.no_grad()
-def learned_curves(config: dict, dataset: str, learned_archive: Path | None, study_archive: Path | None,
-                   progress: bool = True) -> pd.DataFrame:
-    """Figure 6's learned curves: the layer trace (:func:`unfolded.traces.layer_trace`, every energy of
-    :data:`unfolded.models.SUBSTEP_ENERGIES`) of every archived checkpoint of ``dataset``: the energy-curve
-    models trained at the learned recipe (``learned_archive``) and the study's tied unfolded models
-    (:data:`STUDY_MODELS`, ``study_archive``), on ``energy_curves.samples`` test sequences drawn with
-    ``energy_curves.seed``. Each model's test accuracy is recomputed on its test split and must equal the
-    recorded one (an archive that does not reproduce is an error, not a curve). ``state`` is ``learned``."""
-    import json
-
-    from .archive import load_checkpoint
-    from .columns import CURVE_ATTRIBUTES, trace_rows
-    from .data import sample_indices
-    from .errors import UserError
-    from .traces import layer_trace
-
-    cfg = config["energy_curves"]
-    # each archive rebuilds its models' splits with the data settings they were trained on
-    jobs = [("recipe", path) for path in _checkpoints(learned_archive, dataset)]
-    if jobs:
-        learned_config = json.loads((Path(learned_archive) / "provenance.json").read_text())["config"]
-    if study_archive is not None and _checkpoints(study_archive, dataset, STUDY_MODELS):
-        study_config = json.loads((Path(study_archive) / "provenance.json").read_text())["config"]
-        jobs += [("study", path) for path in _checkpoints(study_archive, dataset, STUDY_MODELS)]
-    frames = []
-    for source, path in tqdm(jobs, desc=f"learned curves {dataset}", disable=not progress):
-        if source == "recipe":
-            module, record = load_learned(path)
-            variant, lr = record["curve_variant"], record["lr"]
-            options = {"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"]}
-            data = prepare(dataset, learned_config, seed=record["seed"])
-        else:
-            module = load_checkpoint(path)
-            record = torch.load(path, map_location="cpu", weights_only=True)
-            record = {key: record[key] for key in ("seed", "lr", "test_accuracy")}
-            variant, lr = path.parent.name, record["lr"]
-            options = {"alpha_attention": math.nan, "w_scale": math.nan}
-            data = prepare(dataset, study_config, seed=record["seed"])
-        test_labels = data.splits["test"][1]
-        predictions = module.predict_split(data, "test")
-        accuracy = float((predictions == test_labels).double().mean())
-        if abs(accuracy - record["test_accuracy"]) > 1e-6:
-            raise UserError(f"{path}: test accuracy {accuracy:.6f} on its test split, recorded "
-                            f"{record['test_accuracy']:.6f}; the archive does not reproduce (data or code changed)")
-        indices = sample_indices(cfg["samples"], len(test_labels), cfg["seed"])
-        trace = layer_trace(module, data, "test", indices)
-        frames.append(trace_rows(trace, indices, dataset=dataset, variant=variant, seed=int(record["seed"]),
-                                 lr=float(lr), relu=True, state="learned", **options, test_accuracy=accuracy,
-                                 chance_accuracy=chance_accuracy(test_labels), source=source,
-                                 predicted_classes=int(predictions.unique().numel())))
-    if not frames:
-        return pd.DataFrame(columns=["dataset", "variant", "seed", "lr", "relu", "state", "sample", "layer"])
-    table = pd.concat(frames, ignore_index=True)
-    for column in CURVE_ATTRIBUTES:
-        if column not in table:
-            table[column] = math.nan
-    return table
-
-
-def archive_learned(archive_id: str, search_tables: list[Path], models: list[Path], destination: Path,
-                    config: dict, allow_dirty: bool = False) -> dict:
-    """Copy the recipe search's tables, the learned models' table and their checkpoints into ``destination``
-    with provenance (config, commit, SHA-256 of every checkpoint), provenance.json last. Refuses a working
-    tree with uncommitted changes unless ``allow_dirty``, and checkpoints whose hash differs from the one
-    their training recorded."""
-    import json
-    import shutil
-
-    from .archive import _refuse_dirty, _sha256
-    from .artifacts import atomic_path, provenance, write_json, write_text
-    from .errors import UserError
-
-    made_by = {}
-    for path in (*search_tables, *models):
-        record = json.loads(path.with_suffix(".provenance.json").read_text()) \
-            if path.with_suffix(".provenance.json").exists() else {}
-        made_by[path.name] = {"git_commit": record.get("git_commit", "unknown"), "git_dirty": record.get("git_dirty", True)}
-    if not allow_dirty:
-        _refuse_dirty(None)
-        dirty = [name for name, record in made_by.items() if record["git_dirty"] is not False]
-        if dirty:
-            raise UserError(f"archive-learned: {dirty} were made from a working tree with uncommitted changes (or have "
-                            "no provenance.json beside them); commit, then rerun them")
-    destination.mkdir(parents=True, exist_ok=True)
-    tables = [pd.read_csv(path) for path in models]
-    learned = pd.concat(tables, ignore_index=True)
-    digests = {}
-    for row in learned.itertuples():
-        source = Path(row.checkpoint)
-        if _sha256(source) != row.sha256:
-            raise UserError(f"archive-learned: {source} is not the checkpoint its training recorded (SHA-256 differs)")
-        relative = Path("checkpoints") / row.dataset / row.variant / source.name
-        (destination / relative).parent.mkdir(parents=True, exist_ok=True)
-        with atomic_path(destination / relative) as temporary:
-            shutil.copyfile(source, temporary)
-        digests[str(relative)] = row.sha256
-    learned = learned.assign(checkpoint=[f"checkpoints/{r.dataset}/{r.variant}/seed{r.seed}.pt" for r in learned.itertuples()])
-    for name, frame in (("recipe_search.csv", pd.concat([pd.read_csv(p) for p in search_tables], ignore_index=True)),
-                        ("learned_models.csv", learned)):
-        with atomic_path(destination / name) as temporary:
-            frame.to_csv(temporary, index=False, float_format="%.6g")
-    search = pd.read_csv(destination / "recipe_search.csv")
-    pick = select_recipe(search)
-    from .report.figure6 import recipe_page
-
-    write_text(destination / "recipe_search.md", recipe_page(search, pick, config["energy_curves"]["learned_recipe"]))
-    meta = provenance("learned-archive", config, None, archive_id=archive_id, checkpoint_sha256=digests, made_by=made_by,
-                      pick={key: value for key, value in pick.items() if key != "scores"},
-                      learned=int(learned["learned"].sum()), models=int(len(learned)))
-    write_json(destination / "provenance.json", meta)
-    return json.loads(json.dumps(meta, default=str))

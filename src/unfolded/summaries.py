@@ -29,14 +29,17 @@ __all__ = [
     "KEYS",
     "collect_runs",
     "PLOTTED_ENERGY",
+    "RECIPE_RULE",
     "curve_summary",
     "plotted_rows",
     "depth_table",
     "diverged_runs",
     "pick_at_edge",
     "layer_decomposition",
+    "median_seed",
     "relative_depth_stats",
     "select_learning_rates",
+    "select_recipe",
     "summarise_accuracy",
     "summarise_runs",
     "sweep_criterion",
@@ -372,3 +375,43 @@ def trained_energy_table(energies: pd.DataFrame) -> pd.DataFrame:
     return grouped.agg(guarantee=("guarantee", "first"), seeds=("seed", "nunique"),
                        non_increasing=("monotone_fraction", "mean"), non_increasing_min=("monotone_fraction", "min"),
                        strict=("strict_fraction", "mean"), active=("active_fraction", "mean")).reset_index()
+
+
+#: Figure 6's recipe rule, fixed before any model trained (``energy_curves.recipe_search``).
+RECIPE_RULE = (
+    "Every recipe of the grid (optimizer and learning rate; batch size, epoch budget and early-stopping patience "
+    "shared; the epoch with the best validation accuracy is kept) trains every (dataset, variant) on the selection "
+    "seeds. A (dataset, variant) learns under a recipe when its median validation accuracy over those seeds is at "
+    "least the validation majority class + LEARNED_MARGIN (unfolded.thresholds). The pick is one recipe for every "
+    "model: the one under which the most (dataset, variant) pairs learn, then the most correct validation answers "
+    "summed over all of them; ties go to the smaller learning rate, then to SGD (the authors' optimizer). The pick "
+    "is written to energy_curves.learned_recipe by hand, and the models Figure 6 draws are trained at it on fresh "
+    "seeds (learned_recipe.seeds)."
+)
+
+
+def select_recipe(table: pd.DataFrame) -> dict:
+    """:data:`RECIPE_RULE` on the rows of :func:`unfolded.recipes.recipe_search` (every dataset together):
+    the pick, how many (dataset, variant) pairs learn under it, and per recipe the counts it was chosen on."""
+    per_model = table.groupby(["optimizer", "lr", "dataset", "variant"]).agg(
+        median=("val_correct", lambda s: float(s.median())), count=("val_count", "first"),
+        majority=("val_majority", "first"), correct=("val_correct", "sum")).reset_index()
+    from .thresholds import LEARNED_MARGIN
+
+    per_model["learns"] = per_model["median"] / per_model["count"] >= per_model["majority"] + LEARNED_MARGIN
+    scores = per_model.groupby(["optimizer", "lr"]).agg(learned=("learns", "sum"), pairs=("learns", "size"),
+                                                      correct=("correct", "sum")).reset_index()
+    scores["sgd_last"] = scores["optimizer"] != "sgd"
+    scores = scores.sort_values(["learned", "correct", "lr", "sgd_last"], ascending=[False, False, True, True])
+    best = scores.iloc[0]
+    learned = per_model[(per_model["optimizer"] == best["optimizer"]) & (per_model["lr"] == best["lr"])]
+    return {"optimizer": str(best["optimizer"]), "lr": float(best["lr"]), "learned": int(best["learned"]),
+            "pairs": int(best["pairs"]),
+            "learning": sorted(f"{row.dataset}/{row.variant}" for row in learned.itertuples() if row.learns),
+            "scores": scores.drop(columns="sgd_last").reset_index(drop=True)}
+
+
+def median_seed(group: pd.DataFrame) -> int:
+    """The seed of the median test accuracy (the lower middle one for an even count; ties: smaller seed)."""
+    ordered = group.sort_values(["test_accuracy", "seed"], ignore_index=True)
+    return int(ordered.loc[(len(ordered) - 1) // 2, "seed"])

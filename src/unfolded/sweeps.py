@@ -22,7 +22,8 @@ from .archive import load_checkpoint
 from .data import collate, prepare
 from .models import SUBSTEP_ENERGIES
 
-__all__ = ["SWEEP_ALPHAS", "TRAINED_ENERGIES", "accuracy_by_depth", "alpha_ffn_sweep", "learned_step_sizes", "trained_energies"]
+__all__ = ["STUDY_MODELS", "SWEEP_ALPHAS", "TRAINED_ENERGIES", "accuracy_by_depth", "alpha_ffn_sweep", "learned_curves",
+           "learned_step_sizes", "trained_energies"]
 
 #: The feed-forward step sizes of the sweep (1 is the trained one).
 SWEEP_ALPHAS = (1.0, 0.75, 0.5, 0.25)
@@ -151,3 +152,76 @@ def learned_step_sizes(archive: Path, models: tuple[str, ...] = ("unfolded_tied-
                          "spectral_bound": bound, "no_oscillation": alpha_ffn < 1.0 / (1.0 + bound),
                          "test_accuracy": accuracy})
     return pd.DataFrame(rows)
+
+
+#: The archived study models that Figure 6 draws beside the energy-curve models (tied unfolded encoders).
+STUDY_MODELS = ("unfolded_tied", "unfolded_tied-residual")
+
+
+def _checkpoints(archive: Path | None, dataset: str, models: tuple[str, ...] | None = None) -> list[Path]:
+    if archive is None or not (Path(archive) / "provenance.json").exists():
+        return []
+    folders = [Path(archive) / "checkpoints" / dataset / model for model in models] if models else \
+        sorted((Path(archive) / "checkpoints" / dataset).glob("*"))
+    return sorted(path for folder in folders for path in folder.glob("seed*.pt"))
+
+
+@torch.no_grad()
+def learned_curves(config: dict, dataset: str, learned_archive: Path | None, study_archive: Path | None,
+                   progress: bool = True) -> pd.DataFrame:
+    """Figure 6's learned curves: the layer trace (:func:`unfolded.traces.layer_trace`, every energy of
+    :data:`unfolded.models.SUBSTEP_ENERGIES`) of every archived checkpoint of ``dataset``: the energy-curve
+    models trained at the learned recipe (``learned_archive``) and the study's tied unfolded models
+    (:data:`STUDY_MODELS`, ``study_archive``), on ``energy_curves.samples`` test sequences drawn with
+    ``energy_curves.seed``. Each model's test accuracy is recomputed on its test split and must equal the
+    recorded one (an archive that does not reproduce is an error, not a curve). ``state`` is ``learned``."""
+    import json
+
+    from .columns import CURVE_ATTRIBUTES, trace_rows
+    from .data import sample_indices
+    from .errors import UserError
+    from .traces import chance_accuracy, layer_trace
+
+    cfg = config["energy_curves"]
+    # each archive rebuilds its models' splits with the data settings they were trained on
+    jobs = [("recipe", path) for path in _checkpoints(learned_archive, dataset)]
+    if jobs:
+        learned_config = json.loads((Path(learned_archive) / "provenance.json").read_text())["config"]
+    if study_archive is not None and _checkpoints(study_archive, dataset, STUDY_MODELS):
+        study_config = json.loads((Path(study_archive) / "provenance.json").read_text())["config"]
+        jobs += [("study", path) for path in _checkpoints(study_archive, dataset, STUDY_MODELS)]
+    frames = []
+    for source, path in tqdm(jobs, desc=f"learned curves {dataset}", disable=not progress):
+        if source == "recipe":
+            from .recipes import load_learned
+
+            module, record = load_learned(path)
+            variant, lr = record["curve_variant"], record["lr"]
+            options = {"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"]}
+            data = prepare(dataset, learned_config, seed=record["seed"])
+        else:
+            module = load_checkpoint(path)
+            record = torch.load(path, map_location="cpu", weights_only=True)
+            record = {key: record[key] for key in ("seed", "lr", "test_accuracy")}
+            variant, lr = path.parent.name, record["lr"]
+            options = {"alpha_attention": math.nan, "w_scale": math.nan}
+            data = prepare(dataset, study_config, seed=record["seed"])
+        test_labels = data.splits["test"][1]
+        predictions = module.predict_split(data, "test")
+        accuracy = float((predictions == test_labels).double().mean())
+        if abs(accuracy - record["test_accuracy"]) > 1e-6:
+            raise UserError(f"{path}: test accuracy {accuracy:.6f} on its test split, recorded "
+                            f"{record['test_accuracy']:.6f}; the archive does not reproduce (data or code changed)")
+        indices = sample_indices(cfg["samples"], len(test_labels), cfg["seed"])
+        trace = layer_trace(module, data, "test", indices)
+        frames.append(trace_rows(trace, indices, dataset=dataset, variant=variant, seed=int(record["seed"]),
+                                 lr=float(lr), relu=True, state="learned", **options, test_accuracy=accuracy,
+                                 chance_accuracy=chance_accuracy(test_labels), source=source,
+                                 predicted_classes=int(predictions.unique().numel())))
+    if not frames:
+        return pd.DataFrame(columns=["dataset", "variant", "seed", "lr", "relu", "state", "sample", "layer"])
+    table = pd.concat(frames, ignore_index=True)
+    for column in CURVE_ATTRIBUTES:
+        if column not in table:
+            table[column] = math.nan
+    return table

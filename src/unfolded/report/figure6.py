@@ -29,7 +29,7 @@ def recipe_page(table: pd.DataFrame, pick: dict, configured: dict) -> str:
     """The recipe search as Markdown: the rule, per recipe how many (dataset, variant) pairs learn and its
     validation answers, per (dataset, variant) the median validation accuracy under each recipe, and whether
     the configured recipe is the pick."""
-    from ..recipes import __doc__ as rule
+    from ..summaries import RECIPE_RULE
 
     scores = pick["scores"].assign(learned=lambda f: f["learned"].astype(str) + " of " + f["pairs"].astype(str))
     per_model = (table.assign(val_accuracy=table["val_correct"] / table["val_count"])
@@ -44,7 +44,7 @@ def recipe_page(table: pd.DataFrame, pick: dict, configured: dict) -> str:
     seeds = sorted(table["seed"].unique().tolist())
     return "\n".join([
         "# Recipe search for Figure 6", "",
-        "Rule " + " ".join(rule.split("The rule ")[1].split()) + " (unfolded.recipes)", "",
+        "Rule (fixed before the search; unfolded.summaries.RECIPE_RULE): " + RECIPE_RULE, "",
         f"Selection seeds {seeds}. A (dataset, variant) learns when its median validation accuracy is at least the "
         f"validation majority class + {LEARNED_MARGIN}.", "",
         f"**Pick: {pick['optimizer']}, learning rate {pick['lr']:g}**; {pick['learned']} of {pick['pairs']} "
