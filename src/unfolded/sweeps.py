@@ -198,6 +198,7 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
             module, record = load_learned(path)
             variant, lr = record["curve_variant"], record["lr"]
             options = {"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"]}
+            relu = bool(record["relu"])
             data = prepare(dataset, learned_config, seed=record["seed"])
         else:
             module = load_checkpoint(path)
@@ -205,6 +206,7 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
             record = {key: record[key] for key in ("seed", "lr", "test_accuracy")}
             variant, lr = path.parent.name, record["lr"]
             options = {"alpha_attention": math.nan, "w_scale": math.nan}
+            relu = bool((module.hparams.get("encoder_options") or {}).get("relu", True))
             data = prepare(dataset, study_config, seed=record["seed"])
         test_labels = data.splits["test"][1]
         predictions = module.predict_split(data, "test")
@@ -215,7 +217,7 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
         indices = sample_indices(cfg["samples"], len(test_labels), cfg["seed"])
         trace = layer_trace(module, data, "test", indices)
         frames.append(trace_rows(trace, indices, dataset=dataset, variant=variant, seed=int(record["seed"]),
-                                 lr=float(lr), relu=True, state="learned", **options, test_accuracy=accuracy,
+                                 lr=float(lr), relu=relu, state="learned", **options, test_accuracy=accuracy,
                                  chance_accuracy=chance_accuracy(test_labels), source=source,
                                  predicted_classes=int(predictions.unique().numel())))
     if not frames:
