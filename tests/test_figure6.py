@@ -168,3 +168,28 @@ def test_figure6_labels_who_learned_and_the_tables_count_each_energy():
     headline = figure6_headline(summary, {"samples": 4})
     assert "| toy | unfolded_tied, study | 3 | 0.900 (0.500) | 2 | 100% | 100% | 0% |" in headline
     assert "2 of 3 rows stay below the majority class + 0.2" in headline
+
+
+def test_the_recipe_stages_run_from_the_command_line(tmp_path):
+    """recipe-search, recipe-pick and learned-models end to end through the CLI, on toy sizes."""
+    import subprocess
+    import sys
+
+    config = json.dumps({"data": SMOKE["data"], "train": {"width": 16}, "energy_curves": {
+        "num_layers": 2, "recipe_search": {"variants": ["authors"], "learning_rates": {"adamw": [0.01]}, "max_epochs": 1,
+                                           "selection_seeds": [100]},
+        "learned_recipe": {"optimizer": "adamw", "lr": 0.01, "seeds": [0]}}})
+
+    def cli(*args):
+        result = subprocess.run([sys.executable, "-m", "unfolded", *args], capture_output=True, text=True, cwd=tmp_path)
+        assert result.returncode == 0, result.stderr[-2000:]
+        return result.stderr
+
+    cli("recipe-search", "--config", config, "--dataset", "polarity", "--csv", "search.csv", "--workdir", "w1",
+        "--no-progress")
+    assert json.loads((tmp_path / "search.provenance.json").read_text())["stage"] == "recipe-search"
+    assert "pick adamw lr 0.01" in cli("recipe-pick", "--config", config, "--csv", "search.csv", "--markdown", "p.md")
+    assert "learned_recipe matches the pick" in (tmp_path / "p.md").read_text()
+    out = cli("learned-models", "--config", config, "--dataset", "polarity", "--csv", "learned.csv",
+              "--checkpoints", "ckpt", "--workdir", "w2", "--no-progress")
+    assert "learned.csv: 1 models" in out and (tmp_path / "ckpt/polarity/authors/seed0.pt").exists()

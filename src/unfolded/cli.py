@@ -375,18 +375,23 @@ def run_regime_search(args: argparse.Namespace) -> None:
     print(f"regime search: pick {pick}", file=sys.stderr)
 
 
-def run_recipe_search(args: argparse.Namespace) -> None:
+def _write_recipe_table(table, csv: str, stage: str, config: dict, dataset: str) -> None:
+    """A recipe stage's table as CSV, with its provenance (settings, commit) beside it as JSON."""
     from .artifacts import atomic_path, provenance, write_json
+
+    with atomic_path(csv) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+    settings = {"energy_curves": config["energy_curves"], "data": config["data"], "width": config["train"]["width"]}
+    write_json(Path(csv).with_suffix(".provenance.json"), provenance(stage, settings, None, dataset=dataset))
+
+
+def run_recipe_search(args: argparse.Namespace) -> None:
     from .recipes import recipe_search
 
     config = load_config(args.config)
     _check_data_names([args.dataset])
     table = recipe_search(config, args.dataset, Path(args.workdir), progress=not args.no_progress)
-    with atomic_path(args.csv) as temporary:
-        table.to_csv(temporary, index=False, float_format="%.6g")
-    settings = {"energy_curves": config["energy_curves"], "data": config["data"], "width": config["train"]["width"]}
-    write_json(Path(args.csv).with_suffix(".provenance.json"), provenance("recipe-search", settings, None,
-                                                                          dataset=args.dataset))
+    _write_recipe_table(table, args.csv, "recipe-search", config, args.dataset)
     print(f"{args.csv}: {len(table)} runs", file=sys.stderr)
 
 
@@ -409,19 +414,17 @@ def run_recipe_pick(args: argparse.Namespace) -> None:
 
 
 def run_learned_models(args: argparse.Namespace) -> None:
-    from .artifacts import atomic_path, provenance, write_json
     from .recipes import train_learned
+    from .thresholds import LEARNED_MARGIN
 
     config = load_config(args.config)
     _check_data_names([args.dataset])
     table = train_learned(config, args.dataset, Path(args.workdir), Path(args.checkpoints),
                           progress=not args.no_progress)
-    with atomic_path(args.csv) as temporary:
-        table.to_csv(temporary, index=False, float_format="%.6g")
-    settings = {"energy_curves": config["energy_curves"], "data": config["data"], "width": config["train"]["width"]}
-    write_json(Path(args.csv).with_suffix(".provenance.json"), provenance("learned-models", settings, None,
-                                                                          dataset=args.dataset))
-    print(f"{args.csv}: {len(table)} models, {int(table['learned'].sum())} learned", file=sys.stderr)
+    _write_recipe_table(table, args.csv, "learned-models", config, args.dataset)
+    learned = int((table["test_accuracy"] >= table["chance_accuracy"] + LEARNED_MARGIN).sum())
+    print(f"{args.csv}: {len(table)} models, {learned} at least the majority class + {LEARNED_MARGIN:g}",
+          file=sys.stderr)
 
 
 def run_learned_curves(args: argparse.Namespace) -> None:

@@ -451,9 +451,11 @@ class StandardTransformer(nn.Module):
         return states
 
     @torch.no_grad()
-    def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> LayerTrace:
+    def trace(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None,
+              substeps: bool = True) -> LayerTrace:
         """:class:`LayerTrace` with the probe energy (one fixed function for every layer, so
-        ``before``/``after`` are consecutive points of the curve); ``middle`` is NaN."""
+        ``before``/``after`` are consecutive points of the curve); ``middle`` is NaN. A standard layer has
+        no sub-step energies, so ``substeps`` changes nothing."""
         from .diagnostics import token_spread
 
         depth = self.num_layers if num_layers is None else num_layers

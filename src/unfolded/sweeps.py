@@ -29,6 +29,11 @@ __all__ = ["STUDY_MODELS", "SWEEP_ALPHAS", "TRAINED_ENERGIES", "accuracy_by_dept
 SWEEP_ALPHAS = (1.0, 0.75, 0.5, 0.25)
 
 
+def _checkpoints(archive: Path, models: tuple[str, ...] = ("*",), dataset: str = "*") -> list[Path]:
+    """An archive's checkpoints ``checkpoints/<dataset>/<model>/seed<k>.pt`` of ``models`` (glob patterns), sorted."""
+    return sorted(path for model in models for path in Path(archive).glob(f"checkpoints/{dataset}/{model}/seed*.pt"))
+
+
 @torch.no_grad()
 def accuracy_by_depth(module, data, max_depth: int, split: str = "test", batch_size: int = 256) -> list[float]:
     """Test accuracy of a tied encoder's classifier after each of ``max_depth`` layers (float32, eval mode,
@@ -58,7 +63,7 @@ def alpha_ffn_sweep(archive: Path, config: dict, models: tuple[str, ...] = ("unf
     """Test accuracy of every archived checkpoint of ``models`` with its feed-forward step size set to each
     of ``alphas`` (every layer), at the depths ``L + offset``; one row per (dataset, model, seed, alpha,
     depth). ``config``: the study's configuration (its data settings rebuild each run's test split)."""
-    paths = sorted(path for model in models for path in Path(archive).glob(f"checkpoints/*/{model}/seed*.pt"))
+    paths = _checkpoints(archive, models)
     if not paths:
         raise FileNotFoundError(f"no checkpoints of {list(models)} under {archive}/checkpoints (archived before "
                                 "checkpoints were kept?)")
@@ -99,7 +104,7 @@ def trained_energies(archive: Path, config: dict, models: tuple[str, ...] = ("un
     from .data import sample_indices
     from .diagnostics import curve_summary_row, relative_spread
 
-    paths = sorted(path for model in models for path in Path(archive).glob(f"checkpoints/*/{model}/seed*.pt"))
+    paths = _checkpoints(archive, models)
     if not paths:
         raise FileNotFoundError(f"no checkpoints of {list(models)} under {archive}/checkpoints")
     rows = []
@@ -132,7 +137,7 @@ def learned_step_sizes(archive: Path, models: tuple[str, ...] = ("unfolded_tied-
     model, seed, layer) with alpha_attention and alpha_ffn, their upper bounds, the spectral bound s of Wf and
     whether alpha_ffn < 1 / (1 + s) (every feed-forward factor 1 - alpha (1 + lambda) non-negative: no
     oscillation, docs/results.md), with the run's recorded test accuracy."""
-    paths = sorted(path for model in models for path in Path(archive).glob(f"checkpoints/*/{model}/seed*.pt"))
+    paths = _checkpoints(archive, models)
     if not paths:
         raise FileNotFoundError(f"no checkpoints of {list(models)} under {archive}/checkpoints")
     rows = []
@@ -158,12 +163,6 @@ def learned_step_sizes(archive: Path, models: tuple[str, ...] = ("unfolded_tied-
 STUDY_MODELS = ("unfolded_tied", "unfolded_tied-residual")
 
 
-def _checkpoints(archive: Path | None, dataset: str, models: tuple[str, ...] | None = None) -> list[Path]:
-    if archive is None or not (Path(archive) / "provenance.json").exists():
-        return []
-    folders = [Path(archive) / "checkpoints" / dataset / model for model in models] if models else \
-        sorted((Path(archive) / "checkpoints" / dataset).glob("*"))
-    return sorted(path for folder in folders for path in folder.glob("seed*.pt"))
 
 
 @torch.no_grad()
@@ -184,12 +183,13 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
 
     cfg = config["energy_curves"]
     # each archive rebuilds its models' splits with the data settings they were trained on
-    jobs = [("recipe", path) for path in _checkpoints(learned_archive, dataset)]
+    archived = lambda archive: archive is not None and (Path(archive) / "provenance.json").exists()  # noqa: E731
+    jobs = [("recipe", path) for path in _checkpoints(learned_archive, dataset=dataset)] if archived(learned_archive) else []
     if jobs:
         learned_config = json.loads((Path(learned_archive) / "provenance.json").read_text())["config"]
-    if study_archive is not None and _checkpoints(study_archive, dataset, STUDY_MODELS):
+    if archived(study_archive) and _checkpoints(study_archive, STUDY_MODELS, dataset):
         study_config = json.loads((Path(study_archive) / "provenance.json").read_text())["config"]
-        jobs += [("study", path) for path in _checkpoints(study_archive, dataset, STUDY_MODELS)]
+        jobs += [("study", path) for path in _checkpoints(study_archive, STUDY_MODELS, dataset)]
     frames = []
     for source, path in tqdm(jobs, desc=f"learned curves {dataset}", disable=not progress):
         if source == "recipe":

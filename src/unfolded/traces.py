@@ -75,8 +75,7 @@ def layer_trace(module: SequenceClassifier, data, split: str, indices: list[int]
         batch = collate([(sequences[i], labels[i]) for i in chunk])
         if batch["inputs"].is_floating_point():
             batch["inputs"] = batch["inputs"].double()
-        options = {"substeps": substeps} if hasattr(module.encoder, "step_sizes") else {}
-        traces.append(module.encoder.trace(module.embed(batch), batch["mask"], num_layers=num_layers, **options))
+        traces.append(module.encoder.trace(module.embed(batch), batch["mask"], num_layers=num_layers, substeps=substeps))
     fields = [f for f in LayerTrace.__dataclass_fields__ if f != "substeps"]
     trace = LayerTrace(*(torch.cat([getattr(t, f) for t in traces]) for f in fields),
                        substeps={key: tuple(torch.cat([t.substeps[key][i] for t in traces]) for i in (0, 1))
