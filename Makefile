@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study study-figures study-depth-check figure6-search figure6-models gpu-check
+.PHONY: all install lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection study study-figures study-depth-check figure6-search figure6-models gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -75,12 +75,19 @@ mutation: $(STAMP)
 
 # Study attention-2026-12 (config/study.yaml), in two steps fixed before training. Step 1: every model on
 # its family's learning-rate grid on selection seeds 100-102; the picks go to config/study-picks.yaml
-# (commit it) and the selection's summary to results/tables/selection_summary.csv (archived with step 2).
+# (commit it); the selection's every run (selection_runs.csv), its validation answers and its summary go to
+# results/tables/selection_* (archived with step 2, or added to an archive by `make study-archive-selection`).
 STUDY_ID ?= attention-2026-12
 study-select: $(STAMP)
 	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile config/study.yaml config/study-selection.yaml
 	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
+	cp results/tables/accuracy.csv results/tables/selection_runs.csv
+	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
 	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/study-picks.yaml
+
+# The selection of an archived study, run again (make study-select, from a clean tree) and added to its archive
+study-archive-selection: $(STAMP)
+	$(BIN)/python -m unfolded archive-selection --archive results/archive/$(STUDY_ID)
 
 # Step 2, from a clean tree: fresh seeds 0-9 at the picks only, then the archive (results/archive/$(STUDY_ID):
 # tables, per-item predictions, token spread, weights-only checkpoints with their SHA-256)

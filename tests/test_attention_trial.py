@@ -1,5 +1,6 @@
 """Attention on trial: the equality task and its ceilings (docs/theory.md §7), interaction-free controls,
-the learning-rate tie rule, divergence handling, the paired test, Holm's correction and the verdict rule."""
+the learning-rate tie rule, runs that did not train, exact counts, the seed-aware paired test and its calibration,
+Holm's correction and the verdict rule."""
 
 import itertools
 import math
@@ -17,7 +18,7 @@ from unfolded.registry import split_model
 from unfolded.stats import holm, paired_permutation_p
 from unfolded.summaries import select_learning_rates, summarise_accuracy
 from unfolded.training import SequenceClassifier
-from unfolded.verdicts import attention_verdicts, control_checks
+from unfolded.verdicts import DEPENDS, attention_verdicts, control_checks
 
 # ------------------------------------------------------------------------------------------------
 # The equality task and its ceilings
@@ -209,7 +210,7 @@ def test_standard_no_attention_is_a_variant_of_the_standard_family_only():
 
 
 # ------------------------------------------------------------------------------------------------
-# Learning-rate ties, divergence, the paired test, Holm, the verdict rule
+# Learning-rate ties, runs that did not train, exact counts, the paired tests, Holm, the verdict rule
 # ------------------------------------------------------------------------------------------------
 
 
@@ -241,25 +242,46 @@ def test_learning_rate_ties_are_broken_on_exact_counts_then_the_smaller_rate():
     assert set(select_learning_rates(mixed).query("selected")["lr"]) == {0.01}
 
 
-def test_a_diverged_run_is_counted_apart_and_not_averaged():
-    """Divergence is judged on validation (never on test): a minority of runs below the majority class +
-    0.05 while the group's median is above it."""
+def test_a_run_that_did_not_train_is_counted_apart_and_not_averaged():
+    """Judged on validation (never on test): a minority of runs below the majority class + 0.05 while the
+    group's median is above it."""
     tests, vals = [0.94, 0.95, 0.93, 0.092, 0.94], [90, 91, 92, 9, 90]
     runs = pd.DataFrame([_run(0.01, seed, v, t, chance=0.1) for seed, (t, v) in enumerate(zip(tests, vals, strict=True))])
     (row,) = summarise_accuracy(runs).to_dict("records")
-    assert row["diverged"] == 1 and row["seeds"] == 5
+    assert row["did_not_train"] == 1 and row["seeds"] == 5
     assert row["test_accuracy_mean"] == pytest.approx(np.mean([0.94, 0.95, 0.93, 0.94]))
     assert row["test_accuracy_median"] == pytest.approx(0.94)
-    # a low test accuracy with a sound validation accuracy is not divergence: the pick never looks at test
+    # a low test accuracy with a sound validation accuracy is not a failure to train: the pick never looks at test
     runs.loc[3, "val_correct"], runs.loc[3, "val_accuracy"] = 90, 0.9
-    assert summarise_accuracy(runs).iloc[0]["diverged"] == 0
-    # a model that never learned has not diverged: its runs stay in
+    assert summarise_accuracy(runs).iloc[0]["did_not_train"] == 0
+    # a model that never learned is reported as it is: its runs stay in
     flat = pd.DataFrame([_run(0.01, seed, 50, t, chance=0.5) for seed, t in enumerate([0.5, 0.51, 0.5])])
     (row,) = summarise_accuracy(flat).to_dict("records")
-    assert row["diverged"] == 0 and row["test_accuracy_mean"] == pytest.approx(np.mean([0.5, 0.51, 0.5]))
+    assert row["did_not_train"] == 0 and row["test_accuracy_mean"] == pytest.approx(np.mean([0.5, 0.51, 0.5]))
     # half the seeds low is not a minority: nothing is set apart
     split = pd.DataFrame([_run(0.01, seed, v, 0.5, chance=0.5) for seed, v in enumerate([50, 51, 95, 96])])
-    assert summarise_accuracy(split).iloc[0]["diverged"] == 0
+    assert summarise_accuracy(split).iloc[0]["did_not_train"] == 0
+
+
+def test_rules_that_count_answers_compare_exact_counts():
+    from fractions import Fraction
+
+    from unfolded.counts import at_least, count_of, learned, margin
+    from unfolded.summaries import did_not_train
+
+    # in floats 6/100 < 1/100 + 0.05; in counts it is exactly the threshold, so the run trained
+    assert 6 / 100 < 0.01 + 0.05
+    runs = pd.DataFrame([_run(0.01, seed, v, 0.9, chance=0.01) for seed, v in enumerate([6, 90, 91])])
+    assert not did_not_train(runs).any()
+    runs.loc[0, ["val_correct", "val_accuracy"]] = [5, 0.05]  # one answer fewer: below it
+    assert did_not_train(runs).tolist() == [True, False, False]
+    # the recipe rule's case: 141 of 200 against a majority of 101 of 200 + 0.2 learns (0.705 < 0.7050000000000001)
+    assert 141 / 200 < 0.505 + 0.2
+    assert learned(0.705, 0.505, 200) and not learned(0.7, 0.505, 200)
+    assert margin(0.2) == Fraction(1, 5) and count_of(0.142061, 359) == 51
+    assert at_least(Fraction(141, 200), Fraction(101, 200), 0.2)
+    with pytest.raises(ValueError, match="not a whole number"):
+        count_of(0.1234, 359)
 
 
 def test_a_learning_rate_pick_at_an_end_of_its_grid_is_flagged():
@@ -297,42 +319,117 @@ def test_paired_permutation_test_sees_paired_gains_and_is_calibrated_under_the_n
     assert 2 <= rejections <= 22
 
 
-def _trial(dataset, model_tests, control_tests, model_items, control_items, **ceilings):
+def _trial(dataset, model_items, control_items, **ceilings):
+    """Runs and per-item predictions of a model and its control, one (boolean) answer vector per seed."""
     runs, predictions = [], []
-    for model, tests, items in ((f"{'unfolded_tied'}", model_tests, model_items),
-                                ("unfolded_tied-no_attention", control_tests, control_items)):
-        for seed, (test, correct) in enumerate(zip(tests, items, strict=True)):
-            runs.append(_run(0.01, seed, 80, test, model=model, dataset=dataset, **ceilings))
+    for model, items in (("unfolded_tied", model_items), ("unfolded_tied-no_attention", control_items)):
+        for seed, correct in enumerate(items):
+            runs.append(_run(0.01, seed, 80, float(np.mean(correct)), model=model, dataset=dataset,
+                             test_correct=int(np.sum(correct)), test_count=len(correct), **ceilings))
             predictions.append(pd.DataFrame({"dataset": dataset, "model": model, "lr": 0.01, "seed": seed,
                                              "item": np.arange(len(correct)), "correct": correct}))
     return pd.DataFrame(runs), pd.concat(predictions, ignore_index=True)
 
 
+def _seeds(rng, n, rate, seeds=10):
+    return [rng.random(n) < rate for _ in range(seeds)]
+
+
 def test_the_verdict_rule_helps_hurts_and_not_testable():
     rng = np.random.default_rng(1)
     n = 400
-    good = [rng.random(n) < 0.97 for _ in range(3)]
-    weak = [rng.random(n) < 0.62 for _ in range(3)]
-    runs_a, pred_a = _trial("equality", [g.mean() for g in good], [w.mean() for w in weak], good, weak,
-                            no_interaction_ceiling=0.75)
-    runs_b, pred_b = _trial("order", [w.mean() for w in weak], [g.mean() for g in good], weak, good,
-                            no_interaction_ceiling=1.0)
-    runs_c, pred_c = _trial("digits", [g.mean() for g in good], [w.mean() for w in weak], good, weak,
-                            no_interaction_ceiling=1.0)
-    # below the threshold: a significant gain, but the median is under ceiling + 0.10
-    mid = [rng.random(n) < 0.80 for _ in range(3)]
-    runs_d, pred_d = _trial("midtask", [m.mean() for m in mid], [w.mean() for w in weak], mid, weak,
-                            no_interaction_ceiling=0.75)
-    runs = pd.concat([runs_a, runs_b, runs_c, runs_d], ignore_index=True)
-    predictions = pd.concat([pred_a, pred_b, pred_c, pred_d], ignore_index=True)
+    trials = [_trial("equality", _seeds(rng, n, 0.97), _seeds(rng, n, 0.62), no_interaction_ceiling=0.75),
+              _trial("order", _seeds(rng, n, 0.62), _seeds(rng, n, 0.97), no_interaction_ceiling=1.0),
+              _trial("digits", _seeds(rng, n, 0.97), _seeds(rng, n, 0.62), no_interaction_ceiling=1.0),
+              # below the threshold: a significant gain, but the median is under ceiling + 0.10
+              _trial("midtask", _seeds(rng, n, 0.80), _seeds(rng, n, 0.62), no_interaction_ceiling=0.75)]
+    runs = pd.concat([runs for runs, _ in trials], ignore_index=True)
+    predictions = pd.concat([items for _, items in trials], ignore_index=True)
     table = attention_verdicts(runs, predictions, draws=2000).set_index("dataset")
     assert table.loc["equality", "verdict"] == "helps"
     assert table.loc["order", "verdict"] == "hurts"  # a loss is significant, whatever the ceiling
     assert table.loc["digits", "verdict"] == "not testable here"  # ceiling + 0.10 > 1
     assert table.loc["midtask", "verdict"] == "not shown to help"
-    assert (table["holm_p"] >= table["paired_p"]).all()
-    assert table.loc["equality", "paired_gain"] == pytest.approx(
-        np.mean([g.mean() for g in good]) - np.mean([w.mean() for w in weak]))
+    assert (table["holm_p"] >= table["seed_p"]).all() and (table["item_holm_p"] >= table["item_p"]).all()
+    # 10 seed pairs all one way: the exact sign-flip p is 2 / 2**10
+    assert table.loc["equality", "seed_p"] == pytest.approx(2 / 1024) and table.loc["equality", "pairs"] == 10
+    model = runs[(runs["dataset"] == "equality") & (runs["model"] == "unfolded_tied")]["test_accuracy"]
+    control = runs[(runs["dataset"] == "equality") & (runs["model"] != "unfolded_tied")]["test_accuracy"]
+    assert table.loc["equality", "paired_gain"] == pytest.approx(model.mean() - control.mean())
+    # three seeds cannot make a verdict: the smallest p of three pairs is 2 / 8
+    few = attention_verdicts(*_trial("equality", _seeds(rng, n, 0.97, 3), _seeds(rng, n, 0.62, 3),
+                                     no_interaction_ceiling=0.75), draws=500)
+    assert few.iloc[0]["seed_p"] == pytest.approx(0.25) and few.iloc[0]["verdict"] == "not shown to help"
+
+
+def test_a_verdict_that_holds_only_without_the_runs_that_did_not_train_says_so():
+    rng = np.random.default_rng(2)
+    n = 300
+    model, control = _seeds(rng, n, 0.85), _seeds(rng, n, 0.97)
+    runs, predictions = _trial("order", model, control, no_interaction_ceiling=1.0, chance=0.5)
+    # four controls did not train: their validation sits at the majority class, and they answer one class
+    failed = (runs["model"] == "unfolded_tied-no_attention") & runs["seed"].isin([0, 1, 2, 3])
+    runs.loc[failed, ["val_correct", "val_accuracy", "test_accuracy"]] = [50, 0.5, 0.5]
+    failed_items = predictions["model"].eq("unfolded_tied-no_attention") & predictions["seed"].isin([0, 1, 2, 3])
+    predictions.loc[failed_items, "correct"] = predictions.loc[failed_items, "item"] % 2 == 0
+    (row,) = attention_verdicts(runs, predictions, draws=500).to_dict("records")
+    assert row["control_did_not_train"] == 4 and row["pairs"] == 6 and row["pairs_all"] == 10
+    assert row["verdict_set_aside"] != row["verdict_kept"]
+    assert row["verdict"] == DEPENDS
+
+
+def test_a_model_at_its_epoch_cap_on_half_its_seeds_is_flagged():
+    rng = np.random.default_rng(3)
+    runs, predictions = _trial("digits", _seeds(rng, 200, 0.9), _seeds(rng, 200, 0.9), no_interaction_ceiling=1.0)
+    runs["max_epochs"] = 20
+    runs.loc[(runs["model"] == "unfolded_tied") & (runs["seed"] < 4), "epochs"] = 20
+    assert not attention_verdicts(runs, predictions, draws=200).iloc[0]["capped"]  # 4 of 10
+    runs.loc[(runs["model"] == "unfolded_tied") & (runs["seed"] < 5), "epochs"] = 20
+    (row,) = attention_verdicts(runs, predictions, draws=200).to_dict("records")
+    assert row["capped"] and row["at_cap"] == 5
+
+
+def _null_seeds(rng, difficulty, seeds, seed_sd, item_sd):
+    """A model's answers on fixed items over seeds: each seed shifts every item's logit by one draw (what a new
+    seed changes for the whole test set) and each (seed, item) by another."""
+    shift = rng.normal(0.0, seed_sd, (seeds, 1))
+    logits = difficulty[None, :] + shift + rng.normal(0.0, item_sd, (seeds, len(difficulty)))
+    return rng.random(logits.shape) < 1.0 / (1.0 + np.exp(-logits))
+
+
+def test_the_seed_test_is_calibrated_on_a_true_null_where_the_item_test_is_not():
+    """Two models with the same distribution over seeds (a true null) on one fixed test set: the seed-aware test
+    rejects at its level, within Monte Carlo error; the item-level test, conditional on the trained seeds, rejects
+    far more often, because it takes the seeds' shared shifts for effects."""
+    from unfolded.stats import seed_paired_p
+
+    rng = np.random.default_rng(4242)
+    items, seeds, trials = 500, 10, 400
+    difficulty = rng.normal(1.0, 1.5, items)
+    seed_rejections = item_rejections = 0
+    for trial in range(trials):
+        first = _null_seeds(rng, difficulty, seeds, 0.3, 0.5)
+        second = _null_seeds(rng, difficulty, seeds, 0.3, 0.5)
+        seed_rejections += seed_paired_p(first.mean(1), second.mean(1)) < 0.05
+        item_rejections += paired_permutation_p(first.mean(0), second.mean(0), draws=400, seed=trial) < 0.05
+    se = math.sqrt(0.05 * 0.95 / trials)
+    # the exact test's size at 0.05 with 10 pairs is 48/1024 = 0.047 (at most 0.05)
+    assert abs(seed_rejections / trials - 0.05) <= 3 * se, seed_rejections
+    assert item_rejections / trials > 0.05 + 3 * se, item_rejections
+
+
+def test_the_seed_test_enumerates_sign_patterns_exactly():
+    from unfolded.stats import seed_paired_p
+
+    assert seed_paired_p([1.0, 1.0, 1.0], [0.0, 0.0, 0.0]) == pytest.approx(2 / 8)
+    assert seed_paired_p([0.5, 0.6], [0.5, 0.6]) == 1.0
+    # symmetric, and it sees a consistent gain on 12 seeds
+    first, second = np.linspace(0.8, 0.9, 12), np.linspace(0.7, 0.8, 12)
+    assert seed_paired_p(first, second) == seed_paired_p(second, first) == pytest.approx(2 / 4096)
+    # one pair against many: a large loss on one seed outweighs small gains on the others
+    assert seed_paired_p([0.6, 0.61, 0.62, 0.1], [0.59, 0.6, 0.61, 0.6]) > 0.5
+    with pytest.raises(ValueError, match="finite"):
+        seed_paired_p([0.5, math.nan], [0.5, 0.4])
 
 
 def test_a_control_above_its_ceiling_is_reported_in_standard_errors():

@@ -11,8 +11,8 @@ import os
 import platform
 from pathlib import Path
 
-__all__ = ["ARCHIVE_TABLES", "CHECKPOINT_BUDGET", "OPTIONAL_TABLES", "archive_learned", "archive_study", "load_archive",
-           "load_checkpoint", "load_extras"]
+__all__ = ["ARCHIVE_TABLES", "CHECKPOINT_BUDGET", "OPTIONAL_TABLES", "SELECTION_TABLES", "archive_learned",
+           "archive_selection", "archive_study", "load_archive", "load_checkpoint", "load_extras", "selection_picks"]
 
 #: result tables an archived study keeps (results/archive/<study-id>/)
 ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")
@@ -23,7 +23,12 @@ ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.
 #: checkpoints and the energies their layers descend (``python -m unfolded depth-sweep``, ``trained-energies``:
 #: written after the archive, from its checkpoints)
 OPTIONAL_TABLES = ("predictions.parquet", "token_spread.csv", "verdicts.csv", "controls.csv", "selection_summary.csv",
-                   "depth_sweep.csv", "trained_energies.csv", "step_sizes.csv")
+                   "depth_sweep.csv", "trained_energies.csv", "step_sizes.csv", "selection_runs.csv",
+                   "selection_val_predictions.parquet")
+#: the learning-rate selection's every run (all rates, all selection seeds): its metrics (``selection_runs.csv``, the
+#: accuracy table of ``make study-select``) and its validation answers, item by item; from them every pick of
+#: ``config/study-picks.yaml`` is recomputed (:func:`selection_picks`)
+SELECTION_TABLES = ("selection_runs.csv", "selection_val_predictions.parquet", "selection_summary.csv")
 #: the most bytes of checkpoints one archived study may hold
 CHECKPOINT_BUDGET = 50 * 2**20
 
@@ -112,6 +117,7 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
     import pandas as pd
 
     from .artifacts import atomic_path, provenance, write_json
+    from .errors import UserError
 
     if not allow_dirty:
         _refuse_dirty(runs_root)
@@ -119,6 +125,12 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
     runs = pd.read_csv(tables / "accuracy.csv")
     # checkpoints first (refused as a whole above the budget), then the tables, provenance.json last: an
     # archive without provenance.json is incomplete, and every reader says so
+    if (tables / "selection_runs.csv").exists():  # the selection the picks came from: they must follow from it
+        picks = selection_picks(_selection_checked(tables)[0])
+        configured = (config.get("train") or {}).get("learning_rate_picks") or {}
+        if picks != configured:
+            raise UserError(f"archive: the picks recomputed from {tables / 'selection_runs.csv'} ({picks}) differ from "
+                            f"the config's train.learning_rate_picks ({configured}); run pick-rates on this selection")
     exported = _export_checkpoints(runs, runs_root, destination) if checkpoints else {}
     for name in (*ARCHIVE_TABLES, *(name for name in OPTIONAL_TABLES if (tables / name).exists())):
         with atomic_path(destination / name) as temporary:
@@ -132,6 +144,8 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
             else float(frame["s"].iloc[-1])
     commits = sorted({json.loads(path.read_text()).get("git_commit", "unknown")
                       for path in runs_root.glob("*/*/lr*/seed*/provenance.json")})
+    # the archive's own id, in its config too (the config a study runs with may name another study to compare)
+    config = {**config, "study": {**(config.get("study") or {}), "id": study_id}}
     meta = provenance("study-archive", config, None, study_id=study_id, runs=int(len(runs)),
                       machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                               f"{os.cpu_count()} cores, {platform.system()}",
@@ -214,7 +228,10 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
     from .thresholds import LEARNED_MARGIN
 
     learned = pd.concat([pd.read_csv(path) for path in models], ignore_index=True)
-    learned["learned"] = learned["test_accuracy"] >= learned["chance_accuracy"] + LEARNED_MARGIN
+    from .counts import learned as has_learned
+
+    learned["learned"] = [has_learned(r.test_accuracy, r.chance_accuracy, r.test_count, LEARNED_MARGIN)
+                          for r in learned.itertuples()]
     digests = {}
     for row in learned.itertuples():
         source = Path(row.checkpoint)
@@ -230,6 +247,11 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
                         ("learned_models.csv", learned)):
         with atomic_path(destination / name) as temporary:
             frame.to_csv(temporary, index=False, float_format="%.6g")
+    answers = [path.with_name(path.stem + "_answers.parquet") for path in search_tables]
+    if all(path.exists() for path in answers):  # every search run's validation answers, item by item
+        frame = pd.concat([pd.read_parquet(path) for path in answers], ignore_index=True)
+        with atomic_path(destination / "recipe_search_val_predictions.parquet") as temporary:
+            frame.to_parquet(temporary, index=False)
     search = pd.read_csv(destination / "recipe_search.csv")
     pick = select_recipe(search)
     meta = provenance("learned-archive", config, None, archive_id=archive_id, checkpoint_sha256=digests, made_by=made_by,
@@ -237,3 +259,82 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
                       learned=int(learned["learned"].sum()), models=int(len(learned)))
     write_json(destination / "provenance.json", meta)
     return json.loads(json.dumps(meta, default=str))
+
+
+def selection_picks(runs) -> dict:
+    """The learning-rate picks of a selection's every run (:func:`unfolded.summaries.select_learning_rates`: the
+    most correct validation answers summed over the seeds, ties to the smaller rate), as
+    ``{dataset: {model: lr}}`` like ``train.learning_rate_picks``."""
+    from .summaries import select_learning_rates
+
+    picked = select_learning_rates(runs.drop(columns=["selected"], errors="ignore"))
+    picked = picked[picked["selected"] & picked["lr"].notna()]
+    picks: dict = {}
+    for row in picked.drop_duplicates(["dataset", "model"]).itertuples():
+        picks.setdefault(row.dataset, {})[row.model] = float(row.lr)
+    return picks
+
+
+def _selection_checked(tables: Path) -> tuple:
+    """The selection's runs and validation answers from ``tables``, each run's count of correct validation answers
+    checked against its answers item by item."""
+    import pandas as pd
+
+    from .errors import UserError
+
+    missing = [name for name in SELECTION_TABLES[:2] if not (tables / name).exists()]
+    if missing:
+        raise UserError(f"archive-selection: {tables} lacks {missing}; run the selection (make study-select), which "
+                        "writes them")
+    runs = pd.read_csv(tables / "selection_runs.csv")
+    answers = pd.read_parquet(tables / "selection_val_predictions.parquet")
+    counted = answers.groupby(["dataset", "model", "lr", "seed"])["correct"].sum()
+    trained = runs[runs["lr"].notna()]
+    for row in trained.itertuples():
+        key = (row.dataset, row.model, row.lr, row.seed)
+        if key not in counted.index or int(counted[key]) != int(row.val_correct):
+            raise UserError(f"archive-selection: run {key} records {row.val_correct} correct validation answers, but its "
+                            f"answers count {counted.get(key, 'none')}")
+    return runs, answers
+
+
+def archive_selection(destination: Path, tables: Path, runs_root: Path, allow_dirty: bool = False) -> dict:
+    """Add a study's learning-rate selection (every rate, every selection seed: ``selection_runs.csv``, its
+    validation answers and its summary) to the archive at ``destination``, whose config fixed the picks; the picks
+    recomputed from the runs must equal the archive's ``train.learning_rate_picks``. Refuses runs or a tree with
+    uncommitted changes unless ``allow_dirty``. The archive's provenance records the selection's commits and
+    whether its summary equals the one archived before (a rerun reproduces it)."""
+    import pandas as pd
+
+    from .artifacts import _git_state, atomic_path, write_json
+    from .errors import UserError
+
+    record = json.loads((destination / "provenance.json").read_text())
+    runs, _ = _selection_checked(tables)
+    if not allow_dirty:
+        _refuse_dirty(runs_root)
+    seeds = {int(seed) for seed in runs["seed"].unique()}
+    commits = sorted({json.loads(path.read_text()).get("git_commit", "unknown")
+                      for path in runs_root.glob("*/*/lr*/seed*/provenance.json")
+                      if int(path.parent.name.removeprefix("seed")) in seeds})
+    picks = selection_picks(runs)
+    configured = (record.get("config") or {}).get("train", {}).get("learning_rate_picks") or {}
+    if picks != configured:
+        raise UserError(f"archive-selection: the picks recomputed from {tables / 'selection_runs.csv'} ({picks}) differ "
+                        f"from the archive's train.learning_rate_picks ({configured})")
+    reproduced = None
+    if (destination / "selection_summary.csv").exists() and (tables / "selection_summary.csv").exists():
+        before = pd.read_csv(destination / "selection_summary.csv")
+        after = pd.read_csv(tables / "selection_summary.csv")
+        columns = [c for c in before.columns if c in after.columns]
+        reproduced = before[columns].round(6).equals(after[columns].round(6))
+    for name in SELECTION_TABLES:
+        if (tables / name).exists():
+            with atomic_path(destination / name) as temporary:
+                temporary.write_bytes((tables / name).read_bytes())
+    record["selection"] = {"runs": int(runs["lr"].notna().sum()), "seeds": sorted(seeds),
+                           "runs_git_commit": commits, "archived_by": _git_state()["git_commit"],
+                           "git_dirty": bool(allow_dirty and _git_state()["git_dirty"] is not False),
+                           "summary_reproduced": reproduced}
+    write_json(destination / "provenance.json", record)
+    return record["selection"]

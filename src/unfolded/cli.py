@@ -219,7 +219,9 @@ def run_train(args: argparse.Namespace) -> None:
     run_dir = Path(args.run_dir)
     write_parquet(energies, run_dir / "energies.parquet", meta)
     write_parquet(depth, run_dir / "depth.parquet", meta)
-    write_parquet(predictions, run_dir / "predictions.parquet", meta)
+    for split, name in (("test", "predictions.parquet"), ("val", "val_predictions.parquet")):
+        write_parquet(predictions[predictions["split"] == split].drop(columns="split").reset_index(drop=True),
+                      run_dir / name, meta)
     write_run(run_dir, summary, module, checkpoint_dir, meta)
     print(f"{args.dataset}/{args.model}/lr{summary['lr']:g}/seed{args.seed}: test accuracy "
           f"{summary['test_accuracy']:.4f} (best validation {summary['val_accuracy']:.4f})", file=sys.stderr)
@@ -334,7 +336,7 @@ def run_trained_energies(args: argparse.Namespace) -> None:
     from .artifacts import atomic_path
     from .sweeps import trained_energies
 
-    if args.samples < 1:
+    if args.samples is not None and args.samples < 1:
         raise ConfigError(f"trained-energies: --samples must be a positive integer, got {args.samples}")
     table = _archived_measure("trained-energies", args.archive, lambda archive, config: trained_energies(
         archive, config, samples=args.samples, progress=not args.no_progress))
@@ -390,8 +392,12 @@ def run_recipe_search(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     _check_data_names([args.dataset])
-    table = recipe_search(config, args.dataset, Path(args.workdir), progress=not args.no_progress)
+    table, answers = recipe_search(config, args.dataset, Path(args.workdir), progress=not args.no_progress)
     _write_recipe_table(table, args.csv, "recipe-search", config, args.dataset)
+    if args.answers:
+        from .artifacts import provenance, write_parquet
+
+        write_parquet(answers, args.answers, provenance("recipe-search", {"csv": args.csv}, None, dataset=args.dataset))
     print(f"{args.csv}: {len(table)} runs", file=sys.stderr)
 
 
@@ -422,7 +428,9 @@ def run_learned_models(args: argparse.Namespace) -> None:
     table = train_learned(config, args.dataset, Path(args.workdir), Path(args.checkpoints),
                           progress=not args.no_progress)
     _write_recipe_table(table, args.csv, "learned-models", config, args.dataset)
-    learned = int((table["test_accuracy"] >= table["chance_accuracy"] + LEARNED_MARGIN).sum())
+    from .counts import learned as has_learned
+
+    learned = sum(has_learned(r.test_accuracy, r.chance_accuracy, r.test_count) for r in table.itertuples())
     print(f"{args.csv}: {len(table)} models, {learned} at least the majority class + {LEARNED_MARGIN:g}",
           file=sys.stderr)
 
@@ -536,6 +544,12 @@ def run_accuracy(args: argparse.Namespace) -> None:
             if path:
                 with atomic_path(path) as temporary:
                     table.to_csv(temporary, index=False, float_format="%.6g")
+    if args.val_predictions:
+        # every run's validation answers, every learning rate: a selection's picks can be recomputed from them
+        answers = pd.concat([pd.read_parquet(Path(run) / "val_predictions.parquet") for run in args.runs],
+                            ignore_index=True)
+        write_parquet(answers.sort_values(["dataset", "model", "lr", "seed", "item"], ignore_index=True),
+                      args.val_predictions, provenance("accuracy", {"runs": len(runs)}, None))
 
 
 def run_pick_rates(args: argparse.Namespace) -> None:
@@ -600,13 +614,60 @@ def run_archive(args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
+def run_archive_selection(args: argparse.Namespace) -> None:
+    from .archive import archive_selection
+
+    destination = Path(args.archive)
+    if not (destination / "provenance.json").is_file():
+        raise ConfigError(f"archive-selection: {destination} is not an archived study (no provenance.json)")
+    record = archive_selection(destination, Path(args.tables), Path(args.runs), allow_dirty=args.allow_dirty)
+    print(f"{destination}: selection of {record['runs']} runs archived (seeds {record['seeds']}); its summary "
+          f"{'reproduces' if record['summary_reproduced'] else 'differs from'} the one archived before"
+          if record["summary_reproduced"] is not None else f"{destination}: selection of {record['runs']} runs archived",
+          file=sys.stderr)
+
+
+def run_rerender_verdicts(args: argparse.Namespace) -> None:
+    import json
+
+    import pandas as pd
+
+    from .archive import load_archive, load_extras
+    from .artifacts import _git_state, atomic_path, write_json
+    from .verdicts import attention_verdicts, control_checks
+
+    destination = Path(args.archive)
+    if not (destination / "provenance.json").is_file():
+        raise ConfigError(f"rerender-verdicts: {destination} is not an archived study (no provenance.json)")
+    runs, _, _, _ = load_archive(destination)
+    extras = load_extras(destination)
+    if "predictions" not in extras:
+        raise ConfigError(f"rerender-verdicts: {destination} holds no predictions.parquet (not a paired study)")
+    before = extras.get("verdicts", pd.DataFrame())
+    verdicts, controls = attention_verdicts(runs, extras["predictions"]), control_checks(runs)
+    for name, table in (("verdicts.csv", verdicts), ("controls.csv", controls)):
+        with atomic_path(destination / name) as temporary:
+            table.to_csv(temporary, index=False, float_format="%.6g")
+    record = json.loads((destination / "provenance.json").read_text())
+    changed = []
+    if not before.empty:
+        merged = verdicts.merge(before[["dataset", "model", "verdict"]], on=["dataset", "model"], suffixes=("", "_before"))
+        changed = [f"{r.dataset} {r.model}: {r.verdict_before} -> {r.verdict}" for r in merged.itertuples()
+                   if r.verdict != r.verdict_before]
+    record.setdefault("rerendered", []).append({"tables": ["verdicts.csv", "controls.csv"],
+                                                "git_commit": _git_state()["git_commit"], "changed": changed})
+    write_json(destination / "provenance.json", record)
+    print(f"{destination}: verdicts re-rendered from the archived predictions; "
+          + ("changed: " + "; ".join(changed) if changed else "no verdict changed"), file=sys.stderr)
+
+
 def run_study_figures(args: argparse.Namespace) -> None:
     from .archive import load_archive, load_extras
     from .artifacts import provenance, save_figure, write_text
     from .config import FiguresConfig
     from .figures import fig_accuracy, fig_depth_extrapolation, fig_token_spread
     from .report.study import ArchivedStudy, study_block
-    from .summaries import diverged_runs
+    from .summaries import did_not_train
 
     config = load_config(args.config)
     figures = FiguresConfig.from_config(config)
@@ -614,8 +675,8 @@ def run_study_figures(args: argparse.Namespace) -> None:
     extras = load_extras(Path(args.archive))
     meta = provenance("study-figures", {"archive": str(args.archive), "config_hash": archived.get("config_hash")}, None)
     picked = runs[runs["selected"]]
-    if "test_accuracy" in picked and "chance_accuracy" in picked:  # diverged runs are shown in the tables, not drawn
-        picked = picked[~diverged_runs(runs)[runs["selected"]]]
+    if "test_accuracy" in picked and "chance_accuracy" in picked:  # runs that did not train are shown in the tables, not drawn
+        picked = picked[~did_not_train(runs)[runs["selected"]]]
     save_figure(fig_accuracy(picked), args.accuracy, meta, dpi=figures.dpi)
     save_figure(fig_depth_extrapolation(depth), args.depth, meta, dpi=figures.dpi)
     if args.spread:
@@ -729,6 +790,26 @@ def build_parser() -> argparse.ArgumentParser:
                          help="mark this archive as a follow-up check of an archived study (its README section "
                               "then reports the check beside the study)")
     archive.set_defaults(run=run_archive)
+
+    selection = stages.add_parser(
+        "archive-selection", help="add a study's learning-rate selection (every run) to its archive",
+        description="Copy selection_runs.csv, selection_val_predictions.parquet and selection_summary.csv (written by "
+                    "make study-select) into an archived study, after checking each run's count of correct validation "
+                    "answers against its answers and that the picks recomputed from the runs are the archive's "
+                    "train.learning_rate_picks. Refuses runs or a tree with uncommitted changes.")
+    selection.add_argument("--archive", required=True, help="results/archive/<study-id>")
+    selection.add_argument("--tables", default="results/tables", help="where the selection's tables are")
+    selection.add_argument("--runs", default="results/runs", help="where the selection's runs are")
+    selection.add_argument("--allow-dirty", action="store_true", help="for tests and drafts only")
+    selection.set_defaults(run=run_archive_selection)
+
+    rerender = stages.add_parser(
+        "rerender-verdicts", help="recompute an archived study's verdicts from its archived predictions (no training)",
+        description="Read an archived study's accuracy.csv and predictions.parquet, apply the current verdict rule "
+                    "(unfolded.verdicts) and write verdicts.csv and controls.csv back into the archive; its provenance "
+                    "records the commit and which verdicts changed.")
+    rerender.add_argument("--archive", required=True, help="results/archive/<study-id>")
+    rerender.set_defaults(run=run_rerender_verdicts)
 
     study_figures = stages.add_parser(
         "study-figures", help="rebuild the study figures and README section from an archive, without training",
@@ -870,6 +951,8 @@ def build_parser() -> argparse.ArgumentParser:
     _config_argument(search)
     search.add_argument("--dataset", required=True, help="dataset to train on")
     search.add_argument("--csv", required=True, help="output CSV, one row per (variant, recipe, seed)")
+    search.add_argument("--answers", default=None,
+                        help="output parquet: every run's validation answers, item by item (archived with the search)")
     search.add_argument("--workdir", required=True, help="Lightning checkpoints and logs of the runs")
     search.add_argument("--no-progress", action="store_true", help="no progress bar")
     search.set_defaults(run=run_recipe_search)
@@ -962,6 +1045,8 @@ def build_parser() -> argparse.ArgumentParser:
     accuracy.add_argument("--timings", help="output CSV of training times and throughput, kept out of the results")
     accuracy.add_argument("--energy-curves", nargs="*", default=[], help="energy-curve tables to summarise")
     accuracy.add_argument("--training-curves", help="output parquet: every run's logged metrics")
+    accuracy.add_argument("--val-predictions", help="output parquet: every run's per-item validation answers, at "
+                                                    "every learning rate (read from <run>/val_predictions.parquet)")
     accuracy.add_argument("--predictions", help="output parquet: every picked run's per-item test predictions "
                                                 "(read from <run>/predictions.parquet)")
     accuracy.add_argument("--verdicts", help="output CSV: attention on trial, one row per (dataset, model) with a "
@@ -998,7 +1083,9 @@ def build_parser() -> argparse.ArgumentParser:
                     "authors' regulariser: non-increasing, strict and active shares per run. No training.")
     energies.add_argument("--archive", required=True, help="results/archive/<study-id>")
     energies.add_argument("--csv", required=True, help="output CSV, one row per (dataset, model, seed, energy)")
-    energies.add_argument("--samples", type=int, default=64, help="test sequences per run (default 64)")
+    energies.add_argument("--samples", type=int, default=None,
+                          help="test sequences per run (default: the study's energy_curves.samples, drawn with its "
+                               "energy_curves.seed, as Figure 6 draws them)")
     energies.add_argument("--no-progress", action="store_true", help="no progress bar")
     energies.set_defaults(run=run_trained_energies)
 

@@ -62,7 +62,7 @@ def energy_curves(config: dict, dataset: str, checkpoint_root: Path, progress: b
         predicted = int(module.predict_split(data, "test").unique().numel())  # of the tested model
         if variant == "authors":
             authors_normalise_(module.encoder)  # the authors normalise again before painting
-        record = {"test_accuracy": summary["test_accuracy"], "test_loss": summary["test_loss"],
+        record = {"test_accuracy": summary["test_accuracy"], "test_count": len(test_labels), "test_loss": summary["test_loss"],
                   "chance_accuracy": chance, **parameter_changes(start, module), "predicted_classes": predicted}
         trace = layer_trace(module, data, "test", indices)
         frames.append(trace_rows(trace, indices, **keys, relu=True, state="trained", **record))

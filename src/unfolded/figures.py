@@ -375,8 +375,10 @@ def _learned_label(group: pd.DataFrame) -> str:
     """'learned' or 'did not learn here', by :data:`unfolded.thresholds.LEARNED_MARGIN` over the majority class."""
     from .thresholds import LEARNED_MARGIN
 
+    from .counts import learned as has_learned
+
     first = group.iloc[0]
-    learned = first["test_accuracy"] >= first["chance_accuracy"] + LEARNED_MARGIN
+    learned = has_learned(first["test_accuracy"], first["chance_accuracy"], first.get("test_count"), LEARNED_MARGIN)
     return "learned" if learned else "did not learn here"
 
 

@@ -39,9 +39,11 @@ def _width(data: PreparedData, config: dict) -> int:
 
 
 def _train(config: dict, data: PreparedData, variant: str, recipe: dict, budget: dict, seed: int, workdir: Path,
-           progress: bool) -> tuple[SequenceClassifier, dict]:
+           progress: bool) -> tuple[SequenceClassifier, dict, pd.DataFrame]:
     """One energy-curve model (with ReLU) trained at ``recipe`` with validation: the module at its best
-    epoch and a row with its validation and test accuracy and counts."""
+    epoch, a row with its validation and test accuracy and counts, and its validation answers item by item."""
+    from .runs import item_predictions
+
     cfg = config["energy_curves"]
     width = _width(data, config)
     options = variant_options(variant, cfg)
@@ -53,27 +55,31 @@ def _train(config: dict, data: PreparedData, variant: str, recipe: dict, budget:
                   progress=progress)
     val_labels, test_labels = data.splits["val"][1], data.splits["test"][1]
     test_correct = int((module.predict_split(data, "test") == test_labels).sum())
+    answers = item_predictions(module, data, "val")
     row = {"variant": variant, "seed": seed, **options, "optimizer": recipe["optimizer"], "lr": recipe["lr"],
-           "val_correct": int((module.predict_split(data, "val") == val_labels).sum()), "val_count": len(val_labels),
+           "val_correct": int(answers["correct"].sum()), "val_count": len(val_labels),
            "val_majority": chance_accuracy(val_labels), "test_accuracy": test_correct / len(test_labels),
            "test_correct": test_correct, "test_count": len(test_labels), "chance_accuracy": chance_accuracy(test_labels),
            "epochs": summary["epochs"], "steps": summary["steps"]}
-    return module, row
+    keys = {key: row[key] for key in ("variant", "seed", "optimizer", "lr")}
+    return module, row, answers.assign(**keys)
 
 
-def recipe_search(config: dict, dataset: str, workdir: Path, progress: bool = True) -> pd.DataFrame:
+def recipe_search(config: dict, dataset: str, workdir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
     """Every recipe of the grid on every variant of ``recipe_search.variants`` and selection seed, on one
-    dataset: one row per (variant, recipe, seed) with validation and test counts."""
+    dataset: one row per (variant, recipe, seed) with validation and test counts, and every run's validation
+    answers (one row per run and item), from which the pick can be recomputed."""
     search = config["energy_curves"]["recipe_search"]
     grid = [(variant, recipe, seed) for variant in search["variants"] for recipe in recipe_grid(search)
             for seed in search["selection_seeds"]]
-    rows = []
+    rows, answers = [], []
     for variant, recipe, seed in tqdm(grid, desc=f"recipe search {dataset}", disable=not progress):
         data = prepare(dataset, config, seed=seed)
         run_dir = workdir / variant / f"{recipe['optimizer']}-lr{recipe['lr']:g}" / f"seed{seed}"
-        _, row = _train(config, data, variant, recipe, search, seed, run_dir, progress=False)
+        _, row, answered = _train(config, data, variant, recipe, search, seed, run_dir, progress=False)
         rows.append({"dataset": dataset, **row})
-    return pd.DataFrame(rows)
+        answers.append(answered.assign(dataset=dataset))
+    return pd.DataFrame(rows), pd.concat(answers, ignore_index=True)
 
 
 def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
@@ -122,7 +128,7 @@ def train_learned(config: dict, dataset: str, workdir: Path, out: Path, progress
     jobs = [(variant, seed) for variant in cfg["recipe_search"]["variants"] for seed in recipe["seeds"]]
     for variant, seed in tqdm(jobs, desc=f"learned models {dataset}", disable=not progress):
         data = prepare(dataset, config, seed=seed)
-        module, row = _train(config, data, variant, recipe, budget, seed, workdir / variant / f"seed{seed}", False)
+        module, row, _ = _train(config, data, variant, recipe, budget, seed, workdir / variant / f"seed{seed}", False)
         path = out / dataset / variant / f"seed{seed}.pt"
         digest = _save(module, row, True, path)
         rows.append({"dataset": dataset, **row, "checkpoint": str(path), "sha256": digest})

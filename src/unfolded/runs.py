@@ -27,8 +27,9 @@ __all__ = ["dataset_ceilings", "depth_rows", "item_predictions", "linear_probe",
 def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir: Path, progress: bool = True,
               callbacks: tuple = (), lr: float | None = None):
     """Train one (dataset, model, lr, seed) run; returns the module, its summary, test energies, the
-    depth-extrapolation rows (tied encoders only; empty otherwise) and its prediction for every test
-    item (``item``, ``label``, ``prediction``, ``correct``: what the paired tests of the study read).
+    depth-extrapolation rows (tied encoders only; empty otherwise) and its prediction for every test and
+    validation item (``split``, ``item``, ``label``, ``prediction``, ``correct``: what the paired tests of the
+    study and the learning-rate pick read).
 
     ``model`` may name a variant (``unfolded_tied-multihead``, :data:`unfolded.registry.VARIANTS`);
     ``lr`` defaults to the first learning rate of the model's family in ``train.learning_rates``."""
@@ -52,7 +53,10 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
     test_labels = data.splits["test"][1]
     predictions = item_predictions(module, data, "test").assign(dataset=dataset, model=model, lr=lr, seed=seed)
     val_labels = data.splits["val"][1]
-    val_correct = int((module.predict_split(data, "val") == val_labels).sum())
+    val_predictions = item_predictions(module, data, "val").assign(dataset=dataset, model=model, lr=lr, seed=seed)
+    val_correct = int(val_predictions["correct"].sum())
+    # every answer the run gave: test items (the paired tests read them) and validation items (the pick's)
+    predictions = pd.concat([predictions.assign(split="test"), val_predictions.assign(split="val")], ignore_index=True)
     summary.update({"variant": variant, "family": family(model), "lr": lr, "chance_accuracy": chance_accuracy(test_labels),
                     "head": head, "split_seed": data.meta["split_seed"], "val_correct": val_correct,
                     "test_correct": int(predictions["correct"].sum()), "test_count": len(test_labels),
@@ -67,7 +71,7 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
     encoder = module.encoder
     record = {"alpha_attention": cfg.alpha_attention if name.startswith("unfolded") else math.nan,
               "w_scale": 1.0 if name.startswith("unfolded") else math.nan,
-              "test_accuracy": summary["test_accuracy"], "test_loss": summary["test_loss"],
+              "test_accuracy": summary["test_accuracy"], "test_count": len(test_labels), "test_loss": summary["test_loss"],
               "chance_accuracy": chance_accuracy(test_labels), **parameter_changes(start, module)}
     rows = trace_rows(trace, indices, dataset=dataset, variant=model, seed=seed, lr=lr, relu=relu, state="trained",
                       **record)

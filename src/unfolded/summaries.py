@@ -4,9 +4,9 @@ seed statistics beside the baselines and ceilings), depth extrapolation, and the
 
 Protocol (fixed before any model was trained): for each (dataset, model) the learning rate with
 the most correct validation answers summed over seeds is picked (exact integers; ties: the smaller
-rate); a pick at an end of a grid of several rates is flagged. At that rate, runs that diverged (below
-the majority class + ``DIVERGED_MARGIN`` on validation while most of their siblings are not) are
-counted apart; the others' test accuracy is reported as median, mean, sample standard deviation
+rate); a pick at an end of a grid of several rates is flagged. At that rate, runs that did not train
+(below the majority class + ``DID_NOT_TRAIN_MARGIN`` on validation while most of their siblings are not,
+in exact counts) are counted apart; the others' test accuracy is reported as median, mean, sample standard deviation
 (ddof = 1) and a 95% confidence interval from Student's t over seeds. Baselines (bag_of_embeddings, linear probe) and the known
 ceilings of the generated tasks sit in the same table.
 """
@@ -33,7 +33,7 @@ __all__ = [
     "curve_summary",
     "plotted_rows",
     "depth_table",
-    "diverged_runs",
+    "did_not_train",
     "pick_at_edge",
     "layer_decomposition",
     "median_seed",
@@ -205,20 +205,55 @@ def select_learning_rates(runs: pd.DataFrame) -> pd.DataFrame:
     return runs
 
 
-def diverged_runs(runs: pd.DataFrame) -> pd.Series:
-    """Per run, whether it diverged, judged on validation (never on test): its best validation accuracy is
-    below its majority class + ``DIVERGED_MARGIN`` while the median of its (dataset, model, lr) group is
-    not, and such runs are a strict minority of the group. A group that sits at the majority class as a
-    whole, or splits half and half, has not diverged: it is reported as it is."""
-    from .thresholds import DIVERGED_MARGIN
+def _exact_shares(runs: pd.DataFrame) -> tuple[list, list]:
+    """Per run, its validation share (test where no validation was recorded) and its majority-class share
+    as exact fractions from counts (:mod:`unfolded.counts`); None where a run records neither."""
+    from fractions import Fraction
 
-    score = runs["val_accuracy"] if "val_accuracy" in runs else runs["test_accuracy"]
-    low = score < runs["chance_accuracy"] + DIVERGED_MARGIN
+    from .counts import count_of, share
+
+    def exact(accuracy, correct, count):
+        if pd.isna(accuracy) and (correct is None or pd.isna(correct)):
+            return None
+        if count is not None and not pd.isna(count) and int(count) > 0:
+            if correct is not None and not pd.isna(correct):
+                return share(correct, int(count))
+            return share(count_of(accuracy, int(count)), int(count))
+        return Fraction(repr(round(float(accuracy), 9)))  # older tables without counts: the written decimal
+
+    column = lambda name: runs[name] if name in runs else pd.Series([None] * len(runs), index=runs.index)  # noqa: E731
+    prefix = "val" if "val_accuracy" in runs else "test"
+    scores = [exact(a, c, n) for a, c, n in zip(column(f"{prefix}_accuracy"), column(f"{prefix}_correct"),
+                                                  column(f"{prefix}_count"), strict=True)]
+    majority = [exact(a, None, n) for a, n in zip(column("chance_accuracy"), column("test_count"), strict=True)]
+    return scores, majority
+
+
+def did_not_train(runs: pd.DataFrame) -> pd.Series:
+    """Per run, whether it did not train, judged on validation (never on test) in exact counts: its best
+    validation share is below its majority class + ``DID_NOT_TRAIN_MARGIN`` while the median of its (dataset,
+    model, lr) group is not, and such runs are a strict minority of the group. A group that sits at the
+    majority class as a whole, or splits half and half, is reported as it is: nothing is set apart.
+
+    Such runs stop early at the validation accuracy of a constant answer (often their test accuracy is exactly
+    the majority class): a failure to start training, not a loss that blew up."""
+    from .counts import at_least, median
+    from .thresholds import DID_NOT_TRAIN_MARGIN
+
+    scores, majority = _exact_shares(runs)
+    low = pd.Series([score is not None and base is not None and not at_least(score, base, DID_NOT_TRAIN_MARGIN)
+                     for score, base in zip(scores, majority, strict=True)], index=runs.index, dtype=bool)
     keys = [runs[key] for key in ("dataset", "model")] + [runs["lr"].fillna(-1.0)]
-    median = score.groupby(keys).transform("median")
-    chance = runs["chance_accuracy"].groupby(keys).transform("median")
-    minority = low.groupby(keys).transform("sum") < low.groupby(keys).transform("size") / 2
-    return (low & (median >= chance + DIVERGED_MARGIN) & minority).astype(bool)
+    group_trained = pd.Series(False, index=runs.index)
+    for _, index in runs.groupby(keys, sort=False).groups.items():
+        known = [(scores[runs.index.get_loc(i)], majority[runs.index.get_loc(i)]) for i in index]
+        known = [(score, base) for score, base in known if score is not None and base is not None]
+        if known:
+            trained = at_least(median(score for score, _ in known), median(base for _, base in known),
+                               DID_NOT_TRAIN_MARGIN)
+            group_trained[index] = trained
+    minority = low.groupby(keys).transform("sum") * 2 < low.groupby(keys).transform("size")
+    return (low & group_trained & minority).astype(bool)
 
 
 def pick_at_edge(lr: float, grid: list[float]) -> bool:
@@ -228,15 +263,15 @@ def pick_at_edge(lr: float, grid: list[float]) -> bool:
 
 def summarise_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
     """One row per (dataset, model) at its picked learning rate: the grid, the pick and whether it sits at
-    an end of the grid, seeds, diverged runs (counted apart), median, mean, sd and 95% CI of the other
+    an end of the grid, seeds, runs that did not train (counted apart), median, mean, sd and 95% CI of the other
     runs' test accuracy, mean validation accuracy, parameters, the majority class and the dataset's
     known ceilings."""
     runs = select_learning_rates(runs)
-    runs["diverged"] = diverged_runs(runs)
+    runs["did_not_train"] = did_not_train(runs)
     rows = []
     for (dataset, model), group in runs.groupby(KEYS, sort=True):
         everything = group[group["selected"]]
-        picked = everything[~everything["diverged"]]
+        picked = everything[~everything["did_not_train"]]
         grid = sorted(group["lr"].dropna().unique())
         low, high = confidence_interval(picked["test_accuracy"])
         first = everything.iloc[0]
@@ -245,7 +280,7 @@ def summarise_accuracy(runs: pd.DataFrame) -> pd.DataFrame:
             "family": first.get("family", ""),
             "lr_grid": "/".join(f"{lr:g}" for lr in grid) if grid else "",
             "lr": first["lr"], "pick_at_edge": pick_at_edge(first["lr"], grid),
-            "seeds": int(everything["seed"].nunique()), "diverged": int(everything["diverged"].sum()),
+            "seeds": int(everything["seed"].nunique()), "did_not_train": int(everything["did_not_train"].sum()),
             "test_accuracy_median": float(picked["test_accuracy"].median()),
             "test_accuracy_mean": float(picked["test_accuracy"].mean()),
             "test_accuracy_sd": float(picked["test_accuracy"].std(ddof=1)) if len(picked) > 1 else math.nan,
@@ -368,13 +403,27 @@ def sweep_criterion(sweep: pd.DataFrame, keep: float | None = None) -> pd.DataFr
     return pd.DataFrame(rows)
 
 
-def trained_energy_table(energies: pd.DataFrame) -> pd.DataFrame:
+def trained_energy_table(energies: pd.DataFrame, runs: pd.DataFrame | None = None) -> pd.DataFrame:
     """Per (dataset, model, energy) of :func:`unfolded.sweeps.trained_energies`: the non-increasing share of
-    steps (mean over seeds and its minimum), the strict share and the active share."""
-    grouped = energies.groupby(["dataset", "model", "energy"], sort=False)
-    return grouped.agg(guarantee=("guarantee", "first"), seeds=("seed", "nunique"),
-                       non_increasing=("monotone_fraction", "mean"), non_increasing_min=("monotone_fraction", "min"),
-                       strict=("strict_fraction", "mean"), active=("active_fraction", "mean")).reset_index()
+    steps (mean over seeds and its minimum), the strict share and the active share. With the study's ``runs``,
+    the runs that did not train (:func:`did_not_train`) are left out, as every verdict leaves them out, and
+    column ``did_not_train`` counts them."""
+    energies = energies.assign(did_not_train=False)
+    if runs is not None:
+        flagged = runs[did_not_train(runs)]
+        apart = set(zip(flagged["dataset"], flagged["model"], flagged["seed"].astype(int), strict=True))
+        energies["did_not_train"] = [(d, m, int(k)) in apart for d, m, k in
+                                     zip(energies["dataset"], energies["model"], energies["seed"], strict=True)]
+    kept = energies[~energies["did_not_train"]]
+    grouped = kept.groupby(["dataset", "model", "energy"], sort=False)
+    table = grouped.agg(guarantee=("guarantee", "first"), seeds=("seed", "nunique"),
+                        non_increasing=("monotone_fraction", "mean"), non_increasing_min=("monotone_fraction", "min"),
+                        strict=("strict_fraction", "mean"), active=("active_fraction", "mean"),
+                        samples=("samples", "first")).reset_index()
+    apart = energies[energies["did_not_train"]].groupby(["dataset", "model", "energy"])["seed"].nunique()
+    table["did_not_train"] = [int(apart.get((d, m, e), 0)) for d, m, e in
+                              zip(table["dataset"], table["model"], table["energy"], strict=True)]
+    return table
 
 
 #: Figure 6's recipe rule, fixed before any model trained (``energy_curves.recipe_search``).
@@ -396,9 +445,12 @@ def select_recipe(table: pd.DataFrame) -> dict:
     per_model = table.groupby(["optimizer", "lr", "dataset", "variant"]).agg(
         median=("val_correct", lambda s: float(s.median())), count=("val_count", "first"),
         majority=("val_majority", "first"), correct=("val_correct", "sum")).reset_index()
+    from .counts import accuracy_share, at_least, share
     from .thresholds import LEARNED_MARGIN
 
-    per_model["learns"] = per_model["median"] / per_model["count"] >= per_model["majority"] + LEARNED_MARGIN
+    # in exact counts: a median of 141 correct of 200 against a majority of 101 of 200 + 1/5 learns
+    per_model["learns"] = [at_least(share(row.median, int(row.count)), accuracy_share(row.majority, row.count),
+                                    LEARNED_MARGIN) for row in per_model.itertuples()]
     scores = per_model.groupby(["optimizer", "lr"]).agg(learned=("learns", "sum"), pairs=("learns", "size"),
                                                       correct=("correct", "sum")).reset_index()
     scores["sgd_last"] = scores["optimizer"] != "sgd"

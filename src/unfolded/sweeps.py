@@ -97,27 +97,29 @@ TRAINED_ENERGIES = {name: guarantee for name, guarantee in SUBSTEP_ENERGIES.valu
 
 @torch.no_grad()
 def trained_energies(archive: Path, config: dict, models: tuple[str, ...] = ("unfolded_tied", "unfolded_tied-residual"),
-                     samples: int = 64, progress: bool = True) -> pd.DataFrame:
+                     samples: int | None = None, progress: bool = True) -> pd.DataFrame:
     """Each energy of :data:`unfolded.models.SUBSTEP_ENERGIES` before and after every layer step of the archived
-    checkpoints of ``models``, on ``samples`` test sequences (float64): one row per (dataset, model, seed,
-    energy) with the non-increasing, strict and active shares of :func:`unfolded.diagnostics.curve_summary_row`."""
+    checkpoints of ``models``: one row per (dataset, model, seed, energy) with the non-increasing, strict and active
+    shares of :func:`unfolded.diagnostics.curve_summary_row`. The trace is Figure 6's (:func:`learned_curves`):
+    :func:`unfolded.traces.layer_trace` in float64 on ``energy_curves.samples`` test sequences drawn with
+    ``energy_curves.seed`` (``samples`` overrides the count), so the two report one number for one quantity."""
     from .data import sample_indices
     from .diagnostics import curve_summary_row, relative_spread
+    from .traces import layer_trace
 
     paths = _checkpoints(archive, models)
     if not paths:
         raise FileNotFoundError(f"no checkpoints of {list(models)} under {archive}/checkpoints")
+    cfg = config["energy_curves"]
+    samples = cfg["samples"] if samples is None else samples
     rows = []
     for path in tqdm(paths, desc="trained energies", disable=not progress):
         dataset, model, seed = path.parent.parent.name, path.parent.name, int(path.stem.removeprefix("seed"))
-        module = load_checkpoint(path).double()
+        module = load_checkpoint(path)
         recorded = float(torch.load(path, map_location="cpu", weights_only=True)["test_accuracy"])
         data = prepare(dataset, config, seed=seed)
-        sequences, labels = data.splits["test"]
-        batch = collate([(sequences[i], labels[i]) for i in sample_indices(samples, len(labels), seed)])
-        if batch["inputs"].is_floating_point():
-            batch["inputs"] = batch["inputs"].double()
-        trace = module.encoder.trace(module.embed(batch), batch["mask"])
+        indices = sample_indices(samples, len(data.splits["test"][1]), cfg["seed"])
+        trace = layer_trace(module, data, "test", indices)
         relative = relative_spread(trace.spread)
         for stem, (before, after) in trace.substeps.items():
             if not torch.isfinite(before).any():
@@ -218,6 +220,7 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
         trace = layer_trace(module, data, "test", indices)
         frames.append(trace_rows(trace, indices, dataset=dataset, variant=variant, seed=int(record["seed"]),
                                  lr=float(lr), relu=relu, state="learned", **options, test_accuracy=accuracy,
+                                 test_count=len(test_labels),
                                  chance_accuracy=chance_accuracy(test_labels), source=source,
                                  predicted_classes=int(predictions.unique().numel())))
     if not frames:

@@ -3,7 +3,7 @@ compute them. The counting tolerances that compute the shares (``DESCENT_TOLERAN
 ``COLLAPSE_THRESHOLD``) are in :mod:`unfolded.diagnostics`; these live apart so that editing a verdict's
 threshold reruns no train or energy-curve job, only the documents that state verdicts."""
 
-__all__ = ["ATTENTION_HELPS_MARGIN", "DEPTH_KEEP", "DIVERGED_MARGIN", "LEARNED_MARGIN", "NEAR_CHANCE_MARGIN",
+__all__ = ["ATTENTION_HELPS_MARGIN", "DEPTH_KEEP", "DID_NOT_TRAIN_MARGIN", "LEARNED_MARGIN", "NEAR_CHANCE_MARGIN",
            "SIGNIFICANCE_LEVEL", "WEIGHTS_MOVED"]
 
 #: A trained model is "no better than the majority class" when its test accuracy is at most the
@@ -13,10 +13,10 @@ NEAR_CHANCE_MARGIN = 0.02
 WEIGHTS_MOVED = 0.01
 #: Significance level of the study's verdicts (two-sided p-values).
 SIGNIFICANCE_LEVEL = 0.05
-#: A run has diverged when its best validation accuracy is below the majority class plus this margin
-#: while the median of its sibling runs (same dataset, model and learning rate) is not, and such runs
-#: are a minority: it is counted and shown apart, never averaged in.
-DIVERGED_MARGIN = 0.05
+#: A run did not train when its best validation accuracy is below the majority class plus this margin
+#: (exact counts) while the median of its sibling runs (same dataset, model and learning rate) is not, and
+#: such runs are a minority: it is counted and shown apart, and every verdict is stated with it kept too.
+DID_NOT_TRAIN_MARGIN = 0.05
 #: "Attention helps on task T" needs a median accuracy of at least the task's no-interaction ceiling
 #: plus this margin (and a significant paired gain over the same model without attention, Holm-corrected).
 ATTENTION_HELPS_MARGIN = 0.10

@@ -11,9 +11,17 @@ The rule, fixed before the study was trained (docs/results.md, "The verdict rule
 - "hurts" means a significant paired loss; where ceiling + margin > 1, "helps" cannot be shown:
   "not testable here", with the paired difference reported; otherwise "not shown to help".
 
-The paired test compares, item by item on the shared test set, the share of (converged) seeds that
-answered correctly (:func:`unfolded.stats.paired_permutation_p`); Welch's test over seeds is kept as a
-secondary column. Diverged runs (:func:`unfolded.summaries.diverged_runs`) are counted apart.
+The verdict's test is seed-aware: the paired sign-flip test over seeds (:func:`unfolded.stats.seed_paired_p`)
+on the per-seed test accuracies, the two runs of a seed sharing its train/validation split, so that what a new
+seed would change counts. The item-level sign-flip test on the shared test items (each item scored by the share
+of seeds that answered it) is kept as a secondary column: it holds the trained seeds fixed, and on a true null
+with seed-to-seed variance it rejects far more often than its level (tests/test_attention_trial.py). Welch's
+test over seeds is a third column.
+
+Runs that did not train (:func:`unfolded.summaries.did_not_train`) are set apart, and every verdict is also
+stated with them kept: a verdict that holds only with them set aside reads "depends on runs that did not
+train". A model of which at least half the seeds trained until the epoch cap is flagged (``at_cap``): its
+verdict may reflect under-training.
 """
 
 from __future__ import annotations
@@ -22,27 +30,31 @@ import math
 
 import pandas as pd
 
-from .stats import holm, paired_permutation_p, welch_p
-from .summaries import diverged_runs, select_learning_rates
+from .stats import holm, paired_permutation_p, seed_paired_p, welch_p
+from .summaries import did_not_train, select_learning_rates
 from .thresholds import ATTENTION_HELPS_MARGIN, SIGNIFICANCE_LEVEL
 
-__all__ = ["CONTROLS", "attention_verdicts", "control_checks", "picked_predictions"]
+__all__ = ["CONTROLS", "DEPENDS", "attention_verdicts", "control_checks", "picked_predictions"]
 
 #: The models on trial and their interaction-free controls: the same model without its attention step.
 CONTROLS = {"unfolded_tied": "unfolded_tied-no_attention", "standard_tied": "standard_tied-no_attention"}
 RUN_KEYS = ["dataset", "model", "lr", "seed"]
+#: The verdict of a row whose verdict with the runs that did not train set aside differs from the one with
+#: them kept.
+DEPENDS = "depends on runs that did not train"
 
 
 def _picked(runs: pd.DataFrame) -> pd.DataFrame:
     runs = select_learning_rates(runs.drop(columns=["selected"], errors="ignore"))
-    runs = runs.assign(diverged=diverged_runs(runs))
+    runs = runs.assign(did_not_train=did_not_train(runs))
     return runs[runs["selected"] & runs["lr"].notna()]
 
 
 def picked_predictions(runs: pd.DataFrame, predictions: pd.DataFrame) -> pd.DataFrame:
-    """The per-item test predictions of every picked run (``runs``' learning-rate pick), diverged runs
-    included (a column says which)."""
-    picked = _picked(runs)[RUN_KEYS + ["diverged"]]
+    """The per-item test predictions of every picked run (``runs``' learning-rate pick), runs that did not
+    train included (a column says which)."""
+    picked = _picked(runs)[RUN_KEYS + ["did_not_train"]]
+    predictions = predictions.drop(columns=["did_not_train", "diverged"], errors="ignore")
     return predictions.merge(picked, on=RUN_KEYS, how="inner").sort_values([*RUN_KEYS, "item"], ignore_index=True)
 
 
@@ -55,21 +67,59 @@ def _reference(row: pd.Series) -> tuple[float, str]:
     return math.nan, "none known"
 
 
-def _item_scores(predictions: pd.DataFrame, model: str, converged_only: bool = True) -> pd.Series:
-    """Per test item, the share of the model's picked seeds (converged ones only, by default) that
+def _item_scores(predictions: pd.DataFrame, model: str, trained_only: bool = True) -> pd.Series:
+    """Per test item, the share of the model's picked seeds (those that trained, by default) that
     answered it correctly."""
     rows = predictions[predictions["model"] == model]
-    rows = rows[~rows["diverged"]] if converged_only else rows
+    rows = rows[~rows["did_not_train"]] if trained_only else rows
     return rows.groupby("item")["correct"].mean()
+
+
+def _at_cap(runs: pd.DataFrame) -> int:
+    """How many of ``runs`` trained until their epoch cap (0 where the cap is not recorded)."""
+    if "epochs" not in runs or "max_epochs" not in runs:
+        return 0
+    return int((runs["epochs"] >= runs["max_epochs"]).sum())
+
+
+def _meets_threshold(runs: pd.DataFrame, ceiling: float) -> bool:
+    """Whether the median test share of ``runs`` is at least ``ceiling + ATTENTION_HELPS_MARGIN``, in exact
+    counts (:mod:`unfolded.counts`)."""
+    from fractions import Fraction
+
+    from .counts import at_least, count_of, median, share
+
+    if runs.empty or math.isnan(ceiling):
+        return False
+    if "test_count" in runs and runs["test_count"].notna().all():
+        correct = runs["test_correct"] if "test_correct" in runs else pd.Series(math.nan, index=runs.index)
+        shares = [share(c if not pd.isna(c) else count_of(a, int(n)), int(n))
+                  for c, a, n in zip(correct, runs["test_accuracy"], runs["test_count"], strict=True)]
+    else:
+        shares = [Fraction(repr(round(float(a), 9))) for a in runs["test_accuracy"]]
+    return at_least(median(shares), Fraction(repr(float(ceiling))), ATTENTION_HELPS_MARGIN)
+
+
+def _seed_test(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[float, float, int]:
+    """The paired gain (mean over shared seeds of the per-seed accuracy difference), the seed test's p and
+    the number of seed pairs."""
+    pairs = ours.set_index("seed")["test_accuracy"].to_frame("ours").join(
+        theirs.set_index("seed")["test_accuracy"].rename("theirs"), how="inner")
+    if pairs.empty:
+        return math.nan, math.nan, 0
+    difference = pairs["ours"] - pairs["theirs"]
+    return float(difference.mean()), seed_paired_p(pairs["ours"], pairs["theirs"]), len(pairs)
 
 
 def attention_verdicts(runs: pd.DataFrame, predictions: pd.DataFrame | None,
                        level: float = SIGNIFICANCE_LEVEL, draws: int = 20_000) -> pd.DataFrame:
-    """One row per (dataset, model on trial) whose control ran: medians, means, diverged counts, the
-    reference ceiling, the paired gain and p-value on shared test items, Welch's p over seeds, the
-    Holm-adjusted p over every row, and the verdict under the rule of this module."""
+    """One row per (dataset, model on trial) whose control ran: medians, means, the runs that did not train,
+    how many seeds hit the epoch cap, the reference ceiling, the paired gain over seeds with the seed test's
+    p and its Holm adjustment over every row (the verdict's test), the item-level test on shared test items
+    (secondary, conditional on the trained seeds), Welch's p, and the verdict with the runs that did not train
+    set aside, with them kept, and as stated (:data:`DEPENDS` where the two differ)."""
     picked = _picked(runs)
-    if predictions is not None and "diverged" not in predictions:
+    if predictions is not None and "did_not_train" not in predictions:
         predictions = picked_predictions(runs, predictions)
     rows = []
     for dataset, group in picked.groupby("dataset", sort=True):
@@ -78,54 +128,62 @@ def attention_verdicts(runs: pd.DataFrame, predictions: pd.DataFrame | None,
             if ours.empty or theirs.empty:
                 continue
             ceiling, kind = _reference(ours.iloc[0])
-            converged, controls = ours[~ours["diverged"]], theirs[~theirs["diverged"]]
+            trained, controls = ours[~ours["did_not_train"]], theirs[~theirs["did_not_train"]]
             row = {"dataset": dataset, "model": model, "control": control, "reference": ceiling, "reference_kind": kind,
                    "threshold": ceiling + ATTENTION_HELPS_MARGIN, "chance_accuracy": float(ours["chance_accuracy"].iloc[0]),
                    "lr": float(ours["lr"].iloc[0]), "control_lr": float(theirs["lr"].iloc[0]),
                    "seeds": len(ours), "control_seeds": len(theirs),
-                   "diverged": int(ours["diverged"].sum()), "control_diverged": int(theirs["diverged"].sum()),
-                   "median": float(converged["test_accuracy"].median()),
+                   "did_not_train": int(ours["did_not_train"].sum()),
+                   "control_did_not_train": int(theirs["did_not_train"].sum()),
+                   "at_cap": _at_cap(ours), "control_at_cap": _at_cap(theirs),
+                   "meets_threshold": _meets_threshold(trained, ceiling),
+                   "meets_threshold_all": _meets_threshold(ours, ceiling),
+                   "median": float(trained["test_accuracy"].median()),
                    "median_all": float(ours["test_accuracy"].median()),
                    "control_median": float(controls["test_accuracy"].median()),
-                   "mean": float(converged["test_accuracy"].mean()),
+                   "control_median_all": float(theirs["test_accuracy"].median()),
+                   "mean": float(trained["test_accuracy"].mean()),
                    "control_mean": float(controls["test_accuracy"].mean()),
-                   "welch_p": welch_p(converged["test_accuracy"], controls["test_accuracy"])}
-            row["paired_gain"], row["paired_p"], row["items"] = math.nan, math.nan, 0
-            row["paired_gain_all"], row["paired_p_all"] = math.nan, math.nan
+                   "welch_p": welch_p(trained["test_accuracy"], controls["test_accuracy"])}
+            row["paired_gain"], row["seed_p"], row["pairs"] = _seed_test(trained, controls)
+            row["paired_gain_all"], row["seed_p_all"], row["pairs_all"] = _seed_test(ours, theirs)
+            row["item_gain"], row["item_p"], row["items"] = math.nan, math.nan, 0
             if predictions is not None:
                 here = predictions[predictions["dataset"] == dataset]
-                # the verdict's test on converged runs, and the same with diverged runs kept (a sensitivity check)
-                for suffix, converged in (("", True), ("_all", False)):
-                    first, second = _item_scores(here, model, converged), _item_scores(here, control, converged)
-                    if first.empty or second.empty:
-                        continue
+                first, second = _item_scores(here, model), _item_scores(here, control)
+                if not first.empty and not second.empty:
                     first, second = first.align(second, join="inner")
                     row["items"] = len(first)
-                    row[f"paired_gain{suffix}"] = float((first - second).mean())
-                    row[f"paired_p{suffix}"] = (row["paired_p"] if suffix and not (row["diverged"] or row["control_diverged"])
-                                                else paired_permutation_p(first.to_numpy(), second.to_numpy(), draws=draws))
+                    row["item_gain"] = float((first - second).mean())
+                    row["item_p"] = paired_permutation_p(first.to_numpy(), second.to_numpy(), draws=draws)
             rows.append(row)
     table = pd.DataFrame(rows)
     if table.empty:
         return table
-    table["holm_p"] = holm(table["paired_p"])
-    table["verdict"] = [_verdict(row, level) for row in table.itertuples()]
-    # the same rule with diverged runs kept in (Holm over the same number of rows): does any verdict hinge on them?
-    sensitivity = table.assign(median=table["median_all"], paired_gain=table["paired_gain_all"],
-                               paired_p=table["paired_p_all"], holm_p=holm(table["paired_p_all"]))
-    table["verdict_with_diverged"] = [_verdict(row, level) for row in sensitivity.itertuples()]
+    table["holm_p"] = holm(table["seed_p"])
+    table["item_holm_p"] = holm(table["item_p"])
+    table["verdict_set_aside"] = [_verdict(row, level) for row in table.itertuples()]
+    # the same rule with the runs that did not train kept in (Holm over the same rows)
+    kept = table.assign(meets_threshold=table["meets_threshold_all"], paired_gain=table["paired_gain_all"], seed_p=table["seed_p_all"],
+                        holm_p=holm(table["seed_p_all"]))
+    table["holm_p_all"] = kept["holm_p"]
+    table["verdict_kept"] = [_verdict(row, level) for row in kept.itertuples()]
+    table["verdict"] = [first if first == second else DEPENDS
+                        for first, second in zip(table["verdict_set_aside"], table["verdict_kept"], strict=True)]
+    # at least half the seeds of the model or of its control ran to the epoch cap: perhaps under-trained
+    table["capped"] = (2 * table["at_cap"] >= table["seeds"]) | (2 * table["control_at_cap"] >= table["control_seeds"])
     return table
 
 
 def _verdict(row, level: float) -> str:
-    significant = not math.isnan(row.holm_p) and row.holm_p < level
-    if math.isnan(row.paired_p):
+    if math.isnan(row.seed_p):
         return "no paired data"
+    significant = not math.isnan(row.holm_p) and row.holm_p < level
     if significant and row.paired_gain < 0:
         return "hurts"
     if math.isnan(row.threshold) or row.threshold > 1:
         return "not testable here"
-    if significant and row.paired_gain > 0 and row.median >= row.threshold:
+    if significant and row.paired_gain > 0 and row.meets_threshold:
         return "helps"
     return "not shown to help"
 

@@ -8,6 +8,7 @@ rule recipe_search:
         fetched,
     output:
         csv="results/recipes/search_{dataset}.csv",
+        answers="results/recipes/search_{dataset}_answers.parquet",
         provenance="results/recipes/search_{dataset}.provenance.json",
     log:
         "results/logs/recipes/search_{dataset}.log",
@@ -25,7 +26,7 @@ rule recipe_search:
         workdir=lambda wildcards: checkpoint_dir(f"recipes/{wildcards.dataset}", "recipe-search", *RECIPE_SETTINGS),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded recipe-search --config {params.config} --dataset {wildcards.dataset}"
-        " --csv {output.csv} --workdir {params.workdir} --no-progress > {log} 2>&1"
+        " --csv {output.csv} --answers {output.answers} --workdir {params.workdir} --no-progress > {log} 2>&1"
 
 
 rule recipe_page:

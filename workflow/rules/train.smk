@@ -24,6 +24,7 @@ rule train:
         checkpoint="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/model.ckpt",
         provenance="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/provenance.json",
         predictions="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/predictions.parquet",
+        val_predictions="results/runs/{dataset}/{model}/lr{lr}/seed{seed}/val_predictions.parquet",
     log:
         "results/logs/train/{dataset}/{model}/lr{lr}/seed{seed}.log",
     benchmark:
@@ -84,11 +85,12 @@ rule probe:
 rule accuracy:
     """The accuracy tables: every run (accuracy.csv), the learning-rate pick per model on validation and
     median, mean, sd and 95% CI over seeds beside the baselines and ceilings (accuracy_summary.csv,
-    accuracy.md), every run's logged training curve, the picked runs' per-item test predictions, and
-    attention on trial (verdicts.csv, controls.csv)."""
+    accuracy.md), every run's logged training curve, the picked runs' per-item test predictions, every
+    run's validation answers (every learning rate: a selection is recomputable from them), and attention on trial (verdicts.csv, controls.csv)."""
     input:
         runs=run_outputs(rules.train.output.provenance),
         predictions=run_outputs(rules.train.output.predictions),
+        val_predictions=run_outputs(rules.train.output.val_predictions),
         probes=probe_runs(),
         # rule energy_curves is defined later (energy.smk): its outputs are looked up when the DAG is built
         curves=lambda wildcards: (
@@ -104,6 +106,7 @@ rule accuracy:
         table="results/data/accuracy.parquet",
         curves="results/data/training_curves.parquet",
         predictions="results/tables/predictions.parquet",
+        val_predictions="results/tables/val_predictions.parquet",
         verdicts="results/tables/verdicts.csv",
         controls="results/tables/controls.csv",
     log:
@@ -123,6 +126,7 @@ rule accuracy:
         "python -m unfolded accuracy --runs {params.runs} --probes {input.probes} --csv {output.csv}"
         " --summary {output.summary} --markdown {output.markdown} --table {output.table} --timings {output.timings}"
         " --energy-curves {input.curves} --training-curves {output.curves} --predictions {output.predictions}"
+        " --val-predictions {output.val_predictions}"
         " --verdicts {output.verdicts} --controls {output.controls} > {log} 2>&1"
 
 

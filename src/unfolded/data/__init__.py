@@ -115,7 +115,8 @@ def prepare(name: str, config: dict, seed: int | None = None) -> PreparedData:
         from .text import polarity_task
 
         p = data_cfg["polarity"]
-        task = polarity_task(p["n_train"], p["n_test"], p["vocab_size"], p["min_length"], p["max_length"], p["d"], p["seed"])
+        task = polarity_task(p["n_train"], p["n_test"], p["vocab_size"], p["min_length"], p["max_length"], p["d"], p["seed"],
+                             p.get("test_seed"))
         prepared = PreparedData(name, "tokens", {"train": task["train"], "test": task["test"]}, 2, task["vectors"])
         bag, se = polarity_bag_of_words(p["vocab_size"], p["min_length"], p["max_length"])
         # no bound without interactions is known: the Bayes bag-of-words accuracy is the reference
@@ -125,14 +126,16 @@ def prepare(name: str, config: dict, seed: int | None = None) -> PreparedData:
         from .text import order_ceilings, order_task
 
         p = data_cfg["order"]
-        task = order_task(p["n_train"], p["n_test"], p["vocab_size"], p["min_length"], p["max_length"], p["d"], p["seed"])
+        task = order_task(p["n_train"], p["n_test"], p["vocab_size"], p["min_length"], p["max_length"], p["d"], p["seed"],
+                          p.get("test_seed"))
         prepared = PreparedData(name, "tokens", {"train": task["train"], "test": task["test"]}, 2, task["vectors"])
         prepared.meta["ceilings"] = order_ceilings(task["test"][1])
     elif name == "equality":
         from .text import equality_task
 
         p = data_cfg["equality"]
-        task = equality_task(p["n_train"], p["n_test"], p["symbols"], p["min_length"], p["max_length"], p["d"], p["seed"])
+        task = equality_task(p["n_train"], p["n_test"], p["symbols"], p["min_length"], p["max_length"], p["d"], p["seed"],
+                             p.get("test_seed"))
         prepared = PreparedData(name, "tokens", {"train": task["train"], "test": task["test"]}, 2, task["vectors"])
         bag, se = equality_bag_of_words(p["symbols"], p["min_length"], p["max_length"], p["ceiling_samples"])
         prepared.meta["ceilings"] = {"bag_of_words_ceiling": bag, "bag_of_words_ceiling_se": se,
@@ -141,7 +144,8 @@ def prepare(name: str, config: dict, seed: int | None = None) -> PreparedData:
         from .images import digits
 
         p = data_cfg["digits"]
-        split = digits(p["patch"], p["test_fraction"], p["seed"])
+        # digits has no fresh items: a test seed draws another partition of the same 1,797 images
+        split = digits(p["patch"], p["test_fraction"], p["seed"] if p.get("test_seed") is None else p["test_seed"])
         prepared = PreparedData(name, "features", {"train": split["train"], "test": split["test"]}, 10)
         # additive over (patch, position): a per-token map can in principle fit it exactly
         prepared.meta["ceilings"] = {"no_interaction_ceiling": 1.0}

@@ -170,7 +170,8 @@ def encode(tokens: list[str], index: dict[str, int], max_length: int | None) -> 
 
 
 def polarity_task(
-    n_train: int, n_test: int, vocab_size: int, min_length: int, max_length: int, d: int, seed: int
+    n_train: int, n_test: int, vocab_size: int, min_length: int, max_length: int, d: int, seed: int,
+    test_seed: int | None = None,
 ) -> dict:
     """A text-like task with negations (kept as it is: Figures 5-6 use it).
 
@@ -180,6 +181,9 @@ def polarity_task(
     A negation flips the polarity of the next polar word. The label is 1 when the flipped sum of
     polarities is positive, 0 when negative (sequences with sum 0 are redrawn). Each word has a
     fixed seeded Gaussian embedding (frozen), so the model must combine tokens to see negations.
+
+    ``test_seed``: the test split is drawn afresh from its own generator (same distribution, same vectors);
+    None keeps the split drawn from ``seed`` after the train split.
     """
     generator = torch.Generator().manual_seed(seed)
     polar = max(2, vocab_size // 5)
@@ -216,11 +220,15 @@ def polarity_task(
     train, test = draw(n_train), draw(n_test)
     vectors = torch.randn(total, d, generator=generator) / d**0.5
     vectors[0] = 0.0
+    if test_seed is not None:
+        generator = torch.Generator().manual_seed(test_seed)  # draw() reads this name when called
+        test = draw(n_test)
     return {"train": train, "test": test, "vectors": vectors}
 
 
 def order_task(
-    n_train: int, n_test: int, vocab_size: int, min_length: int, max_length: int, d: int, seed: int
+    n_train: int, n_test: int, vocab_size: int, min_length: int, max_length: int, d: int, seed: int,
+    test_seed: int | None = None,
 ) -> dict:
     """A token task whose label needs word order: is marker ``A`` before marker ``B``?
 
@@ -238,27 +246,31 @@ def order_task(
     total = vocab_size + 2
     marker_a, marker_b = 2, 3  # ids: 0 pad, 1 unk, 2 A, 3 B, then neutral words
 
-    def item(label: int) -> torch.Tensor:
+    def item(label: int, generator: torch.Generator) -> torch.Tensor:
         length = int(torch.randint(min_length, max_length + 1, (), generator=generator))
         ids = torch.randint(4, total, (length,), generator=generator)
         first, second = sorted(torch.randperm(length, generator=generator)[:2].tolist())
         ids[first], ids[second] = (marker_a, marker_b) if label else (marker_b, marker_a)
         return ids
 
-    return _balanced_splits(item, n_train, n_test, total, d, generator)
+    return _balanced_splits(item, n_train, n_test, total, d, generator, test_seed)
 
 
-def _balanced_splits(item, n_train: int, n_test: int, total: int, d: int, generator: torch.Generator) -> dict:
-    """Train and test splits of ``item(label)`` sequences with exactly balanced labels (the i-th item has
-    label ``i % 2``), each split shuffled, then seeded frozen vectors for ``total`` ids (``<pad>`` zero)."""
-    def draw(count: int):
-        sequences = [item(index % 2) for index in range(count)]
+def _balanced_splits(item, n_train: int, n_test: int, total: int, d: int, generator: torch.Generator,
+                     test_seed: int | None = None) -> dict:
+    """Train and test splits of ``item(label, generator)`` sequences with exactly balanced labels (the i-th item
+    has label ``i % 2``), each split shuffled, then seeded frozen vectors for ``total`` ids (``<pad>`` zero).
+    With ``test_seed``, the test split is drawn afresh from a generator of its own (same distribution)."""
+    def draw(count: int, generator: torch.Generator):
+        sequences = [item(index % 2, generator) for index in range(count)]
         order = torch.randperm(count, generator=generator).tolist()
         return [sequences[i] for i in order], torch.tensor([index % 2 for index in range(count)])[order]
 
-    train, test = draw(n_train), draw(n_test)
+    train, test = draw(n_train, generator), draw(n_test, generator)
     vectors = torch.randn(total, d, generator=generator) / d**0.5
     vectors[0] = 0.0
+    if test_seed is not None:
+        test = draw(n_test, torch.Generator().manual_seed(test_seed))
     return {"train": train, "test": test, "vectors": vectors}
 
 
@@ -272,7 +284,8 @@ def order_ceilings(labels: torch.Tensor) -> dict[str, float]:
 
 
 def equality_task(
-    n_train: int, n_test: int, symbols: int, min_length: int, max_length: int, d: int, seed: int
+    n_train: int, n_test: int, symbols: int, min_length: int, max_length: int, d: int, seed: int,
+    test_seed: int | None = None,
 ) -> dict:
     """A token task that needs token interactions: are the tokens in the two slots equal?
 
@@ -291,7 +304,7 @@ def equality_task(
     generator = torch.Generator().manual_seed(seed)
     total = symbols + 2  # ids: 0 pad, 1 unk, then the symbols
 
-    def item(label: int) -> torch.Tensor:
+    def item(label: int, generator: torch.Generator) -> torch.Tensor:
         a = int(torch.randint(symbols, (), generator=generator))
         b = a if label else int(torch.randint(symbols - 1, (), generator=generator))
         b = b + 1 if not label and b >= a else b
@@ -299,4 +312,4 @@ def equality_task(
         fillers = torch.randint(2, total, (length - 2,), generator=generator)
         return torch.cat([torch.tensor([a + 2, b + 2]), fillers])
 
-    return _balanced_splits(item, n_train, n_test, total, d, generator)
+    return _balanced_splits(item, n_train, n_test, total, d, generator, test_seed)

@@ -21,7 +21,7 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
             "test accuracy": [f"{fmt(m)} ± {fmt(s)}" if not math.isnan(s) else fmt(m)
                               for m, s in zip(group["test_accuracy_mean"], group["test_accuracy_sd"], strict=True)],
             **({"median": group["test_accuracy_median"].map(fmt)} if "test_accuracy_median" in group else {}),
-            **({"diverged": group["diverged"]} if "diverged" in group and group["diverged"].any() else {}),
+            **({"did not train": group["did_not_train"]} if "did_not_train" in group and group["did_not_train"].any() else {}),
             "95% CI": [f"[{fmt(lo)}, {fmt(hi)}]" if not math.isnan(lo) else ""
                        for lo, hi in zip(group["ci95_low"], group["ci95_high"], strict=True)],
             "seeds": group["seeds"],
@@ -45,7 +45,7 @@ def accuracy_markdown(summary: pd.DataFrame) -> str:
             "at an end of its grid is marked: the best rate may lie outside it; early stopping on "
             "validation accuracy; the best epoch is tested; epochs: mean over seeds, and how many seeds ran to the "
             "epoch cap instead of stopping early). ± is the sample standard deviation over seeds (ddof = 1), "
-            "the interval Student's t (clipped to [0, 1]); diverged runs (if any) are counted apart and left out of "
+            "the interval Student's t (clipped to [0, 1]); runs that did not train (if any) are counted apart and left out of "
             "the mean, the median and the interval. Variant runs (model-variant) may have fewer seeds than the "
             "base models.\n")
     return "\n\n".join(parts) + note

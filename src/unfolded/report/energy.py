@@ -6,6 +6,7 @@ from __future__ import annotations
 import pandas as pd
 
 from ..registry import CURVE_MODELS
+from ..counts import accuracy_share, margin
 from ..thresholds import NEAR_CHANCE_MARGIN, WEIGHTS_MOVED
 from .format import pct
 
@@ -144,7 +145,9 @@ def energy_block(s: pd.DataFrame) -> str:
                 f"strictly falling; the attention sub-step gives {pct(a['attention_share_active'])} of the decrease "
                 f"over active steps.")
         for _, t in group[group["state"] == "trained"].iterrows():
-            near_chance = t["test_accuracy"] <= t["chance_accuracy"] + NEAR_CHANCE_MARGIN
+            count = t["test_count"] if "test_count" in t else None
+            near_chance = accuracy_share(t["test_accuracy"], count) <= accuracy_share(t["chance_accuracy"], count) \
+                + margin(NEAR_CHANCE_MARGIN)
             verdict = []
             if near_chance:
                 verdict.append("no better than the majority class")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
+from ..counts import accuracy_share, at_least, median
 from ..thresholds import LEARNED_MARGIN
 
 __all__ = ["figure6_block", "figure6_headline", "figure6_sentences", "figure6_table", "recipe_page"]
@@ -70,9 +71,13 @@ def figure6_table(summary: pd.DataFrame) -> pd.DataFrame:
     for (dataset, state, variant), group in rows.groupby(["dataset", "state", "variant"], sort=True):
         first = group.iloc[0]
         accuracy = float(group.groupby("seed")["test_accuracy"].first().median())
+        per_seed = group.groupby("seed")[["test_accuracy", *(["test_count"] if "test_count" in group else [])]].first()
+        shares = [accuracy_share(a, per_seed["test_count"].iloc[i] if "test_count" in per_seed else None)
+                  for i, a in enumerate(per_seed["test_accuracy"])]
+        count = per_seed["test_count"].iloc[0] if "test_count" in per_seed else None
         record = {"dataset": dataset, "state": state, "variant": variant, "seeds": int(group["seed"].nunique()),
                   "test_accuracy": accuracy, "chance_accuracy": float(first["chance_accuracy"]),
-                  "learned": accuracy >= float(first["chance_accuracy"]) + LEARNED_MARGIN,
+                  "learned": at_least(median(shares), accuracy_share(first["chance_accuracy"], count), LEARNED_MARGIN),
                   "predicted_classes": group["predicted_classes"].min() if "predicted_classes" in group else float("nan"),
                   "active": float(group["active_fraction"].mean())}
         for energy, shares in group.groupby("energy")["monotone_fraction"]:

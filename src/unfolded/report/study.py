@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pandas as pd
 
 from ..stats import welch_p
-from ..summaries import KEYS, diverged_runs, relative_depth_stats, select_learning_rates
+from ..summaries import KEYS, did_not_train, relative_depth_stats, select_learning_rates
 from ..thresholds import SIGNIFICANCE_LEVEL
 from .accuracy import accuracy_markdown
 from .format import compact_table, fmt, lr_cell, p_text, range_text
@@ -152,7 +152,7 @@ def study_verdicts(runs: pd.DataFrame, level: float = SIGNIFICANCE_LEVEL) -> lis
     with the difference of means and Welch's p over seeds at the picked learning rates; only the
     best-variant test is corrected (Bonferroni over the variants it was picked from)."""
     runs = select_learning_rates(runs.drop(columns=["selected"], errors="ignore"))
-    picked = runs[runs["selected"] & ~diverged_runs(runs)]  # diverged runs are counted in the tables, not averaged
+    picked = runs[runs["selected"] & ~did_not_train(runs)]  # runs that did not train are counted in the tables, not averaged
     lines = []
     for dataset, group in picked.groupby("dataset", sort=True):
         def scores(model: str, group: pd.DataFrame = group) -> pd.Series:
@@ -317,7 +317,7 @@ def study_block(study: ArchivedStudy, superseded_by: str | None = None) -> str:
     if superseded_by:
         label = (f"**Superseded** by study `{superseded_by}` (above): its tasks could not show whether attention does "
                  f"work, its tests were unpaired and mostly uncorrected, and its follow-up checks reused seeds. "
-                 f"Recomputed by the current code (learning-rate ties on exact counts, diverged runs apart).\n\n")
+                 f"Recomputed by the current code (learning-rate ties on exact counts, runs that did not train apart).\n\n")
         return label + _plain_block(study, cost=False)
     return _plain_block(study)
 
@@ -390,11 +390,15 @@ def trial_block(study: ArchivedStudy) -> str:
 
     verdicts = study.verdicts()
     lines = [_trial_provenance(study), "", rule_text(), "",
-             "Paired test: per test item, the share of seeds that answered it correctly, with attention and "
-             "without; a sign-flip permutation test on the summed difference (20,000 draws); Holm over every row "
-             "below. It conditions on the trained seeds (the spread between seeds enters through Welch's test, the "
-             "secondary column). Diverged runs (best validation accuracy below the majority class + 0.05 while most "
-             "of their siblings are not) are counted apart (div.). `*`: a reference, not a ceiling.", "",
+             "The verdict's test is over seeds: for each seed, the test accuracy with attention minus that of the "
+             "control trained on the same seed (hence the same train/validation split); an exact sign-flip test "
+             "on the summed difference, enumerating all 2^n sign patterns of the n seed pairs; Holm over every row "
+             "below. The item-level sign-flip test (per test item, the share of seeds that answered it; 20,000 "
+             "draws) is a secondary column: it conditions on the trained seeds, and on a true null with "
+             "seed-to-seed variance it rejects far above its level. Runs that did not train (best validation "
+             "accuracy below the majority class + 0.05 in exact counts while most of their siblings are not) are "
+             "counted apart (n.t.); every verdict is also computed with them kept. `*`: a reference, not a ceiling.",
+             "",
              verdict_table(verdicts), "", sensitivity_sentence(verdicts), ""]
     controls = controls_sentence(study.controls())
     if controls:
@@ -416,12 +420,13 @@ def trial_block(study: ArchivedStudy) -> str:
         from ..summaries import trained_energy_table
         from .trial import trained_energy_sentence
 
-        table = trained_energy_table(study.extras["trained_energies"])
+        table = trained_energy_table(study.extras["trained_energies"], study.runs)
         lines += ["`derived` " + trained_energy_sentence(table), "",
-                  table.assign(**{c: table[c].map(lambda v: f"{v:.3f}") for c in
+                  table.drop(columns=["samples"]).assign(**{c: table[c].map(lambda v: f"{v:.3f}") for c in
                                   ("non_increasing", "non_increasing_min", "strict", "active")})
                   .to_markdown(index=False), "",
-                  "Shares over (test sequence, layer) steps, mean over seeds and the lowest seed; a step counts as "
+                  f"Shares over (test sequence, layer) steps on {int(table['samples'].max())} test sequences per run "
+                  "(Figure 6's sequences), mean over the seeds that trained and the lowest of them; a step counts as "
                   "rising above a relative tolerance of 1e-9. The first layer's input has negative entries, so its "
                   "ReLU indicator is infinite before the feed-forward sub-step: that step counts as non-increasing "
                   "but not strict.", ""]
@@ -457,8 +462,9 @@ def trial_headline(study: ArchivedStudy) -> str:
 
     verdicts = study.verdicts()
     lines = [verdict_table(verdicts, compact=True), "",
-             _trial_provenance(study) + " Paired sign-flip test on the shared test items, Holm over the "
-             f"{len(verdicts)} rows; `*`: a bag-of-words reference, not a ceiling; div.: diverged runs, counted apart. "
+             _trial_provenance(study) + " Exact paired sign-flip test over seeds (each seed's two runs share its "
+             f"split), Holm over the {len(verdicts)} rows; `*`: a bag-of-words reference, not a ceiling; n.t.: runs that "
+             "did not train, counted apart. "
              f"{sensitivity_sentence(verdicts)} Rule and details: docs/results.md."]
     controls = controls_sentence(study.controls())
     if controls:
@@ -470,7 +476,7 @@ def trial_headline(study: ArchivedStudy) -> str:
         from ..summaries import trained_energy_table
         from .trial import trained_energy_short
 
-        lines += ["", "`derived` " + trained_energy_short(trained_energy_table(study.extras["trained_energies"]))]
+        lines += ["", "`derived` " + trained_energy_short(trained_energy_table(study.extras["trained_energies"], study.runs))]
     if "depth_sweep" in study.extras:
         from ..summaries import sweep_criterion
         from .trial import depth_sweep_sentence

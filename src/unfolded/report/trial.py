@@ -10,6 +10,7 @@ import pandas as pd
 
 from ..diagnostics import COLLAPSE_THRESHOLD
 from ..thresholds import ATTENTION_HELPS_MARGIN, SIGNIFICANCE_LEVEL
+from ..verdicts import DEPENDS
 from .format import compact_table, fmt
 
 __all__ = ["SPREAD_MODELS", "controls_sentence", "depth_check_lines", "depth_sweep_sentence", "rule_text", "selection_sentence",
@@ -36,33 +37,50 @@ def rule_text() -> str:
 
 def verdict_table(verdicts: pd.DataFrame, compact: bool = False) -> str:
     """One row per (task, model on trial): the reference ceiling, the medians with and without attention,
-    diverged runs, the paired gain and its Holm-adjusted p (and, in full, the raw p and Welch's p)."""
+    runs that did not train, the paired gain over seeds and the seed test's Holm-adjusted p (and, in full,
+    its raw p, the item-level test's Holm p, Welch's p and the seeds at the epoch cap); a verdict whose
+    model or control ran to the epoch cap on at least half its seeds is marked ``(cap)``."""
     rows = []
     for r in verdicts.itertuples():
         star = "" if r.reference_kind.startswith("no-interaction") else "*"
-        diverged = f" ({int(r.diverged)} div.)" if r.diverged else ""
-        control_diverged = f" ({int(r.control_diverged)} div.)" if r.control_diverged else ""
+        untrained = f" ({int(r.did_not_train)} n.t.)" if r.did_not_train else ""
+        control_untrained = f" ({int(r.control_did_not_train)} n.t.)" if r.control_did_not_train else ""
         row = {"task (ceiling)": f"{r.dataset} ({fmt(r.reference)}{star})", "model": r.model,
-               "median": f"{fmt(r.median)}{diverged}", "without attention": f"{fmt(r.control_median)}{control_diverged}",
-               "paired gain": "n/a" if math.isnan(r.paired_gain) else f"{r.paired_gain:+.3f}", "p (Holm)": _p(r.holm_p)}
+               "median": f"{fmt(r.median)}{untrained}", "without attention": f"{fmt(r.control_median)}{control_untrained}",
+               "paired gain": "n/a" if math.isnan(r.paired_gain) else f"{r.paired_gain:+.3f}",
+               "p (seeds, Holm)": _p(r.holm_p)}
         if not compact:
-            row.update({"seeds": f"{int(r.seeds)}/{int(r.control_seeds)}", "p (raw)": _p(r.paired_p),
-                        "Welch p": _p(r.welch_p)})
-        row["verdict"] = r.verdict
+            row.update({"seed pairs": f"{int(r.pairs)}", "p (seeds, raw)": _p(r.seed_p),
+                        "p (items, Holm)": _p(r.item_holm_p), "Welch p": _p(r.welch_p),
+                        "at epoch cap": f"{int(r.at_cap)}/{int(r.control_at_cap)}"})
+        row["verdict"] = r.verdict + (" (cap)" if r.capped else "")
         rows.append(row)
     return compact_table(pd.DataFrame(rows)) if compact else pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
 def sensitivity_sentence(verdicts: pd.DataFrame) -> str:
-    """Whether any verdict changes when the diverged runs are kept in (the same rule and correction)."""
-    if "verdict_with_diverged" not in verdicts or not (verdicts["diverged"] + verdicts["control_diverged"]).any():
-        return "No picked run diverged."
-    changed = verdicts[verdicts["verdict"] != verdicts["verdict_with_diverged"]]
-    count = int((verdicts["diverged"] + verdicts["control_diverged"]).sum())
-    if changed.empty:
-        return f"With the {count} diverged run(s) kept in, every verdict stays the same."
-    cells = ", ".join(f"{r.dataset} {r.model}: {r.verdict_with_diverged}" for r in changed.itertuples())
-    return f"With the {count} diverged run(s) kept in, these verdicts change: {cells}."
+    """The verdicts with the runs that did not train kept in (the same rule and correction): which differ,
+    so that the stated verdict reads "depends on runs that did not train"; and which verdicts may reflect
+    under-training (at least half the seeds of the model or its control at the epoch cap)."""
+    count = int((verdicts["did_not_train"] + verdicts["control_did_not_train"]).sum())
+    if count == 0:
+        text = "Every picked run trained."
+    else:
+        changed = verdicts[verdicts["verdict_set_aside"] != verdicts["verdict_kept"]]
+        if changed.empty:
+            text = f"With the {count} run(s) that did not train (n.t.) kept in, every verdict stays the same."
+        else:
+            cells = ", ".join(f"{r.dataset} {r.model} ({r.verdict_set_aside} set aside, {r.verdict_kept} kept)"
+                              for r in changed.itertuples())
+            text = (f"{count} run(s) did not train (n.t.); these verdicts differ with them set aside and kept, so they "
+                    f"read \"{DEPENDS}\": {cells}.")
+    capped = verdicts[verdicts["capped"].astype(bool)]
+    if not capped.empty:
+        cells = ", ".join(f"{r.dataset} {r.model} ({int(r.at_cap)}/{int(r.seeds)} and {int(r.control_at_cap)}/"
+                          f"{int(r.control_seeds)} seeds)" for r in capped.itertuples())
+        text += (f" (cap): at least half the seeds of the model or its control ran to the epoch cap, so the verdict "
+                 f"may reflect under-training: {cells}.")
+    return text
 
 
 def selection_sentence(selection: pd.DataFrame, detail: bool = True) -> str:
@@ -99,6 +117,17 @@ def depth_sweep_sentence(criterion: pd.DataFrame) -> str:
             f"{span('keep_plus_1_at_1')}.")
 
 
+def _left_out(table: pd.DataFrame) -> str:
+    """Which runs the trained-energy counts leave out (those that did not train), and how many sequences."""
+    cells = table.drop_duplicates(["dataset", "model"])
+    cells = cells[cells["did_not_train"] > 0] if "did_not_train" in cells else cells.iloc[0:0]
+    sequences = f"{int(table['samples'].max())} test sequences per run" if "samples" in table else "test sequences"
+    if cells.empty:
+        return sequences
+    return sequences + "; left out as runs that did not train: " + ", ".join(
+        f"{r.dataset} {r.model} {int(r.did_not_train)}" for r in cells.itertuples())
+
+
 def trained_energy_short(table: pd.DataFrame) -> str:
     """The README's sentence on the study's trained energies: counts only."""
     theorems = table[table["guarantee"].str.startswith("theorem")]
@@ -107,9 +136,9 @@ def trained_energy_short(table: pd.DataFrame) -> str:
                         ("total with the regulariser, layer", "the total with the regulariser")):
         rows = table[table["energy"] == name]
         counts.append(f"{label} in {int((rows['non_increasing_min'] >= 1.0).sum())} of {len(rows)}")
-    return (f"The study's trained layers, per step on every seed: the theorem sub-steps never raise their energies in "
-            f"{int((theorems['non_increasing_min'] >= 1.0).sum())} of {len(theorems)} (task, model, sub-step) cells; "
-            f"{', '.join(counts)} (task, model) pairs never rise.")
+    return (f"The study's trained layers, per step on every seed that trained ({_left_out(table)}): the theorem "
+            f"sub-steps never raise their energies in {int((theorems['non_increasing_min'] >= 1.0).sum())} of "
+            f"{len(theorems)} (task, model, sub-step) cells; {', '.join(counts)} (task, model) pairs never rise.")
 
 
 def trained_energy_sentence(table: pd.DataFrame) -> str:
@@ -130,7 +159,8 @@ def trained_energy_sentence(table: pd.DataFrame) -> str:
         low = f"; lowest non-rising share {worst['non_increasing_min']:.2f}, {worst['dataset']} {worst['model']}"
         parts.append(f"on {label}, {never} of {len(rows)} (task, model) pairs never rise"
                      + (low if never < len(rows) else ""))
-    return f"Trained energies ({models} checkpoints, test sequences, float64), per step: " + "; ".join(parts) + "."
+    return (f"Trained energies ({models} checkpoints that trained, {_left_out(table)}, float64), per step: "
+            + "; ".join(parts) + ".")
 
 
 def controls_sentence(controls: pd.DataFrame) -> str:
@@ -202,11 +232,24 @@ def depth_check_lines(check: tuple, extras: dict, short: bool = False) -> list[s
     criterion on its checkpoints, and the step sizes learned_steps learned; ``short``: one paragraph."""
     from ..summaries import sweep_criterion
 
+    from ..summaries import did_not_train
+
     runs, summary, _, provenance = check
     train = (provenance.get("config") or {}).get("train", {})
-    picked = runs[runs["lr"].notna()]  # trained models (a linear probe has no learning rate)
+    # trained models (a linear probe has no learning rate) at their picks; runs that did not train are set
+    # apart, by the rule every other table follows, and named
+    picked = runs[runs["lr"].notna() & ~did_not_train(runs)]
     if "selected" in picked:
         picked = picked[picked["selected"].astype(bool)]
+    apart = runs[runs["lr"].notna() & did_not_train(runs)]
+    if "selected" in apart:
+        apart = apart[apart["selected"].astype(bool)]
+    untrained = ""
+    if len(apart):
+        counts = apart.groupby(["dataset", "model"]).size()
+        untrained = (" Set apart as runs that did not train: " + ", ".join(
+            f"{dataset} {DEPTH_CHECK_NAMES.get(model, model)} {count}" for (dataset, model), count in counts.items())
+            + ".")
     seeds = sorted(int(seed) for seed in picked["seed"].dropna().unique())
     medians = picked.groupby(["dataset", "model"])["test_accuracy"].median().unstack("model")
     order = [model for model in ("unfolded_tied", *(f"unfolded_tied-{v}" for v in DEPTH_CHECK_VARIANTS))
@@ -218,12 +261,12 @@ def depth_check_lines(check: tuple, extras: dict, short: bool = False) -> list[s
         names = " / ".join(DEPTH_CHECK_NAMES.get(model, model) for model in medians.columns)
         cells = "; ".join(f"{dataset} " + "/".join(f"{value:.3f}" for value in row) for dataset, row in medians.iterrows())
         lines = [f"Check `{provenance.get('study_id')}` (L = {train.get('num_layers')}, fresh seeds {seeds[0]}-{seeds[-1]}), "
-                 f"median accuracy of {names}: {cells}."]
+                 f"median accuracy of {names}: {cells}.{untrained}"]
     else:
         cells = "; ".join(f"{dataset} " + ", ".join(f"{model.removeprefix('unfolded_tied-')} {value:.3f}"
                                                   for model, value in row.dropna().items())
                           for dataset, row in medians.iterrows())
-        lines = [f"{head}, median test accuracy: {cells}."]
+        lines = [f"{head}, median test accuracy of the runs that trained: {cells}.{untrained}"]
     if "depth_sweep" in extras:
         criterion = sweep_criterion(extras["depth_sweep"])
         if short:
