@@ -373,9 +373,8 @@ def fig5_energy_untrained(frame: pd.DataFrame, dataset: str) -> plt.Figure:
 
 def _learned_label(group: pd.DataFrame) -> str:
     """'learned' or 'did not learn here', by :data:`unfolded.thresholds.LEARNED_MARGIN` over the majority class."""
-    from .thresholds import LEARNED_MARGIN
-
     from .counts import learned as has_learned
+    from .thresholds import LEARNED_MARGIN
 
     first = group.iloc[0]
     learned = has_learned(first["test_accuracy"], first["chance_accuracy"], first.get("test_count"), LEARNED_MARGIN)

@@ -164,7 +164,8 @@ def attention_verdicts(runs: pd.DataFrame, predictions: pd.DataFrame | None,
     table["item_holm_p"] = holm(table["item_p"])
     table["verdict_set_aside"] = [_verdict(row, level) for row in table.itertuples()]
     # the same rule with the runs that did not train kept in (Holm over the same rows)
-    kept = table.assign(meets_threshold=table["meets_threshold_all"], paired_gain=table["paired_gain_all"], seed_p=table["seed_p_all"],
+    kept = table.assign(meets_threshold=table["meets_threshold_all"], paired_gain=table["paired_gain_all"],
+                        seed_p=table["seed_p_all"],
                         holm_p=holm(table["seed_p_all"]))
     table["holm_p_all"] = kept["holm_p"]
     table["verdict_kept"] = [_verdict(row, level) for row in kept.itertuples()]

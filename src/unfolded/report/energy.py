@@ -5,8 +5,8 @@ from __future__ import annotations
 
 import pandas as pd
 
-from ..registry import CURVE_MODELS
 from ..counts import accuracy_share, margin
+from ..registry import CURVE_MODELS
 from ..thresholds import NEAR_CHANCE_MARGIN, WEIGHTS_MOVED
 from .format import pct
 

@@ -230,9 +230,7 @@ def depth_check_lines(check: tuple, extras: dict, short: bool = False) -> list[s
     """A follow-up check on the depth mechanism (config/study-depth-check.yaml): per task the median test
     accuracy of each model (an odd depth, the two step sizes separated, learned step sizes), the depth
     criterion on its checkpoints, and the step sizes learned_steps learned; ``short``: one paragraph."""
-    from ..summaries import sweep_criterion
-
-    from ..summaries import did_not_train
+    from ..summaries import did_not_train, sweep_criterion
 
     runs, summary, _, provenance = check
     train = (provenance.get("config") or {}).get("train", {})
