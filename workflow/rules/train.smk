@@ -86,7 +86,8 @@ rule accuracy:
     """The accuracy tables: every run (accuracy.csv), the learning-rate pick per model on validation and
     median, mean, sd and 95% CI over seeds beside the baselines and ceilings (accuracy_summary.csv,
     accuracy.md), every run's logged training curve, the picked runs' per-item test predictions, every
-    run's validation answers (every learning rate: a selection is recomputable from them), and attention on trial (verdicts.csv, controls.csv)."""
+    run's validation answers (every learning rate: a selection is recomputable from them), and attention on trial (verdicts.csv, controls.csv).
+    """
     input:
         runs=run_outputs(rules.train.output.provenance),
         predictions=run_outputs(rules.train.output.predictions),
