@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection study study-figures study-depth-check figure6-search figure6-models gpu-check
+.PHONY: all install lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure study study-figures study-depth-check figure6-search figure6-models gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -116,6 +116,7 @@ study-depth-check: $(STAMP)
 # config.yaml (energy_curves.learned_recipe) and commit. Step 2, from a clean tree: the models at that recipe
 # on fresh seeds, archived with their checkpoints (results/archive/<energy_curves.learned_recipe.archive>)
 FIGURE6_DATASETS := polarity digits
+FIGURE6_ID ?= figure6-exact-2026-12
 figure6-search: $(STAMP)
 	$(BIN)/snakemake --cores all results/tables/recipe_search.md
 	cat results/tables/recipe_search.md
@@ -125,6 +126,53 @@ figure6-models: $(STAMP)
 	$(BIN)/python -m unfolded archive-learned --config config.yaml \
 		--search $(foreach d,$(FIGURE6_DATASETS),results/recipes/search_$(d).csv) \
 		--models $(foreach d,$(FIGURE6_DATASETS),results/recipes/learned_$(d).csv)
+
+# The recall check (config/recall-check.yaml; docs/results.md, "An energy that remembers its input"), in steps
+# fixed before it trained. Figure 6 setting, step 1: the anchor weight of exact_recall on the selection seeds
+# (fix the pick in config/recall-check.yaml, energy_curves.recall and train.recall, and commit).
+RECALL_ID ?= recall-2026-12
+RECALL_STUDY := config/study.yaml config/recall-check.yaml
+recall-figure6-search: $(STAMP)
+	$(BIN)/snakemake --cores all --configfile config/recall-check.yaml -- results/tables/recall_search.md
+	cat results/tables/recall_search.md
+
+# Study setting, step 1: the learning rates on the selection seeds (commit config/recall-picks.yaml)
+recall-select: $(STAMP)
+	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile $(RECALL_STUDY) config/recall-selection.yaml
+	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
+	cp results/tables/accuracy.csv results/tables/selection_runs.csv
+	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
+	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/recall-picks.yaml
+
+# Step 2, from a clean tree: both settings on fresh seeds and fresh test splits, archived with their checkpoints,
+# then the depth profile and the input retention of every archived model
+RECALL_ARCHIVE := results/archive/$(RECALL_ID)
+recall-check: $(STAMP)
+	$(BIN)/snakemake --cores all --configfile $(RECALL_STUDY) config/recall-picks.yaml config/recall-confirm.yaml
+	$(BIN)/python -m unfolded archive --config $(RECALL_STUDY) config/recall-picks.yaml config/recall-confirm.yaml \
+		--study-id $(RECALL_ID)
+	$(BIN)/snakemake --cores all --configfile config/recall-check.yaml config/recall-confirm.yaml -- \
+		$(foreach d,$(FIGURE6_DATASETS),results/recipes/learned_$(d).csv)
+	$(BIN)/python -m unfolded archive-learned --config config.yaml config/recall-check.yaml config/recall-confirm.yaml \
+		--destination $(RECALL_ARCHIVE)/figure6 \
+		--search $(foreach d,$(FIGURE6_DATASETS),results/recipes/recall_search_$(d).csv) \
+		--models $(foreach d,$(FIGURE6_DATASETS),results/recipes/learned_$(d).csv)
+	$(MAKE) recall-measure
+
+# The measurements on the recall archive and on the archives it is compared with (inference only)
+recall-measure: $(STAMP)
+	$(BIN)/python -m unfolded depth-profile --study-archive $(RECALL_ARCHIVE) \
+		--study-models unfolded_tied unfolded_tied-recall unfolded_tied-recall_no_attention \
+		--learned-archive $(RECALL_ARCHIVE)/figure6 --learned-variants exact exact_recall \
+		--csv $(RECALL_ARCHIVE)/depth_profile.csv --criterion $(RECALL_ARCHIVE)/depth_criterion.csv
+	$(BIN)/python -m unfolded input-retention --study-archive $(RECALL_ARCHIVE) \
+		--study-models unfolded_tied unfolded_tied-recall \
+		--learned-archive $(RECALL_ARCHIVE)/figure6 --learned-variants exact exact_recall \
+		--csv $(RECALL_ARCHIVE)/input_retention.csv
+	$(BIN)/python -m unfolded input-retention --study-archive results/archive/$(STUDY_ID) \
+		--study-models unfolded_tied unfolded_tied-residual \
+		--learned-archive results/archive/$(FIGURE6_ID) --learned-variants exact \
+		--csv $(RECALL_ARCHIVE)/input_retention_earlier.csv
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)

@@ -133,8 +133,15 @@ def test_energy_curve_table(tmp_path):
     # the theorems: on the exact models every sub-step descends the energy it is about, trained or not
     theorems = [name for name, guarantee in SUBSTEP_ENERGIES.values() if guarantee.startswith("theorem")]
     exact_substeps = every_energy[every_energy["variant"].str.startswith("exact") & every_energy["energy"].isin(theorems)]
-    assert len(exact_substeps) == 2 * (2 + 3 + 3) and (exact_substeps["monotone_fraction"] == 1.0).all()
-    exact = summary[summary["variant"].str.startswith("exact")]
+    exact_models = [variant for variant in cfg["variants"] if variant.startswith("exact")]
+    assert len(exact_substeps) == len(exact_models) * (2 + 3 + 3) and (exact_substeps["monotone_fraction"] == 1.0).all()
+    # exact_recall's curves are the anchored energy E_X: its anchor weight is on every row
+    recall = table[table["variant"] == "exact_recall"]
+    assert set(recall["recall"]) == {SMOKE["energy_curves"]["recall"]} and set(table.loc[table["variant"] != "exact_recall",
+                                                                                           "recall"]) == {0.0}
+    # the whole layer: no theorem; the exact models' plotted totals rarely rise, exact_recall's E_X does at
+    # alternate layers (docs/theory.md §8.2), so it is reported, not asserted
+    exact = summary[summary["variant"].isin(["exact", "exact_active"])]
     assert (exact["monotone_fraction"] > 0.9).all()
     trained = summary[summary["state"] == "trained"]
     assert trained["test_accuracy"].between(0, 1).all() and trained["chance_accuracy"].between(0.5, 1).all()

@@ -243,17 +243,25 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
             shutil.copyfile(source, temporary)
         digests[str(relative)] = row.sha256
     learned = learned.assign(checkpoint=[f"checkpoints/{r.dataset}/{r.variant}/seed{r.seed}.pt" for r in learned.itertuples()])
-    for name, frame in (("recipe_search.csv", pd.concat([pd.read_csv(p) for p in search_tables], ignore_index=True)),
+    searched = pd.concat([pd.read_csv(p) for p in search_tables], ignore_index=True)
+    # a recall search (the recall check's anchor weight) or the recipe search (Figure 6's recipe)
+    kind = "recall_search" if "recall" in searched and searched["variant"].eq("exact_recall").all() else "recipe_search"
+    for name, frame in ((f"{kind}.csv", searched),
                         ("learned_models.csv", learned)):
         with atomic_path(destination / name) as temporary:
             frame.to_csv(temporary, index=False, float_format="%.6g")
     answers = [path.with_name(path.stem + "_answers.parquet") for path in search_tables]
     if all(path.exists() for path in answers):  # every search run's validation answers, item by item
         frame = pd.concat([pd.read_parquet(path) for path in answers], ignore_index=True)
-        with atomic_path(destination / "recipe_search_val_predictions.parquet") as temporary:
+        with atomic_path(destination / f"{kind}_val_predictions.parquet") as temporary:
             frame.to_parquet(temporary, index=False)
-    search = pd.read_csv(destination / "recipe_search.csv")
-    pick = select_recipe(search)
+    search = pd.read_csv(destination / f"{kind}.csv")
+    if kind == "recall_search":
+        from .summaries import select_recall
+
+        pick = select_recall(search)
+    else:
+        pick = select_recipe(search)
     meta = provenance("learned-archive", config, None, archive_id=archive_id, checkpoint_sha256=digests, made_by=made_by,
                       pick={key: value for key, value in pick.items() if key != "scores"},
                       learned=int(learned["learned"].sum()), models=int(len(learned)))

@@ -14,7 +14,9 @@ __all__ = ["ATTENTION_STEP_BOUND", "ffn_step_bound"]
 ATTENTION_STEP_BOUND = 2.0
 
 
-def ffn_step_bound(spectral_bound: float) -> float:
+def ffn_step_bound(spectral_bound: float, recall: float = 0.0) -> float:
     """Supremum of feed-forward step sizes that descend ``ffn_energy`` for every ``Wf`` with spectrum in
-    ``[-spectral_bound, spectral_bound]``: ``2 / (1 + spectral_bound)`` (the step is strictly below it)."""
-    return 2.0 / (1.0 + spectral_bound)
+    ``[-spectral_bound, spectral_bound]``: ``2 / (1 + spectral_bound)`` (the step is strictly below it); with the
+    recall anchor of weight ``recall``, ``2 / (1 + spectral_bound + recall)``: the anchor adds ``recall`` to the
+    curvature (docs/theory.md §8)."""
+    return 2.0 / (1.0 + spectral_bound + recall)

@@ -916,6 +916,127 @@ def full_layer_residual(trials: int, gen: torch.Generator) -> Tally:
 
 
 # --------------------------------------------------------------------------------------------
+# Recall: the energy anchored to the encoder's input, E_X(Y) = E(Y) + recall/2 sum_i |y_i - x_i|^2 (§8)
+# --------------------------------------------------------------------------------------------
+
+
+def _recall_instance(gen: torch.Generator, low: float = -0.95, high: float = 0.95):
+    """An anchored feed-forward instance: ``Y``, ``mask``, ``Wf``, ``B``, the input ``X``, ``recall`` and the
+    curvature ``L = 1 + recall + lambda_max(Wf)``."""
+    Y, mask, Wf, B, lipschitz = _ffn_instance(gen, low, high)
+    X = _normal(gen, *Y.shape, scale=math.exp(_uniform(gen, -1.0, 1.0)))
+    recall = math.exp(_uniform(gen, math.log(0.01), math.log(10.0)))
+    return Y, mask, Wf, B, X, recall, lipschitz + recall
+
+
+@claim("identity", "derived",
+       "anchored ffn step = Y - alpha autograd grad (E_ff + recall/2 |Y - X|^2)",
+       "Wf symmetric, any recall >= 0", "§8")
+def recall_ffn_is_gradient_step(trials: int, gen: torch.Generator) -> Tally:
+    tally = Tally()
+    for _ in range(trials):
+        Y, _, Wf, B, X, recall, _ = _recall_instance(gen, -3.0, 3.0)
+        alpha = _uniform(gen, 0.0, 2.0)
+        Y.requires_grad_(True)
+        (gradient,) = torch.autograd.grad(ffn_energy(Y, Wf, B, anchor=X, recall=recall).sum(), Y)
+        tally.identity(ffn_step(Y.detach(), Wf, B, alpha, anchor=X, recall=recall), Y.detach() - alpha * gradient)
+    return tally
+
+
+def _recall_step_trials(tally: Tally, count: int, gen: torch.Generator, low: float, high: float) -> Tally:
+    """Anchored feed-forward steps with ``alpha`` drawn in ``[low, high] x 2 / (1 + recall + lambda_max(Wf))``."""
+    for _ in range(count):
+        Y, mask, Wf, B, X, recall, lipschitz = _recall_instance(gen, -0.99, 3.0)
+        alpha = _uniform(gen, low, high) * 2.0 / lipschitz
+        anchored = {"anchor": X, "recall": recall}
+        tally.descent(ffn_energy(Y, Wf, B, mask, **anchored),
+                      ffn_energy(ffn_step(Y, Wf, B, alpha, **anchored), Wf, B, mask, **anchored))
+    return tally
+
+
+@claim("theorem", "derived",
+       "anchored ffn step never increases E_ff + recall/2 |Y - X|^2",
+       "0 < alpha < 2 / (1 + recall + lambda_max(Wf)), Wf > -I", "§8")
+def recall_ffn_descent(trials: int, gen: torch.Generator) -> Tally:
+    return _recall_step_trials(Tally(), trials, gen, 0.0, 1.0)
+
+
+@claim("counterexample", "derived",
+       "anchored ffn step just above its bound",
+       "alpha in [1, 1.5] x 2/(1 + recall + s); Wf=diag(0.9,0), recall=1, alpha=1", "§8")
+def recall_ffn_large_step(trials: int, gen: torch.Generator) -> Tally:
+    tally = Tally()
+    # the bound is 2 / 2.9 = 0.69; at alpha = 1 the factor along the first axis is 1 - 2.9 = -1.9: 1.45 -> 5.2345
+    Wf, B = torch.diag(torch.tensor([0.9, 0.0], dtype=DTYPE)), torch.zeros(2, dtype=DTYPE)
+    Y, X = torch.tensor([[[1.0, 0.0]]], dtype=DTYPE), torch.zeros(1, 1, 2, dtype=DTYPE)
+    anchored = {"anchor": X, "recall": 1.0}
+    tally.descent(ffn_energy(Y, Wf, B, **anchored), ffn_energy(ffn_step(Y, Wf, B, 1.0, **anchored), Wf, B, **anchored),
+                  explicit=True)
+    return _recall_step_trials(tally, trials - 1, gen, 1.0, 1.5)
+
+
+@claim("identity", "derived",
+       "the anchored ffn term's minimiser ((1 + recall) I + Wf)^-1 (B + recall x_i) moves with X",
+       "recall > 0, Wf > -(1 + recall) I; two inputs X, X'", "§8")
+def recall_minimiser_depends_on_input(trials: int, gen: torch.Generator) -> Tally:
+    """Two identities per trial: the anchored gradient vanishes at the closed form, and the closed forms for two
+    inputs differ by exactly ``recall ((1 + recall) I + Wf)^-1 (x_i - x'_i)`` (nonzero for ``X != X'``)."""
+    tally = Tally()
+    for _ in range((trials + 1) // 2):
+        _, _, Wf, B, X, recall, _ = _recall_instance(gen, -0.95, 3.0)
+        other = _normal(gen, *X.shape)
+        system = (1.0 + recall) * torch.eye(Wf.shape[0], dtype=DTYPE) + Wf
+
+        def minimiser(anchor: Tensor) -> Tensor:
+            return torch.linalg.solve(system, (B + recall * anchor).transpose(-1, -2)).transpose(-1, -2)
+
+        Y = minimiser(X).requires_grad_(True)
+        (gradient,) = torch.autograd.grad(ffn_energy(Y, Wf, B, anchor=X, recall=recall).sum(), Y)
+        tally.identity(gradient, torch.zeros_like(gradient))
+        shift = recall * torch.linalg.solve(system, (X - other).transpose(-1, -2)).transpose(-1, -2)
+        tally.identity(minimiser(X) - minimiser(other), shift)
+    return tally
+
+
+@claim("identity", "derived",
+       "without recall the ffn step's fixed point (I + Wf)^-1 B is the same from every input",
+       "recall = 0, |Wf| <= 0.9, alpha = 1/1.9: 400 steps from two inputs", "§8")
+def recall_absent_minimiser_ignores_input(trials: int, gen: torch.Generator) -> Tally:
+    """The energy without the anchor has no term in X: the feed-forward descent from two different inputs ends at
+    one point, its closed-form minimiser (two identities per trial)."""
+    tally = Tally()
+    for _ in range((trials + 1) // 2):
+        _, _, Wf, B, X, _, _ = _recall_instance(gen, -0.9, 0.9)
+        first, second = X.clone(), _normal(gen, *X.shape)
+        for _ in range(400):  # contracts by at least 0.9 / 1.9 per step
+            first, second = ffn_step(first, Wf, B, 1.0 / 1.9), ffn_step(second, Wf, B, 1.0 / 1.9)
+        closed = torch.linalg.solve(torch.eye(Wf.shape[0], dtype=DTYPE) + Wf, B).expand_as(first)
+        tally.identity(first, second)
+        tally.identity(first, closed)
+    return tally
+
+
+@claim("report", "derived",
+       "exact layer with recall (key bias, anchored ffn, ReLU) on E_X: the whole layer",
+       "12 tied layers, alpha_attention = 1, alpha_ffn = 1/(1 + recall), |Wf| <= 0.95, Y >= 0", "§8, §3.3")
+def recall_full_layer(trials: int, gen: torch.Generator) -> Tally:
+    """Each sub-step descends its own term (the claims above and §2); the layer alternates them, so the anchored
+    total has no guarantee (§3.3): reported, not asserted."""
+    tally = Tally()
+    for _ in range(trials):
+        n, d = _integer(gen, 2, 16), _integer(gen, 2, 12)
+        recall = math.exp(_uniform(gen, math.log(0.1), math.log(1.0)))
+        torch.manual_seed(int(torch.randint(0, 2**31 - 1, (), generator=gen)))
+        model = UnfoldedTransformer(d, 12, attention_variant="exact", relu=True, regularise_energy=False,
+                                    recall=recall, alpha_ffn=1.0 / (1.0 + recall)).double()
+        Y = _normal(gen, 1, n, d, scale=math.exp(_uniform(gen, -1.0, 1.0))).abs()
+        trace = model.trace(Y)
+        active = active_steps(relative_spread(trace.spread))[0]
+        tally.descent(trace.before[0], trace.after[0], active=active)
+    return tally
+
+
+# --------------------------------------------------------------------------------------------
 # The plug-in energies (unfolded.energies, docs/energies.md): claims generated from each plug-in
 # --------------------------------------------------------------------------------------------
 

@@ -435,6 +435,100 @@ def run_learned_models(args: argparse.Namespace) -> None:
           file=sys.stderr)
 
 
+def run_recall_search(args: argparse.Namespace) -> None:
+    from .recipes import recall_search
+
+    config = load_config(args.config)
+    _check_data_names([args.dataset])
+    table, answers = recall_search(config, args.dataset, Path(args.workdir), progress=not args.no_progress)
+    _write_recipe_table(table, args.csv, "recall-search", config, args.dataset)
+    if args.answers:
+        from .artifacts import provenance, write_parquet
+
+        write_parquet(answers, args.answers, provenance("recall-search", {"csv": args.csv}, None, dataset=args.dataset))
+    print(f"{args.csv}: {len(table)} runs", file=sys.stderr)
+
+
+def run_recall_pick(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .artifacts import write_text
+    from .summaries import RECALL_RULE, select_recall
+
+    missing = [path for path in args.csv if not Path(path).exists()]
+    if missing:
+        raise ConfigError(f"recall-pick: {missing} do not exist; run the recall search first (snakemake recall_search)")
+    table = pd.concat([pd.read_csv(path) for path in args.csv], ignore_index=True)
+    pick = select_recall(table)
+    configured = float(load_config(args.config)["energy_curves"]["recall"])
+    status = ("energy_curves.recall matches the pick." if configured == pick["recall"] else
+              f"energy_curves.recall ({configured:g}) is NOT the pick: fix the pick in the recall check's config "
+              "(energy_curves.recall and train.recall) before training its models.")
+    seeds = sorted(int(seed) for seed in table["seed"].unique())
+    write_text(args.markdown, "\n".join([
+        "# Recall check: the anchor weight", "", "Rule (fixed before the search; unfolded.summaries.RECALL_RULE): "
+        + RECALL_RULE, "", f"Selection seeds {seeds}.", "",
+        f"**Pick: recall = {pick['recall']:g}**; {pick['learned']} of {pick['datasets']} datasets learn under it. "
+        + status, "", pick["scores"].to_markdown(index=False, floatfmt=".4g"), ""]))
+    print(f"recall search: pick {pick['recall']:g} ({pick['learned']} of {pick['datasets']} datasets learn)",
+          file=sys.stderr)
+
+
+def _retention_jobs(args: argparse.Namespace, trained_only: bool = False) -> list[dict]:
+    """The retention and depth jobs of ``--study-archive`` (checkpoints of ``--study-models``) and
+    ``--learned-archive`` (Figure 6 models of ``--learned-variants``, untrained too unless ``trained_only``), each
+    rebuilt with its archive's own data settings."""
+    import json
+
+    from .retention import archive_jobs, learned_jobs
+
+    jobs = []
+    for archive, make in ((args.study_archive, "study"), (args.learned_archive, "learned")):
+        if not archive:
+            continue
+        provenance = Path(archive) / "provenance.json"
+        if not provenance.exists():
+            raise ConfigError(f"{args.stage}: {archive} is not an archive (no provenance.json)")
+        config = json.loads(provenance.read_text())["config"]
+        if make == "study":
+            jobs += archive_jobs(Path(archive), tuple(args.study_models), config)
+        else:
+            jobs += learned_jobs(Path(archive), tuple(args.learned_variants), config, untrained=not trained_only)
+    if not jobs:
+        raise ConfigError(f"{args.stage}: no checkpoints found (give --study-archive and/or --learned-archive)")
+    return jobs
+
+
+def run_input_retention(args: argparse.Namespace) -> None:
+    from .artifacts import atomic_path
+    from .retention import input_retention
+
+    if args.train_samples < 10:
+        raise ConfigError(f"input-retention: --train-samples must be at least 10, got {args.train_samples}")
+    args.stage = "input-retention"
+    table = input_retention({}, _retention_jobs(args), train_samples=args.train_samples,
+                            depth_factor=args.depth_factor, progress=not args.no_progress)
+    with atomic_path(args.csv) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+    print(f"{args.csv}: {len(table)} rows (model, layer)", file=sys.stderr)
+
+
+def run_depth_profile(args: argparse.Namespace) -> None:
+    from .artifacts import atomic_path
+    from .summaries import recall_depth_criterion
+    from .sweeps import depth_profile
+
+    args.stage = "depth-profile"
+    table = depth_profile(_retention_jobs(args, trained_only=True), depth_factor=args.depth_factor,
+                          progress=not args.no_progress)
+    with atomic_path(args.csv) as temporary:
+        table.to_csv(temporary, index=False, float_format="%.6g")
+    if args.criterion:
+        with atomic_path(args.criterion) as temporary:
+            recall_depth_criterion(table).to_csv(temporary, index=False, float_format="%.6g")
+    print(f"{args.csv}: {len(table)} rows (model, depth)", file=sys.stderr)
+
+
 def run_learned_curves(args: argparse.Namespace) -> None:
     from .artifacts import provenance, write_parquet
     from .sweeps import learned_curves
@@ -458,21 +552,24 @@ def run_archive_learned(args: argparse.Namespace) -> None:
 
     from .archive import archive_learned
     from .artifacts import write_text
+    from .config import load_config_files
     from .report.figure6 import recipe_page
     from .summaries import select_recipe
 
-    config = load_config(args.config)
+    config = load_config_files(args.config) if args.config and len(args.config) > 1 else \
+        load_config(args.config[0] if args.config else None)
     archive_id = config["energy_curves"]["learned_recipe"]["archive"]
     missing = [path for path in (*args.search, *args.models) if not Path(path).exists()]
     if missing:
         raise ConfigError(f"archive-learned: {missing} do not exist; run snakemake recipe_search learned_models first")
-    destination = Path("results/archive") / archive_id
+    destination = Path(args.destination) if args.destination else Path("results/archive") / archive_id
     meta = archive_learned(archive_id, [Path(p) for p in args.search], [Path(p) for p in args.models], destination,
                            config, allow_dirty=args.allow_dirty)
-    search = pd.read_csv(destination / "recipe_search.csv")  # the search's page, beside its tables
-    write_text(destination / "recipe_search.md", recipe_page(search, select_recipe(search),
-                                                             config["energy_curves"]["learned_recipe"]))
-    print(f"results/archive/{archive_id}: {meta['models']} models, {meta['learned']} learned", file=sys.stderr)
+    if (destination / "recipe_search.csv").exists():  # the search's page, beside its tables
+        search = pd.read_csv(destination / "recipe_search.csv")
+        write_text(destination / "recipe_search.md", recipe_page(search, select_recipe(search),
+                                                                 config["energy_curves"]["learned_recipe"]))
+    print(f"{destination}: {meta['models']} models, {meta['learned']} learned", file=sys.stderr)
 
 
 def run_page(args: argparse.Namespace) -> None:
@@ -966,6 +1063,54 @@ def build_parser() -> argparse.ArgumentParser:
     pick.add_argument("--markdown", required=True, help="output Markdown page")
     pick.set_defaults(run=run_recipe_pick)
 
+    recall = stages.add_parser(
+        "recall-search", help="recall check: exact_recall at the searched recipe for every anchor weight (selection seeds)",
+        description="Every anchor weight of energy_curves.recall_grid trains exact_recall at energy_curves.learned_recipe "
+                    "on the recipe search's selection seeds of one dataset, with validation; one row per run (the rule "
+                    "that picks one weight is unfolded.summaries.RECALL_RULE; run recall-pick on every dataset's table).")
+    _config_argument(recall)
+    recall.add_argument("--dataset", required=True, help="dataset to train on")
+    recall.add_argument("--csv", required=True, help="output CSV, one row per (anchor weight, seed)")
+    recall.add_argument("--answers", default=None, help="output parquet: every run's validation answers")
+    recall.add_argument("--workdir", required=True, help="Lightning checkpoints and logs of the runs")
+    recall.add_argument("--no-progress", action="store_true", help="no progress bar")
+    recall.set_defaults(run=run_recall_search)
+
+    recall_pick = stages.add_parser(
+        "recall-pick", help="apply the prespecified rule to the recall search's tables",
+        description="Reads every dataset's recall-search table, picks one anchor weight (unfolded.summaries.RECALL_RULE) "
+                    "and writes the search as Markdown, with whether energy_curves.recall matches the pick.")
+    _config_argument(recall_pick)
+    recall_pick.add_argument("--csv", nargs="+", required=True, help="recall-search tables, one per dataset")
+    recall_pick.add_argument("--markdown", required=True, help="output Markdown page")
+    recall_pick.set_defaults(run=run_recall_pick)
+
+    for name, run, short, summary in (
+            ("input-retention", run_input_retention, "how much of the input archived encoders keep, layer by layer",
+             "Per layer (0 to 4L for tied encoders): the pooled state's spread across test inputs relative to the input, "
+             "and the test accuracy of a logistic-regression probe fitted on the train split's states of that layer "
+             "(standardised); unfolded.retention"),
+            ("depth-profile", run_depth_profile, "accuracy of archived tied encoders at every depth",
+             "The test accuracy of every archived tied encoder at every depth from 1 to 4L, and the recall check's depth "
+             "criterion (unfolded.summaries.recall_depth_criterion)")):
+        stage = stages.add_parser(name, help=short, description=summary + ". No training.")
+        stage.add_argument("--study-archive", default=None, help="results/archive/<study-id> (checkpoints/<dataset>/<model>)")
+        stage.add_argument("--study-models", nargs="+", default=["unfolded_tied", "unfolded_tied-residual"],
+                           help="the study archive's models to measure")
+        stage.add_argument("--learned-archive", default=None,
+                           help="an archive of Figure 6's learned models (python -m unfolded archive-learned)")
+        stage.add_argument("--learned-variants", nargs="+", default=["exact"],
+                           help="the learned archive's energy-curve models to measure")
+        stage.add_argument("--csv", required=True, help="output CSV")
+        stage.add_argument("--depth-factor", type=int, default=4, help="tied encoders run to this many times L")
+        if name == "input-retention":
+            stage.add_argument("--train-samples", type=int, default=1500,
+                               help="train sequences the probe is fitted on (default 1500)")
+        else:
+            stage.add_argument("--criterion", default=None, help="output CSV: the depth criterion per model")
+        stage.add_argument("--no-progress", action="store_true", help="no progress bar")
+        stage.set_defaults(run=run)
+
     learned = stages.add_parser(
         "learned-models", help="Figure 6: train the energy-curve models at energy_curves.learned_recipe (fresh seeds)",
         description="Trains every variant of energy_curves.recipe_search.variants at the configured learned recipe "
@@ -996,9 +1141,13 @@ def build_parser() -> argparse.ArgumentParser:
         description="Copies the recipe search's tables, the learned models' table and their checkpoints to "
                     "results/archive/<energy_curves.learned_recipe.archive>/ with provenance. Refuses uncommitted "
                     "changes to tracked files.")
-    _config_argument(archive_models)
+    archive_models.add_argument("--config", nargs="+", default=None,
+                                help="YAML file(s), merged in order as snakemake --configfile does (config.yaml first "
+                                     "when others add to it), or one inline YAML/JSON text")
     archive_models.add_argument("--search", nargs="+", required=True, help="recipe-search tables")
     archive_models.add_argument("--models", nargs="+", required=True, help="learned-models tables")
+    archive_models.add_argument("--destination", default=None,
+                                help="archive folder (default results/archive/<energy_curves.learned_recipe.archive>)")
     archive_models.add_argument("--allow-dirty", action="store_true", help="archive a dirty tree, marked git_dirty")
     archive_models.set_defaults(run=run_archive_learned)
 

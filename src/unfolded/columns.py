@@ -21,7 +21,7 @@ __all__ = ["CURVE_ATTRIBUTES", "CURVE_KEYS", "trace_rows"]
 CURVE_KEYS = ["dataset", "variant", "relu", "state", "seed", "lr"]
 #: Per-curve attributes repeated on every row of a curve (NaN where they do not apply); predicted_classes:
 #: how many classes a trained model predicts over the whole test split (1: one answer for every input).
-CURVE_ATTRIBUTES = ["alpha_attention", "w_scale", "test_accuracy", "test_count", "test_loss", "chance_accuracy",
+CURVE_ATTRIBUTES = ["alpha_attention", "w_scale", "recall", "test_accuracy", "test_count", "test_loss", "chance_accuracy",
                     "change_W", "change_Wf", "change_B", "predicted_classes"]
 
 

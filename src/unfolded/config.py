@@ -345,6 +345,7 @@ class TrainConfig:
     alpha_ffn: float
     spectral_bound: float
     regularise_energy: bool
+    recall: float
 
     @classmethod
     def from_config(cls, config: dict) -> TrainConfig:

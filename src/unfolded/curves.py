@@ -74,11 +74,13 @@ def energy_curves(config: dict, dataset: str, checkpoint_root: Path, progress: b
 
 
 def variant_options(variant: str, cfg: dict) -> dict:
-    """Step size and W scale of an energy-curve variant: the paper's (1, 1) except ``exact_active``."""
+    """Step size, W scale and anchor weight of an energy-curve variant: the paper's (1, 1, no anchor) except
+    ``exact_active`` (``energy_curves.active_regime``) and ``exact_recall`` (``energy_curves.recall``)."""
     if variant == "exact_active":
         regime = cfg["active_regime"]
-        return {"alpha_attention": float(regime["alpha_attention"]), "w_scale": float(regime["w_scale"])}
-    return {"alpha_attention": 1.0, "w_scale": 1.0}
+        return {"alpha_attention": float(regime["alpha_attention"]), "w_scale": float(regime["w_scale"]), "recall": 0.0}
+    return {"alpha_attention": 1.0, "w_scale": 1.0,
+            "recall": float(cfg.get("recall", 1.0)) if variant == "exact_recall" else 0.0}
 
 
 def regime_search(config: dict, datasets: list[str], progress: bool = True) -> pd.DataFrame:

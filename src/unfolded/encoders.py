@@ -50,11 +50,15 @@ def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
     family, tying = name.split("_")
     options = encoder_settings(model, cfg)
     if family == "unfolded":
+        # recall: the anchor weight train.recall; the feed-forward step scaled by 1 / (1 + recall) stays below
+        # the anchored bound 2 / (1 + s + recall) whenever the unscaled one is below 2 / (1 + s)
+        recall = float(options["recall"]) if options.get("anchored") else 0.0
         return UnfoldedTransformer(
             d, num_layers, tied=tying == "tied",
             attention_variant=options["attention_variant"],
             alpha_attention=options["alpha_attention"],
-            alpha_ffn=options["alpha_ffn"],
+            alpha_ffn=options["alpha_ffn"] / (1.0 + recall),
+            recall=recall,
             relu=options["relu"],
             layer_norm=options["layer_norm"],
             spectral_bound=options["spectral_bound"],
@@ -70,8 +74,12 @@ def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
                                attention=options.get("attention", True))
 
 
+#: The anchor weight of ``exact_recall`` when none is given (``energy_curves.recall`` sets it in the pipeline).
+EXACT_RECALL = 1.0
+
+
 def paper_encoder(d: int, num_layers: int, relu: bool, variant: str, *, alpha_attention: float = 1.0,
-                  w_scale: float = 1.0) -> UnfoldedTransformer:
+                  w_scale: float = 1.0, recall: float | None = None) -> UnfoldedTransformer:
     """The encoders of Figures 5-6 (docs/theory.md §4.4, 8b), one per :data:`unfolded.registry.CURVE_MODELS`.
 
     ``authors``: the authors' model: tied layers, their bias-free ``W^T W`` attention, no residual,
@@ -82,18 +90,23 @@ def paper_encoder(d: int, num_layers: int, relu: bool, variant: str, *, alpha_at
     model with the attention step size ``alpha_attention`` and W initialised ``w_scale`` times the
     Xavier scale: a regime in which the attention step keeps acting over the layers instead of
     collapsing every sequence to one point (chosen by ``python -m unfolded regime-search``).
+    ``exact_recall``: the exact model whose energy is anchored to its input, ``E_X(Y) = E(Y) + recall/2
+    sum_i |y_i - x_i|^2`` (docs/theory.md §8; ``recall`` defaults to :data:`EXACT_RECALL`), with the
+    feed-forward step size ``1 / (1 + recall)``: the step ``(B + recall X - Y Wf) / (1 + recall)`` is the exact
+    model's ``B - Y Wf`` with the input mixed in, and it descends (below ``2 / (1 + 0.95 + recall)``).
     """
     if variant == "authors":
         encoder = UnfoldedTransformer(d, num_layers, tied=True, attention_variant="authors", relu=relu,
                                       spectral_bound=None, regularise_energy=True)
         authors_normalise_(encoder)
         return encoder
-    if variant in ("exact", "exact_active"):
-        if variant == "exact":
+    if variant in ("exact", "exact_active", "exact_recall"):
+        if variant != "exact_active":
             alpha_attention, w_scale = 1.0, 1.0
+        recall = (EXACT_RECALL if recall is None else float(recall)) if variant == "exact_recall" else 0.0
         return UnfoldedTransformer(d, num_layers, tied=True, attention_variant="exact", relu=relu,
                                    spectral_bound=0.95, regularise_energy=False, alpha_attention=alpha_attention,
-                                   w_scale=w_scale)
+                                   w_scale=w_scale, recall=recall, alpha_ffn=1.0 / (1.0 + recall))
     raise ValueError(f"energy-curve model: expected one of {CURVE_MODELS}, got {variant!r}")
 
 

@@ -15,6 +15,7 @@ import torch
 from torch import Tensor
 
 __all__ = [
+    "anchor_energy",
     "attention_energy",
     "head_blocks",
     "merge_heads",
@@ -126,16 +127,34 @@ def attention_energy(
     return _unbatch(energy, unbatched)
 
 
-def ffn_energy(Y: Tensor, Wf: Tensor, B: Tensor, mask: Tensor | None = None) -> Tensor:
-    """``1/2 sum_i y_i Wf y_i^T + 1/2 sum_i |y_i - B|^2`` over real tokens (docs/theory.md §1.2), ``(b,)``.
+def anchor_energy(Y: Tensor, X: Tensor, recall: float, mask: Tensor | None = None) -> Tensor:
+    """The recall anchor ``recall/2 sum_i |y_i - x_i|^2`` over real tokens (docs/theory.md §8), ``(b,)``: it ties
+    the state to the encoder's input ``X`` (same shape as ``Y``), so that the energy's minimiser depends on it."""
+    if X.shape != Y.shape:
+        raise ValueError(f"anchor X: expected the shape of Y {tuple(Y.shape)}, got {tuple(X.shape)}")
+    Y, weights, unbatched = _batched(Y, mask)
+    X = X.unsqueeze(0) if X.dim() == 2 else X
+    energy = 0.5 * recall * ((Y - X).pow(2).sum(-1) * weights).sum(-1)
+    return _unbatch(energy, unbatched)
+
+
+def ffn_energy(Y: Tensor, Wf: Tensor, B: Tensor, mask: Tensor | None = None, *, anchor: Tensor | None = None,
+               recall: float = 0.0) -> Tensor:
+    """``1/2 sum_i y_i Wf y_i^T + 1/2 sum_i |y_i - B|^2`` over real tokens (docs/theory.md §1.2), ``(b,)``; with
+    ``recall > 0`` plus the anchor :func:`anchor_energy` to the input ``anchor`` (§8).
 
     ``Wf`` is a symmetric ``(d, d)`` matrix, ``B`` a ``(d,)`` vector. The gradient is
-    ``Y Wf + Y - B``; the energy is ``(1 + lambda_max(Wf))``-smooth.
+    ``Y Wf + Y - B (+ recall (Y - X))``; the energy is ``(1 + lambda_max(Wf) + recall)``-smooth.
     """
+    if recall and anchor is None:
+        raise ValueError("ffn_energy: recall > 0 needs the anchor (the encoder's input X)")
     Y, weights, unbatched = _batched(Y, mask)
     quadratic = ((Y @ Wf) * Y).sum(-1)  # (b, n)
     distance = (Y - B).pow(2).sum(-1)  # (b, n)
     energy = 0.5 * ((quadratic + distance) * weights).sum(-1)
+    if recall:
+        energy = energy + anchor_energy(Y, anchor.unsqueeze(0) if anchor.dim() == 2 else anchor, recall,
+                                        weights.bool())
     return _unbatch(energy, unbatched)
 
 
@@ -147,9 +166,13 @@ def total_energy(
     mask: Tensor | None = None,
     *,
     regularise: bool = True,
+    anchor: Tensor | None = None,
+    recall: float = 0.0,
 ) -> Tensor:
-    """``attention_energy + ffn_energy`` (docs/theory.md §1.5, the energy the authors plot), ``(b,)``."""
-    return attention_energy(Y, W, mask, regularise=regularise) + ffn_energy(Y, Wf, B, mask)
+    """``attention_energy + ffn_energy`` (docs/theory.md §1.5, the energy the authors plot), ``(b,)``; with
+    ``recall > 0`` the anchored energy ``E_X`` (§8), the anchor to the input ``anchor`` inside the feed-forward term."""
+    return attention_energy(Y, W, mask, regularise=regularise) + ffn_energy(Y, Wf, B, mask, anchor=anchor,
+                                                                            recall=recall)
 
 
 def relu_indicator(Y: Tensor, mask: Tensor | None = None) -> Tensor:

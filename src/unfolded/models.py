@@ -75,25 +75,30 @@ SUBSTEP_ENERGIES = {
 
 
 def substep_energies(layer, Y: Tensor, attended: Tensor, out: Tensor, mask: Tensor | None,
-                     alpha_ffn: float | Tensor | None) -> dict[str, tuple[Tensor, Tensor]]:
+                     alpha_ffn: float | Tensor | None, anchor: Tensor | None = None) -> dict[str, tuple[Tensor, Tensor]]:
     """Each energy of :data:`SUBSTEP_ENERGIES` before and after the step it is about, for one layer step
-    ``Y -> attended -> out`` of ``layer`` (evaluated in float32 or float64), ``(b,)`` each."""
+    ``Y -> attended -> out`` of ``layer`` (evaluated in float32 or float64), ``(b,)`` each. A layer with recall
+    measures the anchored energies (the feed-forward term and the totals hold the anchor to ``anchor``)."""
     Y, attended, out = _energy_precision(Y), _energy_precision(attended), _energy_precision(out)
     dtype = Y.dtype
+    recall = getattr(layer, "recall", 0.0)
+    anchor = None if anchor is None or not recall else _energy_precision(anchor).to(dtype)
     with torch.autocast(Y.device.type, enabled=False):
         W, Wf, B = layer.W.to(dtype), layer.ffn_weight().to(dtype), layer.B.to(dtype)
-        gradient = ffn_step(attended, Wf, B, layer.alpha_ffn if alpha_ffn is None else alpha_ffn)
+        kept = {"anchor": anchor, "recall": recall}
+        gradient = ffn_step(attended, Wf, B, layer.alpha_ffn if alpha_ffn is None else alpha_ffn, **kept)
         if layer.relu:
-            ffn_relu = lambda Z: ffn_energy(Z, Wf, B, mask) + relu_indicator(Z, mask)  # noqa: E731
+            ffn_relu = lambda Z: ffn_energy(Z, Wf, B, mask, **kept) + relu_indicator(Z, mask)  # noqa: E731
         else:  # no proximal step to check
             ffn_relu = lambda Z: torch.full(Z.shape[:1], math.nan, dtype=dtype, device=Z.device)  # noqa: E731
         return {
             "pairwise": (attention_energy(Y, W, mask, regularise=False), attention_energy(attended, W, mask, regularise=False)),
-            "ffn_quadratic": (ffn_energy(attended, Wf, B, mask), ffn_energy(gradient, Wf, B, mask)),
+            "ffn_quadratic": (ffn_energy(attended, Wf, B, mask, **kept), ffn_energy(gradient, Wf, B, mask, **kept)),
             "ffn_relu": (ffn_relu(attended), ffn_relu(out)),
-            "total": (total_energy(Y, W, Wf, B, mask, regularise=False), total_energy(out, W, Wf, B, mask, regularise=False)),
-            "total_regularised": (total_energy(Y, W, Wf, B, mask, regularise=True),
-                                  total_energy(out, W, Wf, B, mask, regularise=True)),
+            "total": (total_energy(Y, W, Wf, B, mask, regularise=False, **kept),
+                      total_energy(out, W, Wf, B, mask, regularise=False, **kept)),
+            "total_regularised": (total_energy(Y, W, Wf, B, mask, regularise=True, **kept),
+                                  total_energy(out, W, Wf, B, mask, regularise=True, **kept)),
         }
 
 
@@ -163,8 +168,13 @@ class UnfoldedLayer(nn.Module):
         w_scale: float = 1.0,
         energy_heads: int = 1,
         attention: bool = True,
+        recall: float = 0.0,
     ):
         super().__init__()
+        if recall < 0:
+            raise ValueError(f"recall: expected a non-negative anchor weight, got {recall}")
+        # recall > 0: the feed-forward term holds the anchor recall/2 |Y - X|^2 to the encoder's input X (§8)
+        self.recall = float(recall)
         if attention_variant not in ATTENTION_VARIANTS:
             raise ValueError(
                 f"attention_variant: expected one of {ATTENTION_VARIANTS}, got {attention_variant!r}"
@@ -209,23 +219,27 @@ class UnfoldedLayer(nn.Module):
             use_sdpa=self.use_sdpa,
         )
 
-    def feed_forward(self, Y: Tensor, alpha: float | Tensor | None = None) -> Tensor:
-        """The feed-forward gradient step, then the ReLU prox and the layer-norm projection if enabled."""
-        Y = ffn_step(Y, self.ffn_weight(), self.B, self.alpha_ffn if alpha is None else alpha)
+    def feed_forward(self, Y: Tensor, alpha: float | Tensor | None = None, anchor: Tensor | None = None) -> Tensor:
+        """The feed-forward gradient step (on the anchored term with recall: ``anchor`` is the encoder's input),
+        then the ReLU prox and the layer-norm projection if enabled."""
+        Y = ffn_step(Y, self.ffn_weight(), self.B, self.alpha_ffn if alpha is None else alpha, anchor=anchor,
+                     recall=self.recall)
         if self.relu:
             Y = relu_step(Y)
         if self.layer_norm:
             Y = layernorm_projection(Y, self.layer_norm_eps)
         return Y
 
-    def forward(self, Y: Tensor, mask: Tensor | None = None, alphas: tuple | None = None) -> Tensor:
+    def forward(self, Y: Tensor, mask: Tensor | None = None, alphas: tuple | None = None,
+                anchor: Tensor | None = None) -> Tensor:
         alpha_attention, alpha_ffn = alphas if alphas is not None else (None, None)
-        out = self.feed_forward(self.attend(Y, mask, alpha_attention), alpha_ffn)
+        out = self.feed_forward(self.attend(Y, mask, alpha_attention), alpha_ffn, anchor)
         # padded tokens stay as they came in
         return out if mask is None else torch.where(mask.unsqueeze(-1), out, Y)
 
-    def energy(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
-        """Total energy (docs/theory.md §1.5) of ``Y`` under this layer's parameters, ``(b,)``."""
+    def energy(self, Y: Tensor, mask: Tensor | None = None, anchor: Tensor | None = None) -> Tensor:
+        """Total energy (docs/theory.md §1.5) of ``Y`` under this layer's parameters, ``(b,)``; with recall, the
+        anchored energy ``E_X`` (§8) with ``X = anchor``."""
         Y = _energy_precision(Y)
         dtype = Y.dtype
         with torch.autocast(Y.device.type, enabled=False):
@@ -236,6 +250,8 @@ class UnfoldedLayer(nn.Module):
                 self.B.to(dtype),
                 mask,
                 regularise=self.regularise_energy,
+                anchor=None if anchor is None or not self.recall else _energy_precision(anchor).to(dtype),
+                recall=self.recall,
             )
 
 
@@ -262,8 +278,8 @@ class UnfoldedTransformer(nn.Module):
             if spectral_bound is None:
                 raise ValueError("learned_step_sizes needs spectral_bound (the feed-forward step's range depends on it)")
             # alpha = bound * sigmoid(logit): every value of the logit is a step size inside the
-            # descent range, (0, 2] for attention and (0, 2 / (1 + spectral_bound)) for the feed-forward step
-            self.step_bounds = (ATTENTION_STEP_BOUND, ffn_step_bound(spectral_bound))
+            # descent range, (0, 2] for attention and (0, 2 / (1 + spectral_bound + recall)) for the feed-forward step
+            self.step_bounds = (ATTENTION_STEP_BOUND, ffn_step_bound(spectral_bound, layer_options.get("recall", 0.0)))
             start = [layer_options.get("alpha_attention", 1.0) / self.step_bounds[0],
                      layer_options.get("alpha_ffn", 1.0) / self.step_bounds[1]]
             if not all(0.0 < value < 1.0 for value in start):
@@ -295,21 +311,22 @@ class UnfoldedTransformer(nn.Module):
         # cached(): each parametrised weight (the spectral clamp's eigendecomposition) is computed once
         # per pass, not once per layer application, which a tied encoder repeats num_layers times
         with parametrize.cached():
-            energies = [self.layer(0).energy(Y, mask)] if return_energies else []
+            X = Y  # the anchor of a model with recall: the encoder's own input
+            energies = [self.layer(0).energy(Y, mask, X)] if return_energies else []
             for t in range(self._depth(num_layers)):
                 layer = self.layer(t)
-                Y = layer(Y, mask, self.step_sizes(t))
+                Y = layer(Y, mask, self.step_sizes(t), X)
                 if return_energies:
-                    energies.append(layer.energy(Y, mask))
+                    energies.append(layer.energy(Y, mask, X))
         return EncoderOutput(Y, torch.stack(energies, -1) if return_energies else None)
 
     @parametrize.cached()
     def states(self, Y: Tensor, mask: Tensor | None = None, *, num_layers: int | None = None) -> list[Tensor]:
         """The hidden state after each of ``num_layers`` layers: element ``t - 1`` is what
         ``forward(..., num_layers=t).hidden`` returns, from one pass."""
-        states = []
+        states, X = [], Y
         for t in range(self._depth(num_layers)):
-            Y = self.layer(t)(Y, mask, self.step_sizes(t))
+            Y = self.layer(t)(Y, mask, self.step_sizes(t), X)
             states.append(Y)
         return states
 
@@ -323,24 +340,25 @@ class UnfoldedTransformer(nn.Module):
         from .diagnostics import token_spread
 
         depth = self._depth(num_layers)
-        energies, before, middle, after = [self.layer(0).energy(Y, mask)], [], [], []
+        X = Y  # the anchor of a model with recall
+        energies, before, middle, after = [self.layer(0).energy(Y, mask, X)], [], [], []
         spread, update = [token_spread(_energy_precision(Y), mask)], []
         recorded = {key: ([], []) for key in SUBSTEP_ENERGIES} if substeps else {}
         for t in range(depth):
             layer = self.layer(t)
             alpha_attention, alpha_ffn = self.step_sizes(t) or (None, None)
             attended = layer.attend(Y, mask, alpha_attention)
-            out = layer.feed_forward(attended, alpha_ffn)
+            out = layer.feed_forward(attended, alpha_ffn, X)
             if mask is not None:
                 out = torch.where(mask.unsqueeze(-1), out, Y)
-            before.append(layer.energy(Y, mask))
-            middle.append(layer.energy(attended, mask))
-            after.append(layer.energy(out, mask))
+            before.append(layer.energy(Y, mask, X))
+            middle.append(layer.energy(attended, mask, X))
+            after.append(layer.energy(out, mask, X))
             energies.append(after[-1])
             spread.append(token_spread(_energy_precision(out), mask))
             update.append(_relative_update(_energy_precision(Y), _energy_precision(out), mask))
             if substeps:
-                for key, (start, end) in substep_energies(layer, Y, attended, out, mask, alpha_ffn).items():
+                for key, (start, end) in substep_energies(layer, Y, attended, out, mask, alpha_ffn, X).items():
                     recorded[key][0].append(start)
                     recorded[key][1].append(end)
             Y = out

@@ -25,7 +25,7 @@ from .encoders import paper_encoder
 from .traces import chance_accuracy
 from .training import SequenceClassifier, fit
 
-__all__ = ["load_learned", "recipe_grid", "recipe_search", "train_learned"]
+__all__ = ["load_learned", "recall_search", "recipe_grid", "recipe_search", "train_learned"]
 
 
 def recipe_grid(search: dict) -> list[dict]:
@@ -82,6 +82,33 @@ def recipe_search(config: dict, dataset: str, workdir: Path, progress: bool = Tr
     return pd.DataFrame(rows), pd.concat(answers, ignore_index=True)
 
 
+def recall_search(config: dict, dataset: str, workdir: Path, progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The recall check's selection (Figure 6 setting): ``exact_recall`` at the searched recipe
+    (``energy_curves.learned_recipe``) for every anchor weight of ``energy_curves.recall_grid`` on the recipe
+    search's selection seeds, one dataset; rows and validation answers as :func:`recipe_search` (column ``recall``).
+    The pick is :func:`unfolded.summaries.select_recall`."""
+    import copy
+
+    cfg = config["energy_curves"]
+    recipe = cfg["learned_recipe"]
+    if recipe.get("optimizer") is None:
+        from .config import ConfigError
+
+        raise ConfigError("energy_curves.learned_recipe is not set: the recall search trains at the searched recipe")
+    budget = {key: cfg["recipe_search"][key] for key in ("batch_size", "max_epochs", "patience")}
+    grid = [(float(recall), seed) for recall in cfg["recall_grid"] for seed in cfg["recipe_search"]["selection_seeds"]]
+    rows, answers = [], []
+    for recall, seed in tqdm(grid, desc=f"recall search {dataset}", disable=not progress):
+        local = copy.deepcopy(config)
+        local["energy_curves"]["recall"] = recall
+        data = prepare(dataset, local, seed=seed)
+        run_dir = workdir / f"recall{recall:g}" / f"seed{seed}"
+        _, row, answered = _train(local, data, "exact_recall", recipe, budget, seed, run_dir, progress=False)
+        rows.append({"dataset": dataset, **row})
+        answers.append(answered.assign(dataset=dataset, recall=recall))
+    return pd.DataFrame(rows), pd.concat(answers, ignore_index=True)
+
+
 def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
     """A weights-only checkpoint of a trained energy-curve model, written atomically; returns its SHA-256."""
     from .artifacts import atomic_path
@@ -89,7 +116,8 @@ def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
     buffer = io.BytesIO()
     torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
                 "curve_variant": row["variant"], "relu": relu,
-                **{key: row[key] for key in ("alpha_attention", "w_scale", "seed", "optimizer", "lr", "test_accuracy")}},
+                **{key: row[key] for key in ("alpha_attention", "w_scale", "recall", "seed", "optimizer", "lr",
+                                             "test_accuracy")}},
                buffer)
     path.parent.mkdir(parents=True, exist_ok=True)
     with atomic_path(path) as temporary:
@@ -105,7 +133,8 @@ def load_learned(path: Path) -> tuple[SequenceClassifier, dict]:
     state = record["state_dict"]
     encoder = paper_encoder(hyper["width"], hyper["num_layers"], record["relu"], record["curve_variant"],
                             **({"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"]}
-                               if record["curve_variant"] == "exact_active" else {}))
+                               if record["curve_variant"] == "exact_active" else {}),
+                            **({"recall": record["recall"]} if record["curve_variant"] == "exact_recall" else {}))
     module = SequenceClassifier(**hyper, vectors=state["embedding.weight"] if hyper["kind"] == "tokens" else None,
                                 encoder=encoder)
     module.load_state_dict(state)

@@ -116,9 +116,11 @@ def figure_names(synthetic: bool | None = None) -> tuple[str, ...]:
                  if synthetic is None or bool(figure.experiments) == synthetic)
 
 
-#: The encoders of Figures 5-6 (docs/theory.md §4.4): the authors' model, the exact model, and the
-#: exact model in the regime picked by the regime search (attention step and W scale from config).
-CURVE_MODELS = ("authors", "exact", "exact_active")
+#: The encoders of Figures 5-6 (docs/theory.md §4.4): the authors' model, the exact model, the
+#: exact model in the regime picked by the regime search (attention step and W scale from config), and
+#: the exact model with recall: its energy anchored to its input (docs/theory.md §8; anchor weight
+#: ``energy_curves.recall``).
+CURVE_MODELS = ("authors", "exact", "exact_active", "exact_recall")
 
 #: Encoders trained with Lightning (``bag_of_embeddings``: no token mixing, the pooled-token-identity
 #: baseline; the control for the attention step itself is the variant ``no_attention``).
@@ -131,7 +133,9 @@ FAMILIES = ("unfolded", "standard", "bag_of_embeddings")
 #: ``residual``: step sizes below 1, a convex combination with the current state; ``learned_steps``:
 #: per-layer step sizes learned inside their descent ranges; ``multihead``: the multi-head energy, whose
 #: MM step is multi-head attention; ``no_attention``: an ablation, the same layers without the
-#: attention step.
+#: attention step; ``recall``: the energy anchored to the encoder's input with weight ``train.recall``
+#: (docs/theory.md §8), the feed-forward step scaled by ``1 / (1 + recall)`` so that it stays a descent
+#: step; ``recall_no_attention``: its control, the same without the attention step.
 VARIANTS: dict[str, dict] = {
     "residual": {"alpha_attention": 0.5, "alpha_ffn": 0.5},
     "ffn_step_half": {"alpha_attention": 1.0, "alpha_ffn": 0.5},
@@ -139,13 +143,15 @@ VARIANTS: dict[str, dict] = {
     "learned_steps": {"learned_step_sizes": True, "alpha_attention": 1.0, "alpha_ffn": 0.5},
     "multihead": {"energy_heads": 4},
     "no_attention": {"attention": False},
+    "recall": {"anchored": True},
+    "recall_no_attention": {"anchored": True, "attention": False},
 }
 #: The model families each variant applies to (the ablation applies to both: standard_tied-no_attention
 #: is the standard layer without its self-attention sub-layer).
 VARIANT_FAMILIES: dict[str, tuple[str, ...]] = {
     "residual": ("unfolded",), "ffn_step_half": ("unfolded",), "attention_step_half": ("unfolded",),
     "learned_steps": ("unfolded",), "multihead": ("unfolded",),
-    "no_attention": ("unfolded", "standard"),
+    "no_attention": ("unfolded", "standard"), "recall": ("unfolded",), "recall_no_attention": ("unfolded",),
 }
 
 

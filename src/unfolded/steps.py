@@ -160,13 +160,20 @@ def _multihead_attention_step(Y: Tensor, W: Tensor, mask: Tensor | None, alpha, 
     return out if mask is None else torch.where(mask.unsqueeze(-1), out, Y)
 
 
-def ffn_step(Y: Tensor, Wf: Tensor, B: Tensor, alpha: float = 1.0) -> Tensor:
-    """``Y - alpha (Y Wf + Y - B)``: a gradient step on :func:`unfolded.energy.ffn_energy` (docs/theory.md §2.2).
+def ffn_step(Y: Tensor, Wf: Tensor, B: Tensor, alpha: float = 1.0, *, anchor: Tensor | None = None,
+             recall: float = 0.0) -> Tensor:
+    """``Y - alpha (Y Wf + Y - B)``: a gradient step on :func:`unfolded.energy.ffn_energy` (docs/theory.md §2.2);
+    with ``recall > 0``, ``Y - alpha (Y Wf + Y - B + recall (Y - X))`` on the anchored term (§8), ``X = anchor``.
 
     A linear layer with symmetric weight ``(1 - alpha) I - alpha Wf`` and bias ``alpha B``;
-    it descends for every ``Y`` when ``0 < alpha < 2 / lambda_max(I + Wf)`` and ``Wf > -I``.
+    it descends for every ``Y`` when ``0 < alpha < 2 / lambda_max(I + Wf)`` and ``Wf > -I``; with the anchor,
+    when ``0 < alpha < 2 / (1 + recall + lambda_max(Wf))`` (:func:`unfolded.bounds.ffn_step_bound`).
     """
-    return Y - alpha * (Y @ Wf + Y - B)
+    if not recall:
+        return Y - alpha * (Y @ Wf + Y - B)
+    if anchor is None:
+        raise ValueError("ffn_step: recall > 0 needs the anchor (the encoder's input X)")
+    return Y - alpha * (Y @ Wf + Y - B + recall * (Y - anchor))
 
 
 def relu_step(Y: Tensor) -> Tensor:

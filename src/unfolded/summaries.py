@@ -39,6 +39,8 @@ __all__ = [
     "median_seed",
     "relative_depth_stats",
     "select_learning_rates",
+    "recall_depth_criterion",
+    "select_recall",
     "select_recipe",
     "summarise_accuracy",
     "summarise_runs",
@@ -461,6 +463,68 @@ def select_recipe(table: pd.DataFrame) -> dict:
             "pairs": int(best["pairs"]),
             "learning": sorted(f"{row.dataset}/{row.variant}" for row in learned.itertuples() if row.learns),
             "scores": scores.drop(columns="sgd_last").reset_index(drop=True)}
+
+
+#: The recall check's rule for the anchor weight (Figure 6 setting), fixed before the search.
+RECALL_RULE = (
+    "exact_recall trains at the searched recipe with every anchor weight of energy_curves.recall_grid on every "
+    "dataset and selection seed. The pick is the weight under which the most datasets learn (median validation "
+    "accuracy at least the validation majority class + LEARNED_MARGIN, exact counts), then the most correct "
+    "validation answers summed over datasets and seeds; ties go to the smaller weight."
+)
+
+
+def select_recall(table: pd.DataFrame) -> dict:
+    """:data:`RECALL_RULE` on the rows of :func:`unfolded.recipes.recall_search` (every dataset together): the pick,
+    how many datasets learn under it, and per weight the counts it was chosen on."""
+    from .counts import accuracy_share, at_least, share
+    from .thresholds import LEARNED_MARGIN
+
+    per_dataset = table.groupby(["recall", "dataset"]).agg(
+        median=("val_correct", lambda s: float(s.median())), count=("val_count", "first"),
+        majority=("val_majority", "first"), correct=("val_correct", "sum")).reset_index()
+    per_dataset["learns"] = [at_least(share(row.median, int(row.count)), accuracy_share(row.majority, row.count),
+                                      LEARNED_MARGIN) for row in per_dataset.itertuples()]
+    scores = per_dataset.groupby("recall").agg(learned=("learns", "sum"), datasets=("learns", "size"),
+                                               correct=("correct", "sum")).reset_index()
+    scores = scores.sort_values(["learned", "correct", "recall"], ascending=[False, False, True], ignore_index=True)
+    best = scores.iloc[0]
+    return {"recall": float(best["recall"]), "learned": int(best["learned"]), "datasets": int(best["datasets"]),
+            "scores": scores}
+
+
+def recall_depth_criterion(profile: pd.DataFrame, keep: float | None = None) -> pd.DataFrame:
+    """The recall check's depth criterion (fixed before it ran) on a :func:`unfolded.sweeps.depth_profile`: per
+    (source, dataset, model), each seed's correct answers at depth d over those at its trained depth L, as exact
+    fractions; their median over seeds at L-2, L-1, L+1, L+2, 2L and 4L, and the smallest median over every depth
+    from L to 4L. ``held``: that smallest median is at least ``keep`` (default ``DEPTH_KEEP``, 9/10)."""
+    from fractions import Fraction
+
+    from .counts import margin, median
+    from .thresholds import DEPTH_KEEP
+
+    keep = margin(DEPTH_KEEP if keep is None else keep)
+    keys = [key for key in ("source", "dataset", "model") if key in profile]
+    rows = []
+    for key, group in profile.groupby(keys, sort=True):
+        trained = int(group["trained_depth"].iloc[0])
+        deepest = int(group["depth"].max())
+        at = group.pivot_table(index="seed", columns="depth", values="test_correct", aggfunc="first")
+
+        def ratio(depth: int, at: pd.DataFrame = at, trained: int = trained) -> Fraction:
+            return median(Fraction(int(c), max(int(b), 1)) for c, b in zip(at[depth], at[trained], strict=True))
+
+        row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
+        row.update({"seeds": int(len(at)), "trained_depth": trained, "max_depth": deepest,
+                    "accuracy_at_L": float(group[group["depth"] == trained]["test_accuracy"].median())})
+        for name, depth in (("L-2", trained - 2), ("L-1", trained - 1), ("L+1", trained + 1), ("L+2", trained + 2),
+                            ("2L", 2 * trained), ("4L", 4 * trained)):
+            row[f"keep_{name}"] = float(ratio(depth)) if 1 <= depth <= deepest else math.nan
+        worst = min(ratio(depth) for depth in range(trained, deepest + 1))
+        row["worst_keep_L_to_max"] = float(worst)
+        row["held"] = bool(worst >= keep)
+        rows.append(row)
+    return pd.DataFrame(rows)
 
 
 def median_seed(group: pd.DataFrame) -> int:

@@ -22,8 +22,8 @@ from .archive import load_checkpoint
 from .data import collate, prepare
 from .models import SUBSTEP_ENERGIES
 
-__all__ = ["STUDY_MODELS", "SWEEP_ALPHAS", "TRAINED_ENERGIES", "accuracy_by_depth", "alpha_ffn_sweep", "learned_curves",
-           "learned_step_sizes", "trained_energies"]
+__all__ = ["STUDY_MODELS", "SWEEP_ALPHAS", "TRAINED_ENERGIES", "accuracy_by_depth", "alpha_ffn_sweep", "depth_profile",
+           "learned_curves", "learned_step_sizes", "trained_energies"]
 
 #: The feed-forward step sizes of the sweep (1 is the trained one).
 SWEEP_ALPHAS = (1.0, 0.75, 0.5, 0.25)
@@ -54,6 +54,23 @@ def accuracy_by_depth(module, data, max_depth: int, split: str = "test", batch_s
             for depth, hidden in enumerate(states):
                 correct[depth] += (module.head(hidden, mask).argmax(-1) == batch["labels"]).sum()
     return [int(count) / len(labels) for count in correct]
+
+
+def depth_profile(jobs: list[dict], depth_factor: int = 4, progress: bool = True) -> pd.DataFrame:
+    """Every trained tied encoder of ``jobs`` (:mod:`unfolded.retention`'s jobs) run at inference at every depth
+    from 1 to ``depth_factor`` x its trained depth L: one row per (job, depth) with the correct test answers."""
+    rows = []
+    for job in tqdm([job for job in jobs if job.get("state", "trained") == "trained"], desc="depth profile",
+                    disable=not progress):
+        module, data = job["module"], job["data"]
+        trained = module.encoder.num_layers
+        labels = data.splits["test"][1]
+        columns = {key: value for key, value in job.items() if key not in ("module", "data")}
+        for depth, accuracy in enumerate(accuracy_by_depth(module, data, depth_factor * trained), start=1):
+            rows.append({**columns, "trained_depth": trained, "depth": depth,
+                         "test_correct": round(accuracy * len(labels)), "test_count": len(labels),
+                         "test_accuracy": accuracy})
+    return pd.DataFrame(rows)
 
 
 @torch.no_grad()
@@ -199,7 +216,8 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
 
             module, record = load_learned(path)
             variant, lr = record["curve_variant"], record["lr"]
-            options = {"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"]}
+            options = {"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"],
+                       "recall": float(record.get("recall", 0.0))}
             relu = bool(record["relu"])
             data = prepare(dataset, learned_config, seed=record["seed"])
         else:
@@ -207,7 +225,9 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
             record = torch.load(path, map_location="cpu", weights_only=True)
             record = {key: record[key] for key in ("seed", "lr", "test_accuracy")}
             variant, lr = path.parent.name, record["lr"]
-            options = {"alpha_attention": math.nan, "w_scale": math.nan}
+            options = {"alpha_attention": math.nan, "w_scale": math.nan,
+                       "recall": float((module.hparams.get("encoder_options") or {}).get("recall", 0.0))
+                       if (module.hparams.get("encoder_options") or {}).get("anchored") else 0.0}
             relu = bool((module.hparams.get("encoder_options") or {}).get("relu", True))
             data = prepare(dataset, study_config, seed=record["seed"])
         test_labels = data.splits["test"][1]

@@ -34,10 +34,14 @@ from .stats import holm, paired_permutation_p, seed_paired_p, welch_p
 from .summaries import did_not_train, select_learning_rates
 from .thresholds import ATTENTION_HELPS_MARGIN, SIGNIFICANCE_LEVEL
 
-__all__ = ["CONTROLS", "DEPENDS", "attention_verdicts", "control_checks", "picked_predictions"]
+__all__ = ["COMPARISONS", "CONTROLS", "DEPENDS", "attention_verdicts", "control_checks", "paired_comparisons",
+           "picked_predictions"]
 
 #: The models on trial and their interaction-free controls: the same model without its attention step.
-CONTROLS = {"unfolded_tied": "unfolded_tied-no_attention", "standard_tied": "standard_tied-no_attention"}
+CONTROLS = {"unfolded_tied": "unfolded_tied-no_attention", "standard_tied": "standard_tied-no_attention",
+            "unfolded_tied-recall": "unfolded_tied-recall_no_attention"}
+#: Paired comparisons of a model with the one it modifies (docs/theory.md §8): does recall change accuracy?
+COMPARISONS = {"unfolded_tied-recall": "unfolded_tied"}
 RUN_KEYS = ["dataset", "model", "lr", "seed"]
 #: The verdict of a row whose verdict with the runs that did not train set aside differs from the one with
 #: them kept.
@@ -173,6 +177,52 @@ def attention_verdicts(runs: pd.DataFrame, predictions: pd.DataFrame | None,
                         for first, second in zip(table["verdict_set_aside"], table["verdict_kept"], strict=True)]
     # at least half the seeds of the model or of its control ran to the epoch cap: perhaps under-trained
     table["capped"] = (2 * table["at_cap"] >= table["seeds"]) | (2 * table["control_at_cap"] >= table["control_seeds"])
+    return table
+
+
+def paired_comparisons(runs: pd.DataFrame, pairs: dict[str, str] | None = None,
+                       level: float = SIGNIFICANCE_LEVEL) -> pd.DataFrame:
+    """One row per (dataset, model, reference) of ``pairs`` (default :data:`COMPARISONS`) whose runs both exist:
+    medians, the paired gain over seeds and the seed test's p (:func:`unfolded.stats.seed_paired_p`), Holm over
+    every row, with the runs that did not train set aside and kept; ``verdict``: "better" or "worse" on a
+    Holm-significant paired difference, else "not shown to differ" (:data:`DEPENDS` where set aside and kept
+    disagree)."""
+    picked = _picked(runs)
+    rows = []
+    for dataset, group in picked.groupby("dataset", sort=True):
+        for model, reference in (pairs or COMPARISONS).items():
+            ours, theirs = group[group["model"] == model], group[group["model"] == reference]
+            if ours.empty or theirs.empty:
+                continue
+            trained, others = ours[~ours["did_not_train"]], theirs[~theirs["did_not_train"]]
+            row = {"dataset": dataset, "model": model, "reference": reference,
+                   "lr": float(ours["lr"].iloc[0]), "reference_lr": float(theirs["lr"].iloc[0]),
+                   "seeds": len(ours), "reference_seeds": len(theirs),
+                   "did_not_train": int(ours["did_not_train"].sum()),
+                   "reference_did_not_train": int(theirs["did_not_train"].sum()),
+                   "at_cap": _at_cap(ours), "reference_at_cap": _at_cap(theirs),
+                   "median": float(trained["test_accuracy"].median()),
+                   "reference_median": float(others["test_accuracy"].median())}
+            row["paired_gain"], row["seed_p"], row["pairs"] = _seed_test(trained, others)
+            row["paired_gain_all"], row["seed_p_all"], row["pairs_all"] = _seed_test(ours, theirs)
+            rows.append(row)
+    table = pd.DataFrame(rows)
+    if table.empty:
+        return table
+    table["holm_p"], table["holm_p_all"] = holm(table["seed_p"]), holm(table["seed_p_all"])
+
+    def verdict(gain: float, p: float) -> str:
+        if math.isnan(p):
+            return "no paired data"
+        if p < level:
+            return "better" if gain > 0 else "worse"
+        return "not shown to differ"
+
+    table["verdict_set_aside"] = [verdict(g, p) for g, p in zip(table["paired_gain"], table["holm_p"], strict=True)]
+    table["verdict_kept"] = [verdict(g, p) for g, p in zip(table["paired_gain_all"], table["holm_p_all"], strict=True)]
+    table["verdict"] = [first if first == second else DEPENDS
+                        for first, second in zip(table["verdict_set_aside"], table["verdict_kept"], strict=True)]
+    table["capped"] = (2 * table["at_cap"] >= table["seeds"]) | (2 * table["reference_at_cap"] >= table["reference_seeds"])
     return table
 
 

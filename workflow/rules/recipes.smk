@@ -47,6 +47,52 @@ rule recipe_page:
         "python -m unfolded recipe-pick --config {params.config} --csv {input} --markdown {output} > {log} 2>&1"
 
 
+rule recall_search:
+    """The recall check, Figure 6 setting, step 1 (outside the default run): exact_recall at the searched recipe for
+    every anchor weight of energy_curves.recall_grid on the selection seeds of one dataset."""
+    input:
+        fetched,
+    output:
+        csv="results/recipes/recall_search_{dataset}.csv",
+        answers="results/recipes/recall_search_{dataset}_answers.parquet",
+        provenance="results/recipes/recall_search_{dataset}.provenance.json",
+    log:
+        "results/logs/recipes/recall_search_{dataset}.log",
+    benchmark:
+        "results/benchmarks/recipes/recall_search_{dataset}.tsv"
+    conda:
+        "../../environment.yml"
+    threads: 1
+    resources:
+        mem_mb=8000,
+        runtime=120,
+    params:
+        code=code("recall-search"),
+        config=inline_config(*RECIPE_SETTINGS, exclude=("recall",)),
+        workdir=lambda wildcards: checkpoint_dir(f"recall/{wildcards.dataset}", "recall-search", *RECIPE_SETTINGS),
+    shell:
+        "OMP_NUM_THREADS={threads} python -m unfolded recall-search --config {params.config} --dataset {wildcards.dataset}"
+        " --csv {output.csv} --answers {output.answers} --workdir {params.workdir} --no-progress > {log} 2>&1"
+
+
+rule recall_page:
+    """The recall search's pick by the prespecified rule, and whether energy_curves.recall is it."""
+    input:
+        expand(rules.recall_search.output.csv, dataset=config["datasets"]),
+    output:
+        "results/tables/recall_search.md",
+    log:
+        "results/logs/recipes/recall_page.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        code=code("recall-pick"),
+        config=inline_config(("energy_curves", "recall")),
+    shell:
+        "python -m unfolded recall-pick --config {params.config} --csv {input} --markdown {output} > {log} 2>&1"
+
+
 rule learned_models:
     """Figure 6, step 2 (outside the default run): the energy-curve models trained at
     energy_curves.learned_recipe on its fresh seeds, with weights-only checkpoints."""

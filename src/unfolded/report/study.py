@@ -314,12 +314,17 @@ def study_block(study: ArchivedStudy, superseded_by: str | None = None) -> str:
     a study with per-item predictions gets the attention trial (:func:`trial_block`)."""
     if study.on_trial:
         return trial_block(study)
+    dirty = ""
+    if study.provenance.get("git_dirty") is not False:
+        dirty = ("**Dirty archive**: written from a working tree with uncommitted changes (`git_dirty: "
+                 f"{str(study.provenance.get('git_dirty')).lower()}` in its provenance), so commit "
+                 f"`{str(study.provenance.get('git_commit', '?'))[:7]}` is not exactly the code that made it.\n\n")
     if superseded_by:
         label = (f"**Superseded** by study `{superseded_by}` (above): its tasks could not show whether attention does "
                  f"work, its tests were unpaired and mostly uncorrected, and its follow-up checks reused seeds. "
                  f"Recomputed by the current code (learning-rate ties on exact counts, runs that did not train apart).\n\n")
-        return label + _plain_block(study, cost=False)
-    return _plain_block(study)
+        return label + dirty + _plain_block(study, cost=False)
+    return dirty + _plain_block(study)
 
 
 def _plain_block(study: ArchivedStudy, cost: bool = True) -> str:
