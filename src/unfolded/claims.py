@@ -987,7 +987,7 @@ def recall_minimiser_depends_on_input(trials: int, gen: torch.Generator) -> Tall
         other = _normal(gen, *X.shape)
         system = (1.0 + recall) * torch.eye(Wf.shape[0], dtype=DTYPE) + Wf
 
-        def minimiser(anchor: Tensor) -> Tensor:
+        def minimiser(anchor: Tensor, system: Tensor = system, B: Tensor = B, recall: float = recall) -> Tensor:
             return torch.linalg.solve(system, (B + recall * anchor).transpose(-1, -2)).transpose(-1, -2)
 
         Y = minimiser(X).requires_grad_(True)
