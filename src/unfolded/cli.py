@@ -186,9 +186,54 @@ def run_data(args: argparse.Namespace) -> None:
             lengths = [len(sequence) for sequence in data.splits["train"][0]]
             line += (f"; {data.kind}, splits {data.sizes()}, classes {data.num_classes}, input dim {data.input_dim}, "
                      f"tokens per sequence {min(lengths)}-{max(lengths)}")
+            print(line)
+            if name in ("sst2", "imdb"):
+                _text_info(name, config, data)
+            continue
         print(line)
     if args.names and unavailable:
         raise SystemExit(3)
+
+
+def _text_info(name: str, config: dict, data) -> None:
+    """``data info`` for a text dataset: rows and label counts per split, the published counts (a mismatch is a
+    warning naming both numbers), the SHA-256 of the source files, and the word vectors' source and dimension."""
+    import json
+
+    import torch
+
+    from .data import cache_dir
+    from .data.sources import PUBLISHED, canonical_glove, file_digests, resolve_glove
+    from .data.text import raw_location
+
+    sizes = data.sizes()
+    rows = {"train": sizes["train"] + sizes["val"], "test": sizes["test"]}
+    for split, (_, labels) in data.splits.items():
+        counts = torch.bincount(labels, minlength=data.num_classes).tolist()
+        print(f"  {split}: {len(labels):,} rows, labels " + ", ".join(f"{k}: {c:,}" for k, c in enumerate(counts)))
+    published = PUBLISHED.get(name, {})
+    for split, count in rows.items():
+        expected = published.get(split)
+        status = "" if expected is None else (" = published" if count == expected else
+                                              f" (warning: the published count is {expected:,})")
+        print(f"  {split}{' + validation' if split == 'train' else ''}: {count:,} rows{status}")
+        if expected is not None and count != expected:
+            print(f"warning: {name} {split}: {count:,} rows, published {expected:,}", file=sys.stderr)
+    data_cfg = config["data"]
+    cache = cache_dir(data_cfg["cache_dir"])
+    record = raw_location(name, cache, data_cfg["sources"].get(name)) / "source.json"
+    if record.exists():
+        source = json.loads(record.read_text())
+        print(f"  source: {source['source']} ({source['layout']} layout)")
+        for file, digest in source["sha256"].items():
+            print(f"    sha256 {digest}  {file}")
+    else:
+        print(f"  source: {'the hub download' if data_cfg['sources'].get(name) is None else data_cfg['sources'][name]}")
+    variant = canonical_glove(data_cfg["glove"])
+    kind, location = resolve_glove(variant, data_cfg["sources"].get("glove"), cache)
+    digest = "" if kind == "package" else f", sha256 {next(iter(file_digests([location]).values()))}"
+    print(f"  vectors: GloVe {variant}, dimension {data.input_dim}, from {location} ({kind}{digest}); "
+          f"{data.meta.get('without_vector', '?'):,} of {data.meta.get('vocabulary', '?'):,} words without a vector")
 
 
 def run_train(args: argparse.Namespace) -> None:

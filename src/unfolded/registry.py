@@ -59,8 +59,9 @@ DATASETS: dict[str, Dataset] = {
     "mnist": Dataset("torchvision", fetch="mnist"),
     "cifar10": Dataset("torchvision", fetch="cifar10"),
 }
-#: GloVe archives, by the value of config ``data.glove``
-VECTORS = {"840B": "glove-840B", "6B": "glove-6B"}
+#: GloVe archives, by the value of config ``data.glove`` (``6B`` is ``6B-300d``; every 6B member sits in one archive)
+VECTORS = {"840B": "glove-840B", "6B": "glove-6B", "6B-50d": "glove-6B", "6B-100d": "glove-6B", "6B-200d": "glove-6B",
+           "6B-300d": "glove-6B"}
 
 
 def fetch_names(datasets: list[str] | tuple[str, ...], glove: str) -> list[str]:
@@ -77,7 +78,7 @@ def fetch_names(datasets: list[str] | tuple[str, ...], glove: str) -> list[str]:
 
 def data_names() -> tuple[str, ...]:
     """Every name ``python -m unfolded data`` knows: the datasets, then the vector archives."""
-    return (*DATASETS, *VECTORS.values())
+    return (*DATASETS, *dict.fromkeys(VECTORS.values()))
 
 
 @dataclass(frozen=True)

