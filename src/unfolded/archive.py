@@ -200,11 +200,12 @@ def load_checks(root: Path, study_id: str) -> list[tuple]:
 
 
 def archive_learned(archive_id: str, search_tables: list[Path], models: list[Path], destination: Path,
-                    config: dict, allow_dirty: bool = False) -> dict:
+                    config: dict, allow_dirty: bool = False, search_from: Path | None = None) -> dict:
     """Copy the recipe search's tables, the learned models' table and their checkpoints into ``destination``
     with provenance (config, commit, SHA-256 of every checkpoint), provenance.json last. Refuses a working
     tree with uncommitted changes unless ``allow_dirty``, and checkpoints whose hash differs from the one
-    their training recorded."""
+    their training recorded. ``search_from``: an earlier learned archive whose recipe search is reused as it is
+    (its rows and the commits that made them), when only the models are trained anew."""
     import shutil
 
     import pandas as pd
@@ -213,7 +214,13 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
     from .errors import UserError
 
     made_by = {}
-    for path in (*search_tables, *models):
+    if search_from is not None:
+        # the search archived before, reused as it is: its rows and the commits that made them
+        earlier = json.loads((Path(search_from) / "provenance.json").read_text())
+        made_by = {name: {**record, "archived_in": Path(search_from).name}
+                   for name, record in earlier.get("made_by", {}).items() if name.startswith(("search_", "recall_search_"))}
+        search_tables = [Path(search_from) / "recipe_search.csv"]
+    for path in (*([] if search_from is not None else search_tables), *models):
         record = json.loads(path.with_suffix(".provenance.json").read_text()) \
             if path.with_suffix(".provenance.json").exists() else {}
         made_by[path.name] = {"git_commit": record.get("git_commit", "unknown"), "git_dirty": record.get("git_dirty", True)}
@@ -251,6 +258,8 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
         with atomic_path(destination / name) as temporary:
             frame.to_csv(temporary, index=False, float_format="%.6g")
     answers = [path.with_name(path.stem + "_answers.parquet") for path in search_tables]
+    if search_from is not None:
+        answers = [Path(search_from) / "recipe_search_val_predictions.parquet"]
     if all(path.exists() for path in answers):  # every search run's validation answers, item by item
         frame = pd.concat([pd.read_parquet(path) for path in answers], ignore_index=True)
         with atomic_path(destination / f"{kind}_val_predictions.parquet") as temporary:
@@ -262,7 +271,9 @@ def archive_learned(archive_id: str, search_tables: list[Path], models: list[Pat
         pick = select_recall(search)
     else:
         pick = select_recipe(search)
+    reused = {"search_from": Path(search_from).name} if search_from is not None else {}
     meta = provenance("learned-archive", config, None, archive_id=archive_id, checkpoint_sha256=digests, made_by=made_by,
+                      **reused,
                       pick={key: value for key, value in pick.items() if key != "scores"},
                       learned=int(learned["learned"].sum()), models=int(len(learned)))
     write_json(destination / "provenance.json", meta)

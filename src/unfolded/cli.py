@@ -604,12 +604,17 @@ def run_archive_learned(args: argparse.Namespace) -> None:
     config = load_config_files(args.config) if args.config and len(args.config) > 1 else \
         load_config(args.config[0] if args.config else None)
     archive_id = config["energy_curves"]["learned_recipe"]["archive"]
-    missing = [path for path in (*args.search, *args.models) if not Path(path).exists()]
+    if not args.search and not args.search_from:
+        raise ConfigError("archive-learned: give the search's tables (--search) or an archive that holds it (--search-from)")
+    missing = [path for path in (*(args.search or []), *args.models) if not Path(path).exists()]
+    if args.search_from and not (Path(args.search_from) / "recipe_search.csv").exists():
+        missing.append(str(Path(args.search_from) / "recipe_search.csv"))
     if missing:
         raise ConfigError(f"archive-learned: {missing} do not exist; run snakemake recipe_search learned_models first")
     destination = Path(args.destination) if args.destination else Path("results/archive") / archive_id
-    meta = archive_learned(archive_id, [Path(p) for p in args.search], [Path(p) for p in args.models], destination,
-                           config, allow_dirty=args.allow_dirty)
+    meta = archive_learned(archive_id, [Path(p) for p in args.search or []], [Path(p) for p in args.models], destination,
+                           config, allow_dirty=args.allow_dirty,
+                           search_from=Path(args.search_from) if args.search_from else None)
     if (destination / "recipe_search.csv").exists():  # the search's page, beside its tables
         search = pd.read_csv(destination / "recipe_search.csv")
         write_text(destination / "recipe_search.md", recipe_page(search, select_recipe(search),
@@ -803,6 +808,27 @@ def run_rerender_verdicts(args: argparse.Namespace) -> None:
           + ("changed: " + "; ".join(changed) if changed else "no verdict changed"), file=sys.stderr)
 
 
+def run_recall_figures(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .artifacts import provenance, save_figure
+    from .config import FiguresConfig
+    from .figures import fig_input_retention
+
+    config = load_config(args.config)
+    missing = [path for path in args.tables if not Path(path).exists()]
+    if missing:
+        raise ConfigError(f"recall-figures: {missing} do not exist; run python -m unfolded input-retention first "
+                          "(make recall-measure)")
+    frames = [pd.read_csv(path) for path in args.tables]
+    table = pd.concat([frame for frame in frames if not frame.empty], ignore_index=True)
+    if table.empty:
+        raise ConfigError(f"recall-figures: {args.tables} hold no rows")
+    meta = provenance("recall-figures", {"tables": [str(p) for p in args.tables]}, None)
+    save_figure(fig_input_retention(table), args.out, meta, dpi=FiguresConfig.from_config(config).dpi)
+    print(f"fig_input_retention: wrote {', '.join(args.out)}", file=sys.stderr)
+
+
 def run_study_figures(args: argparse.Namespace) -> None:
     from .archive import load_archive, load_extras
     from .artifacts import provenance, save_figure, write_text
@@ -847,7 +873,7 @@ def run_documents(args: argparse.Namespace) -> None:
 
     sources = Sources(
         tables=Path(args.tables), data=Path(args.data), archive=Path(args.archive), study_id=config["study"]["id"],
-        superseded=tuple(config["study"]["superseded"]),
+        superseded=tuple(config["study"]["superseded"]), recall_id=config["study"]["recall_id"],
         study_grid_jobs=grid_jobs, kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=TOLERANCE,
         benchmarks=tuple(Path(p) for p in args.benchmarks), benchmarks_root=Path(args.benchmarks_root),
         energy_curves=tuple(Path(p) for p in args.energy_curves),
@@ -952,6 +978,15 @@ def build_parser() -> argparse.ArgumentParser:
                     "records the commit and which verdicts changed.")
     rerender.add_argument("--archive", required=True, help="results/archive/<study-id>")
     rerender.set_defaults(run=run_rerender_verdicts)
+
+    recall_figures = stages.add_parser(
+        "recall-figures", help="the recall check's input-retention figure, from its archived tables",
+        description="Draw fig_input_retention (unfolded.figures.fig_input_retention) from input-retention tables "
+                    "(python -m unfolded input-retention). No training.")
+    _config_argument(recall_figures)
+    recall_figures.add_argument("--tables", nargs="+", required=True, help="input-retention CSV tables")
+    recall_figures.add_argument("--out", nargs="+", required=True, help="output figure files (.png/.pdf/.svg)")
+    recall_figures.set_defaults(run=run_recall_figures)
 
     study_figures = stages.add_parser(
         "study-figures", help="rebuild the study figures and README section from an archive, without training",
@@ -1189,7 +1224,10 @@ def build_parser() -> argparse.ArgumentParser:
     archive_models.add_argument("--config", nargs="+", default=None,
                                 help="YAML file(s), merged in order as snakemake --configfile does (config.yaml first "
                                      "when others add to it), or one inline YAML/JSON text")
-    archive_models.add_argument("--search", nargs="+", required=True, help="recipe-search tables")
+    archive_models.add_argument("--search", nargs="+", default=None, help="recipe-search tables")
+    archive_models.add_argument("--search-from", default=None,
+                                help="an earlier learned archive whose recipe search to reuse as it is (when only the "
+                                     "models are trained anew, for example at a corrected pick)")
     archive_models.add_argument("--models", nargs="+", required=True, help="learned-models tables")
     archive_models.add_argument("--destination", default=None,
                                 help="archive folder (default results/archive/<energy_curves.learned_recipe.archive>)")

@@ -630,7 +630,43 @@ def fig_token_spread(frame: pd.DataFrame) -> plt.Figure:
     return figure
 
 
+def fig_input_retention(frame: pd.DataFrame) -> plt.Figure:
+    """How much of the input each model keeps, per layer (:mod:`unfolded.retention`): top row, the spread of the
+    pooled state across test inputs relative to the input (log scale); bottom row, the test accuracy of a linear
+    probe fitted on the train split's pooled states of that layer, with the majority class dashed. One column per
+    dataset; lines the median over seeds per (model, state); the trained depth L marked."""
+    set_style()
+    datasets = sorted(frame["dataset"].unique())
+    figure, axes = plt.subplots(2, len(datasets), figsize=(4.2 * len(datasets), 6.6), squeeze=False, sharex="col")
+    frame = frame.assign(curve=[f"{model} ({state})" if state != "trained" else model
+                                for model, state in zip(frame["model"], frame["state"], strict=True)])
+    curves = sorted(frame["curve"].unique())
+    palette = dict(zip(curves, sns.color_palette("tab10", max(10, len(curves)))[: len(curves)], strict=True))
+    for column, dataset in enumerate(datasets):
+        data = frame[frame["dataset"] == dataset]
+        for curve, group in data.groupby("curve", sort=True):
+            by_layer = group.groupby("layer")
+            seeds = group["seed"].nunique()
+            style = "--" if "untrained" in curve else "-"
+            axes[0, column].plot(by_layer["relative_spread"].median().clip(lower=1e-9), style, color=palette[curve],
+                                 label=f"{_model_name(curve)} ({seeds} seeds)")
+            axes[1, column].plot(by_layer["probe_accuracy"].median(), style, color=palette[curve])
+            axes[0, column].axvline(int(group["trained_depth"].iloc[0]), color=palette[curve], lw=0.6, alpha=0.5)
+        axes[1, column].axhline(float(data["chance_accuracy"].median()), color="grey", ls=":", lw=1,
+                                label="majority class")
+        axes[0, column].set_yscale("log")
+        axes[0, column].set_title(dataset, fontsize=10)
+        axes[0, column].set_ylabel("pooled spread / input's")
+        axes[1, column].set_ylabel("probe test accuracy")
+        axes[1, column].set_xlabel("layer")
+        axes[0, column].legend(fontsize=6, loc="lower left")
+        axes[1, column].legend(fontsize=6, loc="lower left")
+    figure.tight_layout()
+    return figure
+
+
 DRAW.update({
+    "fig_input_retention": fig_input_retention,
     "fig_token_spread": fig_token_spread,
     "fig_energies": fig_energies,
     "fig5_energy_untrained": fig5_energy_untrained,

@@ -125,6 +125,7 @@ def all_targets():
                 else []
             ),
             "results/tables/study.md",
+            *(figure_outputs("fig_input_retention") if HAVE_RECALL else []),
         ]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]
     included = config["figures"]["include"]
@@ -153,6 +154,8 @@ def all_targets():
             targets += ["results/tables/regime_search.csv", "results/tables/regime_search.md"]
     if trained and curves and "exact_active" in config["energy_curves"]["variants"]:
         targets += DOCUMENTS  # the generated blocks quote every table of the default run
+    if HAVE_RECALL:
+        targets += figure_outputs("fig_input_retention")
     return targets
 
 
@@ -205,11 +208,21 @@ def job_minutes(wildcards):
 # The generated blocks of rule documents (unfolded.report.blocks). The study blocks need the study
 # archive (results/archive/<study.id>), and are left out where it is absent.
 STUDY_BLOCKS = ("study", "study-headline", "study-superseded")
+# The recall check's blocks and figure need its archive (results/archive/<study.recall_id>), with its measurements
+RECALL_BLOCKS = ("recall", "recall-headline")
+RECALL_ARCHIVE = f"results/archive/{config['study']['recall_id']}"
+HAVE_RECALL = os.path.exists(f"{RECALL_ARCHIVE}/provenance.json") and os.path.exists(
+    f"{RECALL_ARCHIVE}/input_retention_earlier.csv"
+)
 
 
 def document_blocks():
     have_archive = os.path.exists(f"{ARCHIVE}/provenance.json")
-    return [name for name in RUN_BLOCKS if have_archive or name not in STUDY_BLOCKS]
+    return [
+        name
+        for name in RUN_BLOCKS
+        if (have_archive or name not in STUDY_BLOCKS) and (HAVE_RECALL or name not in RECALL_BLOCKS)
+    ]
 
 
 DOCUMENTS = [f"results/documents/{name}.md" for name in document_blocks()]
@@ -226,6 +239,21 @@ def archive_files():
         for name in ("provenance.json", *ARCHIVE_TABLES, *OPTIONAL_TABLES)
         if os.path.exists(f"results/archive/{folder}/{name}")
     )
+
+
+def recall_files():
+    """The recall check's archive files its blocks and figure read (none when it is not archived)."""
+    if not HAVE_RECALL:
+        return []
+    names = (
+        "provenance.json",
+        "input_retention.csv",
+        "input_retention_earlier.csv",
+        "depth_profile.csv",
+        "figure6/provenance.json",
+        "figure6/learned_models.csv",
+    )
+    return [f"{RECALL_ARCHIVE}/{name}" for name in names if os.path.exists(f"{RECALL_ARCHIVE}/{name}")]
 
 
 def timed_jobs():

@@ -267,3 +267,26 @@ rule study_figures:
     shell:
         "python -m unfolded study-figures --config {params.config} --archive {params.archive}"
         " --accuracy {output.accuracy} --depth {output.depth} {params.spread} --markdown {output.markdown} > {log} 2>&1"
+
+
+rule recall_figures:
+    """The recall check's input-retention figure, drawn from its archive without training: per layer, the pooled
+    state's spread across inputs and a linear probe's accuracy, for the exact, recall and study models."""
+    input:
+        retention=lambda wildcards: [
+            f"{RECALL_ARCHIVE}/input_retention.csv",
+            f"{RECALL_ARCHIVE}/input_retention_earlier.csv",
+        ],
+    output:
+        figure_outputs("fig_input_retention"),
+    log:
+        "results/logs/figures/fig_input_retention.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        code=code("recall-figures"),
+        config=inline_config(("figures",), exclude=("include",)),
+    shell:
+        "python -m unfolded recall-figures --config {params.config} --tables {input.retention} --out {output}"
+        " > {log} 2>&1"

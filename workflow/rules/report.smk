@@ -44,6 +44,7 @@ rule documents:
         accuracy=rules.accuracy.output.summary,
         synthetic=expand(rules.synthetic.output[0], experiment=("apollonius", "alternating", "kappa")),
         archive=archive_files(),
+        recall=recall_files(),
         study_config="config/study.yaml",
         benchmarks=lambda wildcards: timed_jobs(),
     output:

@@ -30,6 +30,7 @@ class Sources:
     kappas: tuple[float, ...]
     claims_tolerance: float
     superseded: tuple[str, ...] = ()
+    recall_id: str = "recall-2026-12"
     benchmarks: tuple[Path, ...] = ()
     benchmarks_root: Path = Path("results/benchmarks")
     energy_curves: tuple[Path, ...] = ()
@@ -80,6 +81,11 @@ class Sources:
         return ArchivedStudy(study_id, runs, summary, depth, provenance, checks=checks,
                              full_grid_jobs=self.study_grid_jobs, extras=load_extras(self.archive / study_id),
                              check_extras=tuple(load_extras(self.archive / check[3]["study_id"]) for check in checks))
+
+    def recall(self):
+        from .recall import RecallArchive
+
+        return RecallArchive.load(self.archive / self.recall_id)
 
     def timings(self):
 
@@ -174,6 +180,18 @@ def _study_headline(s: Sources) -> str:
     return study_headline(s.study())
 
 
+def _recall(s: Sources) -> str:
+    from .recall import recall_block
+
+    return recall_block(s.recall())
+
+
+def _recall_headline(s: Sources) -> str:
+    from .recall import recall_headline
+
+    return recall_headline(s.recall())
+
+
 def _figures(s: Sources) -> str:
     from .synthetic import figures_block
 
@@ -233,6 +251,8 @@ RUN_BLOCKS: dict[str, Callable[[Sources], str]] = {
     "study": _study,
     "study-headline": _study_headline,
     "study-superseded": _study_superseded,
+    "recall": _recall,
+    "recall-headline": _recall_headline,
     "figures": _figures,
     "runtime": _runtime,
     "runtime-headline": _runtime_headline,
