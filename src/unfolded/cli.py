@@ -768,10 +768,11 @@ def run_archive_selection(args: argparse.Namespace) -> None:
     if not (destination / "provenance.json").is_file():
         raise ConfigError(f"archive-selection: {destination} is not an archived study (no provenance.json)")
     record = archive_selection(destination, Path(args.tables), Path(args.runs), allow_dirty=args.allow_dirty)
-    print(f"{destination}: selection of {record['runs']} runs archived (seeds {record['seeds']}); its summary "
-          f"{'reproduces' if record['summary_reproduced'] else 'differs from'} the one archived before"
-          if record["summary_reproduced"] is not None else f"{destination}: selection of {record['runs']} runs archived",
-          file=sys.stderr)
+    rows = record["summary_rows"]
+    compared = (f"; {rows['equal']} of {rows['rows']} summary rows equal the ones archived before"
+                + (f" (differ: {', '.join(rows['differ'])})" if rows["differ"] else "")) if rows else ""
+    print(f"{destination}: selection of {record['runs']} runs archived (seeds {record['seeds']}); the picks recomputed "
+          f"from them are the archive's{compared}", file=sys.stderr)
 
 
 def run_rerender_verdicts(args: argparse.Namespace) -> None:
