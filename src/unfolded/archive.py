@@ -332,7 +332,7 @@ def archive_selection(destination: Path, tables: Path, runs_root: Path, allow_di
     runs, _ = _selection_checked(tables)
     if not allow_dirty:
         _refuse_dirty(runs_root)
-    seeds = {int(seed) for seed in runs["seed"].unique()}
+    seeds = {int(seed) for seed in runs.loc[runs["lr"].notna(), "seed"].unique()}
     commits = sorted({json.loads(path.read_text()).get("git_commit", "unknown")
                       for path in runs_root.glob("*/*/lr*/seed*/provenance.json")
                       if int(path.parent.name.removeprefix("seed")) in seeds})
@@ -356,6 +356,8 @@ def archive_selection(destination: Path, tables: Path, runs_root: Path, allow_di
         reproduced = {"rows": int(len(merged)), "equal": int(same.sum()),
                       "differ": [f"{r.dataset} {r.model}" for r in merged[~same].itertuples()]}
     for name in SELECTION_TABLES:
+        if name == "selection_summary.csv" and (destination / name).exists():
+            continue  # the summary the study archived stays as it was; the comparison above is recorded
         if (tables / name).exists():
             with atomic_path(destination / name) as temporary:
                 temporary.write_bytes((tables / name).read_bytes())
