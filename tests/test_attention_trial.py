@@ -530,3 +530,60 @@ def test_an_archived_checkpoint_of_the_study_gives_back_its_recorded_test_answer
     (recorded,) = runs[(runs["dataset"] == "equality") & (runs["model"] == "unfolded_tied") & (runs["seed"] == 3)][
         "test_correct"]
     assert int((predicted == data.splits["test"][1].numpy()).sum()) == int(recorded)
+
+
+# ------------------------------------------------------------------------------------------------
+# The archived study, recomputed from its archive alone
+# ------------------------------------------------------------------------------------------------
+
+ARCHIVES = __import__("pathlib").Path(__file__).resolve().parents[1] / "results" / "archive"
+
+
+def _archives_with_selection():
+    return sorted(path.parent for path in ARCHIVES.glob("*/selection_runs.csv"))
+
+
+@pytest.mark.parametrize("archive", _archives_with_selection(), ids=lambda path: path.name)
+def test_every_pick_follows_from_the_archived_selection_runs(archive):
+    """The selection's every run is in the archive; each run's count of correct validation answers is its answers'
+    count, and the picks recomputed from the counts (exact integers, ties to the smaller rate) are the ones the
+    study trained at (its config's train.learning_rate_picks, and for attention-2026-12 config/study-picks.yaml)."""
+    import json
+
+    import yaml
+
+    from unfolded.archive import selection_picks
+
+    runs = pd.read_csv(archive / "selection_runs.csv")
+    answers = pd.read_parquet(archive / "selection_val_predictions.parquet")
+    counted = answers.groupby(["dataset", "model", "lr", "seed"])["correct"].sum()
+    trained = runs[runs["lr"].notna()]
+    assert len(trained) == len(counted) and len(trained) >= 100
+    for row in trained.itertuples():
+        assert int(counted[(row.dataset, row.model, row.lr, row.seed)]) == int(row.val_correct)
+    # the picks from the answers alone: swap each run's count for the one its answers give
+    recounted = trained.assign(val_correct=[int(counted[(r.dataset, r.model, r.lr, r.seed)]) for r in trained.itertuples()])
+    picks = selection_picks(pd.concat([recounted, runs[runs["lr"].isna()]], ignore_index=True))
+    provenance = json.loads((archive / "provenance.json").read_text())
+    assert picks == provenance["config"]["train"]["learning_rate_picks"]
+    assert provenance["selection"]["picks_reproduced"] and provenance["selection"]["git_dirty"] is False
+    if archive.name == "attention-2026-12":
+        committed = yaml.safe_load((ARCHIVES.parents[1] / "config" / "study-picks.yaml").read_text())
+        assert picks == committed["train"]["learning_rate_picks"]
+    # no selection seed is a reported seed
+    reported = set(pd.read_csv(archive / "accuracy.csv").query("lr == lr")["seed"])
+    assert not reported & set(trained["seed"])
+
+
+def test_the_archived_verdicts_are_the_seed_aware_rule_on_the_archived_predictions():
+    from unfolded.archive import load_archive, load_extras
+
+    archive = ARCHIVES / "attention-2026-12"
+    runs, _, _, _ = load_archive(archive)
+    archived = pd.read_csv(archive / "verdicts.csv")
+    fresh = attention_verdicts(runs, load_extras(archive)["predictions"])
+    assert {"seed_p", "holm_p", "item_p", "item_holm_p", "verdict_set_aside", "verdict_kept"} <= set(archived.columns)
+    assert archived["verdict"].tolist() == fresh["verdict"].tolist()
+    assert archived["holm_p"].to_numpy() == pytest.approx(fresh["holm_p"].to_numpy(), rel=1e-5)
+    # 10 seeds per model: the smallest possible seed p is 2 / 1024, and Holm over 8 rows cannot go below 8 times it
+    assert (archived["seed_p"] >= 2 / 1024 - 1e-6).all() and (archived["holm_p"] >= archived["seed_p"]).all()
