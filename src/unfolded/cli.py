@@ -754,9 +754,13 @@ def run_archive(args: argparse.Namespace) -> None:
                           "(snakemake --cores all --configfile config/study.yaml)")
     if args.check_of is not None and not (Path(args.out) / args.check_of / "provenance.json").is_file():
         raise ConfigError(f"archive: --check-of {args.check_of}: no archived study in {Path(args.out) / args.check_of}")
+    extra = [name for name in args.extra_tables or []]
+    absent = [name for name in extra if not (Path(args.tables) / name).exists()]
+    if absent:
+        raise ConfigError(f"archive: --extra-tables {absent} are not in {args.tables}")
     meta = archive_study(args.study_id, Path(args.tables), Path(args.runs), Path(args.benchmarks),
                          Path(args.out) / args.study_id, config, check_of=args.check_of,
-                         allow_dirty=args.allow_dirty)
+                         allow_dirty=args.allow_dirty, extra_tables=tuple(extra))
     print(f"archived {meta['runs']} runs ({meta['cpu_hours']:.2f} CPU-hours) in {Path(args.out) / args.study_id}",
           file=sys.stderr)
 
@@ -955,6 +959,9 @@ def build_parser() -> argparse.ArgumentParser:
     archive.add_argument("--allow-dirty", action="store_true",
                          help="archive runs trained from, or a tree with, uncommitted changes (refused otherwise); the "
                               "provenance records git_dirty: true. For tests and drafts only")
+    archive.add_argument("--extra-tables", nargs="+", default=None, metavar="NAME",
+                         help="further tables of --tables to archive (for example energy_summary.csv: the run's energy "
+                              "curves)")
     archive.add_argument("--check-of", default=None, metavar="STUDY_ID",
                          help="mark this archive as a follow-up check of an archived study (its README section "
                               "then reports the check beside the study)")
