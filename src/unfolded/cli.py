@@ -716,9 +716,19 @@ def run_pick_rates(args: argparse.Namespace) -> None:
     for row in trained.sort_values(["dataset", "model"]).itertuples():
         picks.setdefault(row.dataset, {})[row.model] = float(row.lr)
     edges = [f"{r.dataset} {r.model}" for r in trained.itertuples() if r.pick_at_edge]
+    # a pick at the top of its grid where selection runs did not train: the best rate may lie below it, between
+    # the grid's points; the grid should widen below the pick before the confirmation trusts it
+    untrained = [f"{r.dataset} {r.model} ({int(r.did_not_train)} of {int(r.seeds)} seeds)" for r in trained.itertuples()
+                 if getattr(r, "did_not_train", 0) and r.pick_at_edge
+                 and float(r.lr) == max(float(x) for x in str(r.lr_grid).split("/"))]
     header = (f"# Learning rates picked on validation by a selection run ({args.summary}: {int(trained['seeds'].max())} "
               f"seeds per model, commit {_git_state()['git_commit'][:12]}); written by python -m unfolded pick-rates.\n"
-              f"# Picks at an end of their grid: {', '.join(edges) if edges else 'none'}.\n")
+              f"# Picks at an end of their grid: {', '.join(edges) if edges else 'none'}.\n"
+              f"# Picks at the top of their grid where selection runs did not train (widen the grid below them): "
+              f"{', '.join(untrained) if untrained else 'none'}.\n")
+    if untrained:
+        print(f"warning: picks at the top of their grid where selection runs did not train: {', '.join(untrained)}; "
+              "widen the grid below them before the confirmation", file=sys.stderr)
     write_text(args.out, header + yaml.safe_dump({"train": {"learning_rate_picks": picks}}, sort_keys=True))
     print(f"{args.out}: {sum(len(v) for v in picks.values())} picks, {len(edges)} at an end of their grid", file=sys.stderr)
 
