@@ -484,6 +484,42 @@ def test_archive_refuses_runs_from_a_dirty_tree_and_a_dirty_tree(tmp_path, monke
     assert meta["git_dirty"] is False and (tmp_path / "archive/s/provenance.json").exists()
 
 
+def test_archive_records_its_own_id_and_checks_the_selection_it_is_given(tmp_path, monkeypatch):
+    """The archive's provenance names the archive itself (not the study id its config carried), and a selection
+    in its tables must give the config's picks: counts that disagree with the answers, or picks that disagree with
+    the config, stop it before anything is written."""
+    import json
+
+    from unfolded import artifacts
+    from unfolded.archive import archive_study
+    from unfolded.errors import UserError
+
+    tables = _tables(tmp_path)
+    (tmp_path / "runs").mkdir()
+    (tmp_path / "bench").mkdir()
+    monkeypatch.setattr(artifacts, "_git_state", lambda: {"git_commit": "abc", "git_dirty": False})
+    selection = pd.DataFrame([_run(lr, seed, correct, 0.8) for lr, seed, correct in
+                              ((0.01, 100, 80), (0.01, 101, 81), (0.03, 100, 90), (0.03, 101, 60))])
+    selection.to_csv(tables / "selection_runs.csv", index=False)
+    answers = pd.concat([pd.DataFrame({"dataset": "d", "model": "m", "lr": r.lr, "seed": r.seed, "item": range(100),
+                                       "correct": [i < r.val_correct for i in range(100)]})
+                         for r in selection.itertuples()], ignore_index=True)
+    answers.to_parquet(tables / "selection_val_predictions.parquet")
+    config = {"study": {"id": "another-study"}, "train": {"learning_rate_picks": {"d": {"m": 0.03}}}}
+    arguments = ("s", tables, tmp_path / "runs", tmp_path / "bench", tmp_path / "archive/s")
+    with pytest.raises(UserError, match="picks recomputed"):  # 161 correct at 0.01 beat 150 at 0.03
+        archive_study(*arguments, config)
+    assert not (tmp_path / "archive/s/provenance.json").exists()
+    config["train"]["learning_rate_picks"]["d"]["m"] = 0.01
+    meta = archive_study(*arguments, config)
+    assert meta["study_id"] == "s" == meta["config"]["study"]["id"]
+    assert (tmp_path / "archive/s/selection_runs.csv").exists()
+    answers.loc[0, "correct"] = not answers.loc[0, "correct"]  # one answer that its count does not show
+    answers.to_parquet(tables / "selection_val_predictions.parquet")
+    with pytest.raises(UserError, match="correct validation answers"):
+        archive_study(*arguments, config)
+
+
 def test_the_depth_criterion_needs_both_neighbours_at_every_small_step_size():
     from unfolded.summaries import sweep_criterion
 
