@@ -488,7 +488,6 @@ def test_archive_records_its_own_id_and_checks_the_selection_it_is_given(tmp_pat
     """The archive's provenance names the archive itself (not the study id its config carried), and a selection
     in its tables must give the config's picks: counts that disagree with the answers, or picks that disagree with
     the config, stop it before anything is written."""
-    import json
 
     from unfolded import artifacts
     from unfolded.archive import archive_study

@@ -344,14 +344,17 @@ def _energy_panel(ax, group: pd.DataFrame, title: str, extra: str = "") -> None:
     ax.legend(handles=handles, loc="upper right", fontsize=7, framealpha=0.85)
 
 
-VARIANT_TITLES = {"authors": "authors' model", "exact": "exact model", "exact_active": "exact model, active regime"}
-VARIANT_ORDER = ("authors", "exact", "exact_active")
+VARIANT_TITLES = {"authors": "authors' model", "exact": "exact model", "exact_active": "exact model, active regime",
+                  "exact_recall": "exact model with recall, energy E_X"}
+VARIANT_ORDER = ("authors", "exact", "exact_active", "exact_recall")
 
 
 def _variant_title(variant: str, group: pd.DataFrame) -> str:
     if variant == "exact_active":
         alpha, scale = group["alpha_attention"].iloc[0], group["w_scale"].iloc[0]
         return f"{VARIANT_TITLES[variant]} ($\\alpha_{{att}}$={alpha:g}, W scale {scale:g})"
+    if variant == "exact_recall" and "recall" in group:
+        return f"{VARIANT_TITLES[variant]} ($\\lambda$={group['recall'].iloc[0]:g})"
     return VARIANT_TITLES.get(variant, variant)
 
 
