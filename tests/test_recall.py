@@ -241,3 +241,61 @@ def test_recall_paired_comparison_and_the_controls_ceiling():
     assert verdict["control"] == "unfolded_tied-recall_no_attention" and verdict["verdict"] == "helps"
     (control,) = control_checks(runs).to_dict("records")
     assert control["control"] == "unfolded_tied-recall_no_attention" and control["excess_in_se"] < 3
+
+
+# ------------------------------------------------------------------------------------------------
+# The archived recall check
+# ------------------------------------------------------------------------------------------------
+
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+
+
+def _recall_archive():
+    from unfolded.config import load_config
+
+    return ROOT / "results" / "archive" / load_config(None)["study"]["recall_id"]
+
+
+def test_the_recall_archive_holds_what_the_check_promised():
+    import hashlib
+    import json
+
+    archive = _recall_archive()
+    provenance = json.loads((archive / "provenance.json").read_text())
+    learned = json.loads((archive / "figure6" / "provenance.json").read_text())
+    assert provenance["git_dirty"] is False and learned["git_dirty"] is False
+    # the study setting: 10 seeds per model and task, fresh test splits never used before
+    runs = pd.read_csv(archive / "accuracy.csv")
+    trained = runs[runs["lr"].notna() & runs["selected"]]
+    counts = trained.groupby(["dataset", "model"])["seed"].nunique()
+    assert set(counts.index.get_level_values("model")) == {"unfolded_tied", "unfolded_tied-recall",
+                                                           "unfolded_tied-recall_no_attention"}
+    assert (counts == 10).all() and len(counts) == 12
+    data = provenance["config"]["data"]
+    assert all(data[task]["test_seed"] is not None for task in ("polarity", "order", "equality", "digits"))
+    # Figure 6's setting: at least 5 seeds per model, exact against exact_recall
+    models = pd.read_csv(archive / "figure6" / "learned_models.csv")
+    assert (models.groupby(["dataset", "variant"])["seed"].nunique() >= 5).all()
+    assert set(models["variant"]) == {"exact", "exact_recall"}
+    # weights-only checkpoints with their SHA-256, and the measurements
+    for relative, digest in {**provenance["checkpoint_sha256"], **learned["checkpoint_sha256"]}.items():
+        folder = archive if (archive / relative).exists() else archive / "figure6"
+        assert hashlib.sha256((folder / relative).read_bytes()).hexdigest() == digest
+    for name in ("input_retention.csv", "input_retention_earlier.csv", "depth_profile.csv", "selection_runs.csv"):
+        assert (archive / name).exists(), name
+
+
+def test_the_recall_reading_and_criterion_recompute_from_the_archive():
+    """The reading of the exact model's failure and the depth criterion come from the archived tables by the rules
+    fixed before the check ran; the probe was fitted on at most 1,500 train sequences, never on test."""
+    from unfolded.report.recall import RecallArchive, depth_table, readings
+
+    archive = RecallArchive.load(_recall_archive())
+    found = readings(archive)
+    assert {r["dataset"] for r in found} == {"polarity", "digits"}
+    assert all(r["reading"] in ("forgot", "optimisation", "unresolved") for r in found)
+    assert (archive.retention_earlier["train_samples"] <= 1500).all()
+    assert (archive.retention["probe_correct"] <= archive.retention["test_count"]).all()
+    depth = depth_table(archive)
+    assert set(depth["model"]) >= {"unfolded_tied-recall", "exact_recall", "exact"}
+    assert depth["held"].isin([True, False]).all()

