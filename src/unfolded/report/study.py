@@ -372,7 +372,7 @@ def study_headline(study: ArchivedStudy) -> str:
             f"{study_cost(study, short=True)}")
 
 
-def _trial_provenance(study: ArchivedStudy) -> str:
+def _trial_provenance(study: ArchivedStudy, short: bool = False) -> str:
     provenance = study.provenance
     seeds = sorted(int(seed) for seed in study.runs.loc[study.runs["lr"].notna(), "seed"].unique())
     commits = provenance.get("runs_git_commit") or [provenance.get("git_commit", "?")]
@@ -382,6 +382,9 @@ def _trial_provenance(study: ArchivedStudy) -> str:
     own = (provenance.get("config") or {}).get("data", {}).get("split_seed", 0) is None
     splits = ", each with its own train/validation split" if own else ""
     reported = int(study.runs["lr"].notna().sum())
+    if short:
+        return (f"Study `{study.study_id}`: seeds {seeds[0]}-{seeds[-1]}{splits}, rates picked on validation on other "
+                f"seeds; {provenance.get('job_hours', math.nan):.2f} job-hours.")
     return (f"Study `{study.study_id}`: {reported} reported train jobs, seeds {seeds[0]}-{seeds[-1]} "
             f"({len(seeds)} per model{splits}), {picks}; {provenance.get('train_jobs')} train jobs and "
             f"{provenance.get('job_hours', math.nan):.2f} job-hours in all on {provenance.get('machine')}, commits "
@@ -467,8 +470,8 @@ def trial_headline(study: ArchivedStudy) -> str:
 
     verdicts = study.verdicts()
     lines = [verdict_table(verdicts, compact=True), "",
-             _trial_provenance(study) + " Exact paired sign-flip test over seeds (each seed's two runs share its "
-             f"split), Holm over the {len(verdicts)} rows; `*`: a bag-of-words reference, not a ceiling; n.t.: runs that "
+             _trial_provenance(study, short=True) + " Exact paired sign-flip test over seeds (each seed's two "
+             f"runs share its split), Holm over the {len(verdicts)} rows; `*`: a bag-of-words reference, not a ceiling; n.t.: runs that "
              "did not train, counted apart. "
              f"{sensitivity_sentence(verdicts)} Rule and details: docs/results.md."]
     controls = controls_sentence(study.controls())
@@ -482,7 +485,4 @@ def trial_headline(study: ArchivedStudy) -> str:
         from .trial import trained_energy_short
 
         lines += ["", "`derived` " + trained_energy_short(trained_energy_table(study.extras["trained_energies"], study.runs))]
-    if "depth_sweep" in study.extras or study.depth_checks():
-        lines += ["", "Depth at inference (the feed-forward step-size sweep and the follow-up check at L = 5): "
-                      "[docs/results.md](docs/results.md#the-study-the-evidence)."]
     return "\n".join(lines)
