@@ -471,8 +471,8 @@ def trial_headline(study: ArchivedStudy) -> str:
     verdicts = study.verdicts()
     lines = [verdict_table(verdicts, compact=True), "",
              _trial_provenance(study, short=True) + " Exact paired sign-flip test over seeds (each seed's two "
-             f"runs share its split), Holm over the {len(verdicts)} rows; `*`: a bag-of-words reference, not a ceiling; n.t.: runs that "
-             "did not train, counted apart. "
+             f"runs share its split), Holm over the {len(verdicts)} rows; `*`: a bag-of-words reference, not a "
+             "ceiling; n.t.: runs that did not train, counted apart. "
              f"{sensitivity_sentence(verdicts)} Rule and details: docs/results.md."]
     controls = controls_sentence(study.controls())
     if controls:
