@@ -151,8 +151,10 @@ recall-select: $(STAMP)
 # Step 2, from a clean tree: both settings on fresh seeds and fresh test splits, archived with their checkpoints,
 # then the depth profile and the input retention of every archived model
 RECALL_ARCHIVE := results/archive/$(RECALL_ID)
+STUDY_TARGETS := results/tables/accuracy_summary.csv results/tables/depth.csv results/tables/token_spread.csv
 recall-check: $(STAMP)
-	$(BIN)/snakemake --cores all --configfile $(RECALL_STUDY) config/recall-picks.yaml config/recall-confirm.yaml
+	$(BIN)/snakemake --cores all --configfile $(RECALL_STUDY) config/recall-picks.yaml config/recall-confirm.yaml \
+		-- $(STUDY_TARGETS)
 	$(BIN)/python -m unfolded archive --config $(RECALL_STUDY) config/recall-picks.yaml config/recall-confirm.yaml \
 		--study-id $(RECALL_ID)
 	$(BIN)/snakemake --cores all --configfile config/recall-check.yaml config/recall-confirm.yaml -- \
