@@ -164,3 +164,34 @@ def test_6b_50d_needs_no_archive_with_the_glove_extra(tmp_path):
     data = prepare("sst2", config, seed=0)
     assert data.vectors.shape[1] == 50
     assert data.meta["without_vector"] < data.meta["vocabulary"]  # the package's vectors were found
+
+
+def test_a_missing_local_copy_never_falls_back_to_another_sources_cache_entry(tmp_path):
+    """A local copy that is gone serves from the entry built from that very copy, never from the hub download's
+    (or another copy's) entry: a typo in data.sources is an error, not a silent switch of data."""
+    from unfolded.data.text import fetch_hf_dataset, raw_location
+
+    cache = tmp_path / "cache"
+    hub = write_sst2(tmp_path / "hub")
+    fetch_hf_dataset("sst2", cache, str(hub))  # the shared raw/sst2 entry, made from this hub-layout copy
+    assert raw_location("sst2", cache, str(hub)) == cache / "raw" / "sst2"
+    with pytest.raises(UserError, match="not a layout"):
+        raw_location("sst2", cache, str(tmp_path / "typo"))
+    glue = write_glue_sst2(tmp_path / "glue")
+    own = raw_location("sst2", cache, str(glue))
+    fetch_hf_dataset("sst2", cache, str(glue))
+    for file in glue.iterdir():
+        file.unlink()
+    assert raw_location("sst2", cache, str(glue)) == own != cache / "raw" / "sst2"  # its own entry still serves
+
+
+def test_an_archive_hashes_a_hub_layout_copy_too(tmp_path):
+    from unfolded.archive import data_source_digests
+
+    hub = write_sst2(tmp_path / "hub")
+    record = data_source_digests({"data": {"sources": {"sst2": str(hub)}, "glove": "6B-50d",
+                                           "cache_dir": str(tmp_path / "cache")}}, ["sst2"])
+    assert len(record["sst2"]["sha256"]) == 3  # train, validation and test parquet files
+    glue = write_glue_sst2(tmp_path / "glue")
+    record = data_source_digests({"data": {"sources": {"sst2": str(glue)}}}, ["sst2"])
+    assert [Path(name).name for name in record["sst2"]["sha256"]] == ["train.tsv", "dev.tsv"]

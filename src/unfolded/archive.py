@@ -161,7 +161,7 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
 def data_source_digests(config: dict, datasets: list[str]) -> dict:
     """The SHA-256 of every local source file the ``datasets`` were read from (``data.sources``: a text dataset's
     files, the GloVe archive or text file, or the installed vectors package), never the data itself."""
-    from .data.sources import canonical_glove, file_digests, glove_package, read_text_source, resolve_glove
+    from .data.sources import canonical_glove, detect_layout, file_digests, glove_package, read_text_source, resolve_glove
     from .registry import DATASETS
 
     data_cfg = config.get("data") or {}
@@ -169,7 +169,10 @@ def data_source_digests(config: dict, datasets: list[str]) -> dict:
     record = {}
     for name in datasets:
         if name in sources and name in ("sst2", "imdb"):
-            _, files = read_text_source(name, sources[name])
+            if detect_layout(name, sources[name]) == "hub":  # parquet files read by `datasets`
+                files = sorted(Path(sources[name]).rglob("*.parquet"))
+            else:
+                _, files = read_text_source(name, sources[name])
             record[name] = {"source": str(sources[name]), "sha256": file_digests(files)}
     if any(DATASETS[name].vectors for name in datasets if name in DATASETS):
         variant = canonical_glove(data_cfg.get("glove", "840B"))

@@ -411,8 +411,9 @@ def trained_energy_table(energies: pd.DataFrame, runs: pd.DataFrame | None = Non
     the runs that did not train (:func:`did_not_train`) are left out, as every verdict leaves them out, and
     column ``did_not_train`` counts them."""
     energies = energies.assign(did_not_train=False)
-    if runs is not None:
-        flagged = runs[did_not_train(runs)]
+    if runs is not None:  # the archived checkpoints are the picked runs': only those are matched
+        flags = did_not_train(runs)
+        flagged = runs[flags & runs["selected"].astype(bool)] if "selected" in runs else runs[flags]
         apart = set(zip(flagged["dataset"], flagged["model"], flagged["seed"].astype(int), strict=True))
         energies["did_not_train"] = [(d, m, int(k)) in apart for d, m, k in
                                      zip(energies["dataset"], energies["model"], energies["seed"], strict=True)]
@@ -512,7 +513,9 @@ def recall_depth_criterion(profile: pd.DataFrame, keep: float | None = None) -> 
         at = group.pivot_table(index="seed", columns="depth", values="test_correct", aggfunc="first")
 
         def ratio(depth: int, at: pd.DataFrame = at, trained: int = trained) -> Fraction:
-            return median(Fraction(int(c), max(int(b), 1)) for c, b in zip(at[depth], at[trained], strict=True))
+            # a seed with no correct answer at L keeps everything it had (ratio 1 when it still has none)
+            return median(Fraction(int(c), int(b)) if int(b) else Fraction(1 if int(c) == 0 else int(c))
+                          for c, b in zip(at[depth], at[trained], strict=True))
 
         row = dict(zip(keys, key if isinstance(key, tuple) else (key,), strict=True))
         row.update({"seeds": int(len(at)), "trained_depth": trained, "max_depth": deepest,
@@ -520,7 +523,7 @@ def recall_depth_criterion(profile: pd.DataFrame, keep: float | None = None) -> 
         for name, depth in (("L-2", trained - 2), ("L-1", trained - 1), ("L+1", trained + 1), ("L+2", trained + 2),
                             ("2L", 2 * trained), ("4L", 4 * trained)):
             row[f"keep_{name}"] = float(ratio(depth)) if 1 <= depth <= deepest else math.nan
-        worst = min(ratio(depth) for depth in range(trained, deepest + 1))
+        worst = min(ratio(depth) for depth in range(trained, min(deepest, 4 * trained) + 1))
         row["worst_keep_L_to_max"] = float(worst)
         row["held"] = bool(worst >= keep)
         rows.append(row)

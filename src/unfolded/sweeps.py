@@ -60,8 +60,8 @@ def depth_profile(jobs: list[dict], depth_factor: int = 4, progress: bool = True
     """Every trained tied encoder of ``jobs`` (:mod:`unfolded.retention`'s jobs) run at inference at every depth
     from 1 to ``depth_factor`` x its trained depth L: one row per (job, depth) with the correct test answers."""
     rows = []
-    for job in tqdm([job for job in jobs if job.get("state", "trained") == "trained"], desc="depth profile",
-                    disable=not progress):
+    tied = [job for job in jobs if job.get("state", "trained") == "trained" and getattr(job["module"].encoder, "tied", False)]
+    for job in tqdm(tied, desc="depth profile", disable=not progress):
         module, data = job["module"], job["data"]
         trained = module.encoder.num_layers
         labels = data.splits["test"][1]

@@ -72,10 +72,15 @@ def fetch_hf_dataset(name: str, cache: Path, source: str | None = None) -> Path:
             for split, frame in splits.items():
                 frame.to_parquet(temporary / f"{split}.parquet", index=False)
             (temporary / "source.json").write_text(json.dumps(
-                {"source": str(source), "layout": detect_layout(name, source), "sha256": file_digests(files)},
-                indent=2, sort_keys=True) + "\n")
+                {"source": str(source), "resolved": str(Path(source).resolve()), "layout": detect_layout(name, source),
+                 "sha256": file_digests(files)}, indent=2, sort_keys=True) + "\n")
             return
         temporary.mkdir(parents=True)
+        if source is not None:  # a copy in the hub's layout: say which, beside the splits
+            files = sorted(Path(source).rglob("*.parquet"))
+            (temporary / "source.json").write_text(json.dumps(
+                {"source": str(source), "resolved": str(Path(source).resolve()), "layout": "hub",
+                 "sha256": file_digests(files)}, indent=2, sort_keys=True) + "\n")
         for split, out in ((train_split, "train"), (test_split, "test")):
             data = datasets.load_dataset(source or hub_id, split=split)
             data = data.rename_column(text_column, "text") if text_column != "text" else data
@@ -97,14 +102,26 @@ def raw_location(name: str, cache: Path, source: str | None = None) -> Path:
     from .sources import detect_layout
 
     own = cache / "raw" / f"{name}-{hashlib.sha256(str(Path(source).resolve()).encode()).hexdigest()[:12]}"
+    shared = cache / "raw" / name
     try:
         layout = detect_layout(name, source)
-    except UserError:  # the copy is gone or changed shape: what the cache holds from it still serves
-        for entry in (own, cache / "raw" / name):
-            if entry_ok(entry):
-                return entry
+    except UserError:
+        # the copy is gone or changed shape: what the cache holds from this very copy still serves, never an
+        # entry another source made (the hub's download shares raw/<name> with copies in the hub's layout)
+        if entry_ok(own):
+            return own
+        if entry_ok(shared) and _entry_source(shared) == str(Path(source).resolve()):
+            return shared
         raise
-    return cache / "raw" / name if layout == "hub" else own
+    return shared if layout == "hub" else own
+
+
+def _entry_source(entry: Path) -> str | None:
+    """The local copy a cache entry was read from (its ``source.json``), None for a download."""
+    import json
+
+    record = entry / "source.json"
+    return json.loads(record.read_text()).get("resolved") if record.exists() else None
 
 
 def load_raw_text(name: str, cache: Path, source: str | None = None):

@@ -128,6 +128,11 @@ def realdata_headline(data: RealData) -> str:
             parts.append(f"{r['model']} " + ", ".join(bits))
         curve_text = f"Figures 5-6 models, test accuracy: {'; '.join(parts)} (majority {fmt(majority)})."
     seeds = sorted(int(s) for s in data.runs.loc[data.runs["lr"].notna(), "seed"].unique())
+    if cells:  # what the seed test can show at all with these seeds and this many verdicts
+        from ..stats import EXACT_PAIRS
+
+        smallest = 2 / 2 ** min(len(seeds), EXACT_PAIRS) * len(verdicts)
+        cells += f" (smallest Holm p {len(seeds)} seed pairs allow: {smallest:.3g})"
     return "\n".join([
         f"`derived` GLUE's SST-2 ({data.dataset()}: {int(data.runs['test_count'].dropna().iloc[0]):,} test phrases, "
         f"majority class {fmt(majority)}), seeds {seeds[0]}-{seeds[-1]}, learning rates picked on validation on other "
