@@ -137,14 +137,25 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
         with atomic_path(destination / name) as temporary:
             temporary.write_bytes((tables / name).read_bytes())
     seconds, wall, jobs = 0.0, 0.0, 0
+    # the study's own train jobs: its reported runs and its selection's (a working copy may hold other studies' runs)
+    own = set()
+    for frame in (runs, pd.read_csv(tables / "selection_runs.csv") if (tables / "selection_runs.csv").exists() else None):
+        if frame is not None:
+            trained = frame[frame["lr"].notna()]
+            own |= {f"{d}/{m}/lr{lr:g}/seed{int(s)}" for d, m, lr, s in
+                    zip(trained["dataset"], trained["model"], trained["lr"], trained["seed"], strict=True)}
     for path in benchmarks.rglob("*.tsv"):
+        run = str(path.relative_to(benchmarks).with_suffix(""))
+        if own and run not in own:
+            continue
         jobs += 1
         frame = pd.read_csv(path, sep="\t")
         wall += float(frame["s"].iloc[-1])
         seconds += float(frame["cpu_time"].iloc[-1]) if "cpu_time" in frame and frame["cpu_time"].notna().all() \
             else float(frame["s"].iloc[-1])
     commits = sorted({json.loads(path.read_text()).get("git_commit", "unknown")
-                      for path in runs_root.glob("*/*/lr*/seed*/provenance.json")})
+                      for path in runs_root.glob("*/*/lr*/seed*/provenance.json")
+                      if not own or str(path.parent.relative_to(runs_root)) in own})
     data_sources = data_source_digests(config, sorted(set(runs["dataset"])))
     # the archive's own id, in its config too (the config a study runs with may name another study to compare)
     config = {**config, "study": {**(config.get("study") or {}), "id": study_id}}
