@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install install-glove lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure sst2-real-select sst2-real study study-figures study-depth-check figure6-search figure6-models gpu-check
+.PHONY: all install install-glove lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure sst2-real-select sst2-real sst2-real-figures study study-figures study-depth-check figure6-search figure6-models gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -203,6 +203,20 @@ sst2-real: install-glove
 		--search-from results/archive/$(FIGURE6_ID) --models results/recipes/learned_sst2.csv
 	$(BIN)/python -m unfolded trained-energies --archive results/archive/$(SST2_ID) \
 		--csv results/archive/$(SST2_ID)/trained_energies.csv
+	cp results/data/energy_curves_sst2.parquet results/archive/$(SST2_ID)/
+	$(MAKE) sst2-real-figures
+
+# Figures 5-6 on the real data from the archive alone (the archived energy-curve traces; Figure 6's learned panels
+# traced again at inference from the archived checkpoints, each model's test accuracy checked first)
+SST2_ARCHIVE := results/archive/$(SST2_ID)
+sst2-real-figures: install-glove
+	$(BIN)/python -m unfolded learned-curves --config config/sst2-real.yaml --dataset sst2 \
+		--learned-archive $(SST2_ARCHIVE)/figure6 --study-archive $(SST2_ARCHIVE) --out results/data/learned_curves_sst2.parquet
+	$(BIN)/python -m unfolded figure fig5_energy_untrained --dataset sst2 --data $(SST2_ARCHIVE)/energy_curves_sst2.parquet \
+		--out docs/figures/fig5_energy_untrained_sst2.png
+	$(BIN)/python -m unfolded figure fig6_energy_trained --dataset sst2 \
+		--data $(SST2_ARCHIVE)/energy_curves_sst2.parquet results/data/learned_curves_sst2.parquet \
+		--out docs/figures/fig6_energy_trained_sst2.png
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)
