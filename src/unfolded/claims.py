@@ -472,12 +472,19 @@ def ffn_is_gradient_step(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _ffn_step_trials(tally: Tally, count: int, gen: torch.Generator, low: float, high: float) -> Tally:
-    """Feed-forward steps with ``alpha`` drawn in ``[low, high] x 2/L``."""
+def _ffn_step_trials(tally: Tally, count: int, gen: torch.Generator, low: float, high: float,
+                     anchored: bool = False) -> Tally:
+    """Feed-forward steps with ``alpha`` drawn in ``[low, high] x 2/L``; ``anchored``: on the recall term
+    (:func:`_recall_instance`, ``L = 1 + recall + lambda_max(Wf)``)."""
     for _ in range(count):
-        Y, mask, Wf, B, lipschitz = _ffn_instance(gen, -0.99, 3.0)
+        if anchored:
+            Y, mask, Wf, B, X, recall, lipschitz = _recall_instance(gen, -0.99, 3.0)
+            anchor = {"anchor": X, "recall": recall}
+        else:
+            (Y, mask, Wf, B, lipschitz), anchor = _ffn_instance(gen, -0.99, 3.0), {}
         alpha = _uniform(gen, low, high) * 2.0 / lipschitz
-        tally.descent(ffn_energy(Y, Wf, B, mask), ffn_energy(ffn_step(Y, Wf, B, alpha), Wf, B, mask))
+        tally.descent(ffn_energy(Y, Wf, B, mask, **anchor),
+                      ffn_energy(ffn_step(Y, Wf, B, alpha, **anchor), Wf, B, mask, **anchor))
     return tally
 
 
@@ -943,22 +950,11 @@ def recall_ffn_is_gradient_step(trials: int, gen: torch.Generator) -> Tally:
     return tally
 
 
-def _recall_step_trials(tally: Tally, count: int, gen: torch.Generator, low: float, high: float) -> Tally:
-    """Anchored feed-forward steps with ``alpha`` drawn in ``[low, high] x 2 / (1 + recall + lambda_max(Wf))``."""
-    for _ in range(count):
-        Y, mask, Wf, B, X, recall, lipschitz = _recall_instance(gen, -0.99, 3.0)
-        alpha = _uniform(gen, low, high) * 2.0 / lipschitz
-        anchored = {"anchor": X, "recall": recall}
-        tally.descent(ffn_energy(Y, Wf, B, mask, **anchored),
-                      ffn_energy(ffn_step(Y, Wf, B, alpha, **anchored), Wf, B, mask, **anchored))
-    return tally
-
-
 @claim("theorem", "derived",
        "anchored ffn step never increases E_ff + recall/2 |Y - X|^2",
        "0 < alpha < 2 / (1 + recall + lambda_max(Wf)), Wf > -I", "§8")
 def recall_ffn_descent(trials: int, gen: torch.Generator) -> Tally:
-    return _recall_step_trials(Tally(), trials, gen, 0.0, 1.0)
+    return _ffn_step_trials(Tally(), trials, gen, 0.0, 1.0, anchored=True)
 
 
 @claim("counterexample", "derived",
@@ -972,7 +968,7 @@ def recall_ffn_large_step(trials: int, gen: torch.Generator) -> Tally:
     anchored = {"anchor": X, "recall": 1.0}
     tally.descent(ffn_energy(Y, Wf, B, **anchored), ffn_energy(ffn_step(Y, Wf, B, 1.0, **anchored), Wf, B, **anchored),
                   explicit=True)
-    return _recall_step_trials(tally, trials - 1, gen, 1.0, 1.5)
+    return _ffn_step_trials(tally, trials - 1, gen, 1.0, 1.5, anchored=True)
 
 
 @claim("identity", "derived",

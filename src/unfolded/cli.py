@@ -432,31 +432,42 @@ def _write_recipe_table(table, csv: str, stage: str, config: dict, dataset: str)
     write_json(Path(csv).with_suffix(".provenance.json"), provenance(stage, settings, None, dataset=dataset))
 
 
-def run_recipe_search(args: argparse.Namespace) -> None:
-    from .recipes import recipe_search
-
+def _search(args: argparse.Namespace, search, stage: str) -> None:
+    """A selection stage of Figure 6's setting (recipe or recall search): its rows, with provenance, and every run's
+    validation answers."""
     config = load_config(args.config)
     _check_data_names([args.dataset])
-    table, answers = recipe_search(config, args.dataset, Path(args.workdir), progress=not args.no_progress)
-    _write_recipe_table(table, args.csv, "recipe-search", config, args.dataset)
+    table, answers = search(config, args.dataset, Path(args.workdir), progress=not args.no_progress)
+    _write_recipe_table(table, args.csv, stage, config, args.dataset)
     if args.answers:
         from .artifacts import provenance, write_parquet
 
-        write_parquet(answers, args.answers, provenance("recipe-search", {"csv": args.csv}, None, dataset=args.dataset))
+        write_parquet(answers, args.answers, provenance(stage, {"csv": args.csv}, None, dataset=args.dataset))
     print(f"{args.csv}: {len(table)} runs", file=sys.stderr)
 
 
-def run_recipe_pick(args: argparse.Namespace) -> None:
+def _search_tables(paths: list[str], stage: str, rule: str):
+    """Every dataset's table of a search, concatenated; a clear error for a missing one."""
     import pandas as pd
 
+    missing = [path for path in paths if not Path(path).exists()]
+    if missing:
+        raise ConfigError(f"{stage}: {missing} do not exist; run the search first (snakemake {rule})")
+    return pd.concat([pd.read_csv(path) for path in paths], ignore_index=True)
+
+
+def run_recipe_search(args: argparse.Namespace) -> None:
+    from .recipes import recipe_search
+
+    _search(args, recipe_search, "recipe-search")
+
+
+def run_recipe_pick(args: argparse.Namespace) -> None:
     from .artifacts import write_text
     from .report.figure6 import recipe_page
     from .summaries import select_recipe
 
-    missing = [path for path in args.csv if not Path(path).exists()]
-    if missing:
-        raise ConfigError(f"recipe-pick: {missing} do not exist; run the search first (snakemake recipe_search)")
-    table = pd.concat([pd.read_csv(path) for path in args.csv], ignore_index=True)
+    table = _search_tables(args.csv, "recipe-pick", "recipe_search")
     pick = select_recipe(table)
     configured = load_config(args.config)["energy_curves"]["learned_recipe"]
     write_text(args.markdown, recipe_page(table, pick, configured))
@@ -483,27 +494,14 @@ def run_learned_models(args: argparse.Namespace) -> None:
 def run_recall_search(args: argparse.Namespace) -> None:
     from .recipes import recall_search
 
-    config = load_config(args.config)
-    _check_data_names([args.dataset])
-    table, answers = recall_search(config, args.dataset, Path(args.workdir), progress=not args.no_progress)
-    _write_recipe_table(table, args.csv, "recall-search", config, args.dataset)
-    if args.answers:
-        from .artifacts import provenance, write_parquet
-
-        write_parquet(answers, args.answers, provenance("recall-search", {"csv": args.csv}, None, dataset=args.dataset))
-    print(f"{args.csv}: {len(table)} runs", file=sys.stderr)
+    _search(args, recall_search, "recall-search")
 
 
 def run_recall_pick(args: argparse.Namespace) -> None:
-    import pandas as pd
-
     from .artifacts import write_text
     from .summaries import RECALL_RULE, select_recall
 
-    missing = [path for path in args.csv if not Path(path).exists()]
-    if missing:
-        raise ConfigError(f"recall-pick: {missing} do not exist; run the recall search first (snakemake recall_search)")
-    table = pd.concat([pd.read_csv(path) for path in args.csv], ignore_index=True)
+    table = _search_tables(args.csv, "recall-pick", "recall_search")
     pick = select_recall(table)
     configured = float(load_config(args.config)["energy_curves"]["recall"])
     status = ("energy_curves.recall matches the pick." if configured == pick["recall"] else
@@ -1139,50 +1137,37 @@ def build_parser() -> argparse.ArgumentParser:
     steps.add_argument("--csv", required=True, help="output CSV, one row per (run, layer)")
     steps.set_defaults(run=run_step_sizes)
 
-    search = stages.add_parser(
-        "recipe-search", help="Figure 6: train the energy-curve models on a grid of recipes (selection seeds)",
-        description="Every (optimizer, learning rate) of energy_curves.recipe_search trains every variant on the "
-                    "selection seeds of one dataset, with validation; one row per run (the rule that picks one "
-                    "recipe from these rows is in unfolded.recipes; run recipe-pick on every dataset's table).")
-    _config_argument(search)
-    search.add_argument("--dataset", required=True, help="dataset to train on")
-    search.add_argument("--csv", required=True, help="output CSV, one row per (variant, recipe, seed)")
-    search.add_argument("--answers", default=None,
-                        help="output parquet: every run's validation answers, item by item (archived with the search)")
-    search.add_argument("--workdir", required=True, help="Lightning checkpoints and logs of the runs")
-    search.add_argument("--no-progress", action="store_true", help="no progress bar")
-    search.set_defaults(run=run_recipe_search)
-
-    pick = stages.add_parser(
-        "recipe-pick", help="apply the prespecified rule to the recipe search's tables",
-        description="Reads every dataset's recipe-search table, picks one recipe for all models (unfolded.recipes) "
-                    "and writes the search as Markdown, with whether energy_curves.learned_recipe matches the pick.")
-    _config_argument(pick)
-    pick.add_argument("--csv", nargs="+", required=True, help="recipe-search tables, one per dataset")
-    pick.add_argument("--markdown", required=True, help="output Markdown page")
-    pick.set_defaults(run=run_recipe_pick)
-
-    recall = stages.add_parser(
-        "recall-search", help="recall check: exact_recall at the searched recipe for every anchor weight (selection seeds)",
-        description="Every anchor weight of energy_curves.recall_grid trains exact_recall at energy_curves.learned_recipe "
-                    "on the recipe search's selection seeds of one dataset, with validation; one row per run (the rule "
-                    "that picks one weight is unfolded.summaries.RECALL_RULE; run recall-pick on every dataset's table).")
-    _config_argument(recall)
-    recall.add_argument("--dataset", required=True, help="dataset to train on")
-    recall.add_argument("--csv", required=True, help="output CSV, one row per (anchor weight, seed)")
-    recall.add_argument("--answers", default=None, help="output parquet: every run's validation answers")
-    recall.add_argument("--workdir", required=True, help="Lightning checkpoints and logs of the runs")
-    recall.add_argument("--no-progress", action="store_true", help="no progress bar")
-    recall.set_defaults(run=run_recall_search)
-
-    recall_pick = stages.add_parser(
-        "recall-pick", help="apply the prespecified rule to the recall search's tables",
-        description="Reads every dataset's recall-search table, picks one anchor weight (unfolded.summaries.RECALL_RULE) "
-                    "and writes the search as Markdown, with whether energy_curves.recall matches the pick.")
-    _config_argument(recall_pick)
-    recall_pick.add_argument("--csv", nargs="+", required=True, help="recall-search tables, one per dataset")
-    recall_pick.add_argument("--markdown", required=True, help="output Markdown page")
-    recall_pick.set_defaults(run=run_recall_pick)
+    searches = (
+        ("recipe-search", run_recipe_search, "Figure 6: train the energy-curve models on a grid of recipes (selection seeds)",
+         "Every (optimizer, learning rate) of energy_curves.recipe_search trains every variant on the selection seeds of "
+         "one dataset, with validation; one row per run (the rule that picks one recipe from these rows is in "
+         "unfolded.recipes; run recipe-pick on every dataset's table).", "(variant, recipe, seed)",
+         "recipe-pick", run_recipe_pick, "apply the prespecified rule to the recipe search's tables",
+         "Reads every dataset's recipe-search table, picks one recipe for all models (unfolded.recipes) and writes the "
+         "search as Markdown, with whether energy_curves.learned_recipe matches the pick."),
+        ("recall-search", run_recall_search,
+         "recall check: exact_recall at the searched recipe for every anchor weight (selection seeds)",
+         "Every anchor weight of energy_curves.recall_grid trains exact_recall at energy_curves.learned_recipe on the "
+         "recipe search's selection seeds of one dataset, with validation; one row per run (the rule that picks one "
+         "weight is unfolded.summaries.RECALL_RULE; run recall-pick on every dataset's table).", "(anchor weight, seed)",
+         "recall-pick", run_recall_pick, "apply the prespecified rule to the recall search's tables",
+         "Reads every dataset's recall-search table, picks one anchor weight (unfolded.summaries.RECALL_RULE) and writes "
+         "the search as Markdown, with whether energy_curves.recall matches the pick."))
+    for name, run, short, summary, rows, pick_name, pick_run, pick_short, pick_summary in searches:
+        search = stages.add_parser(name, help=short, description=summary)
+        _config_argument(search)
+        search.add_argument("--dataset", required=True, help="dataset to train on")
+        search.add_argument("--csv", required=True, help=f"output CSV, one row per {rows}")
+        search.add_argument("--answers", default=None,
+                            help="output parquet: every run's validation answers, item by item (archived with the search)")
+        search.add_argument("--workdir", required=True, help="Lightning checkpoints and logs of the runs")
+        search.add_argument("--no-progress", action="store_true", help="no progress bar")
+        search.set_defaults(run=run)
+        pick = stages.add_parser(pick_name, help=pick_short, description=pick_summary)
+        _config_argument(pick)
+        pick.add_argument("--csv", nargs="+", required=True, help=f"{name} tables, one per dataset")
+        pick.add_argument("--markdown", required=True, help="output Markdown page")
+        pick.set_defaults(run=pick_run)
 
     for name, run, short, summary in (
             ("input-retention", run_input_retention, "how much of the input archived encoders keep, layer by layer",
