@@ -71,8 +71,14 @@ def test_checkpoint_from_other_code_is_not_resumed(tmp_path):
         train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "ckpt", progress=False, callbacks=(Kill(),))
     (tmp_path / "ckpt" / CODE_KEY_FILE).write_text("0123456789abcdef\n")  # as if the code had changed since
     with pytest.warns(UserWarning, match="made by other code"):
-        _, summary, _, _, _ = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "ckpt", progress=False)
+        _, summary, _, _, predictions = train_run(config, "polarity", "unfolded_tied", 0, tmp_path / "ckpt",
+                                                  progress=False)
     assert not summary["resumed"] and summary["epochs"] == 2
+    # the counts are each split's own: test answers for the test count, validation answers for the validation one
+    for split, prefix in (("test", "test"), ("val", "val")):
+        answers = predictions[predictions["split"] == split]
+        assert summary[f"{prefix}_count"] == len(answers) and summary[f"{prefix}_correct"] == int(answers["correct"].sum())
+    assert summary["test_correct"] == round(summary["test_accuracy"] * summary["test_count"])
 
 
 def test_a_malicious_checkpoint_is_refused_and_runs_nothing(tmp_path):

@@ -126,12 +126,17 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
     runs = pd.read_csv(tables / "accuracy.csv")
     # checkpoints first (refused as a whole above the budget), then the tables, provenance.json last: an
     # archive without provenance.json is incomplete, and every reader says so
+    selection = {}
     if (tables / "selection_runs.csv").exists():  # the selection the picks came from: they must follow from it
-        picks = selection_picks(_selection_checked(tables)[0])
+        chosen = _selection_checked(tables)[0]
+        picks = selection_picks(chosen)
         configured = (config.get("train") or {}).get("learning_rate_picks") or {}
         if picks != configured:
             raise UserError(f"archive: the picks recomputed from {tables / 'selection_runs.csv'} ({picks}) differ from "
                             f"the config's train.learning_rate_picks ({configured}); run pick-rates on this selection")
+        selection = {"selection": {"runs": int(chosen["lr"].notna().sum()), "picks_reproduced": True,
+                                   "seeds": sorted(int(s) for s in chosen.loc[chosen["lr"].notna(), "seed"].unique()),
+                                   "git_dirty": bool(allow_dirty)}}
     exported = _export_checkpoints(runs, runs_root, destination) if checkpoints else {}
     for name in (*ARCHIVE_TABLES, *(name for name in OPTIONAL_TABLES if (tables / name).exists()), *extra_tables):
         with atomic_path(destination / name) as temporary:
@@ -164,7 +169,7 @@ def archive_study(study_id: str, tables: Path, runs_root: Path, benchmarks: Path
                               f"{os.cpu_count()} cores, {platform.system()}",
                       cpu_hours=seconds / 3600.0, job_hours=wall / 3600.0, train_jobs=jobs, runs_git_commit=commits,
                       checkpoint_sha256=exported, **({"check_of": check_of} if check_of else {}),
-                      **({"data_sources": data_sources} if data_sources else {}))
+                      **({"data_sources": data_sources} if data_sources else {}), **selection)
     write_json(destination / "provenance.json", meta)
     return meta
 

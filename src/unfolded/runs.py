@@ -55,11 +55,12 @@ def train_run(config: dict, dataset: str, model: str, seed: int, checkpoint_dir:
     val_labels = data.splits["val"][1]
     val_predictions = item_predictions(module, data, "val").assign(dataset=dataset, model=model, lr=lr, seed=seed)
     val_correct = int(val_predictions["correct"].sum())
+    test_correct = int(predictions["correct"].sum())
     # every answer the run gave: test items (the paired tests read them) and validation items (the pick's)
     predictions = pd.concat([predictions.assign(split="test"), val_predictions.assign(split="val")], ignore_index=True)
     summary.update({"variant": variant, "family": family(model), "lr": lr, "chance_accuracy": chance_accuracy(test_labels),
                     "head": head, "split_seed": data.meta["split_seed"], "val_correct": val_correct,
-                    "test_correct": int(predictions["correct"].sum()), "test_count": len(test_labels),
+                    "test_correct": test_correct, "test_count": len(test_labels),
                     "val_count": len(val_labels), **dataset_ceilings(data)})
     if name == "bag_of_embeddings":
         summary["energy_monotone_fraction"] = math.nan

@@ -104,15 +104,30 @@ def _meets_threshold(runs: pd.DataFrame, ceiling: float) -> bool:
     return at_least(median(shares), Fraction(repr(float(ceiling))), ATTENTION_HELPS_MARGIN)
 
 
+def _seed_scores(runs: pd.DataFrame) -> pd.Series:
+    """Per seed, the score the seed test compares: the count of correct test answers where every run records it on
+    one shared number of items (exact integers: a table's rounded accuracies would decide ties between sign patterns),
+    the test accuracy otherwise."""
+    indexed = runs.set_index("seed")
+    counted = {"test_correct", "test_count"} <= set(runs.columns) and runs["test_correct"].notna().all() \
+        and runs["test_count"].nunique() == 1
+    return indexed["test_correct"].astype(int) if counted else indexed["test_accuracy"].astype(float)
+
+
 def _seed_test(ours: pd.DataFrame, theirs: pd.DataFrame) -> tuple[float, float, int]:
-    """The paired gain (mean over shared seeds of the per-seed accuracy difference), the seed test's p and
-    the number of seed pairs."""
+    """The paired gain (mean over shared seeds of the per-seed accuracy difference), the seed test's p (on exact
+    counts where both sides have them on the same items) and the number of seed pairs."""
     pairs = ours.set_index("seed")["test_accuracy"].to_frame("ours").join(
         theirs.set_index("seed")["test_accuracy"].rename("theirs"), how="inner")
     if pairs.empty:
         return math.nan, math.nan, 0
     difference = pairs["ours"] - pairs["theirs"]
-    return float(difference.mean()), seed_paired_p(pairs["ours"], pairs["theirs"]), len(pairs)
+    first, second = _seed_scores(ours), _seed_scores(theirs)
+    if first.dtype != second.dtype or ("test_count" in ours and "test_count" in theirs
+                                       and set(ours["test_count"]) != set(theirs["test_count"])):
+        first, second = ours.set_index("seed")["test_accuracy"], theirs.set_index("seed")["test_accuracy"]
+    first, second = first.loc[pairs.index], second.loc[pairs.index]
+    return float(difference.mean()), seed_paired_p(first.to_numpy(float), second.to_numpy(float)), len(pairs)
 
 
 def attention_verdicts(runs: pd.DataFrame, predictions: pd.DataFrame | None,
