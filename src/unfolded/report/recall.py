@@ -60,30 +60,49 @@ def _share(value: float) -> str:
     return "n/a" if value is None or (isinstance(value, float) and math.isnan(value)) else f"{value:.3f}"
 
 
-def readings(archive: RecallArchive) -> list[dict]:
-    """The prespecified reading of the trained exact model's failure, per dataset (Figure 6's exact models)."""
+def readings(archive: RecallArchive, own: bool = False) -> list[dict]:
+    """The prespecified reading of the trained exact model's failure, per dataset: on Figure 6's exact models (the
+    archive the reading was fixed for), or with ``own`` on the check's exact models (fresh seeds, fresh test splits).
+    Each comes with the probe's correct answers and the counts its two thresholds stand at."""
+    from ..counts import accuracy_share, margin
     from ..retention import reading
 
-    earlier = archive.retention_earlier
-    if earlier.empty:
+    table = archive.retention if own else archive.retention_earlier
+    if table.empty:
         return []
-    exact = earlier[(earlier["model"] == "exact") & (earlier["state"] == "trained")]
-    return [{"dataset": dataset, **reading(group)} for dataset, group in exact.groupby("dataset", sort=True)]
+    exact = table[(table["model"] == "exact") & (table["state"] == "trained")]
+    found = []
+    for (source, dataset), group in exact.groupby(["source", "dataset"], sort=True):
+        result = reading(group)
+        count = result["test_count"]
+        majority = accuracy_share(result["chance_accuracy"], count) * count
+        row = group[(group["seed"] == result["seed"]) & (group["layer"] == result["layer"])].iloc[0]
+        found.append({"dataset": dataset, "source": source, "seeds": sorted(int(s) for s in group["seed"].unique()),
+                      "probe_correct": int(row["probe_correct"]),
+                      "forgot_below": float(majority + margin(0.05) * count),
+                      "optimisation_from": float(majority + margin(0.2) * count), **result})
+    return found
+
+
+def _reading_cell(r: dict) -> str:
+    answers = "one class for every test input" if r["predicted_classes"] == 1 else f"{r['predicted_classes']} classes"
+    return (f"{r['dataset']}: {r['text']} (seed {r['seed']} of {r['seeds'][0]}-{r['seeds'][-1]}: the probe on layer "
+            f"{r['layer']} answers {r['probe_correct']} of {r['test_count']} test items, against {r['forgot_below']:g} "
+            f"for the majority class + 0.05 and {r['optimisation_from']:g} for + 0.2, while the model answers {answers} "
+            f"at {_share(r['model_accuracy'])}; the pooled state's spread is {r['relative_spread']:.1e} of the input's)")
 
 
 def reading_sentence(archive: RecallArchive) -> str:
-    """Why the exact model failed to learn in Figure 6's setting, by the reading fixed before measuring."""
-    cells = []
-    for r in readings(archive):
-        answers = "one class for every test input" if r["predicted_classes"] == 1 else f"{r['predicted_classes']} classes"
-        cells.append(f"{r['dataset']}: {r['text']} (seed {r['seed']}: the probe on layer {r['layer']} scores "
-                     f"{_share(r['probe_accuracy'])} against a majority class of {_share(r['chance_accuracy'])}, while the "
-                     f"model answers {answers} at {_share(r['model_accuracy'])}; the pooled state's spread is "
-                     f"{r['relative_spread']:.2g} of the input's; {r['test_count']} test items)")
+    """Why the exact model failed to learn in Figure 6's setting, by the reading fixed before measuring: on the
+    models it was fixed for, then on the check's own exact models (fresh seeds and test splits)."""
+    cells = [_reading_cell(r) for r in readings(archive)]
     if not cells:
         return ""
-    return ("Why the exact model did not learn (Figure 6's searched recipe, median seed, the reading fixed before "
-            "measuring): " + "; ".join(cells) + ".")
+    again = [f"{r['dataset']} {r['text']} ({r['probe_correct']} of {r['test_count']})" for r in readings(archive, own=True)]
+    source = readings(archive)[0]["source"]
+    return (f"Why the exact model did not learn (Figure 6's searched recipe; `{source}`'s exact models, their median "
+            f"seed; the reading fixed before measuring): " + "; ".join(cells) + "."
+            + (f" On this check's own exact models (fresh seeds and test splits): {'; '.join(again)}." if again else ""))
 
 
 def figure6_table(archive: RecallArchive) -> pd.DataFrame:
@@ -92,13 +111,17 @@ def figure6_table(archive: RecallArchive) -> pd.DataFrame:
     from ..counts import accuracy_share, at_least, median, share
     from ..thresholds import LEARNED_MARGIN
 
+    cap = ((archive.learned_provenance.get("config") or {}).get("energy_curves", {}).get("recipe_search", {})
+           .get("max_epochs"))
     rows = []
     for (dataset, variant), group in archive.learned.groupby(["dataset", "variant"], sort=True):
         shares = [share(int(c), int(n)) for c, n in zip(group["test_correct"], group["test_count"], strict=True)]
         majority = accuracy_share(float(group["chance_accuracy"].iloc[0]), int(group["test_count"].iloc[0]))
+        at_cap = int((group["epochs"] >= cap).sum()) if cap else 0
         rows.append({"dataset": dataset, "model": variant, "seeds": len(group),
                      "median test accuracy": float(median(shares)), "majority": float(majority),
                      "learned": at_least(median(shares), majority, LEARNED_MARGIN),
+                     "at epoch cap": f"{at_cap} of {len(group)}" + (" (cap)" if 2 * at_cap >= len(group) else ""),
                      "test items": int(group["test_count"].iloc[0])})
     return pd.DataFrame(rows)
 
@@ -108,12 +131,18 @@ def figure6_sentence(archive: RecallArchive) -> str:
     if table.empty:
         return ""
     pick = archive.learned_provenance.get("pick", {})
+    def capped(r: dict) -> str:
+        cap = r["at epoch cap"]
+        return f", at its epoch cap on {cap.removesuffix(' (cap)')} seeds" if cap.endswith("(cap)") else ""
+
     cells = "; ".join(f"{r['dataset']} {r['model']} {fmt(r['median test accuracy'])} "
-                      f"({'learned' if r['learned'] else 'did not learn'})" for r in table.to_dict("records"))
+                      f"({'learned' if r['learned'] else 'did not learn'}{capped(r)})" for r in table.to_dict("records"))
     recall = table[table["model"] == "exact_recall"]
     verdict = (f"exact_recall learned on {int(recall['learned'].sum())} of {len(recall)} datasets"
                if not recall.empty else "")
-    return (f"Figure 6's setting (12 tied layers, the searched recipe, anchor weight {pick.get('recall', '?'):g} picked "
+    weight = pick.get("recall")
+    weight = f"{weight:g}" if isinstance(weight, (int, float)) else "?"
+    return (f"Figure 6's setting (12 tied layers, the searched recipe, anchor weight {weight} picked "
             f"on validation; {int(table['seeds'].max())} fresh seeds, fresh test splits), median test accuracy: {cells}: "
             f"{verdict}.")
 
@@ -144,8 +173,9 @@ def depth_sentence(archive: RecallArchive) -> str:
         cells.append(f"{r['dataset']} {r['model']}: {'held' if r['held'] else 'did not hold'} (worst "
                      f"{r['worst_keep_L_to_max']:.2f}; L-1 keeps {r['keep_L-1']:.2f})")
     return (f"Depth criterion (fixed before the check: at least {DEPTH_KEEP:.0%} of the accuracy at L at every depth "
-            f"from L to 4L, median over seeds): {_depth_counts(archive)}; per model: " + "; ".join(cells) + ". The "
-            "exact models of Figure 6's setting answer one class at every depth, so their ratios are 1 trivially.")
+            f"from L to 4L, median over seeds): {_depth_counts(archive)}; per model: " + "; ".join(cells) + ". A model that "
+            "did not learn (at the majority class at L, as the exact models of Figure 6's setting, which answer one "
+            "class there) keeps its accuracy trivially and is left out of the counts.")
 
 
 def retention_table(archive: RecallArchive) -> pd.DataFrame:
@@ -168,18 +198,38 @@ def retention_table(archive: RecallArchive) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _smallest_p(pairs: int) -> float:
+    """The smallest p the exact seed test can give with ``pairs`` seed pairs (before Holm's correction)."""
+    from ..stats import EXACT_PAIRS
+
+    return 2.0 / 2 ** min(pairs, EXACT_PAIRS) if pairs else math.nan
+
+
+def _train_samples(archive: RecallArchive) -> str:
+    frames = [frame for frame in (archive.retention, archive.retention_earlier) if not frame.empty]
+    counts = pd.concat([frame["train_samples"] for frame in frames]) if frames else pd.Series(dtype=int)
+    if counts.empty:
+        return "?"
+    low, high = int(counts.min()), int(counts.max())
+    return f"{high:,}" if low == high else f"{high:,} ({low:,} where the train split is smaller)"
+
+
 def _verdict_markdown(comparisons: pd.DataFrame, verdicts: pd.DataFrame) -> str:
+    """Both tables' rows, with the seed pairs each rests on and the smallest Holm p they allow."""
     rows = []
-    for r in comparisons.itertuples():
-        rows.append({"task": r.dataset, "comparison": f"{r.model} vs {r.reference}", "median": fmt(r.median),
-                     "other": fmt(r.reference_median), "paired gain": f"{r.paired_gain:+.3f}",
-                     "p (seeds, Holm)": _p(r.holm_p), "verdict": r.verdict + (" (cap)" if r.capped else "")})
     recall = verdicts[verdicts["model"] == "unfolded_tied-recall"] if not verdicts.empty else verdicts
-    for r in recall.itertuples():
-        rows.append({"task": r.dataset, "comparison": f"{r.model} vs {r.control}", "median": fmt(r.median),
-                     "other": fmt(r.control_median), "paired gain": f"{r.paired_gain:+.3f}",
-                     "p (seeds, Holm)": _p(r.holm_p), "verdict": r.verdict + (" (cap)" if r.capped else "")})
-    return pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else ""
+    for frame, other, other_median in ((comparisons, "reference", "reference_median"),
+                                       (recall, "control", "control_median")):
+        for r in frame.to_dict("records"):
+            rows.append({"task": r["dataset"], "comparison": f"{r['model']} vs {r[other]}", "median": fmt(r["median"]),
+                         "other": fmt(r[other_median]), "paired gain": f"{r['paired_gain']:+.3f}",
+                         "seed pairs": str(int(r["pairs"])), "smallest p (raw)": _p(_smallest_p(r["pairs"])),
+                         "p (seeds, Holm)": _p(r["holm_p"]), "verdict": r["verdict"] + (" (cap)" if r["capped"] else "")})
+    table = pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True) if rows else ""
+    return table + ("\n\nSeed pairs: the seeds on which both runs trained; with n pairs the exact test's p is at least "
+                    "2/2^n before Holm's correction, which multiplies it by up to the number of rows, so a row with few "
+                    "pairs may not be able to reach significance whatever its gain (equality, where runs did not train)."
+                    if rows else "")
 
 
 def _p(value: float) -> str:
@@ -217,25 +267,44 @@ def _verdict_cells(comparisons: pd.DataFrame) -> str:
     return text + (f" ({'; '.join(depends)}: depends on runs that did not train)" if depends else "")
 
 
+def _learned_at_depth(archive: RecallArchive, table: pd.DataFrame) -> pd.Series:
+    """Per row of the depth table, whether the model learned at its trained depth (median correct answers over seeds
+    at least the majority class + 0.2, exact counts): a model at the majority class keeps it at every depth trivially."""
+    from ..counts import accuracy_share, at_least, median, share
+    from ..thresholds import LEARNED_MARGIN
+
+    majority = {}
+    for frame in (archive.runs, archive.learned):
+        for dataset, group in frame.groupby("dataset"):
+            majority[dataset] = float(group["chance_accuracy"].dropna().iloc[0])
+    flags = []
+    for r in table.to_dict("records"):
+        rows = archive.depth[(archive.depth["dataset"] == r["dataset"]) & (archive.depth["model"] == r["model"])
+                             & (archive.depth["depth"] == r["trained_depth"])]
+        count = int(rows["test_count"].iloc[0])
+        shares = [share(int(c), count) for c in rows["test_correct"]]
+        flags.append(at_least(median(shares), accuracy_share(majority[r["dataset"]], count), LEARNED_MARGIN))
+    return pd.Series(flags, index=table.index, dtype=bool)
+
+
 def _depth_counts(archive: RecallArchive) -> str:
     table = depth_table(archive)
     if table.empty:
         return ""
+    table = table[_learned_at_depth(archive, table)]  # a model at the majority class keeps it trivially
     recall = table[table["model"].str.contains("recall")]
     base = table[table["model"] == "unfolded_tied"]
     drop = (f"; at L-1 unfolded_tied keeps {base['keep_L-1'].min():.2f}-{base['keep_L-1'].max():.2f} of its accuracy, "
             f"the recall models {recall['keep_L-1'].min():.2f}-{recall['keep_L-1'].max():.2f}") if not base.empty else ""
-    return (f"depth criterion held for {int(recall['held'].sum())} of {len(recall)} recall models (controls included) and "
-            f"{int(base['held'].sum())} of {len(base)} unfolded_tied{drop}")
+    return (f"among the models that learned, the depth criterion held for {int(recall['held'].sum())} of {len(recall)} "
+            f"recall models and {int(base['held'].sum())} of {len(base)} unfolded_tied{drop}")
 
 
 def recall_headline(archive: RecallArchive) -> str:
     """The README: why the exact model failed, whether exact_recall learned, the study verdicts and the depth
     criterion, in two compact sentences (the details are in :func:`recall_block`)."""
-    from ..counts import learned as has_learned  # noqa: F401 - the rule figure6_table applies
-
-    cells = "; ".join(f"{r['dataset']}, {r['text']} (probe {_share(r['probe_accuracy'])} against a majority of "
-                      f"{_share(r['chance_accuracy'])}, the model answering "
+    cells = "; ".join(f"{r['dataset']}, {r['text']} (probe {r['probe_correct']} of {r['test_count']}; thresholds "
+                      f"{r['forgot_below']:g} and {r['optimisation_from']:g}; the model answering "
                       f"{'one class' if r['predicted_classes'] == 1 else str(r['predicted_classes']) + ' classes'})"
                       for r in readings(archive))
     lines = []
@@ -264,8 +333,10 @@ def recall_headline(archive: RecallArchive) -> str:
 def recall_block(archive: RecallArchive) -> str:
     """docs/results.md: the recall check in full."""
     provenance = archive.provenance
-    lines = [f"Check `{archive.path.name}` (`config/recall-check.yaml`; commit "
-             f"`{str(provenance.get('git_commit', '?'))[:7]}`, git_dirty {str(provenance.get('git_dirty')).lower()}; "
+    commits = provenance.get("runs_git_commit") or [provenance.get("git_commit", "?")]
+    lines = [f"Check `{archive.path.name}` (`config/recall-check.yaml`; runs trained by commits "
+             f"{', '.join(f'`{str(c)[:7]}`' for c in commits)}, archived by `{str(provenance.get('git_commit', '?'))[:7]}`, "
+             f"git_dirty {str(provenance.get('git_dirty')).lower()}; "
              f"{provenance.get('train_jobs')} train jobs, {provenance.get('job_hours', math.nan):.2f} job-hours on "
              f"{provenance.get('machine')}).", ""]
     sentence = reading_sentence(archive)
@@ -275,8 +346,9 @@ def recall_block(archive: RecallArchive) -> str:
     if not retention.empty:
         lines += [retention.to_markdown(index=False, floatfmt=".3g"), "",
                   "Spread: the pooled state's spread across the test inputs relative to the input's (layer 0); probe: "
-                  "test accuracy of a logistic regression fitted on 1,500 train sequences' pooled states of that layer "
-                  "(standardised); medians over seeds. `untrained`: the same models at their initialisation.", "",
+                  "test accuracy of a logistic regression fitted on the pooled states of that layer of at most "
+                  f"{_train_samples(archive)} train sequences (standardised); medians over seeds. `untrained`: the same "
+                  "models at their initialisation.", "",
                   "![Input retention](figures/fig_input_retention.png)", ""]
     table = figure6_table(archive)
     if not table.empty:
