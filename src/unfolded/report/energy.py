@@ -14,7 +14,8 @@ __all__ = ["energy_block", "energy_summary_markdown", "regime_block", "regime_pa
 
 #: The energy-curve models in the order the tables list them, and their names in prose.
 SUMMARY_ORDER = {name: index for index, name in enumerate(CURVE_MODELS)}
-NAMES = {"authors": "authors'", "exact": "exact", "exact_active": "exact, active regime"}
+NAMES = {"authors": "authors'", "exact": "exact", "exact_active": "exact, active regime",
+         "exact_recall": "exact with recall (energy E_X)"}
 
 
 def energy_summary_markdown(summary) -> str:
