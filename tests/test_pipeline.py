@@ -105,7 +105,8 @@ def test_outputs_are_valid(smoke_run):
     assert set(trained.loc[trained["dataset"] != "equality", "head"]) == {"layer_norm"}
     verdicts = pd.read_csv(smoke_run / "results/tables/verdicts.csv")
     assert len(verdicts) == 4 and set(verdicts["model"]) == {"unfolded_tied"}  # smoke trains no standard_tied
-    assert verdicts["paired_p"].between(0, 1).all() and (verdicts["holm_p"] >= verdicts["paired_p"]).all()
+    assert verdicts["seed_p"].between(0, 1).all() and (verdicts["holm_p"] >= verdicts["seed_p"]).all()
+    assert (verdicts["pairs"] >= 1).all() and {"item_p", "seed_p_all", "verdict_set_aside"} <= set(verdicts.columns)
     assert (smoke_run / "results/figures/fig_token_spread.png").exists()
     summary_table = pd.read_csv(smoke_run / "results/tables/accuracy_summary.csv")
     assert len(summary_table) == 4 * 9 and {"lr_grid", "ci95_low", "test_accuracy_sd"} <= set(summary_table.columns)
