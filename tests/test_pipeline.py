@@ -17,6 +17,7 @@ from unfolded.data import prepare
 from unfolded.energies import REGISTRY
 from unfolded.grid import run_specs
 from unfolded.models import SUBSTEP_ENERGIES
+from unfolded.registry import CURVE_MODELS
 from unfolded.summaries import PLOTTED_ENERGY, plotted_rows
 
 from helpers.workflow import SNAKEMAKE, copy_workflow, job_counts, snakemake, workflow_env
@@ -122,11 +123,11 @@ def test_outputs_are_valid(smoke_run):
     timings = pd.read_csv(smoke_run / "results/tables/timings.csv")
     assert len(timings) == len(accuracy) - 4 and (timings["samples_per_second"] > 0).all()  # no probe timings
     curves = pd.read_parquet(smoke_run / "results/data/energy_curves.parquet")
-    assert len(curves) == 2 * 3 * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
+    assert len(curves) == 2 * len(CURVE_MODELS) * 3 * 8 * 4  # datasets x variants x curves x samples x (layers + 1)
     every_energy = pd.read_csv(smoke_run / "results/tables/energy_summary.csv")
     summary = plotted_rows(every_energy)
     # the energy curves, the plug-in energies' curves, then one trained curve per encoder run
-    assert len(summary) == 2 * 3 * 3 + 2 * len(REGISTRY) + 4 * 7
+    assert len(summary) == 2 * len(CURVE_MODELS) * 3 + 2 * len(REGISTRY) + 4 * 7
     # every trained unfolded curve also has a row for each energy, with and without the regulariser, each with
     # the model's test accuracy and its majority class
     trained = every_energy[(every_energy["state"] == "trained") & every_energy["variant"].str.startswith("unfolded")]
