@@ -192,7 +192,7 @@ sst2-real-select: install-glove
 
 # Step 2, from a clean tree: Figures 5-6 for sst2, the comparison on fresh seeds, archived with the data's SHA-256 (never
 # the data), the Figure 6 recipe's models, and the trained energies of the archived checkpoints
-SST2_TARGETS := results/tables/accuracy_summary.csv results/tables/token_spread.csv results/tables/energy_summary.csv \
+SST2_TARGETS := results/tables/accuracy_summary.csv results/tables/depth.csv results/tables/token_spread.csv results/tables/energy_summary.csv \
 	results/figures/fig5_energy_untrained_sst2.png results/figures/fig6_energy_trained_sst2.png
 sst2-real: install-glove
 	$(BIN)/snakemake --cores all --configfile $(SST2_CONFIGS) config/sst2-real-picks.yaml -- $(SST2_TARGETS)

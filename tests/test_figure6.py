@@ -114,7 +114,7 @@ def test_learned_models_round_trip_through_the_archive(tmp_path, monkeypatch):
     assert list(models["variant"]) == ["authors", "exact"] and (models["test_count"] == 40).all()
     data = prepare("polarity", config, seed=3)
     for row in models.itertuples():
-        module, record = load_learned(Path(row.checkpoint))
+        module, record = load_learned(Path(row.checkpoint), data)
         assert record["curve_variant"] == row.variant and record["seed"] == 3
         assert int((module.predict_split(data, "test") == data.splits["test"][1]).sum()) == row.test_correct
     models_csv, search_csv = tmp_path / "learned_polarity.csv", tmp_path / "search_polarity.csv"

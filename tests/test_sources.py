@@ -195,3 +195,36 @@ def test_an_archive_hashes_a_hub_layout_copy_too(tmp_path):
     glue = write_glue_sst2(tmp_path / "glue")
     record = data_source_digests({"data": {"sources": {"sst2": str(glue)}}}, ["sst2"])
     assert [Path(name).name for name in record["sst2"]["sha256"]] == ["train.tsv", "dev.tsv"]
+
+
+@pytest.mark.parametrize("seed", [0, 1])
+def test_a_checkpoint_leaves_frozen_word_vectors_out_and_takes_them_back_only_from_the_same_data(tmp_path, seed):
+    """GloVe vectors are data: the archived weights drop a frozen embedding and keep its SHA-256; loaded with
+    the run's prepared data the model answers as before, and with other vectors it refuses."""
+    from unfolded.archive import load_checkpoint, without_frozen_vectors
+    from unfolded.training import SequenceClassifier
+
+    config = _config(tmp_path, sst2=write_glue_sst2(tmp_path / "glue"), glove=write_glove_6b(tmp_path / "glove.6B.zip"))
+    data = prepare("sst2", config, seed=seed)
+    torch.manual_seed(seed)
+    module = SequenceClassifier(kind="tokens", input_dim=data.input_dim, num_classes=2, model="unfolded_tied", width=50,
+                                num_layers=2, vectors=data.vectors, embedding="frozen").eval()
+    hyper = dict(module.hparams)
+    state, vectors = without_frozen_vectors(module.state_dict(), hyper)
+    assert "embedding.weight" not in state and vectors["vectors_shape"] == list(data.vectors.shape)
+    path = tmp_path / "seed.pt"
+    torch.save({"state_dict": state, "hyper_parameters": hyper, **vectors}, path)
+    assert data.vectors[1].float().numpy().tobytes() not in path.read_bytes()  # no word's vector is in the file
+    with pytest.raises(UserError, match="prepared data"):
+        load_checkpoint(path)
+    restored = load_checkpoint(path, data)
+    assert torch.equal(restored.predict_split(data, "test"), module.predict_split(data, "test"))
+    other = prepare("sst2", _config(tmp_path / "other", sst2=write_glue_sst2(tmp_path / "glue"),
+                                    glove=write_glove_6b(tmp_path / "other.zip", seed=seed + 7)), seed=seed)
+    with pytest.raises(UserError, match="differ from the ones it trained with"):
+        load_checkpoint(path, other)
+    # a learned embedding is weights: it stays in the checkpoint
+    learned = SequenceClassifier(kind="tokens", input_dim=data.input_dim, num_classes=2, model="unfolded_tied",
+                                 width=50, num_layers=2, vectors=data.vectors, embedding="learned")
+    kept, extra = without_frozen_vectors(learned.state_dict(), dict(learned.hparams))
+    assert "embedding.weight" in kept and extra == {}

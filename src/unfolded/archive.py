@@ -12,7 +12,8 @@ import platform
 from pathlib import Path
 
 __all__ = ["ARCHIVE_TABLES", "CHECKPOINT_BUDGET", "OPTIONAL_TABLES", "SELECTION_TABLES", "archive_learned",
-           "archive_selection", "archive_study", "load_archive", "load_checkpoint", "load_extras", "selection_picks"]
+           "archive_selection", "archive_study", "load_archive", "load_checkpoint", "load_extras", "restore_frozen_vectors",
+           "selection_picks", "without_frozen_vectors"]
 
 #: result tables an archived study keeps (results/archive/<study-id>/)
 ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")
@@ -31,6 +32,45 @@ OPTIONAL_TABLES = ("predictions.parquet", "token_spread.csv", "verdicts.csv", "c
 SELECTION_TABLES = ("selection_runs.csv", "selection_val_predictions.parquet", "selection_summary.csv")
 #: the most bytes of checkpoints one archived study may hold
 CHECKPOINT_BUDGET = 50 * 2**20
+
+
+#: the state-dict entry of a text model's word vectors
+VECTORS_KEY = "embedding.weight"
+
+
+def tensor_sha256(tensor) -> str:
+    """SHA-256 of a tensor's float32 values (C order), the digest a checkpoint keeps of the vectors it left out."""
+    return hashlib.sha256(tensor.detach().float().contiguous().cpu().numpy().tobytes()).hexdigest()
+
+
+def without_frozen_vectors(state: dict, hyper: dict) -> tuple[dict, dict]:
+    """``state`` without the word vectors of a text model whose embedding is frozen, and what to record instead
+    (their SHA-256 and shape): frozen pretrained vectors (GloVe) are data, not weights, so checkpoints leave them
+    out and :func:`restore_frozen_vectors` puts them back from the prepared data. Other states come back as they are."""
+    if hyper.get("kind") != "tokens" or hyper.get("embedding", "frozen") != "frozen" or VECTORS_KEY not in state:
+        return state, {}
+    vectors = state[VECTORS_KEY]
+    return ({key: value for key, value in state.items() if key != VECTORS_KEY},
+            {"vectors_sha256": tensor_sha256(vectors), "vectors_shape": list(vectors.shape)})
+
+
+def restore_frozen_vectors(record: dict, data, path: Path) -> dict:
+    """The state dict of checkpoint ``record`` with its word vectors: kept in it, or left out by
+    :func:`without_frozen_vectors` and taken from ``data`` (the run's :class:`unfolded.data.PreparedData`), which
+    must hold the very vectors it trained with (same SHA-256)."""
+    from .errors import UserError
+
+    state = record["state_dict"]
+    if record["hyper_parameters"].get("kind") != "tokens" or VECTORS_KEY in state:
+        return state
+    if data is None or data.vectors is None:
+        raise UserError(f"{path}: the checkpoint leaves its frozen word vectors out (they are data); load it with the "
+                        "run's prepared data (unfolded.data.prepare(dataset, config, seed=seed))")
+    if tensor_sha256(data.vectors) != record["vectors_sha256"]:
+        raise UserError(f"{path}: the prepared data's word vectors differ from the ones it trained with (SHA-256 "
+                        f"{tensor_sha256(data.vectors)[:12]} against {record['vectors_sha256'][:12]}); prepare it with "
+                        "the archive's configuration, its data source and GloVe vectors, and the run's seed")
+    return {**state, VECTORS_KEY: data.vectors.float()}
 
 
 def _sha256(path: Path) -> str:
@@ -62,7 +102,8 @@ def _refuse_dirty(runs_root: Path | None) -> None:
 
 def _export_checkpoints(runs, runs_root: Path, destination: Path) -> dict[str, str]:
     """Copy the weights of every picked run (``state_dict`` and hyperparameters only, loadable with
-    ``torch.load(weights_only=True)``) to ``destination/checkpoints/<dataset>/<model>/seed<k>.pt``;
+    ``torch.load(weights_only=True)``; frozen word vectors left out, :func:`without_frozen_vectors`) to
+    ``destination/checkpoints/<dataset>/<model>/seed<k>.pt``;
     returns their SHA-256 by archive-relative path. Refuses more than :data:`CHECKPOINT_BUDGET` bytes."""
     import torch
 
@@ -76,7 +117,8 @@ def _export_checkpoints(runs, runs_root: Path, destination: Path) -> dict[str, s
             continue
         checkpoint = torch.load(source, map_location="cpu", weights_only=True)
         buffer = io.BytesIO()
-        torch.save({"state_dict": checkpoint["state_dict"], "hyper_parameters": checkpoint["hyper_parameters"],
+        state, vectors = without_frozen_vectors(checkpoint["state_dict"], checkpoint["hyper_parameters"])
+        torch.save({"state_dict": state, "hyper_parameters": checkpoint["hyper_parameters"], **vectors,
                     "lr": float(row.lr), "seed": int(row.seed), "test_accuracy": float(row.test_accuracy)}, buffer)
         total += buffer.getbuffer().nbytes
         if total > CHECKPOINT_BUDGET:  # checked before anything is written
@@ -91,17 +133,18 @@ def _export_checkpoints(runs, runs_root: Path, destination: Path) -> dict[str, s
     return digests
 
 
-def load_checkpoint(path: Path):
+def load_checkpoint(path: Path, data=None):
     """A :class:`unfolded.training.SequenceClassifier` with the weights of an archived checkpoint (eval mode);
-    loaded with ``weights_only=True``, so the file can only hold tensors and plain containers."""
+    loaded with ``weights_only=True``, so the file can only hold tensors and plain containers. ``data``: the run's
+    prepared data, needed where the checkpoint left its frozen word vectors out (:func:`restore_frozen_vectors`)."""
     import torch
 
     from .training import SequenceClassifier
 
     record = torch.load(path, map_location="cpu", weights_only=True)
     hyper = dict(record["hyper_parameters"])
-    state = record["state_dict"]
-    vectors = state["embedding.weight"] if hyper["kind"] == "tokens" else None
+    state = restore_frozen_vectors(record, data, path)
+    vectors = state[VECTORS_KEY] if hyper["kind"] == "tokens" else None
     module = SequenceClassifier(**hyper, vectors=vectors)
     module.load_state_dict(state)
     return module.eval()

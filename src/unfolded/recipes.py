@@ -111,10 +111,12 @@ def recall_search(config: dict, dataset: str, workdir: Path, progress: bool = Tr
 
 def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
     """A weights-only checkpoint of a trained energy-curve model, written atomically; returns its SHA-256."""
+    from .archive import without_frozen_vectors
     from .artifacts import atomic_path
 
     buffer = io.BytesIO()
-    torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+    state, vectors = without_frozen_vectors(module.state_dict(), dict(module.hparams))
+    torch.save({"state_dict": state, "hyper_parameters": dict(module.hparams), **vectors,
                 "curve_variant": row["variant"], "relu": relu,
                 **{key: row[key] for key in ("alpha_attention", "w_scale", "recall", "seed", "optimizer", "lr",
                                              "test_accuracy")}},
@@ -125,12 +127,15 @@ def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
     return hashlib.sha256(buffer.getvalue()).hexdigest()
 
 
-def load_learned(path: Path) -> tuple[SequenceClassifier, dict]:
+def load_learned(path: Path, data=None) -> tuple[SequenceClassifier, dict]:
     """A checkpoint of :func:`train_learned` (``weights_only=True``) as a module in eval mode, and its record
-    (variant, step size, W scale, seed, recipe and recorded test accuracy)."""
+    (variant, step size, W scale, seed, recipe and recorded test accuracy). ``data``: the run's prepared data,
+    needed where the checkpoint left its frozen word vectors out (:func:`unfolded.archive.restore_frozen_vectors`)."""
+    from .archive import restore_frozen_vectors
+
     record = torch.load(path, map_location="cpu", weights_only=True)
     hyper = dict(record["hyper_parameters"])
-    state = record["state_dict"]
+    state = restore_frozen_vectors(record, data, path)
     encoder = paper_encoder(hyper["width"], hyper["num_layers"], record["relu"], record["curve_variant"],
                             **({"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"]}
                                if record["curve_variant"] == "exact_active" else {}),
@@ -138,7 +143,8 @@ def load_learned(path: Path) -> tuple[SequenceClassifier, dict]:
     module = SequenceClassifier(**hyper, vectors=state["embedding.weight"] if hyper["kind"] == "tokens" else None,
                                 encoder=encoder)
     module.load_state_dict(state)
-    return module.eval(), {key: value for key, value in record.items() if key not in ("state_dict", "hyper_parameters")}
+    return module.eval(), {key: value for key, value in record.items()
+                           if key not in ("state_dict", "hyper_parameters", "vectors_sha256", "vectors_shape")}
 
 
 def train_learned(config: dict, dataset: str, workdir: Path, out: Path, progress: bool = True) -> pd.DataFrame:

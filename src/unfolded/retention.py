@@ -164,7 +164,8 @@ def archive_jobs(archive: Path, models: tuple[str, ...], config: dict, dataset: 
     jobs = []
     for path in _checkpoints(archive, models, dataset):
         seed = int(path.stem.removeprefix("seed"))
-        jobs.append({"module": load_checkpoint(path), "data": prepare(path.parent.parent.name, config, seed=seed),
+        data = prepare(path.parent.parent.name, config, seed=seed)
+        jobs.append({"module": load_checkpoint(path, data), "data": data,
                      "dataset": path.parent.parent.name, "model": path.parent.name, "state": "trained",
                      "seed": seed, "source": Path(archive).name})
     return jobs
@@ -184,9 +185,9 @@ def learned_jobs(archive: Path, variants: tuple[str, ...], config: dict, untrain
 
     jobs = []
     for path in _checkpoints(archive, variants):
-        module, record = load_learned(path)
-        dataset, seed = path.parent.parent.name, int(record["seed"])
+        dataset, seed = path.parent.parent.name, int(path.stem.removeprefix("seed"))
         data = prepare(dataset, config, seed=seed)
+        module, record = load_learned(path, data)
         common = {"dataset": dataset, "model": record["curve_variant"], "seed": seed, "source": Path(archive).name}
         jobs.append({"module": module, "data": data, "state": "trained", **common})
         if untrained:

@@ -87,9 +87,9 @@ def alpha_ffn_sweep(archive: Path, config: dict, models: tuple[str, ...] = ("unf
     rows = []
     for path in tqdm(paths, desc="alpha_ffn sweep", disable=not progress):
         dataset, model, seed = path.parent.parent.name, path.parent.name, int(path.stem.removeprefix("seed"))
-        module = load_checkpoint(path)
-        encoder = module.encoder
         data = prepare(dataset, config, seed=seed)
+        module = load_checkpoint(path, data)
+        encoder = module.encoder
         trained = encoder.num_layers
         bound = (module.hparams.get("encoder_options") or {}).get("spectral_bound") or math.nan
         for alpha in alphas:
@@ -132,9 +132,9 @@ def trained_energies(archive: Path, config: dict, models: tuple[str, ...] = ("un
     rows = []
     for path in tqdm(paths, desc="trained energies", disable=not progress):
         dataset, model, seed = path.parent.parent.name, path.parent.name, int(path.stem.removeprefix("seed"))
-        module = load_checkpoint(path)
-        recorded = float(torch.load(path, map_location="cpu", weights_only=True)["test_accuracy"])
         data = prepare(dataset, config, seed=seed)
+        module = load_checkpoint(path, data)
+        recorded = float(torch.load(path, map_location="cpu", weights_only=True)["test_accuracy"])
         indices = sample_indices(samples, len(data.splits["test"][1]), cfg["seed"])
         trace = layer_trace(module, data, "test", indices)
         relative = relative_spread(trace.spread)
@@ -219,14 +219,15 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
         if source in ("recipe", "recall"):
             from .recipes import load_learned
 
-            module, record = load_learned(path)
+            data = prepare(dataset, configs[source], seed=int(path.stem.removeprefix("seed")))
+            module, record = load_learned(path, data)
             variant, lr = record["curve_variant"], record["lr"]
             options = {"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"],
                        "recall": float(record.get("recall", 0.0))}
             relu = bool(record["relu"])
-            data = prepare(dataset, configs[source], seed=record["seed"])
         else:
-            module = load_checkpoint(path)
+            data = prepare(dataset, study_config, seed=int(path.stem.removeprefix("seed")))
+            module = load_checkpoint(path, data)
             record = torch.load(path, map_location="cpu", weights_only=True)
             record = {key: record[key] for key in ("seed", "lr", "test_accuracy")}
             variant, lr = path.parent.name, record["lr"]
@@ -234,7 +235,6 @@ def learned_curves(config: dict, dataset: str, learned_archive: Path | None, stu
                        "recall": float((module.hparams.get("encoder_options") or {}).get("recall", 0.0))
                        if (module.hparams.get("encoder_options") or {}).get("anchored") else 0.0}
             relu = bool((module.hparams.get("encoder_options") or {}).get("relu", True))
-            data = prepare(dataset, study_config, seed=record["seed"])
         test_labels = data.splits["test"][1]
         predictions = module.predict_split(data, "test")
         accuracy = float((predictions == test_labels).double().mean())
