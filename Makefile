@@ -211,7 +211,8 @@ sst2-real: install-glove
 SST2_ARCHIVE := results/archive/$(SST2_ID)
 sst2-real-figures: install-glove
 	$(BIN)/python -m unfolded learned-curves --config config/sst2-real.yaml --dataset sst2 \
-		--learned-archive $(SST2_ARCHIVE)/figure6 --study-archive $(SST2_ARCHIVE) --out results/data/learned_curves_sst2.parquet
+		$(if $(wildcard $(SST2_ARCHIVE)/figure6/provenance.json),--learned-archive $(SST2_ARCHIVE)/figure6) \
+		--study-archive $(SST2_ARCHIVE) --out results/data/learned_curves_sst2.parquet
 	$(BIN)/python -m unfolded figure fig5_energy_untrained --dataset sst2 --data $(SST2_ARCHIVE)/energy_curves_sst2.parquet \
 		--out docs/figures/fig5_energy_untrained_sst2.png
 	$(BIN)/python -m unfolded figure fig6_energy_trained --dataset sst2 \

