@@ -54,8 +54,8 @@ def _deviations(data: RealData, short: bool = False) -> str:
               f"its source could not be hashed: {glove['error']}" if "error" in glove else glove.get("source", "?"))
     if short:
         return (f"Deviations from the paper: GloVe {glove.get('variant', '?')} ({origin}) instead of 840B 300d; CPU; our "
-                f"seeds; at most {train.get('max_epochs')} epochs; L = {train.get('num_layers')} for the comparison. "
-                "Data read in place, never archived (SHA-256s in docs/results.md).")
+                f"seeds; at most {train.get('max_epochs')} epochs; L = {train.get('num_layers')} in the comparison. "
+                "The data is never archived.")
     return (f"Deviations from the paper: GloVe {glove.get('variant', '?')} vectors ({origin}) "
             f"instead of 840B 300d; CPU ({data.provenance.get('machine', '?')}); our seeds; at most "
             f"{train.get('max_epochs')} epochs (patience {train.get('patience')}); frozen vectors, learned positions, "
@@ -135,7 +135,7 @@ def realdata_headline(data: RealData) -> str:
             bits = [f"{name}{fmt(r[key])}" for key, name in ((authors, ""), (searched, "searched recipe "))
                     if key in r and not pd.isna(r[key])]
             parts.append(f"{r['model']} " + ", ".join(bits))
-        curve_text = f"Figures 5-6 models after the authors' recipe, test accuracy: {', '.join(parts)}."
+        curve_text = f"Figures 5-6, authors' recipe, test accuracy: {', '.join(parts)}."
     seeds = sorted(int(s) for s in data.runs.loc[data.runs["lr"].notna(), "seed"].unique())
     if cells:  # what the seed test can show at all with these seeds and this many verdicts
         from ..stats import EXACT_PAIRS
@@ -145,12 +145,28 @@ def realdata_headline(data: RealData) -> str:
         if verdicts["capped"].any():
             cells += "; (cap): at least half the seeds at the epoch cap"
     return "\n".join([
-        f"`derived` GLUE's SST-2 ({int(data.runs['test_count'].dropna().iloc[0]):,} dev phrases as the test split, "
-        f"majority class {fmt(majority)}), seeds {seeds[0]}-{seeds[-1]}, rates picked on validation on other seeds; "
+        f"`derived` GLUE's SST-2 ({int(data.runs['test_count'].dropna().iloc[0]):,} dev phrases as test, "
+        f"majority {fmt(majority)}), seeds {seeds[0]}-{seeds[-1]}, rates picked on other seeds; "
         f"run `{data.path.name}`; n.t.: did not train:", "",
         compact_table(table.rename(columns={"did not train": "n.t."})), "",
-        f"Gain of attention over the same model without it (seed-aware paired test, Holm): {cells}." if cells else "",
+        (f"Attention's gain over its no-attention control (seeds paired, Holm): {cells}." if cells else "")
+        + _spread_clause(data),
         "", curve_text, "", _deviations(data, short=True)]).replace("\n\n\n", "\n\n").strip()
+
+
+def _spread_clause(data: RealData) -> str:
+    """One clause on collapse: each model's median token spread after the last layer, and which collapse."""
+    from .trial import COLLAPSE_THRESHOLD, spread_table
+
+    if "token_spread" not in data.extras:
+        return ""
+    table = spread_table(data.extras["token_spread"], data.runs)
+    table = table[~table["model"].str.contains("no_attention")]
+    if table.empty:
+        return ""
+    cells = ", ".join(f"{r.model} {r.median:.2g}" + (" (collapsed)" if r.collapsed > r.runs / 2 else "")
+                      for r in table.itertuples())
+    return f" Token spread after the last layer (median; collapsed below {COLLAPSE_THRESHOLD:g}): {cells}."
 
 
 def _p(value: float) -> str:
