@@ -111,7 +111,7 @@ def recall_search(config: dict, dataset: str, workdir: Path, progress: bool = Tr
 
 def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
     """A weights-only checkpoint of a trained energy-curve model, written atomically; returns its SHA-256."""
-    from .archive import without_frozen_vectors
+    from .weights import without_frozen_vectors
     from .artifacts import atomic_path
 
     buffer = io.BytesIO()
@@ -130,8 +130,8 @@ def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
 def load_learned(path: Path, data=None) -> tuple[SequenceClassifier, dict]:
     """A checkpoint of :func:`train_learned` (``weights_only=True``) as a module in eval mode, and its record
     (variant, step size, W scale, seed, recipe and recorded test accuracy). ``data``: the run's prepared data,
-    needed where the checkpoint left its frozen word vectors out (:func:`unfolded.archive.restore_frozen_vectors`)."""
-    from .archive import restore_frozen_vectors
+    needed where the checkpoint left its frozen word vectors out (:func:`unfolded.weights.restore_frozen_vectors`)."""
+    from .weights import restore_frozen_vectors
 
     record = torch.load(path, map_location="cpu", weights_only=True)
     hyper = dict(record["hyper_parameters"])
