@@ -111,8 +111,8 @@ def recall_search(config: dict, dataset: str, workdir: Path, progress: bool = Tr
 
 def _save(module: SequenceClassifier, row: dict, relu: bool, path: Path) -> str:
     """A weights-only checkpoint of a trained energy-curve model, written atomically; returns its SHA-256."""
-    from .weights import without_frozen_vectors
     from .artifacts import atomic_path
+    from .weights import without_frozen_vectors
 
     buffer = io.BytesIO()
     state, vectors = without_frozen_vectors(module.state_dict(), dict(module.hparams))
