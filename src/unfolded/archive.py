@@ -14,8 +14,8 @@ from pathlib import Path
 from .weights import VECTORS_KEY, restore_frozen_vectors, without_frozen_vectors
 
 __all__ = ["ARCHIVE_TABLES", "CHECKPOINT_BUDGET", "OPTIONAL_TABLES", "SELECTION_TABLES", "archive_learned",
-           "archive_selection", "archive_study", "load_archive", "load_checkpoint", "load_extras", "restore_frozen_vectors",
-           "selection_picks", "without_frozen_vectors"]
+           "archive_selection", "archive_study", "load_archive", "load_checkpoint", "load_extras",
+           "selection_picks"]
 
 #: result tables an archived study keeps (results/archive/<study-id>/)
 ARCHIVE_TABLES = ("accuracy.csv", "accuracy_summary.csv", "depth.csv", "timings.csv")

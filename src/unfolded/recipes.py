@@ -131,7 +131,7 @@ def load_learned(path: Path, data=None) -> tuple[SequenceClassifier, dict]:
     """A checkpoint of :func:`train_learned` (``weights_only=True``) as a module in eval mode, and its record
     (variant, step size, W scale, seed, recipe and recorded test accuracy). ``data``: the run's prepared data,
     needed where the checkpoint left its frozen word vectors out (:func:`unfolded.weights.restore_frozen_vectors`)."""
-    from .weights import restore_frozen_vectors
+    from .weights import VECTORS_KEY, restore_frozen_vectors
 
     record = torch.load(path, map_location="cpu", weights_only=True)
     hyper = dict(record["hyper_parameters"])
@@ -140,7 +140,7 @@ def load_learned(path: Path, data=None) -> tuple[SequenceClassifier, dict]:
                             **({"alpha_attention": record["alpha_attention"], "w_scale": record["w_scale"]}
                                if record["curve_variant"] == "exact_active" else {}),
                             **({"recall": record["recall"]} if record["curve_variant"] == "exact_recall" else {}))
-    module = SequenceClassifier(**hyper, vectors=state["embedding.weight"] if hyper["kind"] == "tokens" else None,
+    module = SequenceClassifier(**hyper, vectors=state[VECTORS_KEY] if hyper["kind"] == "tokens" else None,
                                 encoder=encoder)
     module.load_state_dict(state)
     return module.eval(), {key: value for key, value in record.items()

@@ -42,8 +42,9 @@ def restore_frozen_vectors(record: dict, data, path: Path) -> dict:
     if data is None or data.vectors is None:
         raise UserError(f"{path}: the checkpoint leaves its frozen word vectors out (they are data); load it with the "
                         "run's prepared data (unfolded.data.prepare(dataset, config, seed=seed))")
-    if tensor_sha256(data.vectors) != record["vectors_sha256"]:
+    digest = tensor_sha256(data.vectors)
+    if digest != record["vectors_sha256"]:
         raise UserError(f"{path}: the prepared data's word vectors differ from the ones it trained with (SHA-256 "
-                        f"{tensor_sha256(data.vectors)[:12]} against {record['vectors_sha256'][:12]}); prepare it with "
+                        f"{digest[:12]} against {record['vectors_sha256'][:12]}); prepare it with "
                         "the archive's configuration, its data source and GloVe vectors, and the run's seed")
     return {**state, VECTORS_KEY: data.vectors.float()}

@@ -164,7 +164,7 @@ def _spread_clause(data: RealData) -> str:
     table = table[~table["model"].str.contains("no_attention")]
     if table.empty:
         return ""
-    cells = ", ".join(f"{r.model} {r.median:.2g}" + (" (collapsed)" if r.collapsed > r.runs / 2 else "")
+    cells = ", ".join(f"{r.model} {r.median:.2g}" + (" (collapsed)" if 2 * r.collapsed > r.runs else "")
                       for r in table.itertuples())
     return f" Token spread after the last layer (median; collapsed below {COLLAPSE_THRESHOLD:g}): {cells}."
 

@@ -43,9 +43,10 @@ def verdict_table(verdicts: pd.DataFrame, compact: bool = False) -> str:
     rows = []
     for r in verdicts.itertuples():
         star = "" if r.reference_kind.startswith("no-interaction") else "*"
+        reference = "no reference known" if pd.isna(r.reference) else f"{fmt(r.reference)}{star}"
         untrained = f" ({int(r.did_not_train)} n.t.)" if r.did_not_train else ""
         control_untrained = f" ({int(r.control_did_not_train)} n.t.)" if r.control_did_not_train else ""
-        row = {"task (ceiling)": f"{r.dataset} ({fmt(r.reference)}{star})", "model": r.model,
+        row = {"task (ceiling)": f"{r.dataset} ({reference})", "model": r.model,
                "median": f"{fmt(r.median)}{untrained}", "without attention": f"{fmt(r.control_median)}{control_untrained}",
                "paired gain": "n/a" if math.isnan(r.paired_gain) else f"{r.paired_gain:+.3f}",
                "p (seeds, Holm)": _p(r.holm_p)}
@@ -197,7 +198,7 @@ def spread_sentence(table: pd.DataFrame, short: bool = False) -> str:
     shown = table[table["model"].isin(SPREAD_MODELS)]
     if shown.empty:
         return ""
-    collapsed = shown[shown["collapsed"] > shown["runs"] / 2]
+    collapsed = shown[2 * shown["collapsed"] > shown["runs"]]  # most runs, in integers
     which = ", ".join(f"{r.dataset} {r.model}" for r in collapsed.itertuples()) or "none"
     if short:
         ranges = shown.groupby("model")["median"].agg(["min", "max"])
