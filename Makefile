@@ -8,7 +8,7 @@ TORCH_SPEC ?= torch==2.14.1 torchvision==0.29.1
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: all install install-glove lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure sst2-real-select sst2-real sst2-real-figures study study-figures study-depth-check figure6-search figure6-models gpu-check
+.PHONY: all install install-glove lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure energies-select energies energies-measure sst2-real-select sst2-real sst2-real-figures study study-figures study-depth-check figure6-search figure6-models gpu-check
 
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
@@ -218,6 +218,32 @@ sst2-real-figures: install-glove
 	$(BIN)/python -m unfolded figure fig6_energy_trained --dataset sst2 \
 		--data $(SST2_ARCHIVE)/energy_curves_sst2.parquet results/data/learned_curves_sst2.parquet \
 		--out docs/figures/fig6_energy_trained_sst2.png
+
+# Other energies on trial (config/energies.yaml; docs/energies.md, "Trained"): the plug-in encoders and their controls,
+# in steps fixed before they trained. Step 1: the learning rates on the selection seeds (commit config/energies-picks.yaml)
+ENERGIES_ID ?= energies-2026-12
+ENERGIES_STUDY := config/study.yaml config/energies.yaml
+energies-select: $(STAMP)
+	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile $(ENERGIES_STUDY) config/energies-selection.yaml
+	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
+	cp results/tables/accuracy.csv results/tables/selection_runs.csv
+	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
+	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/energies-picks.yaml
+
+# Step 2, from a clean tree: fresh seeds on fresh test splits, archived with weights-only checkpoints, then the energies
+# of the trained models and their depth profile (inference on the archived checkpoints)
+ENERGIES_ARCHIVE := results/archive/$(ENERGIES_ID)
+ENERGIES_CONFIGS := $(ENERGIES_STUDY) config/energies-picks.yaml config/energies-confirm.yaml
+energies: $(STAMP)
+	$(BIN)/snakemake --cores all --configfile $(ENERGIES_CONFIGS) -- $(STUDY_TARGETS)
+	$(BIN)/python -m unfolded archive --config $(ENERGIES_CONFIGS) --study-id $(ENERGIES_ID)
+	$(MAKE) energies-measure
+
+energies-measure: $(STAMP)
+	$(BIN)/python -m unfolded trained-energies --archive $(ENERGIES_ARCHIVE) --plugins \
+		--csv $(ENERGIES_ARCHIVE)/trained_energies.csv --layers $(ENERGIES_ARCHIVE)/trained_energy_layers.csv
+	$(BIN)/python -m unfolded depth-profile --study-archive $(ENERGIES_ARCHIVE) --plugins \
+		--csv $(ENERGIES_ARCHIVE)/depth_profile.csv --criterion $(ENERGIES_ARCHIVE)/depth_criterion.csv
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)

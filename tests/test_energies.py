@@ -160,9 +160,24 @@ def test_token_clustering_ascends_and_equals_the_rescaled_pairwise_energy():
 # ------------------------------------------------------------------------------------------------
 
 
-def _docs_example() -> str:
+def _docs_examples() -> list[str]:
     text = (ROOT / "docs/energies.md").read_text().split("## Add your own energy", 1)[1]
-    return re.search(r"```python\n(.*?)```", text, re.S).group(1)
+    return re.findall(r"```python\n(.*?)```", text, re.S)
+
+
+def _register_docs_example(monkeypatch) -> tuple[type, dict]:
+    """Run the docs' plug-in block with the registries patched, so that the registration stays inside the test."""
+    import unfolded.energies as energies
+    import unfolded.registry as registry
+
+    monkeypatch.setattr("unfolded.energies.REGISTRY", dict(REGISTRY))
+    monkeypatch.setattr("unfolded.energy_plugins.REGISTRY", energies.REGISTRY)
+    monkeypatch.setattr(registry, "ENERGY_ENCODERS", dict(registry.ENERGY_ENCODERS))
+    monkeypatch.setattr("unfolded.energies.ENERGY_ENCODERS", registry.ENERGY_ENCODERS)
+    monkeypatch.setattr("unfolded.energy_encoders.ENERGY_ENCODERS", registry.ENERGY_ENCODERS)
+    namespace: dict = {}
+    exec(compile(_docs_examples()[0], "docs/energies.md", "exec"), namespace)
+    return namespace["Anchor"], energies.REGISTRY
 
 
 def test_a_toy_energy_from_the_docs_runs_through_the_claims_and_the_curves(monkeypatch):
@@ -170,22 +185,38 @@ def test_a_toy_energy_from_the_docs_runs_through_the_claims_and_the_curves(monke
     from unfolded.energy_plugins import plugin_curves
     from unfolded.summaries import curve_summary
 
-    monkeypatch.setattr("unfolded.energies.REGISTRY", dict(REGISTRY))  # registration stays inside the test
-    import unfolded.energies as energies
-
-    monkeypatch.setattr("unfolded.energy_plugins.REGISTRY", energies.REGISTRY)
-    namespace: dict = {}
-    exec(compile(_docs_example(), "docs/energies.md", "exec"), namespace)
-    toy = namespace["Shrink"]
-    assert energies.REGISTRY["shrink"] is toy and issubclass(toy, Energy)
+    toy, registry = _register_docs_example(monkeypatch)
+    assert registry["anchor"] is toy and issubclass(toy, Energy)
     claims = {entry.id: entry.check(20, 0) for entry in energy_claims(toy)}
-    assert claims["shrink_monotone"].kind == "theorem" and claims["shrink_monotone"].violations == 0
-    config = load_config({**load_config("config/smoke.yaml"), "energy_plugins": {"energies": ["shrink"], "samples": 4,
+    assert claims["anchor_monotone"].kind == "theorem" and claims["anchor_monotone"].violations == 0
+    config = load_config({**load_config("config/smoke.yaml"), "energy_plugins": {"energies": ["anchor"], "samples": 4,
                                                                                  "num_layers": 3}})
     table = plugin_curves(config, "polarity", progress=False)
-    assert set(table["variant"]) == {"shrink"} and len(table) == 4 * 4
+    assert set(table["variant"]) == {"anchor"} and len(table) == 4 * 4
     summary = curve_summary(table)
     assert summary["monotone_fraction"].iloc[0] == 1.0 and summary["steps"].iloc[0] == 4 * 3
+
+
+def test_a_toy_energy_from_the_docs_trains_without_any_change_elsewhere(monkeypatch, tmp_path):
+    """The docs' second block: ``register`` alone makes ``anchor_tied`` a model that trains, whose layer is the
+    plug-in's step and whose tensor (the point a) is learned; an interaction-free plug-in has no control."""
+    from unfolded.energy_encoders import PluginEncoder
+    from unfolded.registry import split_model
+
+    _register_docs_example(monkeypatch)
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "config").mkdir()
+    (tmp_path / "config/smoke.yaml").write_text((ROOT / "config/smoke.yaml").read_text())
+    namespace: dict = {}
+    exec(compile(_docs_examples()[1], "docs/energies.md", "exec"), namespace)
+    module, summary = namespace["module"], namespace["summary"]
+    assert isinstance(module.encoder, PluginEncoder) and module.encoder.plugin_names == ("anchor",)
+    assert 0.0 <= summary["test_accuracy"] <= 1.0 and summary["steps"] > 0
+    (learned,) = [p for name, p in module.encoder.named_parameters() if name.endswith("anchor")]
+    start = module.encoder.initial["0.anchor"]
+    assert not torch.allclose(learned.detach().float().cpu(), start), "the plug-in's tensor did not train"
+    with pytest.raises(ValueError, match="no_attention"):
+        split_model("anchor_tied-no_attention")
 
 
 def test_an_unknown_energy_is_named_with_the_registered_ones():

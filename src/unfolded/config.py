@@ -44,7 +44,7 @@ def _registries() -> dict[str, tuple[str, ...]]:
 
     return {"datasets": tuple(registry.DATASETS), "figures": registry.figure_names(),
             "curve_models": registry.CURVE_MODELS, "models": registry.MODELS, "variants": tuple(registry.VARIANTS),
-            "variant_models": tuple(m for m in registry.MODELS if m.split("_")[0] in ("unfolded", "standard"))}
+            "variant_models": tuple(m for m in registry.MODELS if any(registry.variant_applies(m, v) for v in registry.VARIANTS))}
 
 
 def _fill_registries(node, registries: dict) -> None:

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from .models import EncoderOutput, StandardTransformer, UnfoldedTransformer, authors_ffn_normalisation
-from .registry import CURVE_MODELS, VARIANTS, split_model
+from .registry import CURVE_MODELS, VARIANTS, energy_encoder, split_model
 
 __all__ = ["BagOfEmbeddings", "authors_normalise_", "build_encoder", "encoder_settings", "paper_encoder",
            "sinusoidal_positions"]
@@ -42,11 +42,17 @@ def encoder_settings(model: str, cfg: dict) -> dict:
 
 
 def build_encoder(model: str, d: int, num_layers: int, cfg: dict) -> nn.Module:
-    """``unfolded_{tied,untied}[-variant]``, ``standard_{tied,untied}`` or ``bag_of_embeddings`` at width
-    ``d`` and depth ``num_layers``, with the settings of :func:`encoder_settings`."""
+    """``unfolded_{tied,untied}[-variant]``, ``standard_{tied,untied}``, ``bag_of_embeddings`` or a plug-in
+    encoder ``<name>_tied[-no_attention]`` (:mod:`unfolded.energy_encoders`) at width ``d`` and depth
+    ``num_layers``, with the settings of :func:`encoder_settings`."""
     name, _ = split_model(model)
     if name == "bag_of_embeddings":
         return BagOfEmbeddings()
+    if energy_encoder(name) is not None:
+        from .energy_encoders import PluginEncoder
+
+        options = encoder_settings(model, cfg)
+        return PluginEncoder(name.removesuffix("_tied"), d, num_layers, attention=options.get("attention", True))
     family, tying = name.split("_")
     options = encoder_settings(model, cfg)
     if family == "unfolded":

@@ -7,7 +7,10 @@ module at parse time).
 - :data:`FIGURES`: every figure, the tables it reads and whether it is drawn per dataset;
 - :data:`CURVE_MODELS`: the encoders of Figures 5-6 (the energy-curve stage);
 - :data:`MODELS`, :data:`FAMILIES`, :data:`VARIANTS`: the trained encoders, their learning-rate
-  families and the unfolded variants with the settings each one overrides.
+  families and the unfolded variants with the settings each one overrides;
+- :data:`ENERGY_ENCODERS`: the trainable encoders built from the plug-in energies of
+  :mod:`unfolded.energies` (model ``<name>_tied``; a plug-in added with ``unfolded.energies.register`` adds
+  its own entry at run time).
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from dataclasses import dataclass, field
 __all__ = [
     "CURVE_MODELS",
     "DATASETS",
+    "ENERGY_ENCODERS",
     "FAMILIES",
     "FIGURES",
     "MODELS",
@@ -24,8 +28,10 @@ __all__ = [
     "VARIANT_FAMILIES",
     "VECTORS",
     "Dataset",
+    "EnergyEncoder",
     "Figure",
     "data_names",
+    "energy_encoder",
     "family",
     "fetch_names",
     "figure_names",
@@ -125,10 +131,51 @@ CURVE_MODELS = ("authors", "exact", "exact_active", "exact_recall")
 
 #: Encoders trained with Lightning (``bag_of_embeddings``: no token mixing, the pooled-token-identity
 #: baseline; the control for the attention step itself is the variant ``no_attention``).
-MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied", "bag_of_embeddings")
+@dataclass(frozen=True)
+class EnergyEncoder:
+    """A trainable encoder made of plug-in energies (docs/energies.md, "Trained"): each layer applies the
+    ``step`` of every plug-in of ``plugins`` in turn (names of ``unfolded.energies.REGISTRY``), with tied
+    parameters. ``mixes_tokens``: whether a step moves a token by the others (False: the encoder is itself
+    interaction-free and has no ``-no_attention`` control; the no-interaction ceiling binds it)."""
+
+    plugins: tuple[str, ...]
+    mixes_tokens: bool = True
+
+
+#: The trainable plug-in encoders, by the name of their model stem (model ``<name>_tied``): the package's
+#: own; ``unfolded.energies.register`` adds one entry per plug-in registered from outside the package.
+#: CRATE's layer is its MSSA block followed by its ISTA block; the Hopfield step retrieves from stored
+#: patterns that do not move with the tokens, so it moves no token by another.
+ENERGY_ENCODERS: dict[str, EnergyEncoder] = {
+    "hopfield": EnergyEncoder(("hopfield",), mixes_tokens=False),
+    "energy_transformer": EnergyEncoder(("energy_transformer",)),
+    "crate": EnergyEncoder(("crate_mssa", "crate_ista")),
+    "token_clustering": EnergyEncoder(("token_clustering",)),
+}
+#: The learning-rate family of every plug-in encoder (config ``train.learning_rates.energies``).
+ENERGY_FAMILY = "energies"
+
+#: Encoders trained with Lightning (``bag_of_embeddings``: no token mixing, the pooled-token-identity
+#: baseline; the control for the attention step itself is the variant ``no_attention``), then the plug-in
+#: encoders of :data:`ENERGY_ENCODERS` (tied layers only).
+BASE_MODELS = ("unfolded_tied", "unfolded_untied", "standard_tied", "standard_untied", "bag_of_embeddings")
+MODELS = BASE_MODELS + tuple(f"{name}_tied" for name in ENERGY_ENCODERS)
 #: Learning-rate families (config ``train.learning_rates``): a model's family is the part of its name
-#: before the tying (``unfolded_tied`` -> ``unfolded``).
-FAMILIES = ("unfolded", "standard", "bag_of_embeddings")
+#: before the tying (``unfolded_tied`` -> ``unfolded``); every plug-in encoder is in :data:`ENERGY_FAMILY`.
+FAMILIES = ("unfolded", "standard", "bag_of_embeddings", ENERGY_FAMILY)
+
+
+def energy_encoder(model: str) -> EnergyEncoder | None:
+    """The plug-in encoder of a model name (``crate_tied`` or ``crate_tied-no_attention``), None for the others."""
+    stem = model.partition("-")[0]
+    return ENERGY_ENCODERS.get(stem.removesuffix("_tied")) if stem.endswith("_tied") else None
+
+
+def _model_family(model: str) -> str:
+    """``unfolded``, ``standard``, ``bag_of_embeddings`` or :data:`ENERGY_FAMILY` of a base model name."""
+    if model == "bag_of_embeddings":
+        return model
+    return ENERGY_FAMILY if energy_encoder(model) is not None else model.split("_")[0]
 #: Unfolded variants, as the settings of config section ``train`` each one overrides (a run's model is
 #: ``<model>-<variant>``, e.g. ``unfolded_tied-multihead``; the overrides go into the run's provenance).
 #: ``residual``: step sizes below 1, a convex combination with the current state; ``learned_steps``:
@@ -152,20 +199,25 @@ VARIANTS: dict[str, dict] = {
 VARIANT_FAMILIES: dict[str, tuple[str, ...]] = {
     "residual": ("unfolded",), "ffn_step_half": ("unfolded",), "attention_step_half": ("unfolded",),
     "learned_steps": ("unfolded",), "multihead": ("unfolded",),
-    "no_attention": ("unfolded", "standard"), "recall": ("unfolded",), "recall_no_attention": ("unfolded",),
+    "no_attention": ("unfolded", "standard", ENERGY_FAMILY), "recall": ("unfolded",), "recall_no_attention": ("unfolded",),
 }
 
 
 def variant_applies(model: str, variant: str) -> bool:
-    """Whether ``variant`` can be run on base model ``model`` (:data:`VARIANT_FAMILIES`)."""
-    return model.split("_")[0] in VARIANT_FAMILIES.get(variant, ())
+    """Whether ``variant`` can be run on base model ``model`` (:data:`VARIANT_FAMILIES`; ``no_attention`` only
+    on plug-in encoders whose step mixes tokens)."""
+    encoder = energy_encoder(model)
+    if encoder is not None and not encoder.mixes_tokens:
+        return False
+    return _model_family(model) in VARIANT_FAMILIES.get(variant, ())
 
 
 def split_model(name: str) -> tuple[str, str]:
     """``"unfolded_tied-multihead"`` -> ``("unfolded_tied", "multihead")``; ``"standard_tied"`` -> ``(.., "base")``."""
     model, _, variant = name.partition("-")
-    if model not in MODELS:
-        raise ValueError(f"model: expected one of {MODELS} (optionally -<variant>), got {name!r}")
+    if model not in BASE_MODELS and energy_encoder(model) is None:
+        known = BASE_MODELS + tuple(f"{stem}_tied" for stem in ENERGY_ENCODERS)
+        raise ValueError(f"model: expected one of {known} (optionally -<variant>), got {name!r}")
     if variant and (variant not in VARIANTS or not variant_applies(model, variant)):
         raise ValueError(f"model {name!r}: variant {variant!r} applies to "
                          f"{VARIANT_FAMILIES.get(variant, ('no',))} models only (variants: {sorted(VARIANTS)})")
@@ -178,4 +230,4 @@ def family(name: str) -> str:
     if name == "linear_probe":
         return name
     model, _ = split_model(name)
-    return model if model == "bag_of_embeddings" else model.split("_")[0]
+    return _model_family(model)

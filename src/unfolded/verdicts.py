@@ -30,16 +30,22 @@ import math
 
 import pandas as pd
 
+from .registry import ENERGY_ENCODERS
 from .stats import holm, paired_permutation_p, seed_paired_p, welch_p
 from .summaries import did_not_train, select_learning_rates
 from .thresholds import ATTENTION_HELPS_MARGIN, SIGNIFICANCE_LEVEL
 
-__all__ = ["COMPARISONS", "CONTROLS", "DEPENDS", "attention_verdicts", "control_checks", "paired_comparisons",
+__all__ = ["COMPARISONS", "CONTROLS", "DEPENDS", "INTERACTION_FREE", "attention_verdicts", "control_checks", "paired_comparisons",
            "picked_predictions"]
 
 #: The models on trial and their interaction-free controls: the same model without its attention step.
 CONTROLS = {"unfolded_tied": "unfolded_tied-no_attention", "standard_tied": "standard_tied-no_attention",
-            "unfolded_tied-recall": "unfolded_tied-recall_no_attention"}
+            "unfolded_tied-recall": "unfolded_tied-recall_no_attention",
+            **{f"{stem}_tied": f"{stem}_tied-no_attention" for stem, encoder in ENERGY_ENCODERS.items()
+               if encoder.mixes_tokens}}
+#: Models without token interactions by construction, whose task ceilings bind them like the controls: the
+#: plug-in encoders whose step mixes no tokens (unfolded.registry.EnergyEncoder.mixes_tokens).
+INTERACTION_FREE = tuple(f"{stem}_tied" for stem, encoder in ENERGY_ENCODERS.items() if not encoder.mixes_tokens)
 #: Paired comparisons of a model with the one it modifies (docs/theory.md §8): does recall change accuracy?
 COMPARISONS = {"unfolded_tied-recall": "unfolded_tied"}
 RUN_KEYS = ["dataset", "model", "lr", "seed"]
@@ -260,7 +266,7 @@ def control_checks(runs: pd.DataFrame) -> pd.DataFrame:
     bounds the population accuracy, so a control more than 3 standard errors above it is a bug."""
     picked = _picked(runs)
     rows = []
-    for control in CONTROLS.values():
+    for control in (*CONTROLS.values(), *INTERACTION_FREE):
         for dataset, group in picked[picked["model"] == control].groupby("dataset", sort=True):
             ceiling = float(group["no_interaction_ceiling"].iloc[0]) if "no_interaction_ceiling" in group else math.nan
             if math.isnan(ceiling) or ceiling >= 1:

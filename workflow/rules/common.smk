@@ -12,8 +12,11 @@ from unfolded.codeversion import stage_digest
 from unfolded.config import ConfigError, config_hash, validate_config
 from unfolded.downloads import pending_downloads, use_this_interpreter_for_jobs
 from unfolded.grid import run_minutes, run_specs, short_runs
-from unfolded.registry import DATASETS, FIGURES, VECTORS, fetch_names, figure_names
+from unfolded.registry import DATASETS, FIGURES, MODELS, VECTORS, fetch_names, figure_names
 from unfolded.report.blocks import BENCHMARK_BLOCKS, RUN_BLOCKS
+
+# a run's model: a registry model, optionally -<variant>
+MODEL_PATTERN = "(" + "|".join(MODELS) + ")(-[a-z_]+)?"
 
 
 def _typed(value):

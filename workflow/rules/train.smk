@@ -30,7 +30,7 @@ rule train:
     benchmark:
         "results/benchmarks/train/{dataset}/{model}/lr{lr}/seed{seed}.tsv"
     wildcard_constraints:
-        model=r"(unfolded_tied|unfolded_untied|standard_tied|standard_untied)(-[a-z_]+)?|bag_of_embeddings",
+        model=MODEL_PATTERN,
         lr=r"[0-9.e+-]+",
         seed=r"\d+",
     group:

@@ -8,6 +8,7 @@ comparison figure read it, so adding an energy needs its file and its entry here
 
 from __future__ import annotations
 
+from ..registry import ENERGY_ENCODERS, EnergyEncoder
 from .base import GUARANTEES, SENSES, Counterexample, Energy, Guarantee, SubStep
 from .crate import CrateISTA, CrateMSSA
 from .energy_transformer import EnergyTransformer, EnergyTransformerCode
@@ -31,9 +32,8 @@ REGISTRY: dict[str, type[Energy]] = {
 }
 
 
-def register(plugin: type[Energy]) -> type[Energy]:
-    """Add ``plugin`` to :data:`REGISTRY` under its ``name`` (usable as a class decorator, from code outside
-    this package: a file inside it is listed in ``REGISTRY`` instead)."""
+def _check(plugin: type[Energy]) -> None:
+    """Check ``plugin``'s declarations and add it to :data:`REGISTRY`."""
     if not plugin.name:
         raise ValueError(f"{plugin.__name__}: a plug-in needs a name")
     if plugin.sense not in SENSES or plugin.guarantee not in GUARANTEES:
@@ -47,8 +47,18 @@ def register(plugin: type[Energy]) -> type[Energy]:
     if REGISTRY.get(plugin.name, plugin) is not plugin:
         raise ValueError(f"an energy named {plugin.name!r} is registered already ({REGISTRY[plugin.name].__name__})")
     REGISTRY[plugin.name] = plugin
+
+
+def register(plugin: type[Energy]) -> type[Energy]:
+    """Add ``plugin`` to :data:`REGISTRY` under its ``name`` (usable as a class decorator, from code outside
+    this package: a file inside it is listed in ``REGISTRY`` instead), and its trainable encoder
+    ``<name>_tied`` (with ``<name>_tied-no_attention`` when its step mixes tokens) to
+    :data:`unfolded.registry.ENERGY_ENCODERS`."""
+    _check(plugin)
+    if plugin.name not in ENERGY_ENCODERS:
+        ENERGY_ENCODERS[plugin.name] = EnergyEncoder((plugin.name,), mixes_tokens=plugin.mixes_tokens)
     return plugin
 
 
 for _plugin in list(REGISTRY.values()):  # the package's own entries pass the same checks
-    register(_plugin)
+    _check(_plugin)

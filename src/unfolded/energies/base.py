@@ -130,6 +130,8 @@ class Energy:
     #: the margins of :meth:`conditions` that must be ``>= 0`` for :attr:`guarantee`; the claims check them on
     #: every draw
     guarantee_margins: ClassVar[tuple[str, ...]] = ()
+    #: whether the step moves a token by the others (False: its trainable encoder is interaction-free itself)
+    mixes_tokens: ClassVar[bool] = True
     #: whether the layer ends with a ReLU (the ``relu`` column of the energy-curve tables)
     relu: ClassVar[bool] = False
     substeps: ClassVar[tuple[SubStep, ...]] = ()
@@ -184,6 +186,33 @@ class Energy:
     def minimiser(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
         """A minimiser of the energy the step is Fejer-monotone towards (``fejer`` guarantees)."""
         raise NotImplementedError
+
+    # ---- training (unfolded.energy_encoders): a plug-in trains as it is; these hooks only refine it ----
+
+    @classmethod
+    def train_instance(cls, d: int, generator: torch.Generator) -> Energy:
+        """The instance a trainable encoder starts from, inside the guarantee's conditions: the energy-curve
+        instance (:meth:`curve_instance`) by default."""
+        return cls.curve_instance(d, generator)
+
+    def trainable(self) -> dict[str, Tensor]:
+        """The tensors that training learns, by attribute name: every floating-point tensor attribute by
+        default (step sizes and temperatures held as floats stay fixed)."""
+        return {name: value for name, value in vars(self).items()
+                if isinstance(value, Tensor) and value.is_floating_point()}
+
+    def constrained(self, name: str, raw: Tensor) -> Tensor:
+        """The value parameter ``name`` takes from its unconstrained ``raw`` value at every forward pass: a
+        parametrisation that keeps the guarantee's conditions during training (the identity by default)."""
+        return raw
+
+    def isolated_step(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The step with its token mixing removed (the interaction-free control): by default the step applied
+        to every real token as a sequence of its own, so that no token moves by another."""
+        b, n, d = Y.shape
+        alone = torch.ones(b * n, 1, dtype=torch.bool, device=Y.device)  # padded rows too (discarded below): no NaN
+        out = self.step(Y.reshape(b * n, 1, d), alone).reshape(b, n, d)
+        return torch.where(masked(mask, Y).unsqueeze(-1), out, Y)
 
     def project(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
         """Map arbitrary tokens (embedded test sequences) into the energy's domain before the first layer

@@ -44,7 +44,25 @@ class CrateISTA(Energy):
 
     def __init__(self, D: Tensor, eta: float, lam: float):
         self.D, self.eta, self.lam, self._d = D, float(eta), float(lam), D.shape[0]
-        self.lipschitz = float(torch.linalg.matrix_norm(D, 2)) ** 2
+
+    @property
+    def lipschitz(self) -> float:
+        """``|D|^2`` (spectral norm), the gradient's Lipschitz constant."""
+        return float(torch.linalg.matrix_norm(self.D.detach(), 2)) ** 2
+
+    @classmethod
+    def train_instance(cls, d: int, generator: torch.Generator) -> CrateISTA:
+        """The code's settings, ``eta = lambda = 0.1``, with a random well-conditioned ``D`` (learned, kept at
+        ``|D|^2 <= 1 / eta`` by :meth:`constrained`)."""
+        return cls.curve_instance(d, generator)
+
+    def constrained(self, name: str, raw: Tensor) -> Tensor:
+        """``D`` scaled down where needed so that ``eta |D|^2 <= 1``: the step condition of both guarantees."""
+        if name != "D":
+            return raw
+        bound = 1.0 / math.sqrt(self.eta)
+        norm = torch.linalg.matrix_norm(raw, 2)
+        return raw * torch.clamp(bound / norm.clamp_min(1e-12), max=1.0)
 
     @classmethod
     def random_instance(cls, d: int, generator: torch.Generator, eta_share: tuple[float, float] = (0.1, 1.0)) -> CrateISTA:
@@ -79,9 +97,9 @@ class CrateISTA(Energy):
     def minimiser(self, Y: Tensor, mask: Tensor | None = None, iterations: int = 20000) -> Tensor:
         """The minimiser of ``F_Y + indicator(Z >= 0)`` (strongly convex: ``D`` is well conditioned), by ISTA
         at step ``1/|D|^2`` until it stops moving."""
-        Z = torch.relu(Y)
+        Z, eta = torch.relu(Y), 1.0 / self.lipschitz
         for _ in range(iterations):
-            following = self.ista(Z, Y, 1.0 / self.lipschitz)
+            following = self.ista(Z, Y, eta)
             if (following - Z).abs().max() < 1e-15:
                 break
             Z = following
@@ -178,6 +196,20 @@ class CrateMSSA(Energy):
         W_out = torch.randn(heads * p, d, generator=generator, dtype=torch.float64) / math.sqrt(heads * p)
         b_out = 0.1 * torch.randn(d, generator=generator, dtype=torch.float64)
         return cls(U, uniform(generator, 0.05, 1.0), W_out, b_out)
+
+    @classmethod
+    def train_instance(cls, d: int, generator: torch.Generator) -> CrateMSSA:
+        """The code's block with 2 heads of ``p = max(1, d // 2)``, orthonormal ``U_k`` at the start, ``W_out`` at
+        the scale ``1 / sqrt(K p)`` and ``b_out = 0`` (all learned; the block has no guarantee to keep)."""
+        heads, p = 2, max(1, d // 2)
+        U = torch.stack([torch.linalg.qr(torch.randn(d, p, generator=generator, dtype=torch.float64))[0]
+                         for _ in range(heads)])
+        W_out = torch.randn(heads * p, d, generator=generator, dtype=torch.float64) / math.sqrt(heads * p)
+        return cls(U, 1.0, W_out, torch.zeros(d, dtype=torch.float64))
+
+    def isolated_step(self, Y: Tensor, mask: Tensor | None = None) -> Tensor:
+        """The control removes the MSSA block (CRATE's only token mixing): the tokens pass unchanged."""
+        return Y
 
     def a(self, Y: Tensor, mask: Tensor | None) -> Tensor:
         count = masked(mask, Y).to(Y.dtype).sum(-1).clamp_min(1.0)

@@ -63,6 +63,16 @@ class EnergyTransformer(Energy):
         instance = cls.random_instance(d, generator, gamma=1.0)
         return cls(instance.W_K, instance.W_Q, instance.memories, 1.0, torch.zeros(d, dtype=torch.float64), alpha=0.1)
 
+    @classmethod
+    def train_instance(cls, d: int, generator: torch.Generator) -> EnergyTransformer:
+        """The published block's settings (``alpha = 0.1``, ``gamma = 1``, ``delta = 0``) with the sizes of its
+        models: 2 heads of ``k = max(1, d // 2)``, ``2 d`` memories, weights at the scale ``1 / sqrt(d)``."""
+        heads, k = 2, max(1, d // 2)
+        W_K = torch.randn(heads, k, d, generator=generator, dtype=torch.float64) / math.sqrt(d)
+        W_Q = torch.randn(heads, k, d, generator=generator, dtype=torch.float64) / math.sqrt(d)
+        memories = torch.randn(2 * d, d, generator=generator, dtype=torch.float64) / math.sqrt(d)
+        return cls(W_K, W_Q, memories, 1.0, torch.zeros(d, dtype=torch.float64), alpha=0.1)
+
     def scaled(self, factor: float) -> EnergyTransformer:
         """The same instance with its step size multiplied by ``factor``."""
         return type(self)(self.W_K, self.W_Q, self.memories, self.gamma, self.delta, self.alpha * factor, self.eps)
@@ -95,10 +105,18 @@ class EnergyTransformer(Energy):
     def gradient(self, Y: Tensor, mask: Tensor | None = None, key_term: bool = True) -> Tensor:
         """``dE/dg`` at ``g = LN(Y)``; without ``key_term`` only through the queries and memories (the
         gradient of plain attention)."""
+        # in training (grad mode, parameters or tokens that require grad) the step stays differentiable: dE/dg is
+        # taken at g = LN(Y) inside the graph, with create_graph, so that the loss reaches W_K, W_Q and the memories
+        if torch.is_inference_mode_enabled():  # Lightning evaluates under inference mode, where autograd is off
+            with torch.inference_mode(False):
+                return self.gradient(Y.clone(), None if mask is None else mask.clone(), key_term).detach()
+        differentiable = torch.is_grad_enabled()
         with torch.enable_grad():
-            g = self.layer_norm(Y.detach()).requires_grad_(True)
+            g = self.layer_norm(Y if differentiable else Y.detach())
+            if not (differentiable and g.requires_grad):
+                g, differentiable = g.detach().requires_grad_(True), False
             energy = self.energy_of_g(g, mask, keys=None if key_term else g.detach()).sum()
-            (grad,) = torch.autograd.grad(energy, g)
+            (grad,) = torch.autograd.grad(energy, g, create_graph=differentiable)
         return grad
 
     def step(self, Y: Tensor, mask: Tensor | None = None, key_term: bool = True) -> Tensor:

@@ -42,6 +42,7 @@ class Hopfield(Energy):
     guarantee_conditions = "any beta > 0, stored patterns fixed (CCCP)"
     guarantee_source = "paper"
     guarantee_margins = ("beta",)
+    mixes_tokens = False  # each token retrieves from the stored patterns alone
 
     def __init__(self, patterns: Tensor, beta: float):
         self.patterns, self.beta, self._d = patterns, float(beta), patterns.shape[-1]
@@ -58,6 +59,11 @@ class Hopfield(Energy):
     def curve_instance(cls, d: int, generator: torch.Generator) -> Hopfield:
         """Eight stored patterns of the tokens' scale, ``beta = 1 / sqrt(d)`` (the ``Hopfield`` layer's default)."""
         return cls(torch.randn(8, d, generator=generator, dtype=torch.float64) / math.sqrt(d), 1.0 / math.sqrt(d))
+
+    @classmethod
+    def train_instance(cls, d: int, generator: torch.Generator) -> Hopfield:
+        """``d`` stored patterns of the tokens' scale (learned), ``beta = 1 / sqrt(d)`` (fixed)."""
+        return cls(torch.randn(d, d, generator=generator, dtype=torch.float64) / math.sqrt(d), 1.0 / math.sqrt(d))
 
     def energy(self, Y: Tensor, mask: Tensor | None = None, ref: Tensor | None = None) -> Tensor:
         return hopfield_energy(Y, self.patterns.to(Y.dtype), self.beta, mask)
