@@ -230,8 +230,8 @@ energies-select: $(STAMP)
 	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
 	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/energies-picks.yaml
 
-# Step 2, from a clean tree: fresh seeds on fresh test splits, archived with weights-only checkpoints, then the energies
-# of the trained models and their depth profile (inference on the archived checkpoints)
+# Step 2, from a clean tree: fresh seeds on fresh test splits, archived with weights-only checkpoints (and depth.csv, the
+# depth extrapolation of every run), then the energies of the trained models (inference on the archived checkpoints)
 ENERGIES_ARCHIVE := results/archive/$(ENERGIES_ID)
 ENERGIES_CONFIGS := $(ENERGIES_STUDY) config/energies-picks.yaml config/energies-confirm.yaml
 energies: $(STAMP)
@@ -242,8 +242,6 @@ energies: $(STAMP)
 energies-measure: $(STAMP)
 	$(BIN)/python -m unfolded trained-energies --archive $(ENERGIES_ARCHIVE) --plugins \
 		--csv $(ENERGIES_ARCHIVE)/trained_energies.csv --layers $(ENERGIES_ARCHIVE)/trained_energy_layers.csv
-	$(BIN)/python -m unfolded depth-profile --study-archive $(ENERGIES_ARCHIVE) --plugins \
-		--csv $(ENERGIES_ARCHIVE)/depth_profile.csv --criterion $(ENERGIES_ARCHIVE)/depth_criterion.csv
 
 # The study's figures and README section from the committed archive, without training
 study-figures: $(STAMP)

@@ -114,3 +114,98 @@ def test_the_model_names_come_from_the_registry():
     assert {"crate_tied", "hopfield_tied"} <= set(train["models"]["items"]["enum"])
     assert "crate_tied" in train["variant_models"]["items"]["enum"]
     assert "hopfield_tied" not in train["variant_models"]["items"]["enum"]
+
+
+# ------------------------------------------------------------------------------------------------
+# The study's report (unfolded.report.energies_trial) on tables built by hand
+# ------------------------------------------------------------------------------------------------
+
+
+def _trial_runs(gains: dict[str, float], seeds=range(40, 50)):
+    import pandas as pd
+
+    rows = []
+    for seed in seeds:
+        for model, accuracy in (("crate_tied", 0.70 + gains["crate"]), ("crate_tied-no_attention", 0.70),
+                                ("hopfield_tied", 0.74)):
+            accuracy += 0.001 * (seed % 3)
+            rows.append({"dataset": "equality", "model": model, "variant": "base", "family": "energies", "lr": 0.01,
+                         "seed": seed, "val_correct": int(100 * accuracy), "val_count": 100, "val_accuracy": accuracy,
+                         "test_accuracy": accuracy, "test_correct": int(1000 * accuracy), "test_count": 1000,
+                         "parameters": 10, "chance_accuracy": 0.5, "epochs": 3, "max_epochs": 20,
+                         "no_interaction_ceiling": 0.75, "bag_of_words_ceiling": float("nan"),
+                         "energy_monotone_fraction": 1.0})
+    return pd.DataFrame(rows).assign(selected=True)
+
+
+def _trial(tmp_path, gains):
+    import pandas as pd
+
+    from unfolded.report.energies_trial import EnergiesTrial
+
+    runs = _trial_runs(gains)
+    energies = pd.DataFrame([
+        {"dataset": "equality", "model": "crate_tied", "seed": s, "energy": energy, "guarantee": "g", "steps": 800,
+         "monotone_fraction": share, "strict_fraction": 0.5, "active_fraction": 1.0, "conditions_held": 1.0,
+         "test_accuracy": 0.9}
+        for s in range(40, 50) for energy, share in (("crate_ista", 1.0), ("crate_mssa", 0.25), ("layer", 0.5))])
+    depth = pd.DataFrame([{"dataset": "equality", "model": "crate_tied", "lr": 0.01, "seed": s, "depth": d,
+                           "test_accuracy": 0.9 if d == 4 else 0.45, "trained_depth": 4}
+                          for s in range(40, 50) for d in range(1, 17)])
+    return EnergiesTrial(tmp_path / "energies-x", {"git_commit": "abc", "git_dirty": False}, runs, depth, energies,
+                         pd.DataFrame())
+
+
+def test_the_report_counts_descent_in_steps_and_depth_relative_to_L(tmp_path):
+    from unfolded.report.energies_trial import depth_table, descent_sentence, descent_table
+
+    trial = _trial(tmp_path, {"crate": 0.25})
+    table = descent_table(trial).set_index("energy")
+    assert table.loc["crate_ista", "non_increasing"] == table.loc["crate_ista", "steps"] == 8000
+    assert table.loc["crate_mssa", "non_increasing"] == 2000
+    sentence = descent_sentence(descent_table(trial))
+    assert "crate_ista never moves the wrong way" in sentence and "crate's crate_mssa on 25.0%" in sentence
+    (row,) = depth_table(trial).to_dict("records")
+    assert row["L"] == 1.0 and row["L-2"] == row["2L"] == 0.5
+
+
+@pytest.mark.parametrize("gain, verdict", [(0.25, "helps"), (0.0, "not shown to help")])
+def test_the_readme_table_states_each_energys_verdict_and_the_interaction_free_model(tmp_path, gain, verdict):
+    from unfolded.report.energies_trial import energies_trial_headline
+
+    text = energies_trial_headline(_trial(tmp_path, {"crate": gain}))
+    (crate,) = [line for line in text.splitlines() if line.startswith("| crate |")]
+    assert crate.endswith(f"{verdict} |")
+    (hopfield,) = [line for line in text.splitlines() if line.startswith("| hopfield |")]
+    assert "(no mixing)" in hopfield
+
+
+def test_the_trained_energies_of_archived_plugin_encoders(tmp_path):
+    """Train tiny crate and token-clustering encoders, archive their weights as the archive does, and measure them:
+    each plug-in's energy around its own step at every layer of every sample, the control's removed MSSA leaving
+    its energy where it was, and token clustering's condition (tokens on the sphere) held on every step."""
+    import json
+
+    from unfolded.config import load_config
+    from unfolded.runs import train_run
+    from unfolded.sweeps import plugin_trained_energies
+
+    config = load_config("config/smoke.yaml")
+    config["energy_curves"]["samples"] = 6
+    archive = tmp_path / "archive"
+    for model in ("crate_tied", "crate_tied-no_attention", "token_clustering_tied"):
+        module, summary, *_ = train_run(config, "equality", model, 0, tmp_path / "ckpt" / model, progress=False)
+        target = archive / "checkpoints/equality" / model / "seed0.pt"
+        target.parent.mkdir(parents=True)
+        torch.save({"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
+                    "test_accuracy": summary["test_accuracy"]}, target)
+    (archive / "provenance.json").write_text(json.dumps({"config": config}))
+    table, layers = plugin_trained_energies(archive, config, progress=False)
+    crate = table[table["model"] == "crate_tied"].set_index("energy")
+    assert set(crate.index) == {"layer", "crate_mssa", "crate_ista"}
+    assert (crate["steps"] == 6 * 2).all() and crate["monotone_fraction"].between(0, 1).all()
+    control = table[table["model"] == "crate_tied-no_attention"].set_index("energy")
+    assert control.loc["crate_mssa", "monotone_fraction"] == 1.0  # the control leaves the tokens where they were
+    clustering = table[table["model"] == "token_clustering_tied"].set_index("energy")
+    assert clustering.loc["token_clustering", "conditions_held"] == 1.0  # projected onto the sphere first
+    assert len(layers) == 3 * (2 + 1) and layers["relative_spread"].iloc[0] == 1.0

@@ -383,8 +383,18 @@ def run_trained_energies(args: argparse.Namespace) -> None:
 
     if args.samples is not None and args.samples < 1:
         raise ConfigError(f"trained-energies: --samples must be a positive integer, got {args.samples}")
-    table = _archived_measure("trained-energies", args.archive, lambda archive, config: trained_energies(
-        archive, config, samples=args.samples, progress=not args.no_progress))
+    if args.plugins:
+        from .sweeps import plugin_trained_energies
+
+        if not args.layers:
+            raise ConfigError("trained-energies --plugins: give --layers, the per-layer output CSV")
+        table, layers = _archived_measure("trained-energies", args.archive, lambda archive, config: plugin_trained_energies(
+            archive, config, samples=args.samples, progress=not args.no_progress))
+        with atomic_path(args.layers) as temporary:
+            layers.to_csv(temporary, index=False, float_format="%.6g")
+    else:
+        table = _archived_measure("trained-energies", args.archive, lambda archive, config: trained_energies(
+            archive, config, samples=args.samples, progress=not args.no_progress))
     with atomic_path(args.csv) as temporary:
         table.to_csv(temporary, index=False, float_format="%.6g")
     print(f"{args.csv}: {len(table)} rows", file=sys.stderr)
@@ -842,6 +852,26 @@ def run_recall_figures(args: argparse.Namespace) -> None:
     print(f"fig_input_retention: wrote {', '.join(args.out)}", file=sys.stderr)
 
 
+def run_energies_figures(args: argparse.Namespace) -> None:
+    import pandas as pd
+
+    from .artifacts import provenance, save_figure, write_text
+    from .config import FiguresConfig
+    from .figures import fig_energies_trained
+    from .report.energies_trial import EnergiesTrial, energies_trial_block
+
+    config = load_config(args.config)
+    layers = Path(args.archive) / "trained_energy_layers.csv"
+    if not (Path(args.archive) / "provenance.json").exists() or not layers.exists():
+        raise ConfigError(f"energies-figures: {args.archive} is not an archived energies study with its measurements "
+                          "(provenance.json, trained_energy_layers.csv); run make energies, or make energies-measure")
+    meta = provenance("energies-figures", {"archive": str(args.archive)}, None)
+    save_figure(fig_energies_trained(pd.read_csv(layers)), args.out, meta, dpi=FiguresConfig.from_config(config).dpi)
+    if args.markdown:
+        write_text(args.markdown, energies_trial_block(EnergiesTrial.load(Path(args.archive))) + "\n")
+    print(f"fig_energies_trained: wrote {', '.join(args.out)}", file=sys.stderr)
+
+
 def run_study_figures(args: argparse.Namespace) -> None:
     from .archive import load_archive, load_extras
     from .artifacts import provenance, save_figure, write_text
@@ -887,7 +917,7 @@ def run_documents(args: argparse.Namespace) -> None:
     sources = Sources(
         tables=Path(args.tables), data=Path(args.data), archive=Path(args.archive), study_id=config["study"]["id"],
         superseded=tuple(config["study"]["superseded"]), recall_id=config["study"]["recall_id"],
-        realdata_id=config["study"]["realdata_id"],
+        realdata_id=config["study"]["realdata_id"], energies_id=config["study"]["energies_id"],
         study_grid_jobs=grid_jobs, kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=TOLERANCE,
         benchmarks=tuple(Path(p) for p in args.benchmarks), benchmarks_root=Path(args.benchmarks_root),
         energy_curves=tuple(Path(p) for p in args.energy_curves),
@@ -1004,6 +1034,17 @@ def build_parser() -> argparse.ArgumentParser:
     recall_figures.add_argument("--tables", nargs="+", required=True, help="input-retention CSV tables")
     recall_figures.add_argument("--out", nargs="+", required=True, help="output figure files (.png/.pdf/.svg)")
     recall_figures.set_defaults(run=run_recall_figures)
+
+    energies_figures = stages.add_parser(
+        "energies-figures", help="the trained plug-in energies' figure (and docs section), from their archived study",
+        description="Draw fig_energies_trained (unfolded.figures.fig_energies_trained) from an energies study's "
+                    "trained_energy_layers.csv (make energies-measure); optionally write the docs section "
+                    "(unfolded.report.energies_trial). No training.")
+    _config_argument(energies_figures)
+    energies_figures.add_argument("--archive", required=True, help="results/archive/<study.energies_id>")
+    energies_figures.add_argument("--out", nargs="+", required=True, help="output figure files (.png/.pdf/.svg)")
+    energies_figures.add_argument("--markdown", default=None, help="also write the docs section here")
+    energies_figures.set_defaults(run=run_energies_figures)
 
     study_figures = stages.add_parser(
         "study-figures", help="rebuild the study figures and README section from an archive, without training",
@@ -1324,6 +1365,13 @@ def build_parser() -> argparse.ArgumentParser:
     energies.add_argument("--samples", type=int, default=None,
                           help="test sequences per run (default: the study's energy_curves.samples, drawn with its "
                                "energy_curves.seed, as Figure 6 draws them)")
+    energies.add_argument("--plugins", action="store_true",
+                          help="measure the plug-in encoders instead (<name>_tied and their controls): each plug-in's "
+                               "energy around its own step, the layer's summed energy, and how often the step's input "
+                               "meets the plug-in's conditions")
+    energies.add_argument("--layers", default=None,
+                          help="with --plugins: output CSV, one row per (dataset, model, seed, layer) with the median "
+                               "layer energy and relative token spread (the trained-energies figure)")
     energies.add_argument("--no-progress", action="store_true", help="no progress bar")
     energies.set_defaults(run=run_trained_energies)
 

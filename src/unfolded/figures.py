@@ -668,7 +668,41 @@ def fig_input_retention(frame: pd.DataFrame) -> plt.Figure:
     return figure
 
 
+def fig_energies_trained(layers: pd.DataFrame) -> plt.Figure:
+    """The plug-in energies side by side, trained (``trained_energy_layers.csv`` of an energies study): one column
+    per plug-in encoder; top row, the layer's summed oriented energy relative to its value at the input,
+    ``(E_t - E_0) / |E_0|`` (below 0: descended); bottom row, the token spread relative to the input's (log scale).
+    Lines: the median over seeds per task, solid for the model, dashed for its interaction-free control."""
+    set_style()
+    layers = layers.assign(stem=layers["model"].str.partition("-")[0].str.removesuffix("_tied"),
+                           control=layers["model"].str.contains("-"))
+    first = layers[layers["layer"] == 0].set_index(["dataset", "model", "seed"])["energy"]
+    start = first.reindex(pd.MultiIndex.from_frame(layers[["dataset", "model", "seed"]])).to_numpy()
+    layers = layers.assign(relative_energy=(layers["energy"].to_numpy() - start) / np.abs(start).clip(1e-12))
+    stems = list(dict.fromkeys(layers["stem"]))
+    datasets = sorted(layers["dataset"].unique())
+    palette = dict(zip(datasets, sns.color_palette("tab10", max(10, len(datasets)))[: len(datasets)], strict=True))
+    figure, axes = plt.subplots(2, len(stems), figsize=(3.6 * len(stems), 6.0), squeeze=False, sharex=True)
+    for column, stem in enumerate(stems):
+        for (dataset, control), group in layers[layers["stem"] == stem].groupby(["dataset", "control"], sort=True):
+            by_layer = group.groupby("layer")
+            style = "--" if control else "-"
+            label = f"{dataset}{' (control)' if control else ''}"
+            axes[0, column].plot(by_layer["relative_energy"].median(), style, color=palette[dataset], label=label)
+            axes[1, column].plot(by_layer["relative_spread"].median().clip(lower=1e-9), style, color=palette[dataset])
+        axes[0, column].axhline(0.0, color="grey", lw=0.6)
+        axes[0, column].set_title(stem, fontsize=10)
+        axes[1, column].set_yscale("log")
+        axes[1, column].set_xlabel("layer")
+        axes[0, column].legend(fontsize=6)
+    axes[0, 0].set_ylabel("(E_t - E_0) / |E_0|")
+    axes[1, 0].set_ylabel("token spread / input's")
+    figure.tight_layout()
+    return figure
+
+
 DRAW.update({
+    "fig_energies_trained": fig_energies_trained,
     "fig_input_retention": fig_input_retention,
     "fig_token_spread": fig_token_spread,
     "fig_energies": fig_energies,

@@ -23,7 +23,7 @@ from .data import collate, prepare
 from .models import SUBSTEP_ENERGIES
 
 __all__ = ["STUDY_MODELS", "SWEEP_ALPHAS", "TRAINED_ENERGIES", "accuracy_by_depth", "alpha_ffn_sweep", "depth_profile",
-           "learned_curves", "learned_step_sizes", "trained_energies"]
+           "learned_curves", "learned_step_sizes", "plugin_models", "plugin_trained_energies", "trained_energies"]
 
 #: The feed-forward step sizes of the sweep (1 is the trained one).
 SWEEP_ALPHAS = (1.0, 0.75, 0.5, 0.25)
@@ -148,6 +148,92 @@ def trained_energies(archive: Path, config: dict, models: tuple[str, ...] = ("un
                          **{key: row[key] for key in ("samples", "steps", "monotone_fraction", "strict_fraction",
                                                       "active_fraction", "monotone_fraction_active")}})
     return pd.DataFrame(rows)
+
+
+def plugin_models() -> tuple[str, ...]:
+    """Checkpoint folder patterns of the plug-in encoders and their controls (:data:`unfolded.registry.ENERGY_ENCODERS`)."""
+    from .registry import ENERGY_ENCODERS
+
+    return tuple(pattern for stem in ENERGY_ENCODERS for pattern in (f"{stem}_tied", f"{stem}_tied-*"))
+
+
+@torch.no_grad()
+def plugin_trained_energies(archive: Path, config: dict, samples: int | None = None,
+                            progress: bool = True) -> tuple[pd.DataFrame, pd.DataFrame]:
+    """The energies of the archived plug-in encoders (:mod:`unfolded.energy_encoders`), on ``energy_curves.samples``
+    test sequences drawn with ``energy_curves.seed`` (float64, at the trained depth).
+
+    Returns two tables. Per (dataset, model, seed, energy): the layer's summed energy (``energy``: ``layer``) and
+    each plug-in's energy around its own step (``energy``: the plug-in's name), with the non-increasing, strict and
+    active shares (:func:`unfolded.diagnostics.curve_summary_row`), the plug-in's guarantee, and
+    ``conditions_held``: the share of its steps whose input meets every margin of the plug-in's conditions
+    (:meth:`unfolded.energies.Energy.conditions`; NaN where it states none). Per (dataset, model, seed, layer): the
+    median over samples of the layer energy and of the token spread relative to layer 0 (the figure's curves)."""
+    from .data import sample_indices
+    from .diagnostics import curve_summary_row, relative_spread
+    from .traces import layer_trace
+
+    paths = _checkpoints(archive, plugin_models())
+    if not paths:
+        raise FileNotFoundError(f"no checkpoints of plug-in encoders {list(plugin_models())} under {archive}/checkpoints")
+    cfg = config["energy_curves"]
+    samples = cfg["samples"] if samples is None else samples
+    rows, layers = [], []
+    keys = ("samples", "steps", "monotone_fraction", "strict_fraction", "active_fraction", "monotone_fraction_active",
+            "max_increase", "collapse_layer")
+    for path in tqdm(paths, desc="plug-in energies", disable=not progress):
+        dataset, model, seed = path.parent.parent.name, path.parent.name, int(path.stem.removeprefix("seed"))
+        data = prepare(dataset, config, seed=seed)
+        module = load_checkpoint(path, data).double()
+        recorded = float(torch.load(path, map_location="cpu", weights_only=True)["test_accuracy"])
+        indices = sample_indices(samples, len(data.splits["test"][1]), cfg["seed"])
+        trace = layer_trace(module, data, "test", indices)
+        relative = relative_spread(trace.spread)
+        encoder = module.encoder
+        base = {"dataset": dataset, "model": model, "seed": seed, "test_accuracy": recorded,
+                "attention": bool(encoder.attention)}
+        row = curve_summary_row(trace.before, trace.after, relative)
+        rows.append({**base, "energy": "layer", "guarantee": "none (the sum over the layer's plug-ins)",
+                     "conditions_held": math.nan, **{key: row[key] for key in keys}})
+        held = _conditions_held(module, data, indices)
+        for name, (before, after) in trace.substeps.items():
+            row = curve_summary_row(before, after, relative)
+            rows.append({**base, "energy": name, "guarantee": encoder.substep_labels[name][1],
+                         "conditions_held": held.get(name, math.nan), **{key: row[key] for key in keys}})
+        energies, spreads = trace.energies.double(), relative
+        for layer in range(energies.shape[1]):
+            layers.append({**base, "layer": layer, "energy": float(energies[:, layer].median()),
+                           "relative_spread": float(spreads[:, layer].median())})
+    return pd.DataFrame(rows), pd.DataFrame(layers)
+
+
+def _conditions_held(module, data, indices: list[int]) -> dict[str, float]:
+    """Per plug-in of ``module``'s encoder, the share of its steps (sequence, layer) on the sequences ``indices``
+    whose input meets every margin of its conditions (``>= 0``): its guarantee's margins when it states them,
+    else all it reports; plug-ins that report none are left out."""
+    from .data import collate
+
+    encoder = module.encoder
+    sequences, labels = data.splits["test"]
+    batch = collate([(sequences[i], labels[i]) for i in indices])
+    if batch["inputs"].is_floating_point():
+        batch["inputs"] = batch["inputs"].double()
+    mask = batch["mask"]
+    instances = encoder.instances()
+    state = encoder.project(module.embed(batch), mask, instances)
+    counts: dict[str, list[int]] = {}
+    for _ in range(encoder.num_layers):
+        for name, instance in zip(encoder.plugin_names, instances, strict=True):
+            margins = instance.conditions(state, mask)
+            wanted = type(instance).guarantee_margins or tuple(margins)
+            if wanted:
+                ok = torch.ones(state.shape[0], dtype=torch.bool)
+                for key in wanted:
+                    ok &= (torch.as_tensor(margins[key]).expand(state.shape[0]) >= 0)
+                held, total = counts.setdefault(name, [0, 0])
+                counts[name] = [held + int(ok.sum()), total + int(ok.numel())]
+            state = instance.step(state, mask) if encoder.attention else instance.isolated_step(state, mask)
+    return {name: held / total for name, (held, total) in counts.items() if total}
 
 
 @torch.no_grad()

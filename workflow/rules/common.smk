@@ -129,6 +129,7 @@ def all_targets():
             ),
             "results/tables/study.md",
             *(figure_outputs("fig_input_retention") if HAVE_RECALL else []),
+            *(figure_outputs("fig_energies_trained") if HAVE_ENERGIES else []),
         ]
     targets = ["results/tables/claims.csv", "results/tables/claims.md"]
     included = config["figures"]["include"]
@@ -159,6 +160,8 @@ def all_targets():
         targets += DOCUMENTS  # the generated blocks quote every table of the default run
     if HAVE_RECALL:
         targets += figure_outputs("fig_input_retention")
+    if HAVE_ENERGIES:
+        targets += figure_outputs("fig_energies_trained")
     return targets
 
 
@@ -225,6 +228,14 @@ REALDATA_ARCHIVE = f"results/archive/{config['study']['realdata_id']}"
 HAVE_REALDATA = os.path.exists(f"{REALDATA_ARCHIVE}/provenance.json")
 
 
+# and the study of the plug-in energies as trained encoders (results/archive/<study.energies_id>), with its measurements
+ENERGIES_BLOCKS = ("energies-trained", "energies-trained-headline")
+ENERGIES_ARCHIVE = f"results/archive/{config['study']['energies_id']}"
+HAVE_ENERGIES = os.path.exists(f"{ENERGIES_ARCHIVE}/provenance.json") and os.path.exists(
+    f"{ENERGIES_ARCHIVE}/trained_energy_layers.csv"
+)
+
+
 def document_blocks():
     have_archive = os.path.exists(f"{ARCHIVE}/provenance.json")
     return [
@@ -233,6 +244,7 @@ def document_blocks():
         if (have_archive or name not in STUDY_BLOCKS)
         and (HAVE_RECALL or name not in RECALL_BLOCKS)
         and (HAVE_REALDATA or name not in REALDATA_BLOCKS)
+        and (HAVE_ENERGIES or name not in ENERGIES_BLOCKS)
     ]
 
 
@@ -281,6 +293,22 @@ def realdata_files():
         "figure6/learned_models.csv",
     )
     return [f"{REALDATA_ARCHIVE}/{name}" for name in names if os.path.exists(f"{REALDATA_ARCHIVE}/{name}")]
+
+
+def energies_files():
+    """The energies study's archive files its blocks and figure read (none when it is not archived)."""
+    if not HAVE_ENERGIES:
+        return []
+    names = (
+        "provenance.json",
+        "accuracy.csv",
+        "depth.csv",
+        "predictions.parquet",
+        "token_spread.csv",
+        "trained_energies.csv",
+        "trained_energy_layers.csv",
+    )
+    return [f"{ENERGIES_ARCHIVE}/{name}" for name in names if os.path.exists(f"{ENERGIES_ARCHIVE}/{name}")]
 
 
 def timed_jobs():

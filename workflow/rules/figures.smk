@@ -290,3 +290,23 @@ rule recall_figures:
     shell:
         "python -m unfolded recall-figures --config {params.config} --tables {input.retention} --out {output}"
         " > {log} 2>&1"
+
+
+rule energies_figures:
+    """The plug-in energies side by side, trained: drawn from the energies study's archive without training."""
+    input:
+        lambda wildcards: energies_files(),
+    output:
+        figure_outputs("fig_energies_trained"),
+    log:
+        "results/logs/figures/fig_energies_trained.log",
+    conda:
+        "../../environment.yml"
+    threads: 1
+    params:
+        code=code("energies-figures"),
+        config=inline_config(("figures",), exclude=("include",)),
+        archive=ENERGIES_ARCHIVE,
+    shell:
+        "python -m unfolded energies-figures --config {params.config} --archive {params.archive} --out {output}"
+        " > {log} 2>&1"

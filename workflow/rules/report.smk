@@ -46,6 +46,7 @@ rule documents:
         archive=archive_files(),
         recall=recall_files(),
         realdata=realdata_files(),
+        energies=energies_files(),
         study_config="config/study.yaml",
         benchmarks=lambda wildcards: timed_jobs(),
     output:

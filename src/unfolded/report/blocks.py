@@ -32,6 +32,7 @@ class Sources:
     superseded: tuple[str, ...] = ()
     recall_id: str = "recall-2026-12"
     realdata_id: str = "sst2-real-2026-12"
+    energies_id: str = "energies-2026-12"
     benchmarks: tuple[Path, ...] = ()
     benchmarks_root: Path = Path("results/benchmarks")
     energy_curves: tuple[Path, ...] = ()
@@ -92,6 +93,11 @@ class Sources:
         from .realdata import RealData
 
         return RealData(self.archive / self.realdata_id)
+
+    def energies_trial(self):
+        from .energies_trial import EnergiesTrial
+
+        return EnergiesTrial.load(self.archive / self.energies_id)
 
     def timings(self):
 
@@ -210,6 +216,18 @@ def _realdata_headline(s: Sources) -> str:
     return realdata_headline(s.realdata())
 
 
+def _energies_trained(s: Sources) -> str:
+    from .energies_trial import energies_trial_block
+
+    return energies_trial_block(s.energies_trial())
+
+
+def _energies_trained_headline(s: Sources) -> str:
+    from .energies_trial import energies_trial_headline
+
+    return energies_trial_headline(s.energies_trial())
+
+
 def _figures(s: Sources) -> str:
     from .synthetic import figures_block
 
@@ -273,6 +291,8 @@ RUN_BLOCKS: dict[str, Callable[[Sources], str]] = {
     "recall-headline": _recall_headline,
     "realdata": _realdata,
     "realdata-headline": _realdata_headline,
+    "energies-trained": _energies_trained,
+    "energies-trained-headline": _energies_trained_headline,
     "figures": _figures,
     "runtime": _runtime,
     "runtime-headline": _runtime_headline,

@@ -465,7 +465,7 @@ def trial_block(study: ArchivedStudy) -> str:
 
 def trial_headline(study: ArchivedStudy) -> str:
     """The README: the verdict table and one sentence each on the protocol, the controls, the token spread
-    and the cost."""
+    and the cost (the trained energies step by step are docs/results.md's, :func:`study_block`)."""
     from .trial import controls_sentence, sensitivity_sentence, spread_sentence, verdict_table
 
     verdicts = study.verdicts()
@@ -480,9 +480,4 @@ def trial_headline(study: ArchivedStudy) -> str:
     table = study.spread()
     if table is not None:
         lines += ["", "`derived` " + spread_sentence(table, short=True)]
-    if "trained_energies" in study.extras:
-        from ..summaries import trained_energy_table
-        from .trial import trained_energy_short
-
-        lines += ["", "`derived` " + trained_energy_short(trained_energy_table(study.extras["trained_energies"], study.runs))]
     return "\n".join(lines)

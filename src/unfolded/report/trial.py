@@ -129,19 +129,6 @@ def _left_out(table: pd.DataFrame) -> str:
         f"{r.dataset} {r.model} {int(r.did_not_train)}" for r in cells.itertuples())
 
 
-def trained_energy_short(table: pd.DataFrame) -> str:
-    """The README's sentence on the study's trained energies: counts only."""
-    theorems = table[table["guarantee"].str.startswith("theorem")]
-    counts = []
-    for name, label in (("total without the regulariser, layer", "the total"),
-                        ("total with the regulariser, layer", "the total with the regulariser")):
-        rows = table[table["energy"] == name]
-        counts.append(f"{label} in {int((rows['non_increasing_min'] >= 1.0).sum())} of {len(rows)}")
-    return (f"The study's trained layers, per step on every seed that trained ({_left_out(table)}): the theorem "
-            f"sub-steps never raise their energies in {int((theorems['non_increasing_min'] >= 1.0).sum())} of "
-            f"{len(theorems)} (task, model, sub-step) cells; {', '.join(counts)} (task, model) pairs never rise.")
-
-
 def trained_energy_sentence(table: pd.DataFrame) -> str:
     """Which energy the trained layers descend: each theorem's energy on its sub-step, and the two totals."""
     theorems = table[table["guarantee"].str.startswith("theorem")]
