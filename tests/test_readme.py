@@ -79,7 +79,8 @@ def _block(text: str, name: str) -> str:
 @pytest.mark.parametrize("name,document", [("study-headline", "README.md"), ("study", "docs/results.md"),
                                            ("study-superseded", "docs/results.md"), ("recall-headline", "README.md"),
                                            ("recall", "docs/results.md"), ("realdata-headline", "README.md"),
-                                           ("realdata", "docs/results.md")])
+                                           ("realdata", "docs/results.md"), ("energies-trained-headline", "README.md"),
+                                           ("energies-trained", "docs/energies.md")])
 def test_the_committed_study_blocks_are_what_the_renderer_makes_of_the_committed_archive(name, document):
     """The study blocks quote the archive alone: rendered now from results/archive, they equal the
     committed text, so a change of the archive or of the study prose that was not regenerated fails."""
@@ -92,7 +93,7 @@ def test_the_committed_study_blocks_are_what_the_renderer_makes_of_the_committed
                       study_id=config["study"]["id"], study_grid_jobs=len(run_specs(load_config("config/study.yaml"))),
                       kappas=tuple(config["synthetic"]["kappa"]["kappas"]), claims_tolerance=0.0,
                       superseded=tuple(config["study"]["superseded"]), recall_id=config["study"]["recall_id"],
-                      realdata_id=config["study"]["realdata_id"])
+                      realdata_id=config["study"]["realdata_id"], energies_id=config["study"]["energies_id"])
     assert render([name], sources)[name] == _block((ROOT / document).read_text(), name)
 
 
