@@ -164,9 +164,9 @@ def test_the_report_counts_descent_in_steps_and_depth_relative_to_L(tmp_path):
     assert table.loc["crate_ista", "non_increasing"] == table.loc["crate_ista", "steps"] == 8000
     assert table.loc["crate_mssa", "non_increasing"] == 2000
     sentence = descent_sentence(descent_table(trial))
-    assert "crate_ista never moves the wrong way" in sentence and "crate's crate_mssa on 25.0%" in sentence
+    assert "crate_ista never moves the wrong way" in sentence and "the wrong way: crate_mssa on 75.0% of steps" in sentence
     (row,) = depth_table(trial).to_dict("records")
-    assert row["L"] == 1.0 and row["L-2"] == row["2L"] == 0.5
+    assert row["trained_depth"] == 4 and row["L"] == 1.0 and row["L-2"] == row["2L"] == 0.5
 
 
 @pytest.mark.parametrize("gain, verdict", [(0.25, "helps"), (0.0, "not shown to help")])
@@ -177,7 +177,8 @@ def test_the_readme_table_states_each_energys_verdict_and_the_interaction_free_m
     (crate,) = [line for line in text.splitlines() if line.startswith("| crate |")]
     assert crate.endswith(f"{verdict} |")
     (hopfield,) = [line for line in text.splitlines() if line.startswith("| hopfield |")]
-    assert "(no mixing)" in hopfield
+    assert "no mixing" in hopfield
+    assert "| majority class | 0.500 |" in text
 
 
 def test_the_trained_energies_of_archived_plugin_encoders(tmp_path):

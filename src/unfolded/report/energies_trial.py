@@ -118,7 +118,7 @@ def depth_table(trial: EnergiesTrial) -> pd.DataFrame:
             for offset, depth_at in wanted.items():
                 value = float(at.get(depth_at, math.nan))
                 ratios[offset].append(value / base if base > 0 and not math.isnan(value) else math.nan)
-        row = {"dataset": dataset, "model": model, "L": trained}
+        row = {"dataset": dataset, "model": model, "trained_depth": trained}
         for offset in DEPTH_OFFSETS:
             label = "2L" if offset == "2L" else ("L" if offset == 0 else f"L{offset:+d}")
             row[label] = float(pd.Series(ratios[offset]).median())
@@ -155,18 +155,18 @@ def descent_sentence(table: pd.DataFrame) -> str:
     shown = table[~table["model"].str.contains("-") & (table["energy"] != "layer")]
     every, partial = [], []
     for r in shown.itertuples():
-        label = f"{_stem(r.model)}'s {r.energy}" if r.energy != _stem(r.model) else r.energy
+        label = r.energy
         if r.non_increasing == r.steps:
             every.append(label)
         else:
-            partial.append(f"{label} on {pct(r.non_increasing / r.steps)} (lowest: {r.lowest_task} {pct(r.lowest_share)})")
+            partial.append(f"{label} on {pct(1 - r.non_increasing / r.steps)}")
     parts = []
     if every:
         parts.append(f"{', '.join(every)} never move{'s' if len(every) == 1 else ''} the wrong way")
     if partial:
-        parts.append("these do not on every step: " + "; ".join(partial))
+        parts.append("the wrong way: " + ", ".join(partial) + " of steps")
     steps = int(shown["steps"].max()) if not shown.empty else 0
-    return (f"Trained, on test sequences (each plug-in's energy around its own step, up to {steps:,} steps per energy): "
+    return (f"Trained, each plug-in's energy around its own step on test sequences ({steps:,} steps per energy): "
             + "; ".join(parts) + ".")
 
 
@@ -177,18 +177,20 @@ def energies_trial_headline(trial: EnergiesTrial) -> str:
     free = _free_rows(trial)
     cells: dict[tuple[str, str], str] = {}
     for r in verdicts.itertuples():
-        cells[(_stem(r.model), r.dataset)] = f"{fmt(r.median)} {r.paired_gain:+.3f} p {_p(r.holm_p)} {_verdict_cell(r)}"
+        cells[(_stem(r.model), r.dataset)] = f"{fmt(r.median)} {r.paired_gain:+.3f} ({_p(r.holm_p)}) {_verdict_cell(r)}"
     for r in free.itertuples():
-        cells[(_stem(r.model), r.dataset)] = f"{fmt(r.median)} (no mixing)"
+        cells[(_stem(r.model), r.dataset)] = f"{fmt(r.median)} no mixing"
     tasks = sorted({task for _, task in cells})
     stems = [stem for stem in ENERGY_ENCODERS if any((stem, task) in cells for task in tasks)]
-    table = pd.DataFrame([{"energy": stem, **{task: cells.get((stem, task), "") for task in tasks}} for stem in stems])
-    seeds = sorted(int(s) for s in _picked(trial)["seed"].unique())
+    rows = [{"energy": stem, **{task: cells.get((stem, task), "") for task in tasks}} for stem in stems]
+    picked = _picked(trial)
+    majority = picked.groupby("dataset")["chance_accuracy"].median()
+    rows.append({"energy": "majority class", **{task: fmt(float(majority.get(task, math.nan))) for task in tasks}})
+    seeds = sorted(int(s) for s in picked["seed"].unique())
     return "\n".join([
-        f"`derived` Each plug-in trained as an encoder of its own step (study `{trial.path.name}`, seeds "
-        f"{seeds[0]}-{seeds[-1]}); per task: median test accuracy, paired gain over its interaction-free control, "
-        f"Holm p, verdict (the attention trial's rule):", "", compact_table(table), "",
-        descent_sentence(descent_table(trial))]).strip()
+        f"`derived` Study `{trial.path.name}`, seeds {seeds[0]}-{seeds[-1]}; a cell: median test accuracy, gain over "
+        f"the control (Holm p), verdict (the attention trial's rule):", "", compact_table(pd.DataFrame(rows)),
+        "", descent_sentence(descent_table(trial))]).strip()
 
 
 def energies_trial_block(trial: EnergiesTrial) -> str:
@@ -239,9 +241,9 @@ def energies_trial_block(trial: EnergiesTrial) -> str:
                           index=False, disable_numparse=True), ""]
     depth = depth_table(trial)
     if not depth.empty:
-        columns = [c for c in depth.columns if c not in ("dataset", "model", "L")]
+        columns = [c for c in depth.columns if c not in ("dataset", "model", "trained_depth")]
         shown = depth.assign(**{c: depth[c].map(lambda v: fmt(v, 2)) for c in columns})
         lines += [f"Depth extrapolation at inference (tied layers run at other depths; median over seeds of the test "
-                  f"accuracy relative to the trained depth L = {int(depth['L'].iloc[0])}):", "",
-                  shown.drop(columns=["L"]).to_markdown(index=False, disable_numparse=True), ""]
+                  f"accuracy relative to the trained depth L = {int(depth['trained_depth'].iloc[0])}):", "",
+                  shown.drop(columns=["trained_depth", "L"]).to_markdown(index=False, disable_numparse=True), ""]
     return "\n".join(lines).strip()

@@ -129,10 +129,9 @@ def figure6_headline(summary: pd.DataFrame, settings: dict) -> str:
         **{name: table[energy].map(_share) if energy in table else "" for energy, name in TOTALS.items()},
     })
     failing = table[~table["learned"]]
-    intro = (f"Non-increasing share of layer steps ({settings['samples']} test sequences, mean over seeds; test accuracy: "
-             "median); *sub-steps*: "
-             "the lowest of the three, each on its theorem's energy; *total*: the layer, without and with the authors' "
-             "regulariser:\n\n")
+    intro = (f"Non-increasing share of layer steps ({settings['samples']} test sequences, seed mean; accuracy: median); "
+             "*sub-steps*: the lowest of three, each on its theorem's energy; *total*: the layer, without and with the "
+             "authors' regulariser:\n\n")
     return (intro + compact_table(frame) + f"\n\n{len(failing)} of {len(table)} rows stay below the majority class + "
             f"{LEARNED_MARGIN:g} (did not learn here).")
 

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .format import compact_table, fmt
+from .format import fmt
 
 __all__ = ["RealData", "realdata_block", "realdata_headline"]
 
@@ -120,8 +120,12 @@ def realdata_headline(data: RealData) -> str:
     verdicts, one sentence on Figures 5-6 on the real data, and the deviations."""
     summary = data.summary
     majority = float(summary["chance_accuracy"].iloc[0])
-    table = accuracy_rows(data).drop(columns=["lr"]).rename(columns={"median test accuracy": "median test acc."})
-    table["median test acc."] = table["median test acc."].map(fmt)
+    table = accuracy_rows(data)
+    most = table["seeds"].max()
+    accuracies = ", ".join(f"{r['model']} {fmt(r['median test accuracy'])}"
+                           + (f" ({r['seeds']} run{'s' if r['seeds'] != 1 else ''})" if r["seeds"] != most else "")
+                           + (f" ({r['did not train']} n.t.)" if r["did not train"] else "")
+                           for r in table.to_dict("records"))
     verdicts = _verdicts(data)
     cells = "; ".join(f"{r.model} {r.paired_gain:+.3f} (p {_p(r.holm_p)}): {r.verdict}"
                       + (" (cap)" if getattr(r, "capped", False) else "")
@@ -147,8 +151,8 @@ def realdata_headline(data: RealData) -> str:
     return "\n".join([
         f"`derived` GLUE's SST-2 ({int(data.runs['test_count'].dropna().iloc[0]):,} dev phrases as test, "
         f"majority {fmt(majority)}), seeds {seeds[0]}-{seeds[-1]}, rates picked on other seeds; "
-        f"run `{data.path.name}`; n.t.: did not train:", "",
-        compact_table(table.rename(columns={"did not train": "n.t."})), "",
+        f"run `{data.path.name}`; median test accuracy"
+        + (" (n.t.: did not train)" if table["did not train"].any() else "") + f": {accuracies}.", "",
         (f"Attention's gain over its no-attention control (seeds paired, Holm): {cells}." if cells else "")
         + _spread_clause(data),
         "", curve_text, "", _deviations(data, short=True)]).replace("\n\n\n", "\n\n").strip()

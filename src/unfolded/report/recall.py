@@ -303,9 +303,7 @@ def _depth_counts(archive: RecallArchive) -> str:
 def recall_headline(archive: RecallArchive) -> str:
     """The README: why the exact model failed, whether exact_recall learned, the study verdicts and the depth
     criterion, in two compact sentences (the details are in :func:`recall_block`)."""
-    cells = "; ".join(f"{r['dataset']}, {r['text']} (probe {r['probe_correct']} of {r['test_count']}; thresholds "
-                      f"{r['forgot_below']:g} and {r['optimisation_from']:g}; the model answering "
-                      f"{'one class' if r['predicted_classes'] == 1 else str(r['predicted_classes']) + ' classes'})"
+    cells = "; ".join(f"{r['dataset']}, {r['text']} (probe {r['probe_correct']} of {r['test_count']})"
                       for r in readings(archive))
     lines = []
     if cells:

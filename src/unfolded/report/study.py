@@ -408,7 +408,7 @@ def trial_block(study: ArchivedStudy) -> str:
              "counted apart (n.t.); every verdict is also computed with them kept. `*`: a reference, not a ceiling.",
              "",
              verdict_table(verdicts), "", sensitivity_sentence(verdicts), ""]
-    controls = controls_sentence(study.controls())
+    controls = controls_sentence(study.controls(), short=True)
     if controls:
         lines += [controls, ""]
     table = study.spread()
@@ -470,11 +470,10 @@ def trial_headline(study: ArchivedStudy) -> str:
 
     verdicts = study.verdicts()
     lines = [verdict_table(verdicts, compact=True), "",
-             _trial_provenance(study, short=True) + " Exact paired sign-flip test over seeds (each seed's two "
-             f"runs share its split), Holm over the {len(verdicts)} rows; `*`: a bag-of-words reference, not a "
-             "ceiling; n.t.: runs that did not train, counted apart. "
-             f"{sensitivity_sentence(verdicts)} Rule and details: docs/results.md."]
-    controls = controls_sentence(study.controls())
+             _trial_provenance(study, short=True) + " Exact paired sign-flip test over seeds (a seed's two runs "
+             f"share its split), Holm over the {len(verdicts)} rows; `*`: a bag-of-words reference; n.t.: did not train, "
+             f"counted apart. {sensitivity_sentence(verdicts, short=True)} Rule and details: docs/results.md."]
+    controls = controls_sentence(study.controls(), short=True)
     if controls:
         lines += ["", controls]
     table = study.spread()

@@ -59,10 +59,11 @@ def verdict_table(verdicts: pd.DataFrame, compact: bool = False) -> str:
     return compact_table(pd.DataFrame(rows)) if compact else pd.DataFrame(rows).to_markdown(index=False, disable_numparse=True)
 
 
-def sensitivity_sentence(verdicts: pd.DataFrame) -> str:
+def sensitivity_sentence(verdicts: pd.DataFrame, short: bool = False) -> str:
     """The verdicts with the runs that did not train kept in (the same rule and correction): which differ,
     so that the stated verdict reads "depends on runs that did not train"; and which verdicts may reflect
-    under-training (at least half the seeds of the model or its control at the epoch cap)."""
+    under-training (at least half the seeds of the model or its control at the epoch cap); ``short``: the README's
+    wording."""
     count = int((verdicts["did_not_train"] + verdicts["control_did_not_train"]).sum())
     if count == 0:
         text = "Every picked run trained."
@@ -79,7 +80,8 @@ def sensitivity_sentence(verdicts: pd.DataFrame) -> str:
     if not capped.empty:
         cells = ", ".join(f"{r.dataset} {r.model} ({int(r.at_cap)}/{int(r.seeds)} and {int(r.control_at_cap)}/"
                           f"{int(r.control_seeds)} seeds)" for r in capped.itertuples())
-        text += (f" (cap): at least half the seeds of the model or its control ran to the epoch cap, so the verdict "
+        text += (f" (cap): half the seeds or more at the epoch cap: {cells}." if short else
+                 f" (cap): at least half the seeds of the model or its control ran to the epoch cap, so the verdict "
                  f"may reflect under-training: {cells}.")
     return text
 
@@ -151,10 +153,17 @@ def trained_energy_sentence(table: pd.DataFrame) -> str:
             + "; ".join(parts) + ".")
 
 
-def controls_sentence(controls: pd.DataFrame) -> str:
-    """How far the interaction-free controls stay from their ceilings (a control > 3 SE above is a bug)."""
+def controls_sentence(controls: pd.DataFrame, short: bool = False) -> str:
+    """How far the interaction-free controls stay from their ceilings (a control > 3 SE above is a bug); ``short``:
+    the count and the control closest to its ceiling only."""
     if controls.empty:
         return ""
+    if short:
+        top = controls.loc[controls["excess_in_se"].idxmax()]
+        above = int((controls["excess_in_se"] > 3).sum())
+        return (f"Controls: {above} of {len(controls)} more than 3 standard errors above the no-interaction ceiling "
+                f"(highest: {top['dataset']} {top['control']}, best seed {fmt(top['best_seed'])}, "
+                f"{top['excess_in_se']:+.1f} SE).")
     cells = ", ".join(f"{r.dataset} {r.control} best seed {fmt(r.best_seed)} ({r.excess_in_se:+.1f} SE)"
                       for r in controls.itertuples())
     above = int((controls["excess_in_se"] > 3).sum())
@@ -191,7 +200,7 @@ def spread_sentence(table: pd.DataFrame, short: bool = False) -> str:
         ranges = shown.groupby("model")["median"].agg(["min", "max"])
         cells = ", ".join(f"{model} {ranges.loc[model, 'min']:.3g}-{ranges.loc[model, 'max']:.3g}"
                           for model in SPREAD_MODELS if model in ranges.index)
-        return (f"Token spread after the last layer relative to the input (median over runs, range over tasks): {cells}; "
+        return (f"Last-layer token spread / the input's (median over runs, range over tasks): {cells}; "
                 f"collapsed (below {COLLAPSE_THRESHOLD:g} in most runs): {which}.")
     cells = []
     for dataset, group in shown.groupby("dataset", sort=True):
