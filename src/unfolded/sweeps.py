@@ -210,7 +210,8 @@ def plugin_trained_energies(archive: Path, config: dict, samples: int | None = N
 def _conditions_held(module, data, indices: list[int]) -> dict[str, float]:
     """Per plug-in of ``module``'s encoder, the share of its steps (sequence, layer) on the sequences ``indices``
     whose input meets every margin of its conditions (``>= 0``): its guarantee's margins when it states them,
-    else all it reports; plug-ins that report none are left out."""
+    else all it reports, and for a continuous-time guarantee the discrete step's relative size
+    (``relative_step``); plug-ins that report none are left out."""
     from .data import collate
 
     encoder = module.encoder
@@ -226,6 +227,8 @@ def _conditions_held(module, data, indices: list[int]) -> dict[str, float]:
         for name, instance in zip(encoder.plugin_names, instances, strict=True):
             margins = instance.conditions(state, mask)
             wanted = type(instance).guarantee_margins or tuple(margins)
+            if type(instance).guarantee == "continuous-time" and "relative_step" in margins:
+                wanted = (*wanted, "relative_step")  # a discrete step descends only below the stated relative size
             if wanted:
                 ok = torch.ones(state.shape[0], dtype=torch.bool)
                 for key in wanted:
