@@ -10,6 +10,16 @@ STAMP := $(VENV)/.installed
 
 .PHONY: all install install-glove lock test test-fast test-paper test-slurm lint benchmark clean-results docs-figures readme mutation study-select study-archive-selection recall-figure6-search recall-select recall-check recall-measure energies-select energies energies-measure sst2-real-select sst2-real sst2-real-figures study study-figures study-depth-check figure6-search figure6-models gpu-check
 
+# A learning-rate selection (step 1 of a study): every model on its grid over the configs $(1), its every run, validation
+# answers and summary kept as results/tables/selection_* (the archive takes them), and the picks written to $(2)
+define select_rates
+	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile $(1)
+	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
+	cp results/tables/accuracy.csv results/tables/selection_runs.csv
+	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
+	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out $(2)
+endef
+
 all: $(STAMP)
 	$(BIN)/snakemake --cores all
 
@@ -83,11 +93,7 @@ mutation: $(STAMP)
 # results/tables/selection_* (archived with step 2, or added to an archive by `make study-archive-selection`).
 STUDY_ID ?= attention-2026-12
 study-select: $(STAMP)
-	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile config/study.yaml config/study-selection.yaml
-	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
-	cp results/tables/accuracy.csv results/tables/selection_runs.csv
-	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
-	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/study-picks.yaml
+	$(call select_rates,config/study.yaml config/study-selection.yaml,config/study-picks.yaml)
 
 # The selection of an archived study, run again (make study-select, from a clean tree) and added to its archive
 study-archive-selection: $(STAMP)
@@ -142,11 +148,7 @@ recall-figure6-search: $(STAMP)
 
 # Study setting, step 1: the learning rates on the selection seeds (commit config/recall-picks.yaml)
 recall-select: $(STAMP)
-	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile $(RECALL_STUDY) config/recall-selection.yaml
-	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
-	cp results/tables/accuracy.csv results/tables/selection_runs.csv
-	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
-	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/recall-picks.yaml
+	$(call select_rates,$(RECALL_STUDY) config/recall-selection.yaml,config/recall-picks.yaml)
 
 # Step 2, from a clean tree: both settings on fresh seeds and fresh test splits, archived with their checkpoints,
 # then the depth profile and the input retention of every archived model
@@ -184,11 +186,7 @@ recall-measure: $(STAMP)
 SST2_ID ?= sst2-real-2026-12
 SST2_CONFIGS := config/study.yaml config/sst2-real.yaml
 sst2-real-select: install-glove
-	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile $(SST2_CONFIGS) config/sst2-real-selection.yaml
-	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
-	cp results/tables/accuracy.csv results/tables/selection_runs.csv
-	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
-	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/sst2-real-picks.yaml
+	$(call select_rates,$(SST2_CONFIGS) config/sst2-real-selection.yaml,config/sst2-real-picks.yaml)
 
 # Step 2, from a clean tree: Figures 5-6 for sst2, the comparison on fresh seeds, archived with the data's SHA-256 (never
 # the data), the Figure 6 recipe's models, and the trained energies of the archived checkpoints
@@ -224,11 +222,7 @@ sst2-real-figures: install-glove
 ENERGIES_ID ?= energies-2026-12
 ENERGIES_STUDY := config/study.yaml config/energies.yaml
 energies-select: $(STAMP)
-	$(BIN)/snakemake results/tables/accuracy_summary.csv --cores all --configfile $(ENERGIES_STUDY) config/energies-selection.yaml
-	cp results/tables/accuracy_summary.csv results/tables/selection_summary.csv
-	cp results/tables/accuracy.csv results/tables/selection_runs.csv
-	cp results/tables/val_predictions.parquet results/tables/selection_val_predictions.parquet
-	$(BIN)/python -m unfolded pick-rates --summary results/tables/selection_summary.csv --out config/energies-picks.yaml
+	$(call select_rates,$(ENERGIES_STUDY) config/energies-selection.yaml,config/energies-picks.yaml)
 
 # Step 2, from a clean tree: fresh seeds on fresh test splits, archived with weights-only checkpoints (and depth.csv, the
 # depth extrapolation of every run), then the energies of the trained models (inference on the archived checkpoints)

@@ -90,7 +90,7 @@ def test_the_loss_reaches_the_plugins_tensors(stem):
 def test_crates_dictionary_stays_inside_the_step_condition():
     """``eta |D|^2 <= 1`` at every forward pass, however far the raw parameter moves."""
     encoder = _encoder("crate", 0)
-    raw = dict(encoder.raw[1].items())["D"]
+    raw = encoder.raw[1]["D"]
     with torch.no_grad():
         raw.mul_(25.0)
     ista = encoder.instances()[1]
@@ -147,7 +147,7 @@ def _trial(tmp_path, gains):
     energies = pd.DataFrame([
         {"dataset": "equality", "model": "crate_tied", "seed": s, "energy": energy, "guarantee": "g", "steps": 800,
          "monotone_fraction": share, "strict_fraction": 0.5, "active_fraction": 1.0, "conditions_held": 1.0,
-         "test_accuracy": 0.9}
+         "test_accuracy": 0.9, "non_increasing": int(800 * share), "strict": 400, "active": 800}
         for s in range(40, 50) for energy, share in (("crate_ista", 1.0), ("crate_mssa", 0.25), ("layer", 0.5))])
     depth = pd.DataFrame([{"dataset": "equality", "model": "crate_tied", "lr": 0.01, "seed": s, "depth": d,
                            "test_accuracy": 0.9 if d == 4 else 0.45, "trained_depth": 4}
@@ -205,6 +205,7 @@ def test_the_trained_energies_of_archived_plugin_encoders(tmp_path):
     crate = table[table["model"] == "crate_tied"].set_index("energy")
     assert set(crate.index) == {"layer", "crate_mssa", "crate_ista"}
     assert (crate["steps"] == 6 * 2).all() and crate["monotone_fraction"].between(0, 1).all()
+    assert (crate["non_increasing"] == (crate["monotone_fraction"] * crate["steps"]).round()).all()
     control = table[table["model"] == "crate_tied-no_attention"].set_index("energy")
     assert control.loc["crate_mssa", "monotone_fraction"] == 1.0  # the control leaves the tokens where they were
     clustering = table[table["model"] == "token_clustering_tied"].set_index("energy")

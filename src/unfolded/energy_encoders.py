@@ -25,6 +25,7 @@ import torch
 from torch import Tensor, nn
 
 from .diagnostics import token_spread
+from .energies.base import sense_oriented
 from .models import EncoderOutput, LayerTrace, _energy_precision, _relative_update
 from .registry import ENERGY_ENCODERS
 
@@ -83,8 +84,6 @@ class PluginEncoder(nn.Module):
 
     def curve_energy(self, Y: Tensor, mask: Tensor | None, instances: list) -> Tensor:
         """The sum of the plug-ins' oriented energies at ``Y``, ``(b,)``."""
-        from .energies.base import sense_oriented
-
         Y = _energy_precision(Y)
         return sum(sense_oriented(type(instance).sense, instance.energy(Y, mask)) for instance in instances)
 
@@ -138,12 +137,9 @@ class PluginEncoder(nn.Module):
             Y = state
         energies = torch.stack(energies, -1)
         nan = torch.full_like(energies[:, 1:], float("nan"))
-        oriented = {name: (sense_sign(instance) * torch.stack(before, -1), sense_sign(instance) * torch.stack(after, -1))
-                    for (name, (before, after)), instance in zip(pairs.items(), instances, strict=False)}
+        sense = {name: type(instance).sense for name, instance in zip(self.plugin_names, instances, strict=True)}
+        oriented = {name: tuple(sense_oriented(sense[name], torch.stack(values, -1)) for values in (before, after))
+                    for name, (before, after) in pairs.items()}
         return LayerTrace(energies, energies[:, :-1], nan, energies[:, 1:], torch.stack(spread, -1),
                           torch.stack(update, -1), substeps=oriented)
 
-
-def sense_sign(instance) -> float:
-    """+1 for an energy the dynamics descend, -1 for one they ascend (so that a rise is always the wrong way)."""
-    return 1.0 if type(instance).sense == "min" else -1.0

@@ -170,8 +170,12 @@ def plugin_trained_energies(archive: Path, config: dict, samples: int | None = N
     (:meth:`unfolded.energies.Energy.conditions`; NaN where it states none). Per (dataset, model, seed, layer): the
     median over samples of the layer energy and of the token spread relative to layer 0 (the figure's curves)."""
     from .data import sample_indices
-    from .diagnostics import curve_summary_row, relative_spread
+    from .diagnostics import active_steps, curve_summary_row, non_increasing, relative_spread, strict_decrease
     from .traces import layer_trace
+
+    def counts(before, after, relative) -> dict:  # exact step counts, what the report's rules compare
+        return {"non_increasing": int(non_increasing(before, after).sum()), "strict": int(strict_decrease(before, after).sum()),
+                "active": int(active_steps(relative).sum())}
 
     paths = _checkpoints(archive, plugin_models())
     if not paths:
@@ -194,12 +198,14 @@ def plugin_trained_energies(archive: Path, config: dict, samples: int | None = N
                 "attention": bool(encoder.attention)}
         row = curve_summary_row(trace.before, trace.after, relative)
         rows.append({**base, "energy": "layer", "guarantee": "none (the sum over the layer's plug-ins)",
-                     "conditions_held": math.nan, **{key: row[key] for key in keys}})
+                     "conditions_held": math.nan, **{key: row[key] for key in keys},
+                     **counts(trace.before, trace.after, relative)})
         held = _conditions_held(module, data, indices)
         for name, (before, after) in trace.substeps.items():
             row = curve_summary_row(before, after, relative)
             rows.append({**base, "energy": name, "guarantee": encoder.substep_labels[name][1],
-                         "conditions_held": held.get(name, math.nan), **{key: row[key] for key in keys}})
+                         "conditions_held": held.get(name, math.nan), **{key: row[key] for key in keys},
+                         **counts(before, after, relative)})
         energies, spreads = trace.energies.double(), relative
         for layer in range(energies.shape[1]):
             layers.append({**base, "layer": layer, "energy": float(energies[:, layer].median()),

@@ -50,14 +50,9 @@ class CrateISTA(Energy):
         """``|D|^2`` (spectral norm), the gradient's Lipschitz constant."""
         return float(torch.linalg.matrix_norm(self.D.detach(), 2)) ** 2
 
-    @classmethod
-    def train_instance(cls, d: int, generator: torch.Generator) -> CrateISTA:
-        """The code's settings, ``eta = lambda = 0.1``, with a random well-conditioned ``D`` (learned, kept at
-        ``|D|^2 <= 1 / eta`` by :meth:`constrained`)."""
-        return cls.curve_instance(d, generator)
-
     def constrained(self, name: str, raw: Tensor) -> Tensor:
-        """``D`` scaled down where needed so that ``eta |D|^2 <= 1``: the step condition of both guarantees."""
+        """``D`` scaled down where needed so that ``eta |D|^2 <= 1``: the step condition of both guarantees (a trained
+        encoder starts from :meth:`curve_instance`, the code's ``eta = lambda = 0.1``)."""
         if name != "D":
             return raw
         bound = 1.0 / math.sqrt(self.eta)

@@ -13,7 +13,7 @@ from pathlib import Path
 import pandas as pd
 
 from ..registry import ENERGY_ENCODERS
-from .format import compact_table, fmt, pct
+from .format import compact_table, fmt, optional_table, pct
 
 __all__ = ["DEPTH_OFFSETS", "EnergiesTrial", "depth_table", "descent_sentence", "descent_table", "energies_trial_block",
            "energies_trial_headline", "trial_verdicts"]
@@ -40,13 +40,8 @@ class EnergiesTrial:
 
         path = Path(path)
         runs, _, depth, provenance = load_archive(path)
-
-        def table(name: str) -> pd.DataFrame:
-            file = path / name
-            return pd.read_csv(file) if file.exists() and file.read_text().strip() else pd.DataFrame()
-
-        return cls(path, provenance, runs, depth, table("trained_energies.csv"), table("trained_energy_layers.csv"),
-                   load_extras(path))
+        return cls(path, provenance, runs, depth, optional_table(path / "trained_energies.csv"),
+                   optional_table(path / "trained_energy_layers.csv"), load_extras(path))
 
     @property
     def predictions(self) -> pd.DataFrame | None:
@@ -74,9 +69,9 @@ def _picked(trial: EnergiesTrial) -> pd.DataFrame:
 
 
 def descent_table(trial: EnergiesTrial) -> pd.DataFrame:
-    """Per (model, energy), pooled over tasks and the seeds that trained: steps, the non-increasing, strict and
-    active shares (exact counts of steps), the share of steps whose input met the plug-in's conditions, and the
-    task with the lowest non-increasing share."""
+    """Per (model, energy), pooled over tasks and the seeds that trained: the counts of steps, non-increasing,
+    strictly decreasing and active steps (integers, as measured), the share of steps whose input met the plug-in's
+    conditions, and the task with the lowest non-increasing share."""
     if trial.energies.empty:
         return pd.DataFrame()
     picked = _picked(trial)[["dataset", "model", "seed", "did_not_train"]]
@@ -85,17 +80,15 @@ def descent_table(trial: EnergiesTrial) -> pd.DataFrame:
     rows = []
     for (model, energy), group in table.groupby(["model", "energy"], sort=False):
         steps = group["steps"].astype(int)
-        kept = (group["monotone_fraction"] * steps).round().astype(int)
-        strict = (group["strict_fraction"] * steps).round().astype(int)
-        active = (group["active_fraction"] * steps).round().astype(int)
-        by_task = group.assign(kept=kept, steps_=steps).groupby("dataset")[["kept", "steps_"]].sum()
-        worst = (by_task["kept"] / by_task["steps_"]).idxmin()
+        by_task = group.groupby("dataset")[["non_increasing", "steps"]].sum()
+        worst = (by_task["non_increasing"] / by_task["steps"]).idxmin()
         held = group["conditions_held"]
         rows.append({"model": model, "energy": energy, "guarantee": group["guarantee"].iloc[0], "runs": len(group),
-                     "steps": int(steps.sum()), "non_increasing": int(kept.sum()), "strict": int(strict.sum()),
-                     "active": int(active.sum()),
+                     "steps": int(steps.sum()), "non_increasing": int(group["non_increasing"].sum()),
+                     "strict": int(group["strict"].sum()), "active": int(group["active"].sum()),
                      "conditions_held": float((held * steps).sum() / steps.sum()) if held.notna().all() else math.nan,
-                     "lowest_task": worst, "lowest_share": float(by_task.loc[worst, "kept"] / by_task.loc[worst, "steps_"])})
+                     "lowest_task": worst,
+                     "lowest_share": float(by_task.loc[worst, "non_increasing"] / by_task.loc[worst, "steps"])})
     return pd.DataFrame(rows)
 
 

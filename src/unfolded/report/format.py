@@ -6,7 +6,7 @@ import math
 
 import pandas as pd
 
-__all__ = ["compact_table", "epochs_cell", "fmt", "lr_cell", "p_text", "pct", "range_text"]
+__all__ = ["compact_table", "epochs_cell", "fmt", "lr_cell", "optional_table", "p_text", "pct", "range_text"]
 
 
 def pct(value: float) -> str:
@@ -62,3 +62,11 @@ def compact_table(frame: pd.DataFrame) -> str:
     lines = ["| " + " | ".join(cell(c) for c in frame.columns) + " |", "|" + "|".join(align) + "|"]
     lines += ["| " + " | ".join(cell(v) for v in row) + " |" for row in frame.itertuples(index=False)]
     return "\n".join(lines)
+
+
+def optional_table(path) -> pd.DataFrame:
+    """An archive's CSV table that may be absent or empty: an empty frame then."""
+    from pathlib import Path
+
+    path = Path(path)
+    return pd.read_csv(path) if path.exists() and path.read_text().strip() else pd.DataFrame()

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from .format import fmt
+from .format import fmt, optional_table
 
 __all__ = ["RecallArchive", "recall_block", "recall_headline"]
 
@@ -40,16 +40,15 @@ class RecallArchive:
         runs, _, _, provenance = load_archive(path)
         extras = load_extras(path)
 
-        def table(name: str) -> pd.DataFrame:
-            file = path / name
-            return pd.read_csv(file) if file.exists() and file.read_text().strip() else pd.DataFrame()
-
         def named(frame: pd.DataFrame) -> pd.DataFrame:  # the check's own Figure 6 folder, named as a path
             if "source" in frame:
                 frame = frame.assign(source=frame["source"].replace({"figure6": f"{path.name}/figure6"}))
             return frame
 
         learned_meta = path / "figure6" / "provenance.json"
+        def table(name: str) -> pd.DataFrame:
+            return optional_table(path / name)
+
         return cls(path, provenance, runs, extras.get("predictions"), table("figure6/learned_models.csv"),
                    json.loads(learned_meta.read_text()) if learned_meta.exists() else {},
                    named(table("depth_profile.csv")), named(table("input_retention.csv")),
